@@ -1,0 +1,102 @@
+//! Typed errors at the engine's boundary. One enum per family of operations, so that a caller
+//! can tell "your input is bad" from "the disk failed" from "this log must be reopened".
+
+use std::path::PathBuf;
+
+use crate::batch::BatchError;
+use crate::limits::BATCH_SIZE_BYTES_MAX;
+
+/// Why an I/O operation failed, with the file it touched.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {path:?}: {source}")]
+pub struct IoError {
+    pub op: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl IoError {
+    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: impl Into<std::io::Error>) -> Self {
+        IoError { op, path: path.into(), source: source.into() }
+    }
+
+    /// True when the disk is full: the caller may retry once space returns.
+    pub fn is_no_space(&self) -> bool {
+        self.source.raw_os_error() == Some(libc::ENOSPC)
+    }
+}
+
+/// Errors from `Log::append`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    #[error("invalid batch #{index} in request: {source}")]
+    InvalidBatch {
+        index: usize,
+        #[source]
+        source: BatchError,
+    },
+    #[error("batch #{index} is {size_bytes} bytes, limit {BATCH_SIZE_BYTES_MAX}")]
+    BatchTooLarge { index: usize, size_bytes: u64 },
+    #[error("append of no batches")]
+    Empty,
+    #[error("disk full: {0}")]
+    NoSpace(#[source] IoError),
+    #[error("log fenced by an earlier I/O error ({reason}); it must be reopened")]
+    Fenced { reason: String },
+    #[error("log is closed")]
+    Closed,
+    #[error(transparent)]
+    Io(IoError),
+}
+
+/// Errors from `Log::read` and friends.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    #[error("offset {offset} out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange { offset: u64, log_start_offset: u64, log_end_offset: u64 },
+    #[error("corrupt batch at offset {offset} in {path:?} position {position}: {source}")]
+    Corrupt {
+        offset: u64,
+        path: PathBuf,
+        position: u64,
+        #[source]
+        source: BatchError,
+    },
+    #[error(transparent)]
+    Io(IoError),
+}
+
+/// Errors from `Log::open`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error("invalid log configuration: {0}")]
+    Config(String),
+    #[error("corrupt log in {path:?}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Io(IoError),
+}
+
+/// Errors from `Log::close`, retention and other maintenance.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MaintenanceError {
+    #[error("log fenced by an earlier I/O error ({reason}); it must be reopened")]
+    Fenced { reason: String },
+    #[error(transparent)]
+    Io(IoError),
+}
+
+impl From<IoError> for AppendError {
+    fn from(e: IoError) -> Self {
+        if e.is_no_space() {
+            AppendError::NoSpace(e)
+        } else {
+            AppendError::Io(e)
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! shardlog storage engine.
+//!
+//! One partition is one `Log`: an append-only sequence of Kafka RecordBatch v2 batches,
+//! stored in segment files written with O_DIRECT through io_uring (glommio `DmaFile`). A `Log`
+//! is owned by one glommio executor and is `!Send`; the broker pins each partition to a shard.
+//!
+//! Start at `log.rs` (append / read / roll / retention), then `segment/appender.rs` (the write
+//! path and its durability contract) and `recovery.rs` (what happens on open).
+
+pub mod batch;
+mod cache;
+pub mod catalog;
+pub mod error;
+mod fs;
+pub mod group_offsets;
+pub mod limits;
+mod log;
+mod recovery;
+mod segment;
+
+pub use catalog::{Catalog, Durability, TopicConfig};
+pub use error::{AppendError, IoError, MaintenanceError, OpenError, ReadError};
+pub use log::{has_clean_shutdown_marker, AppendInfo, Log, LogConfig, LogStats, ReadBatches, RetentionOutcome};
+pub use segment::appender::AppenderStats;

@@ -1,0 +1,92 @@
+//! Every bound the engine enforces, as a named constant with its unit, and the compile-time
+//! checks that tie them together. A limit lives here so that a reader can see, in one place,
+//! how much memory, disk and time one partition may take.
+
+/// Size of the Kafka RecordBatch v2 header: every field up to and including `recordsCount`.
+pub const BATCH_HEADER_BYTES: usize = 61;
+
+/// Largest RecordBatch accepted on append (Kafka's `message.max.bytes` is ~1 MiB; we allow 8 MiB
+/// so that one large producer batch still fits, while a hostile length cannot make us allocate
+/// more than this per batch).
+pub const BATCH_SIZE_BYTES_MAX: u32 = 8 << 20;
+
+/// Most records one batch may claim. A batch of 1-byte records with minimal framing takes at
+/// least 7 bytes a record, so this is above anything a valid 8 MiB batch can hold.
+pub const BATCH_RECORDS_MAX: u32 = BATCH_SIZE_BYTES_MAX / 7;
+
+/// Most header entries one record may carry (Kafka has no hard limit; this bounds iteration).
+pub const RECORD_HEADERS_MAX: u32 = 1 << 16;
+
+/// O_DIRECT alignment we plan for: the device here reports 512, but 4 KiB covers every
+/// Advanced-Format disk and NVMe namespace we expect.
+pub const IO_ALIGN_BYTES: u64 = 4096;
+
+/// Smallest and largest segment a topic may configure. Segment positions are stored as u32 in
+/// the index, so a segment must stay below 4 GiB.
+pub const SEGMENT_SIZE_BYTES_MIN: u64 = 64 << 10;
+pub const SEGMENT_SIZE_BYTES_MAX: u64 = 1 << 30;
+/// Default roll size (Redpanda's default; Kafka's is 1 GiB).
+pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 128 << 20;
+
+/// Preallocation step for the active segment: fallocate this much ahead of the write position,
+/// so ENOSPC surfaces before bytes are accepted and writes do not allocate extents.
+pub const PREALLOCATE_STEP_BYTES: u64 = 32 << 20;
+
+/// One DMA write buffer (a "chunk"). fio here needs ≥ 1 MiB requests with several in flight to
+/// approach the disk's bandwidth (docs/benchmarks.md).
+pub const WRITE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Chunk writes in flight per partition at once.
+pub const WRITES_IN_FLIGHT_MAX: usize = 8;
+
+/// Free chunk buffers kept per partition for reuse (avoids mmap/munmap and page faults).
+pub const CHUNK_POOL_BUFFERS_MAX: usize = WRITES_IN_FLIGHT_MAX + 2;
+
+/// Bytes accepted but not yet written to disk before `append` waits (backpressure): bounds the
+/// memory one partition can pin when producers outrun the disk.
+pub const UNWRITTEN_BYTES_MAX: u64 = 64 << 20;
+
+/// One sparse index entry per this many bytes of log (Kafka: `index.interval.bytes` = 4096;
+/// Redpanda: 32 KiB). Reads scan at most this far past an entry.
+pub const INDEX_INTERVAL_BYTES: u32 = 32 << 10;
+
+/// Most entries one segment's index may hold; a segment is at most
+/// `SEGMENT_SIZE_BYTES_MAX / INDEX_INTERVAL_BYTES` entries plus one per batch that crosses an
+/// interval, so twice that bound is ample.
+pub const INDEX_ENTRIES_MAX: usize = 2 * (SEGMENT_SIZE_BYTES_MAX / INDEX_INTERVAL_BYTES as u64) as usize;
+
+/// Bytes of recent batches kept in memory per partition so that tail reads need no disk I/O.
+pub const TAIL_CACHE_BYTES_DEFAULT: u64 = 16 << 20;
+
+/// Largest read buffer one `read` call allocates; bigger `bytes_max` values are clamped.
+pub const READ_BYTES_MAX: u32 = 16 << 20;
+
+/// Scan buffer used by recovery (reads this much of a segment per DMA read).
+pub const RECOVERY_READ_BYTES: usize = 4 << 20;
+
+/// Topic names follow Kafka: `[A-Za-z0-9._-]{1,249}`, never `.` or `..`.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+/// Partitions per topic (Kafka has no hard limit; this bounds catalog size and memory).
+pub const PARTITIONS_PER_TOPIC_MAX: u32 = 10_000;
+
+/// Topics per catalog.
+pub const TOPICS_MAX: usize = 10_000;
+
+/// Consumer-group names are bounded like topic names, but may use any printable ASCII.
+pub const GROUP_NAME_BYTES_MAX: usize = 255;
+
+/// Committed-offset metadata string bound (Kafka: `offset.metadata.max.bytes` = 4096).
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+
+/// Rewrite (compact) the group-offsets log once it holds this many bytes.
+pub const GROUP_OFFSETS_COMPACT_BYTES: u64 = 64 << 20;
+
+const _: () = assert!(SEGMENT_SIZE_BYTES_MAX < u32::MAX as u64);
+const _: () = assert!(SEGMENT_SIZE_BYTES_MIN.is_multiple_of(IO_ALIGN_BYTES));
+const _: () = assert!((WRITE_CHUNK_BYTES as u64).is_multiple_of(IO_ALIGN_BYTES));
+const _: () = assert!(PREALLOCATE_STEP_BYTES.is_multiple_of(IO_ALIGN_BYTES));
+const _: () = assert!(WRITE_CHUNK_BYTES as u64 > IO_ALIGN_BYTES);
+const _: () = assert!(UNWRITTEN_BYTES_MAX >= 2 * BATCH_SIZE_BYTES_MAX as u64);
+const _: () = assert!(READ_BYTES_MAX >= BATCH_SIZE_BYTES_MAX);
+const _: () = assert!(RECOVERY_READ_BYTES >= BATCH_SIZE_BYTES_MAX as usize / 2);

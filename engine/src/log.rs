@@ -1,0 +1,865 @@
+//! One partition: an ordered set of segments, the last one active.
+//!
+//! Write path (`append`): validate every batch (CRC, lengths, record count) → take the append
+//! lock → backpressure if the disk is behind → roll the segment if full or old → reserve disk
+//! space (fallocate; ENOSPC fails here, before anything is accepted) → assign offsets and copy
+//! each batch into the appender's DMA chunks, index it, cache it → release the lock → wait for
+//! the durability asked for. The copy-in and offset assignment happen with no `.await` in
+//! between, so appends are atomic with respect to each other and to readers.
+//!
+//! Read path (`read`): batches still in the tail cache come from memory; older ones from the
+//! segment file through the sparse index, CRC-checked.
+//!
+//! Visibility: readers see everything appended (`log_end_offset`), as a Kafka leader with one
+//! replica does; `read_durable` stops at `durable_end_offset` for callers that must only hand
+//! out bytes that survive a crash.
+//!
+//! A `Log` is a cheap handle (`Rc`) owned by one executor; clone it into tasks freely.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use event_listener::Event;
+use glommio::sync::Semaphore;
+
+use crate::batch::{Batch, BatchError};
+use crate::cache::{CachedBatch, TailCache};
+use crate::catalog::{Durability, TopicConfig};
+use crate::error::{AppendError, IoError, MaintenanceError, OpenError, ReadError};
+use crate::fs::{
+    align_down, create_dir_all, list_dir, prime_direct_io_probe, read_file, remove_dir_all, remove_file, sync_dir,
+    write_file_atomic,
+};
+use crate::limits::{
+    BATCH_SIZE_BYTES_MAX, IO_ALIGN_BYTES, PREALLOCATE_STEP_BYTES, READ_BYTES_MAX, SEGMENT_SIZE_BYTES_DEFAULT,
+    SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN, TAIL_CACHE_BYTES_DEFAULT,
+};
+use crate::recovery::open_segment;
+use crate::segment::appender::{Appender, AppenderStats};
+use crate::segment::index::{SegmentIndex, FLAG_CLEAN};
+use crate::segment::reader::{read_batches, read_exact, ReadRequest};
+use crate::segment::{
+    index_file_name, log_file_name, parse_index_file_name, parse_log_file_name, stored_head, Segment, STORED_HEAD_BYTES,
+};
+
+/// Present in a log directory after a clean `close`; removed on open before any write.
+const CLEAN_SHUTDOWN_FILE: &str = "clean_shutdown";
+
+/// Per-partition settings (a topic's config, resolved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll the active segment when the next append would take it past this size.
+    pub segment_bytes: u64,
+    /// Roll the active segment once it has been written to for this long.
+    pub segment_ms: Option<u64>,
+    /// Delete the oldest sealed segments while the log is bigger than this.
+    pub retention_bytes: Option<u64>,
+    /// Delete sealed segments whose newest batch is older than this.
+    pub retention_ms: Option<u64>,
+    /// Memory for recent batches served without disk I/O.
+    pub tail_cache_bytes: u64,
+    /// fallocate step for the active segment.
+    pub preallocate_step_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
+            segment_ms: None,
+            retention_bytes: None,
+            retention_ms: None,
+            tail_cache_bytes: TAIL_CACHE_BYTES_DEFAULT,
+            preallocate_step_bytes: PREALLOCATE_STEP_BYTES,
+        }
+    }
+}
+
+impl LogConfig {
+    pub fn from_topic(topic: &TopicConfig) -> LogConfig {
+        LogConfig {
+            segment_bytes: topic.segment_bytes,
+            segment_ms: topic.segment_ms,
+            retention_bytes: topic.retention_bytes,
+            retention_ms: topic.retention_ms,
+            ..LogConfig::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(SEGMENT_SIZE_BYTES_MIN..=SEGMENT_SIZE_BYTES_MAX).contains(&self.segment_bytes) {
+            return Err(format!(
+                "segment_bytes {} outside [{SEGMENT_SIZE_BYTES_MIN}, {SEGMENT_SIZE_BYTES_MAX}]",
+                self.segment_bytes
+            ));
+        }
+        if self.preallocate_step_bytes < IO_ALIGN_BYTES || !self.preallocate_step_bytes.is_multiple_of(IO_ALIGN_BYTES) {
+            return Err(format!(
+                "preallocate_step_bytes {} must be a positive multiple of {IO_ALIGN_BYTES}",
+                self.preallocate_step_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What an append was given: the offsets assigned to each batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Assigned base offset of each batch, in request order.
+    pub base_offsets: Vec<u64>,
+    /// Offset of the last record appended.
+    pub last_offset: u64,
+    /// The log end offset right after this append.
+    pub log_end_offset: u64,
+}
+
+/// Whole batches returned by a read, as chunks to send back to back (vectored write).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadBatches {
+    pub chunks: Vec<Bytes>,
+    /// The offset after the last returned batch (= the requested offset when empty).
+    pub next_offset: u64,
+    /// The log end offset when the read was served (Kafka's high watermark here).
+    pub log_end_offset: u64,
+}
+
+impl ReadBatches {
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    /// The chunks concatenated (copies; for tests and tools, not the fetch path).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.size_bytes());
+        for c in &self.chunks {
+            out.extend_from_slice(c);
+        }
+        Bytes::from(out)
+    }
+}
+
+/// What one retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: u32,
+    pub bytes_deleted: u64,
+    pub log_start_offset: u64,
+}
+
+/// Write-path counters, summed over this log's appenders since open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub segments: u32,
+    pub size_bytes: u64,
+    pub writes_count: u64,
+    pub syncs_count: u64,
+}
+
+struct State {
+    segments: BTreeMap<u64, Segment>,
+    log_start_offset: u64,
+    log_end_offset: u64,
+    cache: TailCache,
+    /// Base offset of a segment whose seal (flush, sync, truncate, index) is running.
+    sealing: Option<u64>,
+    fenced: Option<String>,
+    closed: bool,
+    /// Stats of appenders already retired.
+    retired: AppenderStats,
+}
+
+struct Inner {
+    dir: PathBuf,
+    config: LogConfig,
+    state: RefCell<State>,
+    /// Serialises appends, rolls and close.
+    append_lock: Semaphore,
+    /// The log end offset moved, or the log closed.
+    appended: Event,
+    /// A seal finished (or failed).
+    sealed: Event,
+}
+
+#[derive(Clone)]
+pub struct Log {
+    inner: Rc<Inner>,
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, recovering it as `recovery.rs` describes.
+    pub async fn open(dir: &Path, config: LogConfig) -> Result<Log, OpenError> {
+        config.validate().map_err(OpenError::Config)?;
+        create_dir_all(dir).await.map_err(OpenError::Io)?;
+        prime_direct_io_probe(dir).await.map_err(OpenError::Io)?;
+        let names = list_dir(dir).await.map_err(OpenError::Io)?;
+        let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_log_file_name(n)).collect();
+        bases.sort_unstable();
+        for name in &names {
+            let orphan_index = parse_index_file_name(name).is_some_and(|b| !bases.contains(&b));
+            if name.ends_with(".tmp") || orphan_index {
+                remove_file(&dir.join(name)).await.map_err(OpenError::Io)?;
+            }
+        }
+        let clean = names.iter().any(|n| n == CLEAN_SHUTDOWN_FILE);
+        let mut segments = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let segment = open_segment(dir, base, i + 1 == bases.len(), clean).await?;
+            check_continuity(dir, &segments, &segment)?;
+            segments.insert(base, segment);
+        }
+        if clean {
+            // From the first write on, this directory is no longer cleanly shut down.
+            remove_file(&dir.join(CLEAN_SHUTDOWN_FILE)).await.map_err(OpenError::Io)?;
+            sync_dir(dir).await.map_err(OpenError::Io)?;
+        }
+        if segments.is_empty() {
+            let segment = create_segment(dir, 0).await.map_err(OpenError::Io)?;
+            segments.insert(0, segment);
+        }
+        let last = segments
+            .values_mut()
+            .next_back()
+            .ok_or_else(|| OpenError::Corrupt { path: dir.to_path_buf(), reason: "no segment".into() })?;
+        start_appender(last).await.map_err(OpenError::Io)?;
+        let log_end_offset = last.index.next_offset;
+        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+        tracing::debug!(dir = %dir.display(), log_start_offset, log_end_offset, clean, "log opened");
+        let state = State {
+            segments,
+            log_start_offset,
+            log_end_offset,
+            cache: TailCache::new(config.tail_cache_bytes),
+            sealing: None,
+            fenced: None,
+            closed: false,
+            retired: AppenderStats::default(),
+        };
+        Ok(Log {
+            inner: Rc::new(Inner {
+                dir: dir.to_path_buf(),
+                config,
+                state: RefCell::new(state),
+                append_lock: Semaphore::new(1),
+                appended: Event::new(),
+                sealed: Event::new(),
+            }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.inner.config
+    }
+
+    pub fn log_start_offset(&self) -> u64 {
+        self.inner.state.borrow().log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> u64 {
+        self.inner.state.borrow().log_end_offset
+    }
+
+    /// The offset after the last batch that survived an fdatasync (every offset below it
+    /// would survive a crash now).
+    pub fn durable_end_offset(&self) -> u64 {
+        let state = self.inner.state.borrow();
+        // Segments seal in order, so the first segment with an appender bounds durability.
+        for segment in state.segments.values() {
+            if let Some(appender) = &segment.appender {
+                return appender.durable_next_offset();
+            }
+        }
+        state.log_end_offset
+    }
+
+    pub fn stats(&self) -> LogStats {
+        let state = self.inner.state.borrow();
+        let mut stats = LogStats {
+            segments: state.segments.len() as u32,
+            size_bytes: state.segments.values().map(Segment::size_bytes).sum(),
+            writes_count: state.retired.writes_count,
+            syncs_count: state.retired.syncs_count,
+        };
+        for appender in state.segments.values().filter_map(|s| s.appender.as_ref()) {
+            let a = appender.stats();
+            stats.writes_count += a.writes_count;
+            stats.syncs_count += a.syncs_count;
+        }
+        stats
+    }
+
+    /// Appends `batches` (Kafka RecordBatch v2, one per `Bytes`), assigning offsets from the
+    /// log end; the producer's baseOffset is ignored. Resolves per `durability`: `Sync` after
+    /// an fdatasync covering the batches, `Interval` and `None` once they are queued (with
+    /// `Interval { ms }` an fdatasync is issued within `ms`).
+    #[tracing::instrument(level = "trace", skip_all, fields(dir = %self.inner.dir.display(), batches = batches.len()))]
+    pub async fn append(&self, batches: &[Bytes], durability: Durability) -> Result<AppendInfo, AppendError> {
+        let validated = validate_batches(batches)?;
+        let size_bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
+        let permit = self.inner.append_lock.acquire_permit(1).await.map_err(|_| AppendError::Closed)?;
+        self.check_writable()?;
+        let appender = self.active_appender()?;
+        appender.wait_for_capacity().await?;
+        if self.should_roll(size_bytes) {
+            self.roll().await?;
+        }
+        let appender = self.active_appender()?;
+        appender.reserve(size_bytes, self.inner.config.preallocate_step_bytes).await?;
+        self.check_writable()?;
+        let (info, segment_base, end_position) = self.push_batches(&appender, batches, &validated);
+        drop(permit);
+        self.inner.appended.notify(usize::MAX);
+        match durability {
+            Durability::Sync => {
+                self.wait_sealed_before(segment_base).await?;
+                appender.wait_durable(end_position).await?;
+            }
+            Durability::Interval { ms } => appender.sync_by(Instant::now() + Duration::from_millis(u64::from(ms))),
+            Durability::None => {}
+        }
+        Ok(info)
+    }
+
+    /// The synchronous heart of `append`: offsets, copy-in, index, cache. No `.await` here.
+    fn push_batches(&self, appender: &Appender, batches: &[Bytes], validated: &[Batch]) -> (AppendInfo, u64, u64) {
+        let mut state = self.inner.state.borrow_mut();
+        let state = &mut *state;
+        let mut base_offsets = Vec::with_capacity(batches.len());
+        let segment = match state.segments.values_mut().next_back() {
+            Some(segment) => segment,
+            None => unreachable!("a log always has an active segment"),
+        };
+        for (bytes, batch) in batches.iter().zip(validated) {
+            let base_offset = state.log_end_offset;
+            let last_offset = base_offset + batch.header().last_offset_delta as u64;
+            let head = stored_head(base_offset, bytes);
+            let position = appender.push(&head, &bytes[STORED_HEAD_BYTES..], last_offset + 1);
+            segment.index.on_batch(base_offset, last_offset, position, bytes.len() as u64, batch.max_timestamp());
+            state.cache.push(CachedBatch {
+                base_offset,
+                last_offset,
+                segment_base_offset: segment.base_offset,
+                end_position: position + bytes.len() as u64,
+                bytes: bytes.clone(),
+            });
+            state.log_end_offset = last_offset + 1;
+            base_offsets.push(base_offset);
+        }
+        debug_assert_eq!(segment.index.end_position, appender.end_position());
+        let segment_base_offset = segment.base_offset;
+        let info =
+            AppendInfo { base_offsets, last_offset: state.log_end_offset - 1, log_end_offset: state.log_end_offset };
+        let segments = &state.segments;
+        state.cache.evict(|b| is_on_disk(segments, b));
+        (info, segment_base_offset, appender.end_position())
+    }
+
+    fn check_writable(&self) -> Result<(), AppendError> {
+        let state = self.inner.state.borrow();
+        if state.closed {
+            return Err(AppendError::Closed);
+        }
+        if let Some(reason) = &state.fenced {
+            return Err(AppendError::Fenced { reason: reason.clone() });
+        }
+        let active = state.segments.values().next_back().and_then(|s| s.appender.as_ref());
+        if let Some(reason) = active.and_then(|a| a.fenced()) {
+            return Err(AppendError::Fenced { reason });
+        }
+        Ok(())
+    }
+
+    fn active_appender(&self) -> Result<Rc<Appender>, AppendError> {
+        let state = self.inner.state.borrow();
+        state.segments.values().next_back().and_then(|s| s.appender.clone()).ok_or(AppendError::Closed)
+    }
+
+    fn should_roll(&self, size_bytes: u64) -> bool {
+        let state = self.inner.state.borrow();
+        let Some(active) = state.segments.values().next_back() else {
+            return false;
+        };
+        if active.index.is_empty() {
+            return false; // Never leave an empty segment behind; a huge batch gets its own.
+        }
+        let full = active.index.end_position + size_bytes > self.inner.config.segment_bytes;
+        let old =
+            self.inner.config.segment_ms.is_some_and(|ms| active.opened_at.elapsed() >= Duration::from_millis(ms));
+        full || old
+    }
+
+    /// Starts a new active segment at the log end and seals the old one in the background.
+    /// Called with the append lock held.
+    async fn roll(&self) -> Result<(), AppendError> {
+        // One seal at a time bounds the memory and files in flight.
+        self.wait_sealed_before(u64::MAX).await?;
+        let base_offset = self.log_end_offset();
+        let mut segment = create_segment(&self.inner.dir, base_offset).await?;
+        start_appender(&mut segment).await?;
+        let old_base = {
+            let mut state = self.inner.state.borrow_mut();
+            let old_base = state.segments.keys().next_back().copied();
+            state.segments.insert(base_offset, segment);
+            state.sealing = old_base;
+            old_base
+        };
+        if let Some(old_base) = old_base {
+            glommio::spawn_local(seal_segment(self.clone(), old_base)).detach();
+        }
+        Ok(())
+    }
+
+    /// Waits until no segment below `segment_base` is being sealed.
+    async fn wait_sealed_before(&self, segment_base: u64) -> Result<(), AppendError> {
+        loop {
+            let listener = self.inner.sealed.listen();
+            {
+                let state = self.inner.state.borrow();
+                if let Some(reason) = &state.fenced {
+                    return Err(AppendError::Fenced { reason: reason.clone() });
+                }
+                if state.sealing.is_none_or(|b| b >= segment_base) {
+                    return Ok(());
+                }
+            }
+            listener.await;
+        }
+    }
+
+    /// Whole batches from the one holding `offset`, up to about `bytes_max` bytes (at least
+    /// one batch), up to the log end.
+    #[tracing::instrument(level = "trace", skip(self), fields(dir = %self.inner.dir.display()))]
+    pub async fn read(&self, offset: u64, bytes_max: u32) -> Result<ReadBatches, ReadError> {
+        let end_offset = self.log_end_offset();
+        self.read_until(offset, bytes_max, end_offset).await
+    }
+
+    /// Like `read`, but only batches below `durable_end_offset`.
+    pub async fn read_durable(&self, offset: u64, bytes_max: u32) -> Result<ReadBatches, ReadError> {
+        let end_offset = self.durable_end_offset();
+        self.read_until(offset, bytes_max, end_offset).await
+    }
+
+    async fn read_until(&self, offset: u64, bytes_max: u32, end_offset: u64) -> Result<ReadBatches, ReadError> {
+        let bytes_max = bytes_max.clamp(1, READ_BYTES_MAX);
+        let plan = {
+            let state = self.inner.state.borrow();
+            if offset < state.log_start_offset || offset > state.log_end_offset {
+                return Err(ReadError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: state.log_start_offset,
+                    log_end_offset: state.log_end_offset,
+                });
+            }
+            let log_end_offset = state.log_end_offset;
+            if offset >= end_offset {
+                return Ok(ReadBatches { chunks: Vec::new(), next_offset: offset, log_end_offset });
+            }
+            if let Some((chunks, next_offset)) = state.cache.read(offset, end_offset, u64::from(bytes_max)) {
+                return Ok(ReadBatches { chunks, next_offset, log_end_offset });
+            }
+            disk_plan(&state, offset)?
+        };
+        let read = read_batches(ReadRequest {
+            file: &plan.file,
+            path: &plan.path,
+            start_position: plan.start_position,
+            end_position: plan.end_position,
+            offset,
+            bytes_max,
+        })
+        .await?;
+        let (bytes, next_offset) = cut_at(read.bytes, read.next_offset, end_offset, offset);
+        Ok(ReadBatches {
+            chunks: if bytes.is_empty() { Vec::new() } else { vec![bytes] },
+            next_offset,
+            log_end_offset: plan.log_end_offset,
+        })
+    }
+
+    /// Resolves once the log end passes `offset` (data at `offset` exists), or the log closes.
+    /// Long-poll fetches race it against their timeout.
+    pub async fn wait_for_offset(&self, offset: u64) {
+        loop {
+            let listener = self.inner.appended.listen();
+            {
+                let state = self.inner.state.borrow();
+                if state.log_end_offset > offset || state.closed || state.fenced.is_some() {
+                    return;
+                }
+            }
+            listener.await;
+        }
+    }
+
+    /// The first offset whose record timestamp is ≥ `timestamp_ms`, or `None` if every record
+    /// is older (Kafka's ListOffsets by time). For compressed batches the answer is the batch's
+    /// base offset.
+    pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<u64>, ReadError> {
+        let start = {
+            let state = self.inner.state.borrow();
+            let found = state.segments.values().find(|s| s.index.max_timestamp >= timestamp_ms);
+            match found {
+                Some(segment) => segment.index.lookup_time(timestamp_ms).0.max(state.log_start_offset),
+                None => return Ok(None),
+            }
+        };
+        let mut offset = start;
+        // Bounded by the log end: every pass returns or moves `offset` forward.
+        while offset < self.log_end_offset() {
+            let read = self.read(offset, READ_BYTES_MAX).await?;
+            if read.is_empty() {
+                break;
+            }
+            for batch in crate::batch::split_batches(read.to_bytes()) {
+                let batch = batch.map_err(|source| ReadError::Corrupt {
+                    offset,
+                    path: self.inner.dir.clone(),
+                    position: 0,
+                    source,
+                })?;
+                if batch.max_timestamp() < timestamp_ms || (batch.last_offset() as u64) < offset {
+                    continue;
+                }
+                if batch.header().is_compressed() {
+                    return Ok(Some((batch.base_offset() as u64).max(offset)));
+                }
+                for record in batch.records() {
+                    let record = record.map_err(|source| ReadError::Corrupt {
+                        offset,
+                        path: self.inner.dir.clone(),
+                        position: 0,
+                        source,
+                    })?;
+                    if record.timestamp >= timestamp_ms && record.offset as u64 >= offset {
+                        return Ok(Some(record.offset as u64));
+                    }
+                }
+            }
+            offset = read.next_offset;
+        }
+        Ok(None)
+    }
+
+    /// Deletes whole sealed segments, oldest first, while the log is over `retention_bytes`
+    /// or a segment's newest batch is older than `retention_ms` before `now_ms`. The active
+    /// segment (and one being sealed) is never deleted.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, MaintenanceError> {
+        let (doomed, outcome) = {
+            let mut state = self.inner.state.borrow_mut();
+            if let Some(reason) = &state.fenced {
+                return Err(MaintenanceError::Fenced { reason: reason.clone() });
+            }
+            let mut total_bytes: u64 = state.segments.values().map(Segment::size_bytes).sum();
+            let mut doomed = Vec::new();
+            for segment in state.segments.values() {
+                if segment.appender.is_some() {
+                    break; // Active or sealing: it and everything after it stay.
+                }
+                let too_old = self
+                    .inner
+                    .config
+                    .retention_ms
+                    .is_some_and(|ms| segment.index.max_timestamp < now_ms.saturating_sub(ms as i64));
+                let too_big =
+                    self.inner.config.retention_bytes.is_some_and(|max| total_bytes - segment.size_bytes() >= max);
+                if !(too_old || too_big) {
+                    break;
+                }
+                total_bytes -= segment.size_bytes();
+                doomed.push(segment.base_offset);
+            }
+            let mut outcome = RetentionOutcome::default();
+            let mut removed = Vec::new();
+            for base in &doomed {
+                if let Some(segment) = state.segments.remove(base) {
+                    outcome.segments_deleted += 1;
+                    outcome.bytes_deleted += segment.size_bytes();
+                    removed.push(segment);
+                }
+            }
+            if let Some(&first) = state.segments.keys().next() {
+                state.log_start_offset = first;
+            }
+            let start = state.log_start_offset;
+            state.cache.drop_before(start);
+            outcome.log_start_offset = start;
+            (removed, outcome)
+        };
+        if doomed.is_empty() {
+            return Ok(outcome);
+        }
+        for segment in &doomed {
+            // Readers holding the file keep reading it: an unlinked file lives until closed.
+            remove_file(&segment.index_path()).await.map_err(MaintenanceError::Io)?;
+            remove_file(&segment.log_path).await.map_err(MaintenanceError::Io)?;
+        }
+        sync_dir(&self.inner.dir).await.map_err(MaintenanceError::Io)?;
+        tracing::info!(dir = %self.inner.dir.display(), ?outcome, "retention deleted segments");
+        Ok(outcome)
+    }
+
+    /// Writes and syncs everything, persists the active segment's index and the clean-shutdown
+    /// marker, so the next open skips the scan. Appends after this fail with `Closed`.
+    pub async fn close(&self) -> Result<(), MaintenanceError> {
+        let permit = self.inner.append_lock.acquire_permit(1).await;
+        let already_closed = std::mem::replace(&mut self.inner.state.borrow_mut().closed, true);
+        self.inner.appended.notify(usize::MAX);
+        if already_closed || permit.is_err() {
+            return Ok(());
+        }
+        let fenced = |reason: String| MaintenanceError::Fenced { reason };
+        self.wait_sealed_before(u64::MAX).await.map_err(|e| fenced(e.to_string()))?;
+        let (appender, index_bytes) = {
+            let state = self.inner.state.borrow();
+            if let Some(reason) = &state.fenced {
+                return Err(fenced(reason.clone()));
+            }
+            match state.segments.values().next_back() {
+                Some(s) => (s.appender.clone(), (s.base_offset, s.index.encode(FLAG_CLEAN))),
+                None => (None, (0, Vec::new())),
+            }
+        };
+        if let Some(appender) = appender {
+            appender.seal().await.map_err(MaintenanceError::Io)?;
+            let (base, bytes) = index_bytes;
+            let dir = &self.inner.dir;
+            write_file_atomic(dir, &index_file_name(base), &bytes).await.map_err(MaintenanceError::Io)?;
+            write_file_atomic(dir, CLEAN_SHUTDOWN_FILE, b"clean\n").await.map_err(MaintenanceError::Io)?;
+            let mut state = self.inner.state.borrow_mut();
+            let stats = appender.stats();
+            state.retired.writes_count += stats.writes_count;
+            state.retired.syncs_count += stats.syncs_count;
+            if let Some(s) = state.segments.values_mut().next_back() {
+                s.appender = None;
+            }
+        }
+        drop(permit);
+        self.inner.append_lock.close();
+        Ok(())
+    }
+}
+
+impl Log {
+    /// Closes the log and removes its directory (the topic was deleted).
+    pub async fn delete(self) -> Result<(), MaintenanceError> {
+        // A fenced log cannot close cleanly; it is being deleted anyway.
+        let _ = self.close().await;
+        remove_dir_all(&self.inner.dir).await.map_err(MaintenanceError::Io)
+    }
+}
+
+/// Checks each batch before anything is accepted: an invalid one rejects the whole request.
+fn validate_batches(batches: &[Bytes]) -> Result<Vec<Batch>, AppendError> {
+    if batches.is_empty() {
+        return Err(AppendError::Empty);
+    }
+    let mut validated = Vec::with_capacity(batches.len());
+    for (index, bytes) in batches.iter().enumerate() {
+        if bytes.len() as u64 > u64::from(BATCH_SIZE_BYTES_MAX) {
+            return Err(AppendError::BatchTooLarge { index, size_bytes: bytes.len() as u64 });
+        }
+        let batch = Batch::validate(bytes.clone()).map_err(|source| match source {
+            BatchError::TooLarge { size_bytes } => AppendError::BatchTooLarge { index, size_bytes },
+            source => AppendError::InvalidBatch { index, source },
+        })?;
+        validated.push(batch);
+    }
+    Ok(validated)
+}
+
+fn is_on_disk(segments: &BTreeMap<u64, Segment>, batch: &CachedBatch) -> bool {
+    match segments.get(&batch.segment_base_offset) {
+        Some(segment) => segment.readable_end() >= batch.end_position,
+        None => true, // Deleted by retention; nothing to keep it for.
+    }
+}
+
+struct DiskPlan {
+    file: Rc<glommio::io::DmaFile>,
+    path: PathBuf,
+    start_position: u64,
+    end_position: u64,
+    log_end_offset: u64,
+}
+
+fn disk_plan(state: &State, offset: u64) -> Result<DiskPlan, ReadError> {
+    let corrupt_gap = |path: PathBuf| ReadError::Corrupt {
+        offset,
+        path,
+        position: 0,
+        source: BatchError::Truncated { needed_bytes: 0, have_bytes: 0 },
+    };
+    let Some((_, segment)) = state.segments.range(..=offset).next_back() else {
+        return Err(ReadError::OffsetOutOfRange {
+            offset,
+            log_start_offset: state.log_start_offset,
+            log_end_offset: state.log_end_offset,
+        });
+    };
+    if offset >= segment.index.next_offset {
+        // A sealed segment that recovery found damaged ends before the next one starts.
+        return Err(corrupt_gap(segment.log_path.clone()));
+    }
+    let (_, start_position) = segment.index.lookup(offset);
+    Ok(DiskPlan {
+        file: segment.file.clone(),
+        path: segment.log_path.clone(),
+        start_position,
+        end_position: segment.readable_end(),
+        log_end_offset: state.log_end_offset,
+    })
+}
+
+/// Drops whole batches at or past `end_offset` from a disk read (for `read_durable`).
+fn cut_at(bytes: Bytes, next_offset: u64, end_offset: u64, offset: u64) -> (Bytes, u64) {
+    if next_offset <= end_offset {
+        return (bytes, next_offset);
+    }
+    let mut cursor = 0usize;
+    let mut next = offset;
+    while cursor < bytes.len() {
+        let Ok(header) = crate::batch::BatchHeader::parse(&bytes[cursor..]) else {
+            break;
+        };
+        if header.last_offset() as u64 >= end_offset {
+            break;
+        }
+        cursor += header.size_bytes();
+        next = header.last_offset() as u64 + 1;
+    }
+    (bytes.slice(..cursor), next)
+}
+
+fn check_continuity(dir: &Path, segments: &BTreeMap<u64, Segment>, next: &Segment) -> Result<(), OpenError> {
+    let Some(prev) = segments.values().next_back() else {
+        return Ok(());
+    };
+    if prev.index.next_offset > next.base_offset {
+        return Err(OpenError::Corrupt {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "segment {} ends at offset {} past the start of segment {}",
+                prev.base_offset, prev.index.next_offset, next.base_offset
+            ),
+        });
+    }
+    if prev.index.next_offset < next.base_offset {
+        tracing::error!(
+            dir = %dir.display(),
+            segment = prev.base_offset,
+            valid_until = prev.index.next_offset,
+            next_segment = next.base_offset,
+            "sealed segment is damaged; offsets in the gap will read as corrupt"
+        );
+    }
+    Ok(())
+}
+
+async fn create_segment(dir: &Path, base_offset: u64) -> Result<Segment, IoError> {
+    let log_path = dir.join(log_file_name(base_offset));
+    let file = Segment::open_file(&log_path, true).await?;
+    // The new name must survive a crash before any batch in it is acknowledged as durable.
+    sync_dir(dir).await?;
+    Ok(Segment {
+        base_offset,
+        log_path,
+        file,
+        index: SegmentIndex::new(base_offset),
+        appender: None,
+        opened_at: Instant::now(),
+    })
+}
+
+/// Makes `segment` the active one: reads back its last partial page (the first write will
+/// rewrite it) and starts an appender at its end.
+async fn start_appender(segment: &mut Segment) -> Result<(), IoError> {
+    let end_position = segment.index.end_position;
+    let page_position = align_down(end_position);
+    let tail_page = if end_position > page_position {
+        read_exact(&segment.file, &segment.log_path, page_position, (end_position - page_position) as usize)
+            .await
+            .map_err(|e| match e {
+                ReadError::Io(io) => io,
+                other => IoError::new("read", &segment.log_path, std::io::Error::other(other.to_string())),
+            })?
+    } else {
+        Bytes::new()
+    };
+    if tail_page.len() as u64 != end_position - page_position {
+        return Err(IoError::new(
+            "read",
+            &segment.log_path,
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "short read of the last page"),
+        ));
+    }
+    let appender = Appender::start(
+        segment.file.clone(),
+        &segment.log_path,
+        end_position,
+        segment.index.next_offset,
+        &tail_page,
+        end_position,
+    );
+    segment.appender = Some(Rc::new(appender));
+    segment.opened_at = Instant::now();
+    Ok(())
+}
+
+/// Background half of a roll: flush and sync the old segment, cut its preallocated tail,
+/// persist its index, then retire its appender.
+async fn seal_segment(log: Log, base_offset: u64) {
+    let target = {
+        let state = log.inner.state.borrow();
+        state.segments.get(&base_offset).and_then(|s| s.appender.clone().map(|a| (a, s.index.encode(0))))
+    };
+    let result = match target {
+        Some((appender, index_bytes)) => {
+            let sealed = appender.seal().await;
+            let written = match sealed {
+                Ok(_) => write_file_atomic(&log.inner.dir, &index_file_name(base_offset), &index_bytes).await,
+                Err(e) => Err(e),
+            };
+            let stats = appender.stats();
+            let mut state = log.inner.state.borrow_mut();
+            state.retired.writes_count += stats.writes_count;
+            state.retired.syncs_count += stats.syncs_count;
+            written
+        }
+        None => Ok(()),
+    };
+    {
+        let mut state = log.inner.state.borrow_mut();
+        state.sealing = None;
+        match result {
+            Ok(()) => {
+                if let Some(segment) = state.segments.get_mut(&base_offset) {
+                    segment.appender = None;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "sealing a segment failed; fencing the log");
+                state.fenced = Some(e.to_string());
+            }
+        }
+    }
+    log.inner.sealed.notify(usize::MAX);
+    log.inner.appended.notify(usize::MAX);
+}
+
+/// Reads the clean-shutdown marker (tests use this to tell a clean from an unclean close).
+pub async fn has_clean_shutdown_marker(dir: &Path) -> bool {
+    matches!(read_file(&dir.join(CLEAN_SHUTDOWN_FILE)).await, Ok(Some(_)))
+}

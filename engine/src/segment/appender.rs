@@ -1,0 +1,509 @@
+//! The write path of one active segment: aligned O_DIRECT writes through io_uring, several in
+//! flight, and group commit.
+//!
+//! Contract (read this before calling):
+//! - `push` copies bytes into the open chunk and returns at once. Bytes pushed are **not
+//!   durable** — not even written — until `wait_durable` (or `seal`) says so.
+//! - One pusher at a time: the owning `Log` serialises appends; the appender itself only runs
+//!   a background flusher task that writes and syncs.
+//! - Positions are file positions. `end_position` ≥ `written_position` ≥ `durable_position`.
+//!   The prefix `[0, durable_position)` survived an fdatasync that completed successfully.
+//! - After any write or fdatasync error the appender is *fenced*: every waiter and every later
+//!   call gets the error. A failed fdatasync is never retried, because the kernel may have
+//!   dropped the dirty state it failed to write (the "fsyncgate" lesson); the owner must
+//!   reopen the log, which re-verifies the tail from disk.
+//!
+//! Buffering: appends fill `WRITE_CHUNK_BYTES` DMA buffers ("chunks"), each starting at an
+//! aligned file position. A full chunk is written as soon as fewer than `WRITES_IN_FLIGHT_MAX`
+//! writes are in flight. A partial chunk is written when nothing else is in flight; its last
+//! page is padded with zeroes and copied into the next chunk, so the next write rewrites that
+//! page — every write covers `[align_down(start), align_up(end))`. Two writes never cover the
+//! same page at once: a chunk that starts inside the last page of a write still in flight waits
+//! for it, otherwise the older write could land last and zero newer bytes.
+//!
+//! Group commit: a `Sync` waiter raises `sync_wanted_position`. The flusher issues one
+//! fdatasync covering everything written so far; waiters that arrive while it is in flight
+//! are covered by the next one. Writes continue while a sync is in flight, so the disk never
+//! idles waiting for the sync.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+use glommio::io::{DmaBuffer, DmaFile};
+
+use crate::error::IoError;
+use crate::fs::{align_down, align_up, io_err};
+use crate::limits::{
+    CHUNK_POOL_BUFFERS_MAX, IO_ALIGN_BYTES, UNWRITTEN_BYTES_MAX, WRITES_IN_FLIGHT_MAX, WRITE_CHUNK_BYTES,
+};
+
+/// A DMA buffer that holds the file bytes `[file_position, file_position + len)`.
+struct Chunk {
+    file_position: u64,
+    buf: DmaBuffer,
+    len: usize,
+}
+
+impl Chunk {
+    fn end_position(&self) -> u64 {
+        self.file_position + self.len as u64
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == self.buf.len()
+    }
+}
+
+/// See `State::durable_marks`.
+const DURABLE_MARKS_MAX: usize = 4096;
+
+struct InFlightWrite {
+    /// End of the data (not the padding) this write carries.
+    data_end_position: u64,
+    done: bool,
+}
+
+struct State {
+    end_position: u64,
+    written_position: u64,
+    durable_position: u64,
+    /// Aligned end of the last dispatched write: a chunk starting below it overlaps that write.
+    dispatched_end_aligned: u64,
+    /// The chunk receiving pushes; always present, starts at an aligned position.
+    open: Chunk,
+    sealed: VecDeque<Chunk>,
+    in_flight: VecDeque<InFlightWrite>,
+    sync_wanted_position: u64,
+    /// `(end_position, next_offset)` of pushed batches not yet durable, oldest first, so the
+    /// log can say which offsets are durable. Bounded: past `DURABLE_MARKS_MAX` the newest
+    /// mark is overwritten, which only makes `durable_next_offset` lag (never lead) until a
+    /// sync covers it.
+    durable_marks: VecDeque<(u64, u64)>,
+    durable_next_offset: u64,
+    sync_deadline: Option<Instant>,
+    sync_in_flight: bool,
+    /// Bytes reserved on disk with fallocate.
+    allocated_bytes: u64,
+    fenced: Option<String>,
+    stopping: bool,
+    flusher_running: bool,
+    pool: Vec<DmaBuffer>,
+    /// Statistics for benchmarks and metrics.
+    writes_count: u64,
+    syncs_count: u64,
+}
+
+struct Inner {
+    file: Rc<DmaFile>,
+    path: PathBuf,
+    state: RefCell<State>,
+    /// Wakes the flusher: new bytes, a new sync request, a completed write or sync.
+    work: Event,
+    /// Wakes waiters: written/durable positions moved, or the appender was fenced.
+    progress: Event,
+}
+
+/// Counters exposed for benchmarks: how many writes and fdatasyncs this appender issued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppenderStats {
+    pub writes_count: u64,
+    pub syncs_count: u64,
+}
+
+pub(crate) struct Appender {
+    inner: Rc<Inner>,
+}
+
+enum Step {
+    Write(Chunk),
+    Sync(u64),
+    Wait(Option<Instant>),
+    Stop,
+}
+
+impl Appender {
+    /// Starts appending to `file` at `end_position`. `tail_page` holds the bytes
+    /// `[align_down(end_position), end_position)` as they are on disk, so that the first write
+    /// rewrites that page intact. `allocated_bytes` is the file's current size.
+    pub fn start(
+        file: Rc<DmaFile>,
+        path: &Path,
+        end_position: u64,
+        next_offset: u64,
+        tail_page: &[u8],
+        allocated_bytes: u64,
+    ) -> Appender {
+        let chunk_position = align_down(end_position);
+        assert_eq!(tail_page.len() as u64, end_position - chunk_position);
+        let mut buf = file.alloc_dma_buffer(WRITE_CHUNK_BYTES);
+        buf.as_bytes_mut()[..tail_page.len()].copy_from_slice(tail_page);
+        let state = State {
+            end_position,
+            written_position: end_position,
+            durable_position: end_position,
+            dispatched_end_aligned: chunk_position,
+            open: Chunk { file_position: chunk_position, buf, len: tail_page.len() },
+            sealed: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            sync_wanted_position: end_position,
+            durable_marks: VecDeque::new(),
+            durable_next_offset: next_offset,
+            sync_deadline: None,
+            sync_in_flight: false,
+            allocated_bytes,
+            fenced: None,
+            stopping: false,
+            flusher_running: true,
+            pool: Vec::new(),
+            writes_count: 0,
+            syncs_count: 0,
+        };
+        let inner = Rc::new(Inner {
+            file,
+            path: path.to_path_buf(),
+            state: RefCell::new(state),
+            work: Event::new(),
+            progress: Event::new(),
+        });
+        glommio::spawn_local(flusher(inner.clone())).detach();
+        Appender { inner }
+    }
+
+    pub fn end_position(&self) -> u64 {
+        self.inner.state.borrow().end_position
+    }
+
+    pub fn written_position(&self) -> u64 {
+        self.inner.state.borrow().written_position
+    }
+
+    /// The offset after the last batch known durable in this segment.
+    pub fn durable_next_offset(&self) -> u64 {
+        self.inner.state.borrow().durable_next_offset
+    }
+
+    pub fn fenced(&self) -> Option<String> {
+        self.inner.state.borrow().fenced.clone()
+    }
+
+    pub fn stats(&self) -> AppenderStats {
+        let state = self.inner.state.borrow();
+        AppenderStats { writes_count: state.writes_count, syncs_count: state.syncs_count }
+    }
+
+    /// Makes sure the file has room for `size_bytes` more bytes, growing the preallocation in
+    /// `step_bytes` steps. Running out of disk fails here, before any byte is accepted.
+    pub async fn reserve(&self, size_bytes: u64, step_bytes: u64) -> Result<(), IoError> {
+        let (needed, allocated) = {
+            let state = self.inner.state.borrow();
+            (align_up(state.end_position + size_bytes), state.allocated_bytes)
+        };
+        if needed <= allocated {
+            return Ok(());
+        }
+        let target = needed.div_ceil(step_bytes) * step_bytes;
+        self.inner
+            .file
+            .pre_allocate(target, false)
+            .await
+            .map_err(|e| IoError::new("fallocate", &self.inner.path, io_err(e)))?;
+        let mut state = self.inner.state.borrow_mut();
+        state.allocated_bytes = state.allocated_bytes.max(target);
+        Ok(())
+    }
+
+    /// Waits while more than `UNWRITTEN_BYTES_MAX` accepted bytes are not yet on disk, so that
+    /// producers faster than the disk are slowed instead of growing memory without bound.
+    pub async fn wait_for_capacity(&self) -> Result<(), IoError> {
+        loop {
+            let listener = self.inner.progress.listen();
+            {
+                let state = self.inner.state.borrow();
+                if let Some(reason) = &state.fenced {
+                    return Err(self.fenced_error(reason));
+                }
+                if state.end_position - state.written_position <= UNWRITTEN_BYTES_MAX {
+                    return Ok(());
+                }
+            }
+            listener.await;
+        }
+    }
+
+    /// Copies one batch, given as `head` (the rewritten first bytes) then `body`, into the
+    /// write buffers; `next_offset` is the offset after this batch. Returns the file position
+    /// the batch starts at. The caller must have called `reserve` for these bytes.
+    pub fn push(&self, head: &[u8], body: &[u8], next_offset: u64) -> u64 {
+        let mut state = self.inner.state.borrow_mut();
+        assert!(state.fenced.is_none(), "push on a fenced appender");
+        assert!(!state.stopping, "push on a stopping appender");
+        let position = state.end_position;
+        let size_bytes = (head.len() + body.len()) as u64;
+        assert!(position + size_bytes <= state.allocated_bytes, "push beyond the reservation");
+        self.copy_in(&mut state, head);
+        self.copy_in(&mut state, body);
+        state.end_position += size_bytes;
+        let mark = (state.end_position, next_offset);
+        if state.durable_marks.len() >= DURABLE_MARKS_MAX {
+            if let Some(last) = state.durable_marks.back_mut() {
+                *last = mark;
+            }
+        } else {
+            state.durable_marks.push_back(mark);
+        }
+        debug_assert_eq!(state.open.end_position(), state.end_position);
+        drop(state);
+        self.inner.work.notify(usize::MAX);
+        position
+    }
+
+    fn copy_in(&self, state: &mut State, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let chunk = &mut state.open;
+            let room = chunk.buf.len() - chunk.len;
+            let n = room.min(bytes.len());
+            chunk.buf.as_bytes_mut()[chunk.len..chunk.len + n].copy_from_slice(&bytes[..n]);
+            chunk.len += n;
+            bytes = &bytes[n..];
+            if chunk.is_full() {
+                let next_position = chunk.end_position();
+                assert_eq!(next_position % IO_ALIGN_BYTES, 0);
+                let buf = take_buffer(&mut state.pool, &self.inner.file);
+                let full = std::mem::replace(&mut state.open, Chunk { file_position: next_position, buf, len: 0 });
+                state.sealed.push_back(full);
+            }
+        }
+    }
+
+    /// Resolves once every byte below `position` survived an fdatasync.
+    pub async fn wait_durable(&self, position: u64) -> Result<(), IoError> {
+        {
+            let mut state = self.inner.state.borrow_mut();
+            assert!(position <= state.end_position);
+            state.sync_wanted_position = state.sync_wanted_position.max(position);
+        }
+        self.inner.work.notify(usize::MAX);
+        self.wait_until(|s| s.durable_position >= position).await
+    }
+
+    /// Asks for an fdatasync covering everything pushed so far, no later than `deadline`.
+    pub fn sync_by(&self, deadline: Instant) {
+        let mut state = self.inner.state.borrow_mut();
+        state.sync_deadline = Some(state.sync_deadline.map_or(deadline, |d| d.min(deadline)));
+        drop(state);
+        self.inner.work.notify(usize::MAX);
+    }
+
+    async fn wait_until(&self, done: impl Fn(&State) -> bool) -> Result<(), IoError> {
+        loop {
+            let listener = self.inner.progress.listen();
+            {
+                let state = self.inner.state.borrow();
+                if done(&state) {
+                    return Ok(());
+                }
+                if let Some(reason) = &state.fenced {
+                    return Err(self.fenced_error(reason));
+                }
+            }
+            listener.await;
+        }
+    }
+
+    fn fenced_error(&self, reason: &str) -> IoError {
+        IoError::new("append (fenced)", &self.inner.path, std::io::Error::other(reason.to_owned()))
+    }
+
+    /// Writes and syncs everything, stops the flusher and cuts the preallocated tail off the
+    /// file. Returns the final data length. The file stays open for reads.
+    pub async fn seal(&self) -> Result<u64, IoError> {
+        let end_position = self.end_position();
+        self.wait_durable(end_position).await?;
+        self.stop().await;
+        let file = &self.inner.file;
+        file.truncate(end_position).await.map_err(|e| IoError::new("truncate", &self.inner.path, io_err(e)))?;
+        file.fdatasync().await.map_err(|e| IoError::new("fdatasync", &self.inner.path, io_err(e)))?;
+        self.inner.state.borrow_mut().allocated_bytes = end_position;
+        Ok(end_position)
+    }
+
+    /// Stops the flusher once nothing is in flight (used by `seal` and on drop of a fenced log).
+    pub async fn stop(&self) {
+        self.inner.state.borrow_mut().stopping = true;
+        self.inner.work.notify(usize::MAX);
+        let _ = self.wait_until(|s| !s.flusher_running).await;
+    }
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        // Let the flusher finish what is in flight and exit; it holds its own reference.
+        self.inner.state.borrow_mut().stopping = true;
+        self.inner.work.notify(usize::MAX);
+    }
+}
+
+/// A chunk buffer from the pool (only untrimmed, full-size buffers are pooled), or a new one.
+fn take_buffer(pool: &mut Vec<DmaBuffer>, file: &DmaFile) -> DmaBuffer {
+    pool.pop().unwrap_or_else(|| file.alloc_dma_buffer(WRITE_CHUNK_BYTES))
+}
+
+/// The background task that owns all I/O of one appender.
+async fn flusher(inner: Rc<Inner>) {
+    loop {
+        let listener = inner.work.listen();
+        match next_step(&inner) {
+            Step::Write(chunk) => {
+                glommio::spawn_local(write_chunk(inner.clone(), chunk)).detach();
+            }
+            Step::Sync(position) => {
+                glommio::spawn_local(sync_file(inner.clone(), position)).detach();
+            }
+            Step::Wait(None) => listener.await,
+            Step::Wait(Some(deadline)) => {
+                let timeout = deadline.saturating_duration_since(Instant::now());
+                futures_lite::future::or(listener, async {
+                    glommio::timer::sleep(timeout.max(Duration::from_micros(1))).await;
+                })
+                .await;
+            }
+            Step::Stop => break,
+        }
+    }
+    inner.state.borrow_mut().flusher_running = false;
+    inner.progress.notify(usize::MAX);
+}
+
+/// Decides the flusher's next action. Pure bookkeeping under the borrow; no I/O.
+fn next_step(inner: &Inner) -> Step {
+    let mut state = inner.state.borrow_mut();
+    let idle = state.in_flight.is_empty() && !state.sync_in_flight;
+    if state.fenced.is_some() {
+        return if idle { Step::Stop } else { Step::Wait(None) };
+    }
+    // An Interval deadline that passed turns into a sync request for everything so far.
+    if let Some(deadline) = state.sync_deadline {
+        if Instant::now() >= deadline {
+            state.sync_deadline = None;
+            state.sync_wanted_position = state.sync_wanted_position.max(state.end_position);
+        }
+    }
+    // 1. Full chunks, in file order, while there is room in flight and no page overlap.
+    if state.in_flight.len() < WRITES_IN_FLIGHT_MAX {
+        let overlaps = state.sealed.front().is_some_and(|c| c.file_position < state.dispatched_end_aligned);
+        if state.sealed.front().is_some() && (!overlaps || state.in_flight.is_empty()) {
+            if let Some(chunk) = state.sealed.pop_front() {
+                return dispatch(&mut state, chunk);
+            }
+        }
+    }
+    // 2. The partial open chunk, once nothing else is in flight.
+    let pending = state.open.end_position() > state.written_position;
+    if state.sealed.is_empty() && state.in_flight.is_empty() && pending {
+        let chunk = split_open_chunk(&mut state, &inner.file);
+        return dispatch(&mut state, chunk);
+    }
+    // 3. An fdatasync, once the writes it must cover have landed (or nothing more is coming).
+    let want_sync = state.sync_wanted_position > state.durable_position;
+    let covers_enough = state.written_position >= state.sync_wanted_position || state.in_flight.is_empty();
+    if want_sync && !state.sync_in_flight && state.written_position > state.durable_position && covers_enough {
+        state.sync_in_flight = true;
+        return Step::Sync(state.written_position);
+    }
+    if state.stopping && idle && state.end_position == state.written_position {
+        return Step::Stop;
+    }
+    Step::Wait(state.sync_deadline)
+}
+
+fn dispatch(state: &mut State, mut chunk: Chunk) -> Step {
+    let padded_bytes = align_up(chunk.len as u64) as usize;
+    // Zero the padding so a torn tail reads as zeroes, never as stale bytes.
+    chunk.buf.as_bytes_mut()[chunk.len..padded_bytes].fill(0);
+    chunk.buf.trim_to_size(padded_bytes);
+    state.dispatched_end_aligned = chunk.file_position + padded_bytes as u64;
+    state.in_flight.push_back(InFlightWrite { data_end_position: chunk.end_position(), done: false });
+    state.writes_count += 1;
+    Step::Write(chunk)
+}
+
+/// Takes the open chunk for writing and starts a new one holding a copy of its last partial
+/// page, which the next write will rewrite with more data behind it.
+fn split_open_chunk(state: &mut State, file: &DmaFile) -> Chunk {
+    let end_position = state.open.end_position();
+    let next_position = align_down(end_position);
+    let keep = (end_position - next_position) as usize;
+    let mut buf = take_buffer(&mut state.pool, file);
+    let from = (next_position - state.open.file_position) as usize;
+    buf.as_bytes_mut()[..keep].copy_from_slice(&state.open.buf.as_bytes()[from..from + keep]);
+    std::mem::replace(&mut state.open, Chunk { file_position: next_position, buf, len: keep })
+}
+
+async fn write_chunk(inner: Rc<Inner>, chunk: Chunk) {
+    let expected_bytes = chunk.buf.len();
+    let position = chunk.file_position;
+    let data_end_position = chunk.end_position();
+    let buf = Rc::new(chunk.buf);
+    let result = inner.file.write_rc_at(buf.clone(), position).await;
+    let mut state = inner.state.borrow_mut();
+    match result {
+        Ok(n) if n == expected_bytes => {
+            if let Some(w) = state.in_flight.iter_mut().find(|w| w.data_end_position == data_end_position && !w.done) {
+                w.done = true;
+            }
+            while state.in_flight.front().is_some_and(|w| w.done) {
+                if let Some(w) = state.in_flight.pop_front() {
+                    state.written_position = state.written_position.max(w.data_end_position);
+                }
+            }
+            if let Ok(buf) = Rc::try_unwrap(buf) {
+                if state.pool.len() < CHUNK_POOL_BUFFERS_MAX && buf.len() == WRITE_CHUNK_BYTES {
+                    state.pool.push(buf);
+                }
+            }
+        }
+        Ok(n) => fence(&mut state, &inner.path, format!("short write: {n} of {expected_bytes} bytes at {position}")),
+        Err(e) => fence(&mut state, &inner.path, format!("write at {position}: {}", io_err(e))),
+    }
+    if state.fenced.is_some() {
+        // This write is over either way; keep the in-flight queue honest so the flusher stops.
+        state.in_flight.retain(|w| w.data_end_position != data_end_position);
+    }
+    drop(state);
+    inner.work.notify(usize::MAX);
+    inner.progress.notify(usize::MAX);
+}
+
+async fn sync_file(inner: Rc<Inner>, position: u64) {
+    let result = inner.file.fdatasync().await;
+    let mut state = inner.state.borrow_mut();
+    state.sync_in_flight = false;
+    state.syncs_count += 1;
+    match result {
+        Ok(()) => {
+            state.durable_position = state.durable_position.max(position);
+            while let Some(&(end_position, next_offset)) = state.durable_marks.front() {
+                if end_position > state.durable_position {
+                    break;
+                }
+                state.durable_next_offset = next_offset;
+                state.durable_marks.pop_front();
+            }
+        }
+        Err(e) => fence(&mut state, &inner.path, format!("fdatasync: {}", io_err(e))),
+    }
+    drop(state);
+    inner.work.notify(usize::MAX);
+    inner.progress.notify(usize::MAX);
+}
+
+fn fence(state: &mut State, path: &Path, reason: String) {
+    tracing::error!(path = %path.display(), %reason, "segment write failed; fencing the log until it is reopened");
+    if state.fenced.is_none() {
+        state.fenced = Some(reason);
+    }
+}

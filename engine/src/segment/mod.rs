@@ -1,0 +1,108 @@
+//! One segment: a `.log` file of back-to-back batches named by its base offset, and the
+//! `.index` beside it. The active segment also has an `Appender`.
+
+pub(crate) mod appender;
+pub(crate) mod index;
+pub(crate) mod reader;
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use glommio::io::{DmaFile, OpenOptions};
+
+use crate::error::IoError;
+use crate::fs::io_err;
+use appender::Appender;
+use index::SegmentIndex;
+
+const LOG_SUFFIX: &str = ".log";
+const INDEX_SUFFIX: &str = ".index";
+/// Base offsets are printed as 20 decimal digits, as Kafka does, so names sort by offset.
+const NAME_DIGITS: usize = 20;
+
+/// Every stored batch carries this partitionLeaderEpoch (a single node is leader epoch 0).
+/// Kafka brokers overwrite the field on append too. The CRC does not cover it, so recovery
+/// and readers check it explicitly: a flipped bit there is caught like any other.
+pub(crate) const STORED_LEADER_EPOCH: i32 = 0;
+
+/// Bytes of a batch the log rewrites: baseOffset (0..8), batchLength kept (8..12),
+/// partitionLeaderEpoch (12..16). None of them is covered by the CRC.
+pub(crate) const STORED_HEAD_BYTES: usize = 16;
+
+/// The first `STORED_HEAD_BYTES` of a batch as stored: assigned base offset, the producer's
+/// batchLength, and `STORED_LEADER_EPOCH`.
+pub(crate) fn stored_head(base_offset: u64, batch: &[u8]) -> [u8; STORED_HEAD_BYTES] {
+    let mut head = [0u8; STORED_HEAD_BYTES];
+    head[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    head[8..12].copy_from_slice(&batch[8..12]);
+    head[12..16].copy_from_slice(&STORED_LEADER_EPOCH.to_be_bytes());
+    head
+}
+
+pub(crate) fn log_file_name(base_offset: u64) -> String {
+    format!("{base_offset:020}{LOG_SUFFIX}")
+}
+
+pub(crate) fn index_file_name(base_offset: u64) -> String {
+    format!("{base_offset:020}{INDEX_SUFFIX}")
+}
+
+/// `Some(base_offset)` for a segment file name, `None` for anything else.
+pub(crate) fn parse_file_name(name: &str, suffix: &str) -> Option<u64> {
+    let digits = name.strip_suffix(suffix)?;
+    if digits.len() != NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+pub(crate) fn parse_log_file_name(name: &str) -> Option<u64> {
+    parse_file_name(name, LOG_SUFFIX)
+}
+
+pub(crate) fn parse_index_file_name(name: &str) -> Option<u64> {
+    parse_file_name(name, INDEX_SUFFIX)
+}
+
+pub(crate) struct Segment {
+    pub base_offset: u64,
+    pub log_path: PathBuf,
+    pub file: Rc<DmaFile>,
+    pub index: SegmentIndex,
+    /// Present while the segment is active or being sealed.
+    pub appender: Option<Rc<Appender>>,
+    /// When this process started writing the segment (for `segment_ms`).
+    pub opened_at: Instant,
+}
+
+impl Segment {
+    /// Bytes a reader may read from disk: the written prefix while an appender runs (newer
+    /// bytes are served from the tail cache), the whole data once sealed.
+    pub fn readable_end(&self) -> u64 {
+        match &self.appender {
+            Some(appender) => appender.written_position(),
+            None => self.index.end_position,
+        }
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.index.end_position
+    }
+
+    /// Opens a segment file for reading and writing with O_DIRECT (creating it if asked).
+    pub async fn open_file(path: &Path, create: bool) -> Result<Rc<DmaFile>, IoError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .dma_open(path)
+            .await
+            .map_err(|e| IoError::new(if create { "create" } else { "open" }, path, io_err(e)))?;
+        Ok(Rc::new(file))
+    }
+
+    pub fn index_path(&self) -> PathBuf {
+        self.log_path.with_file_name(index_file_name(self.base_offset))
+    }
+}

@@ -1,0 +1,90 @@
+//! Helpers shared by the engine's integration tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use engine::batch::{split_batches, BatchBuilder};
+use engine::LogConfig;
+
+/// Runs `f` on a fresh glommio executor and returns its result.
+pub fn run<F, Fut, T>(f: F) -> T
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    glommio::LocalExecutorBuilder::default().spawn(f).expect("spawn executor").join().expect("executor panicked")
+}
+
+/// A temp dir on the real file system (ext4 here): O_DIRECT does not work on tmpfs.
+pub fn temp_dir() -> tempfile::TempDir {
+    let base = std::env::var_os("SHARDLOG_TEST_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    tempfile::Builder::new().prefix("shardlog-test-").tempdir_in(base).unwrap()
+}
+
+/// A batch of `count` records whose values encode `seed` and their index.
+pub fn batch(seed: u64, count: u32, value_bytes: usize, timestamp_ms: i64) -> Bytes {
+    let mut builder = BatchBuilder::new();
+    for i in 0..count {
+        let mut value = vec![0u8; value_bytes.max(12)];
+        value[..8].copy_from_slice(&seed.to_be_bytes());
+        value[8..12].copy_from_slice(&i.to_be_bytes());
+        for (j, b) in value.iter_mut().enumerate().skip(12) {
+            *b = (seed as usize + j) as u8;
+        }
+        let key = format!("k{seed}-{i}");
+        builder.push(Some(key.as_bytes()), Some(&value), timestamp_ms + i64::from(i), &[]);
+    }
+    builder.build().unwrap()
+}
+
+/// Small segments so tests roll often; a small preallocation step so they stay small.
+pub fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 64 << 10,
+        preallocate_step_bytes: 64 << 10,
+        tail_cache_bytes: 16 << 10,
+        ..LogConfig::default()
+    }
+}
+
+/// The records' payload of a concatenation of batches, with offsets replaced by
+/// (base_offset, record count, bytes from byte 16 on) — what must survive a round trip.
+pub fn batch_bodies(bytes: Bytes) -> Vec<(i64, u32, Bytes)> {
+    split_batches(bytes)
+        .map(|b| {
+            let b = b.unwrap();
+            (b.base_offset(), b.record_count(), b.bytes().slice(16..))
+        })
+        .collect()
+}
+
+/// Reads the whole log from `from` to the end, asserting offsets are contiguous.
+pub async fn read_all(log: &engine::Log, from: u64) -> Vec<(i64, u32, Bytes)> {
+    let mut out = Vec::new();
+    let mut offset = from;
+    let end = log.log_end_offset();
+    while offset < end {
+        let read = log.read(offset, 256 << 10).await.unwrap();
+        assert!(!read.is_empty(), "empty read at {offset} before end {end}");
+        for (base, count, body) in batch_bodies(read.to_bytes()) {
+            assert_eq!(base as u64, offset, "offsets must be contiguous");
+            offset += u64::from(count);
+            out.push((base, count, body));
+        }
+        assert_eq!(read.next_offset, offset);
+    }
+    out
+}
+
+pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}
