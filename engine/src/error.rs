@@ -21,9 +21,11 @@ impl IoError {
         IoError { op, path: path.into(), source: source.into() }
     }
 
-    /// True when the disk is full: the caller may retry once space returns.
+    /// True when the disk is full: the caller may retry once space returns. glommio's error
+    /// conversion keeps the error kind but drops the OS error code, so check both.
     pub fn is_no_space(&self) -> bool {
-        self.source.raw_os_error() == Some(libc::ENOSPC)
+        matches!(self.source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+            || matches!(self.source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
     }
 }
 

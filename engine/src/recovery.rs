@@ -1,11 +1,12 @@
 //! What `Log::open` does to a directory before anything is served from it.
 //!
 //! For each segment, oldest first:
-//! - a sealed segment (not the last) with a valid index file whose end matches the file is
-//!   trusted as is; otherwise it is scanned from its start and its index rebuilt;
+//! - a sealed segment (not the last) whose valid index file ends exactly where the file ends is
+//!   trusted as is;
 //! - the last segment after a clean shutdown (marker file present, index flagged clean, sizes
-//!   agree) is trusted as is; after a crash it is re-validated from its last index entry (or
-//!   from its start when the index is missing or corrupt).
+//!   agree) is trusted as is;
+//! - any other segment is re-validated from its index's last entry, or from its start when
+//!   the index is missing, corrupt, or points past the end of the file.
 //!
 //! A scan checks every batch — length, magic, CRC-32C, and that its base offset continues the
 //! previous batch — and stops at the first batch that fails: a torn write, the zeroes of a
@@ -52,21 +53,22 @@ pub(crate) async fn open_segment(
     let file = Segment::open_file(&log_path, false).await.map_err(OpenError::Io)?;
     let file_size = file.file_size().await.map_err(|e| OpenError::Io(IoError::new("stat", &log_path, io_err(e))))?;
     let stored = load_index(dir, base_offset).await?;
+    // Trust an index only if it describes the file exactly: sealing and clean close cut the
+    // file to its data. A segment written to after its index was saved (reopened after a clean
+    // close, then rolled, then a crash before the seal finished) is longer than its index
+    // says, and must be rescanned, or acknowledged batches would be cut off.
+    let trusted = |index: &SegmentIndex, flags: u16| {
+        index.end_position == file_size && (!is_last || (clean && flags & FLAG_CLEAN != 0))
+    };
     let mut index = match stored {
-        // Trusted: a sealed segment, or the active one after a clean shutdown.
-        Some((index, flags)) if (!is_last || (clean && flags & FLAG_CLEAN != 0)) && index.end_position <= file_size => {
-            if index.end_position < file_size {
-                truncate(&file, &log_path, index.end_position).await?;
-            }
-            return Ok(segment(base_offset, log_path, file, index));
-        }
-        // The active segment after a crash: the entries point into data that was durable when
-        // they were written, so re-validate only from the last one.
-        Some((mut index, _)) if is_last && index.end_position <= file_size => {
+        Some((index, flags)) if trusted(&index, flags) => return Ok(segment(base_offset, log_path, file, index)),
+        // Otherwise its entries still point into data that was durable when they were saved,
+        // so re-validate only from the last one (if the file still reaches it).
+        Some((mut index, _)) => {
             index.rewind_to_last_entry();
-            index
+            if index.end_position <= file_size { index } else { SegmentIndex::new(base_offset) }
         }
-        _ => SegmentIndex::new(base_offset),
+        None => SegmentIndex::new(base_offset),
     };
     let stop = scan(&file, &log_path, &mut index, file_size).await?;
     if stop != ScanStop::EndOfFile || index.end_position < file_size {

@@ -1,0 +1,248 @@
+//! A full disk: appends fail with `AppendError::NoSpace` (no panic, no hang, nothing
+//! half-accepted), the log stays readable, and appends resume once space is freed — by
+//! deleting another file or by retention.
+//!
+//! Each test mounts its own small ext4 image on a loop device (needs root). Where loop mounts
+//! are impossible, the tests fail unless `SHARDLOG_SKIP_LOOP_TESTS=1` is set.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bytes::Bytes;
+use common::*;
+use engine::{AppendError, Durability, Log, LogConfig};
+
+const SKIP_ENV: &str = "SHARDLOG_SKIP_LOOP_TESTS";
+const IMAGE_BYTES: u64 = 48 << 20;
+const FILLER_BYTES: usize = 12 << 20;
+/// Records per batch × value bytes ≈ 256 KiB a batch.
+const BATCH_RECORDS: u32 = 64;
+const BATCH_VALUE_BYTES: usize = 4000;
+/// 48 MiB holds at most ~190 such batches: running out of space must happen well before this.
+const APPENDS_MAX: u64 = 1_000;
+
+fn enospc_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 4 << 20,
+        preallocate_step_bytes: 1 << 20,
+        tail_cache_bytes: 1 << 20,
+        ..LogConfig::default()
+    }
+}
+
+/// A freshly made ext4 file system mounted on a loop device; unmounted (and its loop device
+/// detached) on drop.
+struct LoopMount {
+    mount_point: PathBuf,
+    image: PathBuf,
+    // Dropped after `drop` unmounts: the mount point, then the image's directory.
+    _mount_dir: tempfile::TempDir,
+    _image_dir: tempfile::TempDir,
+}
+
+fn command(program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    match Command::new(program).args(args).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!("{program} {args:?}: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())),
+        Err(e) => Err(format!("{program} {args:?}: {e}")),
+    }
+}
+
+impl LoopMount {
+    fn new() -> Result<LoopMount, String> {
+        let image_dir = temp_dir();
+        let mount_dir = temp_dir();
+        let image = image_dir.path().join("fs.img");
+        let file = std::fs::File::create(&image).map_err(|e| format!("create {image:?}: {e}"))?;
+        file.set_len(IMAGE_BYTES).map_err(|e| format!("set_len {image:?}: {e}"))?;
+        drop(file);
+        // -m 0: no blocks reserved for root, so the space is the same for every user.
+        command("mkfs.ext4", &["-q".as_ref(), "-F".as_ref(), "-m".as_ref(), "0".as_ref(), image.as_os_str()])?;
+        let mount_point = mount_dir.path().join("mnt");
+        std::fs::create_dir(&mount_point).map_err(|e| format!("mkdir {mount_point:?}: {e}"))?;
+        command("mount", &["-o".as_ref(), "loop".as_ref(), image.as_os_str(), mount_point.as_os_str()])?;
+        Ok(LoopMount { mount_point, image, _mount_dir: mount_dir, _image_dir: image_dir })
+    }
+
+    /// Mounts, or says why the test cannot run: `None` means skip (only when asked to).
+    fn new_or_skip(test: &str) -> Option<LoopMount> {
+        match LoopMount::new() {
+            Ok(mount) => Some(mount),
+            Err(e) if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") => {
+                // Straight to the stream, past libtest's capture, so the skip is always seen.
+                let line =
+                    format!("\n!!!!! SKIPPED {test}: cannot mount a loop file system ({e}); {SKIP_ENV}=1 !!!!!\n");
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+                None
+            }
+            Err(e) => panic!(
+                "{test} needs a loop-mounted ext4 file system (root, mkfs.ext4, loop devices): {e}. \
+                 Set {SKIP_ENV}=1 to skip it where that is impossible."
+            ),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.mount_point
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        if command("umount", &[self.mount_point.as_os_str()]).is_err() {
+            if let Err(e) = command("umount", &["-l".as_ref(), self.mount_point.as_os_str()]) {
+                eprintln!("warning: could not unmount {:?}: {e}", self.mount_point);
+            }
+        }
+        // `mount -o loop` sets autoclear; detach explicitly in case it did not.
+        if let Ok(out) = Command::new("losetup").arg("-j").arg(&self.image).output() {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                if let Some(device) = line.split(':').next().filter(|d| !d.is_empty()) {
+                    let _ = command("losetup", &["-d".as_ref(), device.as_ref()]);
+                }
+            }
+        }
+    }
+}
+
+/// The ~256 KiB batch number `seed`.
+fn big_batch(seed: u64) -> Bytes {
+    batch(seed, BATCH_RECORDS, BATCH_VALUE_BYTES, 1_000 + seed as i64)
+}
+
+/// Appends `big_batch(first..)` with `Sync` until one fails; returns the error. Every batch
+/// acknowledged goes into `expected` (what `read_all` must return).
+async fn fill(log: &Log, first: u64, expected: &mut Vec<(i64, u32, Bytes)>) -> AppendError {
+    for seed in first..first + APPENDS_MAX {
+        let b = big_batch(seed);
+        let end = log.log_end_offset();
+        match log.append(std::slice::from_ref(&b), Durability::Sync).await {
+            Ok(info) => {
+                assert_eq!(info.base_offsets, vec![end]);
+                expected.push((end as i64, BATCH_RECORDS, b.slice(16..)));
+            }
+            Err(e) => {
+                assert_eq!(log.log_end_offset(), end, "a failed append moved the log end");
+                return e;
+            }
+        }
+    }
+    panic!("{APPENDS_MAX} appends of 256 KiB on a {IMAGE_BYTES}-byte file system never failed");
+}
+
+/// Appends one batch that must succeed at the log end and read back.
+async fn append_ok(log: &Log, seed: u64, expected: &mut Vec<(i64, u32, Bytes)>) {
+    let b = big_batch(seed);
+    let end = log.log_end_offset();
+    let info = log.append(std::slice::from_ref(&b), Durability::Sync).await.unwrap();
+    assert_eq!(info.base_offsets, vec![end]);
+    assert_eq!(log.durable_end_offset(), end + u64::from(BATCH_RECORDS));
+    let read = log.read(end, 1 << 20).await.unwrap();
+    assert_eq!(batch_bodies(read.to_bytes()), vec![(end as i64, BATCH_RECORDS, b.slice(16..))]);
+    expected.push((end as i64, BATCH_RECORDS, b.slice(16..)));
+}
+
+#[test]
+fn append_fails_with_no_space_and_resumes_when_space_is_freed() {
+    let Some(mount) = LoopMount::new_or_skip("append_fails_with_no_space_and_resumes_when_space_is_freed") else {
+        return;
+    };
+    // Space to give back later, on the same file system.
+    let filler = mount.path().join("filler");
+    std::fs::write(&filler, vec![0xa5u8; FILLER_BYTES]).unwrap();
+    std::fs::File::open(&filler).unwrap().sync_all().unwrap();
+    let path = mount.path().join("t-0");
+    run(move || async move {
+        let log = Log::open(&path, enospc_config()).await.unwrap();
+        let mut expected = Vec::new();
+        let err = fill(&log, 0, &mut expected).await;
+        assert!(matches!(err, AppendError::NoSpace(_)), "expected NoSpace, got {err:?}");
+        let full_end = log.log_end_offset();
+        println!("{} batches acknowledged before {err}", expected.len());
+        assert!(expected.len() > 8, "only {} batches fitted before NoSpace", expected.len());
+        assert_eq!(full_end, expected.len() as u64 * u64::from(BATCH_RECORDS));
+        // Still readable, exactly what was acknowledged; nothing of the failed append.
+        assert_eq!(read_all(&log, 0).await, expected);
+        assert_eq!(log.durable_end_offset(), full_end);
+        // Still full: the same clear error again, nothing fenced, nothing moved.
+        let err = log.append(&[big_batch(10_000)], Durability::Sync).await.unwrap_err();
+        assert!(matches!(err, AppendError::NoSpace(_)), "second append on a full disk: {err:?}");
+        assert_eq!(log.log_end_offset(), full_end);
+        // A small append may still fit in what is preallocated, or fail the same way.
+        let small = batch(10_001, 1, 100, 0);
+        match log.append(std::slice::from_ref(&small), Durability::Sync).await {
+            Ok(info) => {
+                assert_eq!(info.base_offsets, vec![full_end]);
+                expected.push((full_end as i64, 1, small.slice(16..)));
+            }
+            Err(err) => assert!(matches!(err, AppendError::NoSpace(_)), "small append on a full disk: {err:?}"),
+        }
+
+        // Free space: appends succeed again at the log end, across a roll.
+        std::fs::remove_file(&filler).unwrap();
+        let freed_end = log.log_end_offset();
+        append_ok(&log, 20_000, &mut expected).await;
+        assert_eq!(expected.last().unwrap().0 as u64, freed_end);
+        for seed in 20_001..20_024 {
+            append_ok(&log, seed, &mut expected).await;
+        }
+        assert_eq!(read_all(&log, 0).await, expected);
+        let end = log.log_end_offset();
+        log.close().await.unwrap();
+
+        let log = Log::open(&path, enospc_config()).await.unwrap();
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(read_all(&log, 0).await, expected);
+        append_ok(&log, 30_000, &mut expected).await;
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn retention_frees_space_after_no_space() {
+    let Some(mount) = LoopMount::new_or_skip("retention_frees_space_after_no_space") else {
+        return;
+    };
+    let path = mount.path().join("t-0");
+    run(move || async move {
+        let config = LogConfig { retention_bytes: Some(8 << 20), ..enospc_config() };
+        let log = Log::open(&path, config.clone()).await.unwrap();
+        let mut expected = Vec::new();
+        let err = fill(&log, 0, &mut expected).await;
+        assert!(matches!(err, AppendError::NoSpace(_)), "expected NoSpace, got {err:?}");
+        assert_eq!(read_all(&log, 0).await, expected);
+        let segments_before = log.stats().segments;
+        assert!(segments_before > 3, "{segments_before} segments on a full disk");
+
+        let outcome = log.apply_retention(0).await.unwrap();
+        assert!(outcome.segments_deleted > 0, "{outcome:?}");
+        assert_eq!(log.stats().segments, segments_before - outcome.segments_deleted);
+        let start = log.log_start_offset();
+        assert_eq!(outcome.log_start_offset, start);
+        assert!(start > 0);
+        // Whole batches only: the retained log is a suffix of what was acknowledged.
+        let kept: Vec<_> = expected.iter().filter(|b| b.0 as u64 >= start).cloned().collect();
+        assert_eq!(kept.first().unwrap().0 as u64, start);
+        assert_eq!(read_all(&log, start).await, kept);
+
+        // Appends fit again, at the log end.
+        let end = log.log_end_offset();
+        append_ok(&log, 20_000, &mut expected).await;
+        assert_eq!(expected.last().unwrap().0 as u64, end);
+        for seed in 20_001..20_012 {
+            append_ok(&log, seed, &mut expected).await;
+        }
+        let kept: Vec<_> = expected.iter().filter(|b| b.0 as u64 >= start).cloned().collect();
+        assert_eq!(read_all(&log, start).await, kept);
+        let end = log.log_end_offset();
+        log.close().await.unwrap();
+
+        let log = Log::open(&path, config).await.unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (start, end));
+        assert_eq!(read_all(&log, start).await, kept);
+        log.close().await.unwrap();
+    });
+}
