@@ -212,8 +212,12 @@ impl Log {
         let clean = names.iter().any(|n| n == CLEAN_SHUTDOWN_FILE);
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
+            if ends_before(&segments, base) {
+                drop_unreachable_segments(dir, &segments, &bases[i..]).await?;
+                break;
+            }
             let segment = open_segment(dir, base, i + 1 == bases.len(), clean).await?;
-            check_continuity(dir, &segments, &segment)?;
+            check_overlap(dir, &segments, &segment)?;
             segments.insert(base, segment);
         }
         if clean {
@@ -710,7 +714,8 @@ fn disk_plan(state: &State, offset: u64) -> Result<DiskPlan, ReadError> {
         });
     };
     if offset >= segment.index.next_offset {
-        // A sealed segment that recovery found damaged ends before the next one starts.
+        // Open keeps segments contiguous, so this is a broken invariant: refuse rather than
+        // read the wrong segment.
         return Err(corrupt_gap(segment.log_path.clone()));
     }
     let (_, start_position) = segment.index.lookup(offset);
@@ -743,7 +748,35 @@ fn cut_at(bytes: Bytes, next_offset: u64, end_offset: u64, offset: u64) -> (Byte
     (bytes.slice(..cursor), next)
 }
 
-fn check_continuity(dir: &Path, segments: &BTreeMap<u64, Segment>, next: &Segment) -> Result<(), OpenError> {
+/// True when the last opened segment ends before `next_base`: recovery cut it short.
+fn ends_before(segments: &BTreeMap<u64, Segment>, next_base: u64) -> bool {
+    segments.values().next_back().is_some_and(|prev| prev.index.next_offset < next_base)
+}
+
+/// A segment that recovery cut short was never sealed (a sealed one is trusted whole), and a
+/// `Sync` append in a later segment is acknowledged only after every earlier seal finished; so
+/// nothing in the later segments was acknowledged as durable. Delete them, as Kafka does, so
+/// the log stays contiguous and appends continue where the valid data ends.
+async fn drop_unreachable_segments(
+    dir: &Path,
+    segments: &BTreeMap<u64, Segment>,
+    doomed: &[u64],
+) -> Result<(), OpenError> {
+    let valid_until = segments.values().next_back().map_or(0, |s| s.index.next_offset);
+    tracing::warn!(
+        dir = %dir.display(),
+        valid_until,
+        segments_dropped = doomed.len(),
+        "recovery cut an unsealed segment short; dropping the unacknowledged segments after it"
+    );
+    for &base in doomed {
+        remove_file(&dir.join(index_file_name(base))).await.map_err(OpenError::Io)?;
+        remove_file(&dir.join(log_file_name(base))).await.map_err(OpenError::Io)?;
+    }
+    sync_dir(dir).await.map_err(OpenError::Io)
+}
+
+fn check_overlap(dir: &Path, segments: &BTreeMap<u64, Segment>, next: &Segment) -> Result<(), OpenError> {
     let Some(prev) = segments.values().next_back() else {
         return Ok(());
     };
@@ -755,15 +788,6 @@ fn check_continuity(dir: &Path, segments: &BTreeMap<u64, Segment>, next: &Segmen
                 prev.base_offset, prev.index.next_offset, next.base_offset
             ),
         });
-    }
-    if prev.index.next_offset < next.base_offset {
-        tracing::error!(
-            dir = %dir.display(),
-            segment = prev.base_offset,
-            valid_until = prev.index.next_offset,
-            next_segment = next.base_offset,
-            "sealed segment is damaged; offsets in the gap will read as corrupt"
-        );
     }
     Ok(())
 }

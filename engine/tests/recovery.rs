@@ -171,3 +171,27 @@ fn corrupt_batch_in_sealed_segment_is_reported_never_served() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn unsealed_segment_cut_short_drops_the_unacknowledged_segments_after_it() {
+    // A crash between a roll and the end of the old segment's seal: the old segment has no
+    // index and a torn tail, the new one already holds (unacknowledged) batches.
+    let root = temp_dir();
+    let original = root.path().join("orig");
+    let all = build_log(original.clone(), 1000);
+    let files = segment_files(&original);
+    assert!(files.len() >= 3);
+    let victim = &files[files.len() - 2];
+    std::fs::remove_file(victim.with_extension("index")).unwrap();
+    let len = std::fs::metadata(victim).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(victim).unwrap().set_len(len - 5).unwrap();
+    // Everything before the victim's last batch survives; nothing after it.
+    let victim_base: u64 = victim.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let last_segment_base: u64 = files.last().unwrap().file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let in_victim = all.iter().filter(|b| (b.0 as u64) >= victim_base && (b.0 as u64) < last_segment_base).count();
+    assert!(in_victim > 1);
+    let expected: Vec<_> = all.iter().filter(|b| (b.0 as u64) < last_segment_base).cloned().collect();
+    let expected = expected[..expected.len() - 1].to_vec();
+    reopen_and_check(original.clone(), expected, "unsealed segment cut short".into());
+    assert_eq!(segment_files(&original).len(), files.len() - 1, "the later segment is gone");
+}
