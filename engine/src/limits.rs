@@ -39,12 +39,15 @@ pub const WRITE_CHUNK_BYTES: usize = 1 << 20;
 /// Chunk writes in flight per partition at once.
 pub const WRITES_IN_FLIGHT_MAX: usize = 8;
 
-/// Free chunk buffers kept per partition for reuse (avoids mmap/munmap and page faults).
-pub const CHUNK_POOL_BUFFERS_MAX: usize = WRITES_IN_FLIGHT_MAX + 2;
+/// Free chunk buffers kept per shard for reuse (avoids malloc/free and page faults): enough
+/// for one partition's whole unwritten window plus its writes in flight.
+pub const CHUNK_POOL_BUFFERS_MAX: usize = (UNWRITTEN_BYTES_MAX as usize / WRITE_CHUNK_BYTES) + WRITES_IN_FLIGHT_MAX;
 
 /// Bytes accepted but not yet written to disk before `append` waits (backpressure): bounds the
-/// memory one partition can pin when producers outrun the disk.
-pub const UNWRITTEN_BYTES_MAX: u64 = 64 << 20;
+/// memory one partition can pin when producers outrun the disk. 16 MiB is twice the writes in
+/// flight: enough to keep the disk busy, small enough that buffers stay hot in the pool (the
+/// benchmark measured 0.6× raw with a 64 MiB window and ~0.85× in a model with 8 MiB).
+pub const UNWRITTEN_BYTES_MAX: u64 = 16 << 20;
 
 /// One sparse index entry per this many bytes of log (Kafka: `index.interval.bytes` = 4096;
 /// Redpanda: 32 KiB). Reads scan at most this far past an entry.

@@ -336,6 +336,25 @@ impl Log {
         Ok(info)
     }
 
+    /// Resolves once everything appended before the call is durable (an fdatasync covers it),
+    /// whatever durability the appends asked for.
+    pub async fn flush(&self) -> Result<(), AppendError> {
+        let (segment_base, appender, end_position) = {
+            let state = self.inner.state.borrow();
+            let Some(active) = state.segments.values().next_back() else {
+                return Ok(());
+            };
+            let Some(appender) = active.appender.clone() else {
+                return Ok(()); // Closed: everything was synced.
+            };
+            let end_position = appender.end_position();
+            (active.base_offset, appender, end_position)
+        };
+        self.wait_sealed_before(segment_base).await?;
+        appender.wait_durable(end_position).await?;
+        Ok(())
+    }
+
     /// The synchronous heart of `append`: offsets, copy-in, index, cache. No `.await` here.
     fn push_batches(&self, appender: &Appender, batches: &[Bytes], validated: &[Batch]) -> (AppendInfo, u64, u64) {
         let mut state = self.inner.state.borrow_mut();

@@ -66,7 +66,11 @@ pub(crate) async fn open_segment(
         // so re-validate only from the last one (if the file still reaches it).
         Some((mut index, _)) => {
             index.rewind_to_last_entry();
-            if index.end_position <= file_size { index } else { SegmentIndex::new(base_offset) }
+            if index.end_position <= file_size {
+                index
+            } else {
+                SegmentIndex::new(base_offset)
+            }
         }
         None => SegmentIndex::new(base_offset),
     };

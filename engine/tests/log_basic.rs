@@ -192,6 +192,10 @@ fn durability_modes_and_durable_reads() {
         assert_eq!(log.durable_end_offset(), 4);
         let read = log.read_durable(0, 1 << 20).await.unwrap();
         assert_eq!(read.next_offset, 4);
+        // flush() makes None appends durable.
+        log.append(&[batch(3, 3, 10, 0)], Durability::None).await.unwrap();
+        log.flush().await.unwrap();
+        assert_eq!(log.durable_end_offset(), 7);
         // Many concurrent Sync appends share fdatasyncs (group commit).
         let syncs_before = log.stats().syncs_count;
         let mut tasks = Vec::new();

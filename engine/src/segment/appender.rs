@@ -91,7 +91,9 @@ struct State {
     fenced: Option<String>,
     stopping: bool,
     flusher_running: bool,
-    pool: Vec<DmaBuffer>,
+    /// A background fallocate is running (seal waits for it: a fallocate landing after the
+    /// truncate would grow the sealed file again).
+    preallocating: bool,
     /// Statistics for benchmarks and metrics.
     writes_count: u64,
     syncs_count: u64,
@@ -158,7 +160,7 @@ impl Appender {
             fenced: None,
             stopping: false,
             flusher_running: true,
-            pool: Vec::new(),
+            preallocating: false,
             writes_count: 0,
             syncs_count: 0,
         };
@@ -197,22 +199,32 @@ impl Appender {
 
     /// Makes sure the file has room for `size_bytes` more bytes, growing the preallocation in
     /// `step_bytes` steps. Running out of disk fails here, before any byte is accepted.
+    ///
+    /// Once the reservation is half used, the next step is allocated in the background, so
+    /// appends rarely wait for fallocate.
     pub async fn reserve(&self, size_bytes: u64, step_bytes: u64) -> Result<(), IoError> {
-        let (needed, allocated) = {
+        let (needed, allocated, preallocating) = {
             let state = self.inner.state.borrow();
-            (align_up(state.end_position + size_bytes), state.allocated_bytes)
+            (align_up(state.end_position + size_bytes), state.allocated_bytes, state.preallocating)
         };
-        if needed <= allocated {
-            return Ok(());
+        if needed > allocated {
+            let target = needed.div_ceil(step_bytes) * step_bytes;
+            return preallocate(&self.inner, target).await;
         }
-        let target = needed.div_ceil(step_bytes) * step_bytes;
-        self.inner
-            .file
-            .pre_allocate(target, false)
-            .await
-            .map_err(|e| IoError::new("fallocate", &self.inner.path, io_err(e)))?;
-        let mut state = self.inner.state.borrow_mut();
-        state.allocated_bytes = state.allocated_bytes.max(target);
+        if !preallocating && needed + step_bytes / 2 > allocated {
+            self.inner.state.borrow_mut().preallocating = true;
+            let inner = self.inner.clone();
+            let target = allocated + step_bytes;
+            glommio::spawn_local(async move {
+                if let Err(e) = preallocate(&inner, target).await {
+                    // The next append that needs the space retries and reports it.
+                    tracing::warn!(error = %e, "background preallocation failed");
+                }
+                inner.state.borrow_mut().preallocating = false;
+                inner.progress.notify(usize::MAX);
+            })
+            .detach();
+        }
         Ok(())
     }
 
@@ -272,7 +284,7 @@ impl Appender {
             if chunk.is_full() {
                 let next_position = chunk.end_position();
                 assert_eq!(next_position % IO_ALIGN_BYTES, 0);
-                let buf = take_buffer(&mut state.pool, &self.inner.file);
+                let buf = take_buffer(&self.inner.file);
                 let full = std::mem::replace(&mut state.open, Chunk { file_position: next_position, buf, len: 0 });
                 state.sealed.push_back(full);
             }
@@ -324,6 +336,7 @@ impl Appender {
         let end_position = self.end_position();
         self.wait_durable(end_position).await?;
         self.stop().await;
+        self.wait_until(|s| !s.preallocating).await?;
         let file = &self.inner.file;
         file.truncate(end_position).await.map_err(|e| IoError::new("truncate", &self.inner.path, io_err(e)))?;
         file.fdatasync().await.map_err(|e| IoError::new("fdatasync", &self.inner.path, io_err(e)))?;
@@ -347,9 +360,35 @@ impl Drop for Appender {
     }
 }
 
-/// A chunk buffer from the pool (only untrimmed, full-size buffers are pooled), or a new one.
-fn take_buffer(pool: &mut Vec<DmaBuffer>, file: &DmaFile) -> DmaBuffer {
-    pool.pop().unwrap_or_else(|| file.alloc_dma_buffer(WRITE_CHUNK_BYTES))
+thread_local! {
+    /// Chunk buffers for reuse by every appender of this executor (shard): allocating and
+    /// faulting in a fresh 1 MiB buffer costs ~15× filling a reused one. Only untrimmed,
+    /// full-size buffers come back here.
+    static CHUNK_POOL: RefCell<Vec<DmaBuffer>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A chunk buffer from this shard's pool, or a new one.
+fn take_buffer(file: &DmaFile) -> DmaBuffer {
+    CHUNK_POOL.with(|pool| pool.borrow_mut().pop()).unwrap_or_else(|| file.alloc_dma_buffer(WRITE_CHUNK_BYTES))
+}
+
+fn return_buffer(buf: DmaBuffer) {
+    if buf.len() != WRITE_CHUNK_BYTES {
+        return;
+    }
+    CHUNK_POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < CHUNK_POOL_BUFFERS_MAX {
+            pool.push(buf);
+        }
+    });
+}
+
+async fn preallocate(inner: &Inner, target: u64) -> Result<(), IoError> {
+    inner.file.pre_allocate(target, false).await.map_err(|e| IoError::new("fallocate", &inner.path, io_err(e)))?;
+    let mut state = inner.state.borrow_mut();
+    state.allocated_bytes = state.allocated_bytes.max(target);
+    Ok(())
 }
 
 /// The background task that owns all I/O of one appender.
@@ -437,7 +476,7 @@ fn split_open_chunk(state: &mut State, file: &DmaFile) -> Chunk {
     let end_position = state.open.end_position();
     let next_position = align_down(end_position);
     let keep = (end_position - next_position) as usize;
-    let mut buf = take_buffer(&mut state.pool, file);
+    let mut buf = take_buffer(file);
     let from = (next_position - state.open.file_position) as usize;
     buf.as_bytes_mut()[..keep].copy_from_slice(&state.open.buf.as_bytes()[from..from + keep]);
     std::mem::replace(&mut state.open, Chunk { file_position: next_position, buf, len: keep })
@@ -461,9 +500,7 @@ async fn write_chunk(inner: Rc<Inner>, chunk: Chunk) {
                 }
             }
             if let Ok(buf) = Rc::try_unwrap(buf) {
-                if state.pool.len() < CHUNK_POOL_BUFFERS_MAX && buf.len() == WRITE_CHUNK_BYTES {
-                    state.pool.push(buf);
-                }
+                return_buffer(buf);
             }
         }
         Ok(n) => fence(&mut state, &inner.path, format!("short write: {n} of {expected_bytes} bytes at {position}")),
