@@ -1,4 +1,21 @@
-//! shardlog broker. The broker issue fills this crate (shard-per-core server, native protocol,
-//! Rust client and the `shardlog` CLI); until then it only re-exports the engine.
+//! shardlog broker: one glommio executor per core ("shard"), each owning a set of partition
+//! logs; the native protocol; the Rust client.
+//!
+//! Start at `broker.rs` (startup, listeners, shutdown), then `connection.rs` (one client
+//! connection), `shard.rs` (serving requests, forwarding to other shards through `router.rs`)
+//! and `coordinator.rs` (shard 0: catalog and consumer groups).
+
+pub mod broker;
+pub mod client;
+pub mod config;
+mod connection;
+mod coordinator;
+mod groups;
+pub mod limits;
+pub mod metrics;
+pub mod protocol;
+mod router;
+mod shard;
+mod topics;
 
 pub use engine;

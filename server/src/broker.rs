@@ -1,0 +1,350 @@
+//! Starting and stopping the broker: one executor thread per shard, pinned to a core; the
+//! cross-shard channels; every shard's listeners; graceful shutdown.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use engine::catalog::Catalog;
+use engine::group_offsets::GroupOffsets;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::ServeConfig;
+use crate::coordinator::Coordinator;
+use crate::limits::{
+    GROUP_EXPIRY_CHECK_INTERVAL_MS, PRODUCE_MEMORY_BYTES_PER_SHARD_MAX, SHARD_CHANNEL_CAPACITY, SHUTDOWN_GRACE_MS,
+};
+use crate::metrics;
+use crate::router::{Envelope, Router, ShardRequest, ShardResponse};
+use crate::shard::{serve_peer, Shard};
+use crate::topics::{SharedTopics, TopicTable};
+
+/// How often a shard checks the stop flag (signals are caught on another thread).
+const STOP_POLL_MS: u64 = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{0}")]
+    Config(String),
+    #[error("catalog: {0}")]
+    Catalog(#[from] engine::catalog::CatalogError),
+    #[error("shard {shard} failed to start: {reason}")]
+    Shard { shard: usize, reason: String },
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running broker. Dropping it does not stop it; call `shutdown`.
+pub struct Broker {
+    pub listen: SocketAddr,
+    pub shard_addresses: Vec<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Broker {
+    /// Starts every shard and returns once all of them accept connections.
+    pub fn start(config: ServeConfig) -> Result<Broker, BrokerError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let catalog = Catalog::open(&config.data_dir, config.shards as u32)?;
+        let topics: SharedTopics = Arc::new(ArcSwap::from_pointee(TopicTable::from_catalog(&catalog)));
+        let listen = concrete_addr(config.listen)?;
+        let shard_addresses = shard_addrs(&config, listen)?;
+        let metrics_listen = config.metrics_listen.map(concrete_addr).transpose()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, (usize, String)>>();
+        let mut channels = Channels::new(config.shards);
+        let mut catalog = Some(catalog);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let mut threads = Vec::with_capacity(config.shards);
+        for shard_id in 0..config.shards {
+            let plan = ShardPlan {
+                id: shard_id,
+                shard_count: config.shards,
+                data_dir: config.data_dir.clone(),
+                topics: topics.clone(),
+                catalog: if shard_id == 0 { catalog.take() } else { None },
+                senders: channels.take_senders(shard_id),
+                receivers: channels.take_receivers(shard_id),
+                listen,
+                own_address: shard_addresses[shard_id],
+                shard_addresses: shard_addresses.iter().map(|a| a.to_string()).collect(),
+                metrics_listen: if shard_id == 0 { metrics_listen } else { None },
+                stop: stop.clone(),
+                ready: ready_tx.clone(),
+            };
+            let handle = LocalExecutorBuilder::new(Placement::Fixed(shard_id % cores))
+                .name(&format!("shard-{shard_id}"))
+                .spawn(move || run_shard(plan))
+                .map_err(|e| BrokerError::Shard { shard: shard_id, reason: e.to_string() })?;
+            threads.push(std::thread::spawn(move || {
+                if let Err(e) = handle.join() {
+                    tracing::error!(shard = shard_id, error = ?e, "shard thread failed");
+                }
+            }));
+        }
+        drop(ready_tx);
+        let mut broker = Broker { listen, shard_addresses, metrics_listen, stop, threads };
+        for _ in 0..config.shards {
+            match ready_rx.recv() {
+                Ok(Ok(_)) => {}
+                Ok(Err((shard, reason))) => {
+                    broker.shutdown();
+                    return Err(BrokerError::Shard { shard, reason });
+                }
+                Err(_) => {
+                    broker.shutdown();
+                    return Err(BrokerError::Shard {
+                        shard: usize::MAX,
+                        reason: "a shard exited during startup".into(),
+                    });
+                }
+            }
+        }
+        tracing::info!(%listen, shards = config.shards, data_dir = %config.data_dir.display(), "broker started");
+        Ok(broker)
+    }
+
+    /// The flag that stops the broker when set (signal handlers set it).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Waits until the broker stops (after `stop_flag` is set).
+    pub fn wait(&mut self) {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// Stops accepting, finishes in-flight requests, syncs and closes every log cleanly.
+    pub fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wait();
+    }
+}
+
+/// Port 0 means "any free port": pick one now so every shard binds the same one.
+fn concrete_addr(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let probe = StdListener::bind(addr)?;
+    Ok(probe.local_addr()?)
+}
+
+fn shard_addrs(config: &ServeConfig, listen: SocketAddr) -> Result<Vec<SocketAddr>, BrokerError> {
+    (0..config.shards)
+        .map(|i| {
+            let port = match (config.shard_base_port, config.listen.port()) {
+                (Some(base), _) => base.checked_add(i as u16),
+                (None, 0) => Some(0),
+                (None, p) => p.checked_add(1 + i as u16),
+            }
+            .ok_or_else(|| BrokerError::Config("shard port overflows".into()))?;
+            concrete_addr(SocketAddr::new(listen.ip(), port))
+        })
+        .collect()
+}
+
+/// The n × n channel ends, handed out to the shard threads.
+struct Channels {
+    senders: Vec<Vec<Option<SharedSender<Envelope>>>>,
+    receivers: Vec<Vec<SharedReceiver<Envelope>>>,
+}
+
+impl Channels {
+    fn new(n: usize) -> Channels {
+        let mut senders: Vec<Vec<Option<SharedSender<Envelope>>>> =
+            (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut receivers: Vec<Vec<SharedReceiver<Envelope>>> = (0..n).map(|_| Vec::new()).collect();
+        for (from, row) in senders.iter_mut().enumerate() {
+            for (to, slot) in row.iter_mut().enumerate() {
+                if from != to {
+                    let (tx, rx) = shared_channel::new_bounded(SHARD_CHANNEL_CAPACITY);
+                    *slot = Some(tx);
+                    receivers[to].push(rx);
+                }
+            }
+        }
+        Channels { senders, receivers }
+    }
+
+    fn take_senders(&mut self, shard: usize) -> Vec<Option<SharedSender<Envelope>>> {
+        std::mem::take(&mut self.senders[shard])
+    }
+
+    fn take_receivers(&mut self, shard: usize) -> Vec<SharedReceiver<Envelope>> {
+        std::mem::take(&mut self.receivers[shard])
+    }
+}
+
+struct ShardPlan {
+    id: usize,
+    shard_count: usize,
+    data_dir: std::path::PathBuf,
+    topics: SharedTopics,
+    catalog: Option<Catalog>,
+    senders: Vec<Option<SharedSender<Envelope>>>,
+    receivers: Vec<SharedReceiver<Envelope>>,
+    listen: SocketAddr,
+    own_address: SocketAddr,
+    shard_addresses: Vec<String>,
+    metrics_listen: Option<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<Result<usize, (usize, String)>>,
+}
+
+async fn run_shard(plan: ShardPlan) {
+    let id = plan.id;
+    let ready = plan.ready.clone();
+    match start_shard(plan).await {
+        Ok((shard, listeners, stop)) => {
+            let _ = ready.send(Ok(id));
+            drop(ready);
+            serve_until_stopped(shard, listeners, stop).await;
+        }
+        Err(reason) => {
+            tracing::error!(shard = id, %reason, "shard failed to start");
+            let _ = ready.send(Err((id, reason)));
+        }
+    }
+}
+
+type Started = (Rc<Shard>, Vec<TcpListener>, Arc<AtomicBool>);
+
+async fn start_shard(plan: ShardPlan) -> Result<Started, String> {
+    // Each end of a shared channel waits in `connect` for the other end, so connect every
+    // end at once: receivers in background tasks, then the senders.
+    let receivers: Vec<_> =
+        plan.receivers.into_iter().map(|rx| glommio::spawn_local(async move { rx.connect().await })).collect();
+    let mut senders = Vec::with_capacity(plan.senders.len());
+    for s in plan.senders {
+        senders.push(match s {
+            Some(s) => Some(s.connect().await),
+            None => None,
+        });
+    }
+    let mut connected_receivers = Vec::with_capacity(receivers.len());
+    for rx in receivers {
+        connected_receivers.push(rx.await);
+    }
+    let coordinator = match plan.catalog {
+        Some(catalog) => {
+            let offsets = GroupOffsets::open(&plan.data_dir).await.map_err(|e| e.to_string())?;
+            Some(Coordinator::new(catalog, offsets))
+        }
+        None => None,
+    };
+    let shard = Rc::new(Shard::new(
+        plan.id,
+        plan.shard_count,
+        plan.data_dir.clone(),
+        plan.topics,
+        Router::new(plan.id, senders),
+        coordinator,
+        PRODUCE_MEMORY_BYTES_PER_SHARD_MAX,
+        plan.shard_addresses,
+    ));
+    for receiver in connected_receivers {
+        glommio::spawn_local(serve_peer(shard.clone(), receiver)).detach();
+    }
+    shard.open_owned_partitions().await?;
+    let bind = |addr: SocketAddr| TcpListener::bind(addr).map_err(|e| format!("binding {addr}: {e}"));
+    let mut listeners = vec![bind(plan.listen)?];
+    if plan.own_address != plan.listen {
+        listeners.push(bind(plan.own_address)?);
+    }
+    glommio::spawn_local(shard.clone().retention_loop()).detach();
+    if shard.coordinator.is_some() {
+        glommio::spawn_local(expire_groups(shard.clone())).detach();
+    }
+    if let Some(addr) = plan.metrics_listen {
+        let listener = bind(addr)?;
+        glommio::spawn_local(serve_metrics(shard.clone(), listener)).detach();
+    }
+    Ok((shard, listeners, plan.stop))
+}
+
+async fn serve_until_stopped(shard: Rc<Shard>, listeners: Vec<TcpListener>, stop: Arc<AtomicBool>) {
+    let accepting: Vec<_> =
+        listeners.into_iter().map(|l| glommio::spawn_local(accept_loop(shard.clone(), l))).collect();
+    while !stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+    }
+    tracing::info!(shard = shard.id, "shutting down");
+    shard.shutting_down.set(true);
+    shard.shutdown.notify(usize::MAX);
+    drop(accepting); // Cancels the accept loops: no new connections.
+                     // Let in-flight requests finish (connections close after their current request).
+    let deadline = std::time::Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
+    while shard.metrics.connections.get() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    shard.close_all().await;
+    tracing::info!(shard = shard.id, "stopped");
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(crate::connection::serve(shard.clone(), stream)).detach();
+            }
+            Err(e) => {
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn expire_groups(shard: Rc<Shard>) {
+    while !shard.shutting_down.get() {
+        glommio::timer::sleep(Duration::from_millis(GROUP_EXPIRY_CHECK_INTERVAL_MS)).await;
+        if let Some(c) = &shard.coordinator {
+            c.groups.expire(&shard.topics.load());
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 endpoint: any request gets the Prometheus text of every shard.
+async fn serve_metrics(shard: Rc<Shard>, listener: TcpListener) {
+    while let Ok(mut stream) = listener.accept().await {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let mut snapshots = vec![shard.metrics.snapshot(shard.id)];
+            for other in (0..shard.shard_count).filter(|&s| s != shard.id) {
+                if let Ok(ShardResponse::Metrics(s)) = shard.router.call(other, ShardRequest::Metrics).await {
+                    snapshots.push(s);
+                }
+            }
+            snapshots.sort_by_key(|s| s.shard);
+            let body = metrics::render(&snapshots);
+            let head = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+            let _ = stream.close().await;
+        })
+        .detach();
+    }
+}
+
+/// Data dir helper for tests and tools: true if `dir` holds a catalog.
+pub fn has_catalog(dir: &Path) -> bool {
+    dir.join(engine::catalog::CATALOG_FILE_NAME).exists()
+}

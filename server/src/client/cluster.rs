@@ -1,0 +1,634 @@
+//! [`Client`]: the metadata cache, one connection per shard, request routing and the typed
+//! helpers for every request.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::sync::Semaphore;
+
+use super::connection::{Connection, REQUEST_TIMEOUT_MS_DEFAULT};
+use super::error::ClientError;
+use super::join_all;
+use crate::protocol::messages::{
+    Acks, Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset, ListOffsetsPartition,
+    ListOffsetsResult, PartitionError, ProducePartition, ProducePartitionResult, Request, Response, ShardInfo,
+    TopicMetadata, TopicPartition, TopicSettings,
+};
+
+/// How partition requests reach their partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Routing {
+    /// Everything goes to the bootstrap address; the broker forwards to the owning shard.
+    Forward,
+    /// Each partition's Produce / Fetch / ListOffsets goes straight to its owning shard's own
+    /// listener (advertised in Metadata): no cross-core hop in the broker.
+    #[default]
+    ShardAware,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub routing: Routing,
+    /// How long a call waits for its response (a Fetch: this plus its long-poll wait).
+    pub request_timeout_ms: u64,
+    /// Cached metadata older than this is refreshed before it is used for partition counts.
+    pub metadata_max_age_ms: u64,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            routing: Routing::ShardAware,
+            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+            metadata_max_age_ms: 5 * 60 * 1000,
+        }
+    }
+}
+
+/// A Metadata response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub shards: Vec<ShardInfo>,
+    pub topics: Vec<TopicMetadata>,
+}
+
+/// A successful JoinGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResult {
+    pub generation_id: i32,
+    pub member_id: String,
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// Where a partition request is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Route {
+    Bootstrap,
+    Shard(u32),
+}
+
+#[derive(Debug, Default)]
+struct MetadataCache {
+    /// Shard id → the address a client connects to.
+    shards: HashMap<u32, String>,
+    /// Topic → the owning shard of each partition (index = partition).
+    topics: HashMap<String, Vec<u32>>,
+    refreshed: Option<Instant>,
+}
+
+/// How long a shard whose own listener refused a connection is reached through the bootstrap
+/// connection instead, before the client tries its listener again.
+const SHARD_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// A client of one broker. Cheap to share behind an `Rc`; every method takes `&self`.
+pub struct Client {
+    bootstrap: String,
+    options: ClientOptions,
+    bootstrap_connection: RefCell<Option<Rc<Connection>>>,
+    shard_connections: RefCell<HashMap<u32, Rc<Connection>>>,
+    unreachable_shards: RefCell<HashMap<u32, Instant>>,
+    /// One connect at a time, so concurrent callers share the new connection.
+    connecting: Semaphore,
+    metadata: RefCell<MetadataCache>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("bootstrap", &self.bootstrap)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to `bootstrap` (`host:port`) and loads the metadata of every topic.
+    pub async fn connect(bootstrap: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        let client = Client {
+            bootstrap: bootstrap.to_owned(),
+            options,
+            bootstrap_connection: RefCell::new(None),
+            shard_connections: RefCell::new(HashMap::new()),
+            unreachable_shards: RefCell::new(HashMap::new()),
+            connecting: Semaphore::new(1),
+            metadata: RefCell::new(MetadataCache::default()),
+        };
+        client.connection(Route::Bootstrap).await?;
+        client.refresh_metadata().await?;
+        Ok(client)
+    }
+
+    /// A client that has not connected, with the given metadata cached (for tests).
+    #[cfg(test)]
+    pub(crate) fn offline(
+        bootstrap: &str,
+        options: ClientOptions,
+        shards: &[ShardInfo],
+        topics: &[TopicMetadata],
+    ) -> Client {
+        let client = Client {
+            bootstrap: bootstrap.to_owned(),
+            options,
+            bootstrap_connection: RefCell::new(None),
+            shard_connections: RefCell::new(HashMap::new()),
+            unreachable_shards: RefCell::new(HashMap::new()),
+            connecting: Semaphore::new(1),
+            metadata: RefCell::new(MetadataCache::default()),
+        };
+        client.update_cache(shards, topics, true);
+        client
+    }
+
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.options.request_timeout_ms.max(1))
+    }
+
+    // ---- metadata ------------------------------------------------------------------------
+
+    /// Reloads the metadata of every topic into the cache.
+    pub async fn refresh_metadata(&self) -> Result<(), ClientError> {
+        self.metadata(None, false).await.map(|_| ())
+    }
+
+    /// Metadata of `topics` (`None`: every topic), with each partition's offsets and size if
+    /// `with_offsets`. Unknown topics come back with `error: UnknownTopicOrPartition`. The
+    /// cache learns the partitions and shards.
+    pub async fn metadata(&self, topics: Option<Vec<String>>, with_offsets: bool) -> Result<Metadata, ClientError> {
+        let all = topics.is_none();
+        let response = self.call(Request::Metadata { topics, with_offsets }).await?;
+        let Response::Metadata { shards, topics } = response else {
+            return Err(self.unexpected(&response, "Metadata"));
+        };
+        self.update_cache(&shards, &topics, all);
+        Ok(Metadata { shards, topics })
+    }
+
+    fn update_cache(&self, shards: &[ShardInfo], topics: &[TopicMetadata], all: bool) {
+        let mut cache = self.metadata.borrow_mut();
+        cache.shards = shards.iter().map(|s| (s.shard, self.reachable_address(&s.address))).collect();
+        if all {
+            cache.topics.clear();
+        }
+        for t in topics {
+            if t.error.is_ok() {
+                let mut owners = vec![0; t.partitions.len()];
+                for p in &t.partitions {
+                    if let Some(slot) = owners.get_mut(p.partition as usize) {
+                        *slot = p.shard;
+                    }
+                }
+                cache.topics.insert(t.name.clone(), owners);
+            } else {
+                cache.topics.remove(&t.name);
+            }
+        }
+        if all {
+            cache.refreshed = Some(Instant::now());
+        }
+    }
+
+    /// A shard listening on the unspecified address (0.0.0.0 / ::) advertises it as is; reach
+    /// it at the bootstrap host instead.
+    fn reachable_address(&self, advertised: &str) -> String {
+        match advertised.parse::<SocketAddr>() {
+            Ok(addr) if addr.ip().is_unspecified() => match self.bootstrap.rsplit_once(':') {
+                Some((host, _)) => format!("{host}:{}", addr.port()),
+                None => advertised.to_owned(),
+            },
+            _ => advertised.to_owned(),
+        }
+    }
+
+    /// Number of partitions of `topic`, from the cache (refreshed when the topic is unknown or
+    /// the cache is older than `metadata_max_age_ms`).
+    pub async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
+        let stale = {
+            let cache = self.metadata.borrow();
+            let max_age = Duration::from_millis(self.options.metadata_max_age_ms);
+            !cache.topics.contains_key(topic) || cache.refreshed.is_none_or(|at| at.elapsed() > max_age)
+        };
+        if stale {
+            self.refresh_metadata().await?;
+        }
+        match self.metadata.borrow().topics.get(topic) {
+            Some(owners) => Ok(owners.len() as u32),
+            None => Err(ClientError::broker(ErrorCode::UnknownTopicOrPartition, topic)),
+        }
+    }
+
+    /// Partitions of each topic (refreshing the cache for topics it does not know). Fails on
+    /// the first unknown topic.
+    pub async fn partitions(&self, topics: &[String]) -> Result<Vec<TopicPartition>, ClientError> {
+        let mut out = Vec::new();
+        for topic in topics {
+            let n = self.partition_count(topic).await?;
+            out.extend((0..n).map(|partition| TopicPartition { topic: topic.clone(), partition }));
+        }
+        Ok(out)
+    }
+
+    /// The owning shard of a partition, from the cache.
+    pub fn shard_of(&self, topic: &str, partition: u32) -> Option<u32> {
+        self.metadata.borrow().topics.get(topic)?.get(partition as usize).copied()
+    }
+
+    pub(crate) fn route(&self, topic: &str, partition: u32) -> Route {
+        if self.options.routing == Routing::Forward {
+            return Route::Bootstrap;
+        }
+        match self.shard_of(topic, partition) {
+            Some(shard) => Route::Shard(shard),
+            None => Route::Bootstrap, // The broker answers UnknownTopicOrPartition.
+        }
+    }
+
+    // ---- connections -----------------------------------------------------------------------
+
+    /// The connection for a route, opened (or reopened, if broken) on demand. A shard whose
+    /// listener cannot be reached is served through the bootstrap connection for a while.
+    pub(crate) async fn connection(&self, route: Route) -> Result<Rc<Connection>, ClientError> {
+        let route = match route {
+            Route::Shard(shard) if self.recently_unreachable(shard) => Route::Bootstrap,
+            route => route,
+        };
+        if let Some(connection) = self.cached_connection(route) {
+            return Ok(connection);
+        }
+        let permit = self.connecting.acquire_permit(1).await;
+        if let Some(connection) = self.cached_connection(route) {
+            return Ok(connection);
+        }
+        match route {
+            Route::Bootstrap => {
+                let connection =
+                    Rc::new(Connection::connect_with_timeout(&self.bootstrap, self.request_timeout()).await?);
+                *self.bootstrap_connection.borrow_mut() = Some(connection.clone());
+                Ok(connection)
+            }
+            Route::Shard(shard) => {
+                let address = self.metadata.borrow().shards.get(&shard).cloned();
+                let connected = match address {
+                    Some(address) => Connection::connect_with_timeout(&address, self.request_timeout()).await,
+                    None => Err(ClientError::InvalidArgument(format!("no address known for shard {shard}"))),
+                };
+                match connected {
+                    Ok(connection) => {
+                        let connection = Rc::new(connection);
+                        self.shard_connections.borrow_mut().insert(shard, connection.clone());
+                        self.unreachable_shards.borrow_mut().remove(&shard);
+                        Ok(connection)
+                    }
+                    Err(error) => {
+                        tracing::debug!(shard, %error, "shard listener unreachable; going through the bootstrap address");
+                        self.unreachable_shards.borrow_mut().insert(shard, Instant::now());
+                        drop(permit);
+                        Box::pin(self.connection(Route::Bootstrap)).await
+                    }
+                }
+            }
+        }
+    }
+
+    fn cached_connection(&self, route: Route) -> Option<Rc<Connection>> {
+        match route {
+            Route::Bootstrap => self.bootstrap_connection.borrow().as_ref().filter(|c| !c.is_broken()).cloned(),
+            Route::Shard(shard) => self.shard_connections.borrow().get(&shard).filter(|c| !c.is_broken()).cloned(),
+        }
+    }
+
+    fn recently_unreachable(&self, shard: u32) -> bool {
+        self.unreachable_shards.borrow().get(&shard).is_some_and(|at| at.elapsed() < SHARD_RETRY_AFTER)
+    }
+
+    /// Sends a request over the bootstrap connection.
+    pub async fn call(&self, request: Request) -> Result<Response, ClientError> {
+        self.connection(Route::Bootstrap).await?.call(request).await
+    }
+
+    async fn call_on(&self, route: Route, request: Request, timeout: Duration) -> Result<Response, ClientError> {
+        self.connection(route).await?.call_with_timeout(request, timeout).await
+    }
+
+    /// Splits `items` by route, keeping each group in input order; groups are in order of
+    /// first appearance. Each item keeps its input index.
+    pub(crate) fn group_by_route<T>(
+        &self,
+        items: Vec<T>,
+        key: impl Fn(&T) -> (&str, u32),
+    ) -> Vec<(Route, Vec<usize>, Vec<T>)> {
+        let mut groups: Vec<(Route, Vec<usize>, Vec<T>)> = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            let (topic, partition) = key(&item);
+            let route = self.route(topic, partition);
+            match groups.iter_mut().find(|(r, _, _)| *r == route) {
+                Some((_, indexes, group)) => {
+                    indexes.push(index);
+                    group.push(item);
+                }
+                None => groups.push((route, vec![index], vec![item])),
+            }
+        }
+        groups
+    }
+
+    /// Sends one request per route concurrently and puts the per-partition results back in
+    /// input order.
+    async fn scatter<T, R>(
+        &self,
+        items: Vec<T>,
+        key: impl Fn(&T) -> (&str, u32),
+        timeout: Duration,
+        request: impl Fn(Vec<T>) -> Request,
+        results: impl Fn(Response) -> Result<Vec<R>, Response>,
+        kind: &'static str,
+    ) -> Result<Vec<R>, ClientError> {
+        let total = items.len();
+        let groups = self.group_by_route(items, key);
+        let calls: Vec<_> = groups
+            .into_iter()
+            .map(|(route, indexes, group)| {
+                let request = request(group);
+                async move { (indexes, self.call_on(route, request, timeout).await) }
+            })
+            .collect();
+        let mut merged: Vec<Option<R>> = (0..total).map(|_| None).collect();
+        for (indexes, response) in join_all(calls).await {
+            let response = response?;
+            let list = results(response).map_err(|other| self.unexpected(&other, kind))?;
+            if list.len() != indexes.len() {
+                return Err(ClientError::protocol(
+                    &self.bootstrap,
+                    format!("{kind} response has {} partitions, the request {}", list.len(), indexes.len()),
+                ));
+            }
+            for (index, result) in indexes.into_iter().zip(list) {
+                merged[index] = Some(result);
+            }
+        }
+        Ok(merged.into_iter().flatten().collect())
+    }
+
+    /// The error for a response of the wrong kind: the broker's error if it is a failed
+    /// Status, a protocol error otherwise.
+    fn unexpected(&self, response: &Response, expected: &str) -> ClientError {
+        match response {
+            Response::Status { error, message } if !error.is_ok() => ClientError::broker(*error, message.clone()),
+            other => ClientError::protocol(&self.bootstrap, format!("expected a {expected} response, got {other:?}")),
+        }
+    }
+
+    // ---- partition requests ----------------------------------------------------------------
+
+    /// Appends batches. One request per owning shard, sent concurrently; the results are in
+    /// the order of `partitions`, each with its own error code. With `Acks::None` nothing is
+    /// answered and the result is empty once every request is written.
+    pub async fn produce(
+        &self,
+        acks: Acks,
+        partitions: Vec<ProducePartition>,
+    ) -> Result<Vec<ProducePartitionResult>, ClientError> {
+        let timeout_ms = self.options.request_timeout_ms.min(u64::from(u32::MAX)) as u32;
+        if acks == Acks::None {
+            let groups = self.group_by_route(partitions, |p| (&p.topic, p.partition));
+            let sends: Vec<_> = groups
+                .into_iter()
+                .map(|(route, _, partitions)| async move {
+                    let request = Request::Produce { acks, timeout_ms, partitions };
+                    self.connection(route).await?.send_no_response(request).await
+                })
+                .collect();
+            for sent in join_all(sends).await {
+                sent?;
+            }
+            return Ok(Vec::new());
+        }
+        self.scatter(
+            partitions,
+            |p| (&p.topic, p.partition),
+            self.request_timeout(),
+            |partitions| Request::Produce { acks, timeout_ms, partitions },
+            |response| match response {
+                Response::Produce { partitions } => Ok(partitions),
+                other => Err(other),
+            },
+            "Produce",
+        )
+        .await
+    }
+
+    /// Reads from each partition at its offset, waiting up to `wait_ms_max` for at least
+    /// `bytes_min` bytes. One request per owning shard, concurrently (each shard waits on its
+    /// own); results in the order of `partitions`.
+    pub async fn fetch(
+        &self,
+        wait_ms_max: u32,
+        bytes_min: u32,
+        bytes_max: u32,
+        partitions: Vec<FetchPartition>,
+    ) -> Result<Vec<FetchPartitionResult>, ClientError> {
+        let timeout = self.request_timeout() + Duration::from_millis(u64::from(wait_ms_max));
+        self.scatter(
+            partitions,
+            |p| (&p.topic, p.partition),
+            timeout,
+            |partitions| Request::Fetch { wait_ms_max, bytes_min, bytes_max, partitions },
+            |response| match response {
+                Response::Fetch { partitions } => Ok(partitions),
+                other => Err(other),
+            },
+            "Fetch",
+        )
+        .await
+    }
+
+    /// Earliest / latest / by-timestamp offsets, routed like Produce.
+    pub async fn list_offsets(
+        &self,
+        partitions: Vec<ListOffsetsPartition>,
+    ) -> Result<Vec<ListOffsetsResult>, ClientError> {
+        self.scatter(
+            partitions,
+            |p| (&p.topic, p.partition),
+            self.request_timeout(),
+            |partitions| Request::ListOffsets { partitions },
+            |response| match response {
+                Response::ListOffsets { partitions } => Ok(partitions),
+                other => Err(other),
+            },
+            "ListOffsets",
+        )
+        .await
+    }
+
+    // ---- admin -------------------------------------------------------------------------------
+
+    pub async fn create_topic(&self, name: &str, partitions: u32, settings: TopicSettings) -> Result<(), ClientError> {
+        let request = Request::CreateTopic { name: name.to_owned(), partitions, settings };
+        self.status(request, name).await?;
+        self.refresh_metadata().await
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        self.status(Request::DeleteTopic { name: name.to_owned() }, name).await?;
+        self.refresh_metadata().await
+    }
+
+    /// Grows `name` to `total` partitions.
+    pub async fn add_partitions(&self, name: &str, total: u32) -> Result<(), ClientError> {
+        self.status(Request::CreatePartitions { name: name.to_owned(), total }, name).await?;
+        self.refresh_metadata().await
+    }
+
+    /// A request answered by a Status. For errors about the topic itself the message is the
+    /// topic's name ("unknown topic or partition: users").
+    async fn status(&self, request: Request, topic: &str) -> Result<(), ClientError> {
+        match self.call(request).await? {
+            Response::Status { error: ErrorCode::None, .. } => Ok(()),
+            Response::Status {
+                error: code @ (ErrorCode::UnknownTopicOrPartition | ErrorCode::TopicAlreadyExists),
+                ..
+            } => Err(ClientError::broker(code, topic)),
+            Response::Status { error, message } => Err(ClientError::broker(error, message)),
+            other => Err(self.unexpected(&other, "Status")),
+        }
+    }
+
+    // ---- groups ------------------------------------------------------------------------------
+
+    /// Commits offsets; `generation_id` -1 commits outside any group generation. Per-partition
+    /// errors are in the result.
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        generation_id: i32,
+        member_id: &str,
+        offsets: Vec<CommitOffset>,
+    ) -> Result<Vec<PartitionError>, ClientError> {
+        let request =
+            Request::OffsetCommit { group: group.to_owned(), generation_id, member_id: member_id.to_owned(), offsets };
+        match self.call(request).await? {
+            Response::OffsetCommit { partitions } => Ok(partitions),
+            other => Err(self.unexpected(&other, "OffsetCommit")),
+        }
+    }
+
+    /// Committed offsets of a group (`partitions: None` = everything it committed); offset -1
+    /// where nothing is committed.
+    pub async fn fetch_offsets(
+        &self,
+        group: &str,
+        partitions: Option<Vec<TopicPartition>>,
+    ) -> Result<Vec<FetchedOffset>, ClientError> {
+        match self.call(Request::OffsetFetch { group: group.to_owned(), partitions }).await? {
+            Response::OffsetFetch { error: ErrorCode::None, offsets } => Ok(offsets),
+            Response::OffsetFetch { error, .. } => Err(ClientError::broker(error, group)),
+            other => Err(self.unexpected(&other, "OffsetFetch")),
+        }
+    }
+
+    /// Joins (`member_id` empty: as a new member) or rejoins a group.
+    pub async fn join_group(
+        &self,
+        group: &str,
+        member_id: &str,
+        topics: Vec<String>,
+        session_timeout_ms: u32,
+        assignor: Assignor,
+    ) -> Result<JoinResult, ClientError> {
+        let request = Request::JoinGroup {
+            group: group.to_owned(),
+            member_id: member_id.to_owned(),
+            topics,
+            session_timeout_ms,
+            assignor,
+        };
+        match self.call(request).await? {
+            Response::JoinGroup { error: ErrorCode::None, generation_id, member_id, assignment } => {
+                Ok(JoinResult { generation_id, member_id, assignment })
+            }
+            Response::JoinGroup { error, .. } => Err(ClientError::broker(error, group)),
+            other => Err(self.unexpected(&other, "JoinGroup")),
+        }
+    }
+
+    pub async fn heartbeat(&self, group: &str, generation_id: i32, member_id: &str) -> Result<(), ClientError> {
+        let request = Request::Heartbeat { group: group.to_owned(), generation_id, member_id: member_id.to_owned() };
+        self.plain_status(request).await
+    }
+
+    pub async fn leave_group(&self, group: &str, member_id: &str) -> Result<(), ClientError> {
+        self.plain_status(Request::LeaveGroup { group: group.to_owned(), member_id: member_id.to_owned() }).await
+    }
+
+    async fn plain_status(&self, request: Request) -> Result<(), ClientError> {
+        match self.call(request).await? {
+            Response::Status { error: ErrorCode::None, .. } => Ok(()),
+            Response::Status { error, message } => Err(ClientError::broker(error, message)),
+            other => Err(self.unexpected(&other, "Status")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(routing: Routing) -> Client {
+        let shards = vec![
+            ShardInfo { shard: 0, address: "0.0.0.0:9293".to_owned() },
+            ShardInfo { shard: 1, address: "10.0.0.2:9294".to_owned() },
+        ];
+        let topic = TopicMetadata {
+            name: "t".to_owned(),
+            error: ErrorCode::None,
+            id: 1,
+            retention_ms: None,
+            retention_bytes: None,
+            segment_bytes: 1 << 20,
+            durability: "sync".to_owned(),
+            partitions: (0..4)
+                .map(|p| crate::protocol::messages::PartitionMetadata {
+                    partition: p,
+                    shard: p % 2,
+                    log_start_offset: None,
+                    log_end_offset: None,
+                    size_bytes: None,
+                })
+                .collect(),
+        };
+        Client::offline("10.0.0.1:9292", ClientOptions { routing, ..ClientOptions::default() }, &shards, &[topic])
+    }
+
+    #[test]
+    fn shard_aware_groups_by_owner_in_order() {
+        let c = client(Routing::ShardAware);
+        let items = vec![("t", 0u32), ("t", 1), ("t", 2), ("x", 0), ("t", 3)];
+        let groups = c.group_by_route(items, |(t, p)| (t, *p));
+        let summary: Vec<(Route, Vec<usize>)> = groups.into_iter().map(|(r, i, _)| (r, i)).collect();
+        assert_eq!(
+            summary,
+            vec![(Route::Shard(0), vec![0, 2]), (Route::Shard(1), vec![1, 4]), (Route::Bootstrap, vec![3])]
+        );
+        assert_eq!(c.metadata.borrow().shards[&0], "10.0.0.1:9293", "unspecified address → bootstrap host");
+        assert_eq!(c.metadata.borrow().shards[&1], "10.0.0.2:9294");
+    }
+
+    #[test]
+    fn forward_sends_everything_to_bootstrap() {
+        let c = client(Routing::Forward);
+        let groups = c.group_by_route(vec![("t", 0u32), ("t", 1)], |(t, p)| (t, *p));
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].0, Route::Bootstrap);
+    }
+}

@@ -1,0 +1,714 @@
+//! [`Producer`]: batches records per partition and sends them, like Kafka's producer.
+//!
+//! Each partition has a queue of batches; records go into the newest one. A batch is ready when
+//! it reaches `batch_bytes` (a newer batch was started), `linger_ms` after its first record, or
+//! when [`Producer::flush`] runs. A sender task drains ready batches, one Produce request per
+//! owning shard (several partitions and batches per request), and resolves each record's
+//! [`Delivery`] with its partition and offset (the batch's base offset + its index in the
+//! batch).
+//!
+//! Bounds: buffered records hold units of a `buffer_bytes` semaphore until their request
+//! completes, so `enqueue` waits when the buffer is full; a partition has at most
+//! `in_flight_per_partition_max` requests in flight (default 1, so its records are appended in
+//! the order they were sent).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use engine::batch::BatchBuilder;
+use engine::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
+use futures_channel::oneshot;
+use glommio::sync::Semaphore;
+use glommio::Task;
+
+use super::cluster::{Client, Route};
+use super::error::ClientError;
+use super::partitioner::{partition_for_key, StickyPartitioner};
+use crate::protocol::messages::{Acks, ErrorCode, ProducePartition, ProducePartitionResult, Request, Response};
+
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    pub acks: Acks,
+    /// How long a batch waits for more records after its first one (Kafka's `linger.ms`).
+    pub linger_ms: u64,
+    /// A batch is sent once it holds this many bytes (Kafka's `batch.size`).
+    pub batch_bytes: usize,
+    /// Record bytes buffered or in flight before `enqueue` waits (Kafka's `buffer.memory`).
+    pub buffer_bytes: usize,
+    /// Produce requests in flight per partition. 1 keeps a partition's records in send order.
+    pub in_flight_per_partition_max: usize,
+    /// Largest Produce request (all its batches); a single larger batch still goes alone.
+    pub request_bytes_max: usize,
+}
+
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        ProducerOptions {
+            acks: Acks::Leader,
+            linger_ms: 5,
+            batch_bytes: 256 << 10,
+            buffer_bytes: 32 << 20,
+            in_flight_per_partition_max: 1,
+            request_bytes_max: 16 << 20,
+        }
+    }
+}
+
+/// Where a record was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordAck {
+    pub partition: u32,
+    /// `None` with `Acks::None` (the broker does not answer).
+    pub offset: Option<u64>,
+}
+
+type AckSender = oneshot::Sender<Result<RecordAck, ClientError>>;
+
+/// Resolves when the record is acknowledged (or failed).
+#[must_use = "a Delivery reports whether the record was stored"]
+#[derive(Debug)]
+pub struct Delivery {
+    rx: oneshot::Receiver<Result<RecordAck, ClientError>>,
+}
+
+impl Future for Delivery {
+    type Output = Result<RecordAck, ClientError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(ClientError::Closed)))
+    }
+}
+
+type PartitionKey = (String, u32);
+
+struct PendingBatch {
+    builder: BatchBuilder,
+    acks: Vec<AckSender>,
+    /// Units of `Inner::memory` this batch holds.
+    memory: u64,
+    created: Instant,
+    /// No more records go in (a newer batch exists, or it reached `batch_bytes`).
+    full: bool,
+    /// The topic's partition count when the batch was created (for the sticky partitioner).
+    partitions: u32,
+}
+
+#[derive(Default)]
+struct PartitionQueue {
+    batches: VecDeque<PendingBatch>,
+    in_flight: usize,
+}
+
+struct Inner {
+    client: Rc<Client>,
+    options: ProducerOptions,
+    queues: RefCell<HashMap<PartitionKey, PartitionQueue>>,
+    sticky: RefCell<StickyPartitioner>,
+    memory: Semaphore,
+    /// Records enqueued and not yet resolved.
+    outstanding: Cell<usize>,
+    /// `flush` calls running: while > 0 every batch is ready at once.
+    flushing: Cell<usize>,
+    closed: Cell<bool>,
+    /// Wakes the sender task: a batch became ready, or a request completed.
+    wake: event_listener::Event,
+    /// Notified whenever `outstanding` drops to 0.
+    idle: event_listener::Event,
+}
+
+/// A batching producer. `!Send`; lives on one executor.
+pub struct Producer {
+    inner: Rc<Inner>,
+    _sender: Task<()>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").field("options", &self.inner.options).finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// Starts the producer's sender task on the current executor.
+    pub fn new(client: Rc<Client>, options: ProducerOptions) -> Producer {
+        let options = ProducerOptions {
+            batch_bytes: options.batch_bytes.clamp(BATCH_HEADER_BYTES + 1, BATCH_SIZE_BYTES_MAX as usize),
+            buffer_bytes: options.buffer_bytes.max(1),
+            in_flight_per_partition_max: options.in_flight_per_partition_max.max(1),
+            request_bytes_max: options.request_bytes_max.max(1),
+            ..options
+        };
+        let inner = Rc::new(Inner {
+            client,
+            memory: Semaphore::new(options.buffer_bytes as u64),
+            options,
+            queues: RefCell::new(HashMap::new()),
+            sticky: RefCell::new(StickyPartitioner::new()),
+            outstanding: Cell::new(0),
+            flushing: Cell::new(0),
+            closed: Cell::new(false),
+            wake: event_listener::Event::new(),
+            idle: event_listener::Event::new(),
+        });
+        let sender = glommio::spawn_local(run_sender(inner.clone()));
+        Producer { inner, _sender: sender }
+    }
+
+    pub fn options(&self) -> &ProducerOptions {
+        &self.inner.options
+    }
+
+    pub fn client(&self) -> &Rc<Client> {
+        &self.inner.client
+    }
+
+    /// Sends one record and waits for its acknowledgement. The partition comes from the key
+    /// (murmur2, as Kafka), or the sticky partitioner without a key. `timestamp_ms`
+    /// defaults to now.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&[u8], Option<&[u8]>)],
+        timestamp_ms: Option<i64>,
+    ) -> Result<RecordAck, ClientError> {
+        self.enqueue(topic, None, key, value, headers, timestamp_ms).await?.await
+    }
+
+    /// Like [`Producer::send`], to an explicit partition.
+    pub async fn send_to(
+        &self,
+        topic: &str,
+        partition: u32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&[u8], Option<&[u8]>)],
+        timestamp_ms: Option<i64>,
+    ) -> Result<RecordAck, ClientError> {
+        self.enqueue(topic, Some(partition), key, value, headers, timestamp_ms).await?.await
+    }
+
+    /// Adds a record to its partition's batch and returns at once (after waiting for buffer
+    /// space) with a [`Delivery`] that resolves when the record is acknowledged: call this in
+    /// a loop to pipeline many records. `partition: None` picks one as [`Producer::send`].
+    pub async fn enqueue(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&[u8], Option<&[u8]>)],
+        timestamp_ms: Option<i64>,
+    ) -> Result<Delivery, ClientError> {
+        let inner = &self.inner;
+        if inner.closed.get() {
+            return Err(ClientError::Closed);
+        }
+        let estimate = record_bytes_estimate(key, value, headers);
+        if estimate + BATCH_HEADER_BYTES > BATCH_SIZE_BYTES_MAX as usize {
+            return Err(ClientError::InvalidArgument(format!(
+                "record of about {estimate} bytes exceeds the batch limit of {BATCH_SIZE_BYTES_MAX} bytes"
+            )));
+        }
+        let partitions = inner.client.partition_count(topic).await?;
+        if let Some(p) = partition {
+            if p >= partitions {
+                return Err(ClientError::broker(ErrorCode::UnknownTopicOrPartition, format!("{topic}-{p}")));
+            }
+        }
+        let units = (estimate as u64).min(inner.options.buffer_bytes as u64);
+        if inner.memory.acquire(units).await.is_err() {
+            return Err(ClientError::Closed);
+        }
+        if inner.closed.get() {
+            inner.memory.signal(units);
+            return Err(ClientError::Closed);
+        }
+        // No `.await` from here on: the choice of batch and the push are one step.
+        let record = NewRecord { topic, partition, key, value, headers, timestamp_ms };
+        Ok(inner.push(record, partitions, units))
+    }
+
+    /// Sends every buffered record now and waits until all records enqueued so far (and any
+    /// enqueued meanwhile) are acknowledged or failed.
+    pub async fn flush(&self) {
+        let inner = &self.inner;
+        inner.flushing.set(inner.flushing.get() + 1);
+        inner.wake.notify(usize::MAX);
+        loop {
+            let idle = inner.idle.listen();
+            if inner.outstanding.get() == 0 {
+                break;
+            }
+            idle.await;
+        }
+        inner.flushing.set(inner.flushing.get() - 1);
+    }
+
+    /// Flushes, then refuses further records.
+    pub async fn close(&self) {
+        self.flush().await;
+        self.inner.closed.set(true);
+    }
+
+    /// Records enqueued and not yet acknowledged or failed.
+    pub fn outstanding(&self) -> usize {
+        self.inner.outstanding.get()
+    }
+}
+
+/// Upper bound on a record's encoded size: its fields plus the varints around them.
+fn record_bytes_estimate(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&[u8], Option<&[u8]>)]) -> usize {
+    const RECORD_OVERHEAD_BYTES: usize = 32; // length, attributes, deltas, field lengths
+    const HEADER_OVERHEAD_BYTES: usize = 10;
+    let fields = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+    let headers: usize = headers.iter().map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len) + HEADER_OVERHEAD_BYTES).sum();
+    fields + headers + RECORD_OVERHEAD_BYTES
+}
+
+/// Batches taken from one partition's queue for one request.
+struct Drained {
+    key: PartitionKey,
+    batches: Vec<PendingBatch>,
+}
+
+/// A record on its way into a batch.
+struct NewRecord<'a> {
+    topic: &'a str,
+    partition: Option<u32>,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: &'a [(&'a [u8], Option<&'a [u8]>)],
+    timestamp_ms: Option<i64>,
+}
+
+impl Inner {
+    /// Adds a record (its `units` of buffer memory already taken) to its partition's open
+    /// batch, starting a new batch when the open one cannot take it.
+    fn push(&self, record: NewRecord<'_>, partitions: u32, units: u64) -> Delivery {
+        let NewRecord { topic, partition, key, value, headers, timestamp_ms } = record;
+        let estimate = record_bytes_estimate(key, value, headers);
+        let partition = match (partition, key) {
+            (Some(p), _) => p,
+            (None, Some(key)) => partition_for_key(key, partitions),
+            (None, None) => self.sticky.borrow_mut().partition(topic, partitions),
+        };
+        let (tx, rx) = oneshot::channel();
+        let timestamp = timestamp_ms.unwrap_or_else(super::now_ms);
+        let batch_bytes = self.options.batch_bytes;
+        let became_ready = {
+            let mut queues = self.queues.borrow_mut();
+            let queue = queues.entry((topic.to_owned(), partition)).or_default();
+            let open = queue.batches.back_mut().filter(|b| !b.full && b.builder.size_bytes() + estimate <= batch_bytes);
+            let batch = match open {
+                Some(batch) => batch,
+                None => {
+                    if let Some(last) = queue.batches.back_mut() {
+                        last.full = true;
+                    }
+                    queue.batches.push_back(PendingBatch {
+                        builder: BatchBuilder::with_capacity(batch_bytes.min(estimate + BATCH_HEADER_BYTES).max(4096)),
+                        acks: Vec::new(),
+                        memory: 0,
+                        created: Instant::now(),
+                        full: false,
+                        partitions,
+                    });
+                    let len = queue.batches.len();
+                    &mut queue.batches[len - 1]
+                }
+            };
+            batch.builder.push(key, value, timestamp, headers);
+            batch.acks.push(tx);
+            batch.memory += units;
+            if batch.builder.size_bytes() >= batch_bytes {
+                batch.full = true;
+            }
+            // A new batch (linger timer) or a full one: the sender must look.
+            batch.full || batch.acks.len() == 1
+        };
+        self.outstanding.set(self.outstanding.get() + 1);
+        if became_ready {
+            self.wake.notify(usize::MAX);
+        }
+        Delivery { rx }
+    }
+    /// Takes every ready batch of every partition that may send now. Also returns when the
+    /// next lingering batch becomes ready.
+    fn drain_ready(&self, now: Instant) -> (Vec<Drained>, Option<Instant>) {
+        let linger = Duration::from_millis(self.options.linger_ms);
+        let flushing = self.flushing.get() > 0;
+        let mut ready = Vec::new();
+        let mut next_deadline: Option<Instant> = None;
+        let mut queues = self.queues.borrow_mut();
+        let mut sticky = self.sticky.borrow_mut();
+        for (key, queue) in queues.iter_mut() {
+            if queue.in_flight >= self.options.in_flight_per_partition_max {
+                continue; // A completion wakes the sender.
+            }
+            let mut batches = Vec::new();
+            let mut request_bytes = 0usize;
+            while let Some(front) = queue.batches.front() {
+                let deadline = front.created + linger;
+                if !(front.full || flushing || deadline <= now) {
+                    next_deadline = Some(next_deadline.map_or(deadline, |d| d.min(deadline)));
+                    break;
+                }
+                let size = front.builder.size_bytes();
+                if !batches.is_empty() && request_bytes + size > self.options.request_bytes_max {
+                    break;
+                }
+                request_bytes += size;
+                if let Some(batch) = queue.batches.pop_front() {
+                    sticky.batch_sent(&key.0, key.1, batch.partitions);
+                    batches.push(batch);
+                }
+            }
+            if !batches.is_empty() {
+                queue.in_flight += 1;
+                ready.push(Drained { key: key.clone(), batches });
+            }
+        }
+        (ready, next_deadline)
+    }
+
+    /// A request for `key` finished: its records are resolved, free the slot and the memory.
+    fn request_done(&self, key: &PartitionKey, records: usize, memory: u64) {
+        {
+            let mut queues = self.queues.borrow_mut();
+            if let Some(queue) = queues.get_mut(key) {
+                queue.in_flight = queue.in_flight.saturating_sub(1);
+                if queue.in_flight == 0 && queue.batches.is_empty() {
+                    queues.remove(key);
+                }
+            }
+        }
+        self.memory.signal(memory);
+        let outstanding = self.outstanding.get().saturating_sub(records);
+        self.outstanding.set(outstanding);
+        if outstanding == 0 {
+            self.idle.notify(usize::MAX);
+        }
+        self.wake.notify(usize::MAX);
+    }
+}
+
+async fn run_sender(inner: Rc<Inner>) {
+    loop {
+        let wake = inner.wake.listen();
+        let (ready, next_deadline) = inner.drain_ready(Instant::now());
+        if !ready.is_empty() {
+            dispatch(&inner, ready);
+            futures_lite::future::yield_now().await;
+            continue;
+        }
+        match next_deadline {
+            Some(deadline) => {
+                let sleep = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
+                futures_lite::future::or(wake, sleep).await;
+            }
+            None => wake.await,
+        }
+    }
+}
+
+/// One partition's part of a request: what to send and whom to tell.
+struct Outgoing {
+    key: PartitionKey,
+    /// Per batch: its record acks.
+    acks: Vec<Vec<AckSender>>,
+    memory: u64,
+    /// Records of this partition already failed (their batch could not be built).
+    failed_records: usize,
+}
+
+impl Outgoing {
+    fn records(&self) -> usize {
+        self.failed_records + self.acks.iter().map(Vec::len).sum::<usize>()
+    }
+}
+
+/// Builds the drained batches and sends them, one request per route (split at
+/// `request_bytes_max`), each in its own task.
+fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained>) {
+    let mut parts: Vec<(ProducePartition, Outgoing)> = Vec::with_capacity(ready.len());
+    for drained in ready {
+        let mut batches = Vec::with_capacity(drained.batches.len());
+        let mut acks = Vec::with_capacity(drained.batches.len());
+        let mut memory = 0;
+        let mut records = 0;
+        for batch in drained.batches {
+            memory += batch.memory;
+            records += batch.acks.len();
+            match batch.builder.build() {
+                Ok(bytes) => {
+                    batches.push(bytes);
+                    acks.push(batch.acks);
+                }
+                Err(e) => {
+                    let error = ClientError::InvalidArgument(format!("cannot build a batch: {e}"));
+                    for ack in batch.acks {
+                        let _ = ack.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+        if batches.is_empty() {
+            inner.request_done(&drained.key, records, memory);
+            continue;
+        }
+        let failed_records = records - acks.iter().map(Vec::len).sum::<usize>();
+        let partition = ProducePartition { topic: drained.key.0.clone(), partition: drained.key.1, batches };
+        parts.push((partition, Outgoing { key: drained.key, acks, memory, failed_records }));
+    }
+    for (route, _, group) in inner.client.group_by_route(parts, |(p, _)| (&p.topic, p.partition)) {
+        let mut request: Vec<(ProducePartition, Outgoing)> = Vec::new();
+        let mut request_bytes = 0usize;
+        for part in group {
+            let size: usize = part.0.batches.iter().map(Bytes::len).sum();
+            if !request.is_empty() && request_bytes + size > inner.options.request_bytes_max {
+                glommio::spawn_local(send_request(inner.clone(), route, std::mem::take(&mut request))).detach();
+                request_bytes = 0;
+            }
+            request_bytes += size;
+            request.push(part);
+        }
+        if !request.is_empty() {
+            glommio::spawn_local(send_request(inner.clone(), route, request)).detach();
+        }
+    }
+}
+
+async fn send_request(inner: Rc<Inner>, route: Route, parts: Vec<(ProducePartition, Outgoing)>) {
+    let acks = inner.options.acks;
+    let (partitions, outgoing): (Vec<ProducePartition>, Vec<Outgoing>) = parts.into_iter().unzip();
+    let timeout_ms = inner.client.options().request_timeout_ms.min(u64::from(u32::MAX)) as u32;
+    let request = Request::Produce { acks, timeout_ms, partitions };
+    let result: Result<Option<Vec<ProducePartitionResult>>, ClientError> = async {
+        let connection = inner.client.connection(route).await?;
+        if acks == Acks::None {
+            connection.send_no_response(request).await.map(|()| None)
+        } else {
+            match connection.call(request).await? {
+                Response::Produce { partitions } if partitions.len() == outgoing.len() => Ok(Some(partitions)),
+                Response::Status { error, message } if !error.is_ok() => Err(ClientError::broker(error, message)),
+                other => {
+                    Err(ClientError::protocol(connection.addr(), format!("unexpected Produce response {other:?}")))
+                }
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(results) => {
+            let mut results = results.map(Vec::into_iter);
+            for out in outgoing {
+                let result = results.as_mut().and_then(Iterator::next);
+                complete(&inner, out, result.as_ref());
+            }
+        }
+        Err(error) => {
+            for out in outgoing {
+                fail(&inner, out, &error);
+            }
+        }
+    }
+}
+
+/// Resolves one partition's records from its result (`None`: acks=none, no offsets).
+fn complete(inner: &Inner, out: Outgoing, result: Option<&ProducePartitionResult>) {
+    let partition = out.key.1;
+    let records = out.records();
+    let Some(result) = result else {
+        for ack in out.acks.into_iter().flatten() {
+            let _ = ack.send(Ok(RecordAck { partition, offset: None }));
+        }
+        inner.request_done(&out.key, records, out.memory);
+        return;
+    };
+    if !result.error.is_ok() {
+        let message =
+            if result.message.is_empty() { format!("{}-{}", out.key.0, partition) } else { result.message.clone() };
+        return fail(inner, out, &ClientError::broker(result.error, message));
+    }
+    if result.base_offsets.len() != out.acks.len() {
+        let reason = format!(
+            "{}-{partition}: {} base offsets for {} batches",
+            out.key.0,
+            result.base_offsets.len(),
+            out.acks.len()
+        );
+        return fail(inner, out, &ClientError::protocol(inner.client.bootstrap(), reason));
+    }
+    for (base, acks) in result.base_offsets.iter().zip(out.acks) {
+        for (index, ack) in acks.into_iter().enumerate() {
+            let _ = ack.send(Ok(RecordAck { partition, offset: Some(base + index as u64) }));
+        }
+    }
+    inner.request_done(&out.key, records, out.memory);
+}
+
+fn fail(inner: &Inner, out: Outgoing, error: &ClientError) {
+    let records = out.records();
+    for ack in out.acks.into_iter().flatten() {
+        let _ = ack.send(Err(error.clone()));
+    }
+    inner.request_done(&out.key, records, out.memory);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::cluster::ClientOptions;
+    use crate::protocol::messages::{PartitionMetadata, ShardInfo, TopicMetadata};
+    use engine::batch::Batch;
+
+    fn inner(options: ProducerOptions) -> Inner {
+        let topic = TopicMetadata {
+            name: "t".to_owned(),
+            error: ErrorCode::None,
+            id: 1,
+            retention_ms: None,
+            retention_bytes: None,
+            segment_bytes: 1 << 20,
+            durability: "sync".to_owned(),
+            partitions: (0..4)
+                .map(|p| PartitionMetadata {
+                    partition: p,
+                    shard: 0,
+                    log_start_offset: None,
+                    log_end_offset: None,
+                    size_bytes: None,
+                })
+                .collect(),
+        };
+        let shards = [ShardInfo { shard: 0, address: "127.0.0.1:1".to_owned() }];
+        let client = Client::offline("127.0.0.1:1", ClientOptions::default(), &shards, &[topic]);
+        Inner {
+            client: Rc::new(client),
+            memory: Semaphore::new(options.buffer_bytes as u64),
+            options,
+            queues: RefCell::new(HashMap::new()),
+            sticky: RefCell::new(StickyPartitioner::new()),
+            outstanding: Cell::new(0),
+            flushing: Cell::new(0),
+            closed: Cell::new(false),
+            wake: event_listener::Event::new(),
+            idle: event_listener::Event::new(),
+        }
+    }
+
+    fn push(inner: &Inner, partition: Option<u32>, key: Option<&[u8]>, value: &[u8]) -> Delivery {
+        let record = NewRecord { topic: "t", partition, key, value: Some(value), headers: &[], timestamp_ms: Some(5) };
+        inner.push(record, 4, record_bytes_estimate(key, Some(value), &[]) as u64)
+    }
+
+    fn batch_sizes(inner: &Inner, partition: u32) -> Vec<(usize, bool)> {
+        let queues = inner.queues.borrow();
+        queues
+            .get(&("t".to_owned(), partition))
+            .map_or_else(Vec::new, |q| q.batches.iter().map(|b| (b.acks.len(), b.full)).collect())
+    }
+
+    #[test]
+    fn records_of_a_partition_share_a_batch_until_it_is_full() {
+        let inner = inner(ProducerOptions { batch_bytes: 300, ..ProducerOptions::default() });
+        let value = [7u8; 50];
+        let _d: Vec<Delivery> = (0..3).map(|_| push(&inner, Some(1), None, &value)).collect();
+        assert_eq!(batch_sizes(&inner, 1), vec![(3, false)]);
+        // The fourth does not fit: the first batch is closed, a second one opened.
+        let _d4 = push(&inner, Some(1), None, &value);
+        assert_eq!(batch_sizes(&inner, 1), vec![(3, true), (1, false)]);
+        assert_eq!(inner.outstanding.get(), 4);
+        // Keyed records go where murmur2 says.
+        let _k = push(&inner, None, Some(b"21"), &value);
+        // toPositive(murmur2("21")) = 1173551340, and 1173551340 % 4 = 0.
+        assert_eq!(partition_for_key(b"21", 4), 0);
+        assert_eq!(batch_sizes(&inner, 0), vec![(1, false)]);
+    }
+
+    #[test]
+    fn drain_takes_full_or_lingered_batches_one_request_per_partition() {
+        let inner = inner(ProducerOptions { batch_bytes: 300, linger_ms: 1_000, ..ProducerOptions::default() });
+        let value = [7u8; 50];
+        let _d: Vec<Delivery> = (0..4).map(|_| push(&inner, Some(1), None, &value)).collect();
+        let _e = push(&inner, Some(2), None, &value);
+        let now = Instant::now();
+        // Partition 1's first batch is full; its second and partition 2's linger.
+        let (ready, deadline) = inner.drain_ready(now);
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].key, ("t".to_owned(), 1));
+        assert_eq!(ready[0].batches.len(), 1);
+        assert!(deadline.is_some_and(|d| d > now));
+        // One request in flight per partition: nothing more from partition 1, even when due.
+        let later = now + Duration::from_secs(2);
+        let (ready2, _) = inner.drain_ready(later);
+        assert_eq!(ready2.iter().map(|d| d.key.1).collect::<Vec<_>>(), vec![2]);
+        // Flushing makes everything ready at once (once the partition may send again).
+        inner.request_done(&("t".to_owned(), 1), 0, 0);
+        inner.flushing.set(1);
+        let (ready3, _) = inner.drain_ready(now);
+        assert_eq!(ready3.iter().map(|d| (d.key.1, d.batches.len())).collect::<Vec<_>>(), vec![(1, 1)]);
+    }
+
+    #[test]
+    fn acks_carry_base_offset_plus_index_and_free_memory() {
+        let inner = inner(ProducerOptions { buffer_bytes: 10_000, ..ProducerOptions::default() });
+        let deliveries: Vec<Delivery> = (0..3).map(|i| push(&inner, Some(0), None, &[i; 10])).collect();
+        inner.flushing.set(1);
+        let (mut ready, _) = inner.drain_ready(Instant::now());
+        let drained = ready.pop().unwrap();
+        let memory: u64 = drained.batches.iter().map(|b| b.memory).sum();
+        assert!(memory > 0);
+        let available = inner.memory.available();
+        let batch = drained.batches.into_iter().next().unwrap();
+        let acks = batch.acks;
+        let bytes = batch.builder.build().unwrap();
+        assert_eq!(Batch::validate(bytes).unwrap().record_count(), 3);
+        let out = Outgoing { key: drained.key, acks: vec![acks], memory, failed_records: 0 };
+        let result = ProducePartitionResult {
+            topic: "t".to_owned(),
+            partition: 0,
+            error: ErrorCode::None,
+            message: String::new(),
+            base_offsets: vec![40],
+            log_end_offset: 43,
+        };
+        complete(&inner, out, Some(&result));
+        let offsets: Vec<Option<u64>> =
+            deliveries.into_iter().map(|d| futures_lite::future::block_on(d).unwrap().offset).collect();
+        assert_eq!(offsets, vec![Some(40), Some(41), Some(42)]);
+        assert_eq!(inner.outstanding.get(), 0);
+        assert_eq!(inner.memory.available(), available + memory);
+        assert!(inner.queues.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_failed_partition_fails_each_of_its_records() {
+        let inner = inner(ProducerOptions::default());
+        let d = push(&inner, Some(3), None, b"x");
+        inner.flushing.set(1);
+        let (mut ready, _) = inner.drain_ready(Instant::now());
+        let drained = ready.pop().unwrap();
+        let acks = drained.batches.into_iter().map(|b| b.acks).collect();
+        let out = Outgoing { key: drained.key, acks, memory: 0, failed_records: 0 };
+        let result = ProducePartitionResult {
+            topic: "t".to_owned(),
+            partition: 3,
+            error: ErrorCode::DiskFull,
+            message: String::new(),
+            base_offsets: Vec::new(),
+            log_end_offset: 0,
+        };
+        complete(&inner, out, Some(&result));
+        let error = futures_lite::future::block_on(d).unwrap_err();
+        assert_eq!(error.to_string(), "broker disk full: t-3");
+    }
+}

@@ -1,0 +1,93 @@
+//! `shardlog serve` settings: a TOML file and command-line flags; flags win.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::limits::SHARDS_MAX;
+
+/// Flags of `shardlog serve`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Directory for the catalog and partition logs (a real file system, not tmpfs).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address every shard accepts connections on (SO_REUSEPORT spreads them over shards).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Number of shards (one executor pinned per core). Default: every core.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// TOML file with the same keys (data_dir, listen, shards, metrics_listen,
+    /// shard_base_port); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Serve Prometheus text metrics at http://ADDR/metrics.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
+    /// Shard i also listens on port BASE + i (advertised in Metadata, for shard-aware
+    /// clients). Default: the listen port + 1 + i, or free ports when listening on port 0.
+    #[arg(long)]
+    pub shard_base_port: Option<u16>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    shards: Option<usize>,
+    metrics_listen: Option<String>,
+    shard_base_port: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub shards: usize,
+    pub metrics_listen: Option<SocketAddr>,
+    pub shard_base_port: Option<u16>,
+}
+
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:9292";
+
+impl ServeConfig {
+    pub fn resolve(args: &ServeArgs) -> Result<ServeConfig, String> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args.data_dir.clone().or(file.data_dir).ok_or("--data-dir is required")?;
+        let listen = resolve_addr(args.listen.as_deref().or(file.listen.as_deref()).unwrap_or(LISTEN_DEFAULT))?;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let shards = args.shards.or(file.shards).unwrap_or(cores);
+        if shards == 0 || shards > SHARDS_MAX {
+            return Err(format!("--shards must be 1..={SHARDS_MAX}, got {shards}"));
+        }
+        let metrics_listen = match args.metrics_listen.as_deref().or(file.metrics_listen.as_deref()) {
+            Some(a) => Some(resolve_addr(a)?),
+            None => None,
+        };
+        Ok(ServeConfig {
+            data_dir,
+            listen,
+            shards,
+            metrics_listen,
+            shard_base_port: args.shard_base_port.or(file.shard_base_port),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn resolve_addr(text: &str) -> Result<SocketAddr, String> {
+    text.to_socket_addrs()
+        .map_err(|e| format!("bad address {text:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("bad address {text:?}: resolves to nothing"))
+}

@@ -1,0 +1,160 @@
+//! One client connection: a reader that decodes request frames and starts serving each at
+//! once, and a writer that sends the responses in request order. Up to
+//! `REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX` requests run concurrently per connection.
+//!
+//! Limits, checked before any allocation: a frame longer than `FRAME_BYTES_MAX` closes the
+//! connection (the stream cannot be resynchronised); a frame's bytes are taken from the
+//! shard's request-memory budget before they are read, so when the budget is spent the shard
+//! stops reading sockets (TCP pushes back on producers) instead of growing. A frame that does
+//! not decode gets a `MalformedRequest` answer when its correlation id is readable, and closes
+//! the connection otherwise. An idle connection is closed after `IDLE_CONNECTION_TIMEOUT_MS`.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel;
+use glommio::net::TcpStream;
+use glommio::sync::StaticPermit;
+use glommio::Task;
+
+use crate::limits::{IDLE_CONNECTION_TIMEOUT_MS, REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX};
+use crate::protocol::codec::{decode_request, encode_response};
+use crate::protocol::frame::{write_chunks, FRAME_BYTES_MAX};
+use crate::protocol::messages::Response;
+use crate::shard::Shard;
+
+/// A request being served: its correlation id and the task producing its response.
+struct InFlight {
+    correlation_id: u32,
+    response: Task<Option<Response>>,
+}
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let _ = stream.set_nodelay(true);
+    shard.metrics.connection_opened();
+    let span = tracing::debug_span!("connection", shard = shard.id, %peer);
+    let _enter = span.enter();
+    let (reader, writer) = futures_lite::io::split(stream);
+    let (tx, rx) = local_channel::new_bounded::<InFlight>(REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX);
+    let writer_task = glommio::spawn_local(write_responses(writer, rx));
+    let reason = read_requests(&shard, reader, tx).await;
+    tracing::debug!(reason, "connection reader done");
+    // The writer finishes the responses already queued, then the socket closes.
+    writer_task.await;
+    shard.metrics.connection_closed();
+}
+
+async fn read_requests(
+    shard: &Rc<Shard>,
+    mut reader: futures_lite::io::ReadHalf<TcpStream>,
+    tx: local_channel::LocalSender<InFlight>,
+) -> &'static str {
+    loop {
+        if shard.shutting_down.get() {
+            return "shutting down";
+        }
+        let (frame, permit) = match read_frame_budgeted(shard, &mut reader).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return "closed by peer",
+            Err(reason) => return reason,
+        };
+        let in_flight = match decode_request(frame) {
+            Ok((correlation_id, request)) => {
+                let shard = shard.clone();
+                let response = glommio::spawn_local(async move {
+                    let response = shard.handle(request).await;
+                    drop(permit);
+                    response
+                });
+                InFlight { correlation_id, response }
+            }
+            Err(e) => {
+                shard.metrics.malformed_frames.set(shard.metrics.malformed_frames.get() + 1);
+                let Some(correlation_id) = e.correlation_id() else {
+                    return "undecodable frame";
+                };
+                tracing::debug!(error = %e, "malformed request");
+                let response = Response::status(e.error_code(), e.to_string());
+                InFlight { correlation_id, response: glommio::spawn_local(async move { Some(response) }) }
+            }
+        };
+        if tx.send(in_flight).await.is_err() {
+            return "writer gone";
+        }
+    }
+}
+
+/// Reads one frame: the 4-byte length, then — after reserving that many bytes of the shard's
+/// request memory — the body. `Ok(None)` on a clean close between frames.
+async fn read_frame_budgeted(
+    shard: &Rc<Shard>,
+    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+) -> Result<Option<(Bytes, StaticPermit)>, &'static str> {
+    let mut prefix = [0u8; 4];
+    let idle = Duration::from_millis(IDLE_CONNECTION_TIMEOUT_MS);
+    let shutdown = shard.shutdown.listen();
+    let read_prefix = async {
+        match reader.read(&mut prefix[..1]).await {
+            Ok(0) => Ok(None),
+            Ok(_) => reader.read_exact(&mut prefix[1..]).await.map(Some),
+            Err(e) => Err(e),
+        }
+    };
+    let first = futures_lite::future::or(
+        async { Some(read_prefix.await) },
+        futures_lite::future::or(
+            async {
+                glommio::timer::sleep(idle).await;
+                None
+            },
+            async {
+                shutdown.await;
+                None
+            },
+        ),
+    )
+    .await;
+    match first {
+        None => return Err("idle timeout or shutdown"),
+        Some(Ok(None)) => return Ok(None),
+        Some(Err(_)) => return Err("read error"),
+        Some(Ok(Some(()))) => {}
+    }
+    let frame_bytes = u32::from_be_bytes(prefix);
+    if frame_bytes > FRAME_BYTES_MAX {
+        tracing::warn!(frame_bytes, max = FRAME_BYTES_MAX, "frame too large; closing connection");
+        shard.metrics.malformed_frames.set(shard.metrics.malformed_frames.get() + 1);
+        return Err("frame too large");
+    }
+    let permit = shard
+        .request_memory
+        .acquire_static_permit(u64::from(frame_bytes).max(1))
+        .await
+        .map_err(|_| "request memory closed")?;
+    let mut body = BytesMut::zeroed(frame_bytes as usize);
+    reader.read_exact(&mut body).await.map_err(|_| "truncated frame")?;
+    Ok(Some((body.freeze(), permit)))
+}
+
+async fn write_responses(
+    mut writer: futures_lite::io::WriteHalf<TcpStream>,
+    rx: local_channel::LocalReceiver<InFlight>,
+) {
+    while let Some(in_flight) = rx.recv().await {
+        let Some(response) = in_flight.response.await else {
+            continue; // acks=none: the producer expects no answer.
+        };
+        let chunks = encode_response(in_flight.correlation_id, &response);
+        if write_chunks(&mut writer, &chunks).await.is_err() {
+            // The peer is gone; drain the rest so their tasks still finish.
+            while let Some(rest) = rx.recv().await {
+                let _ = rest.response.await;
+            }
+            break;
+        }
+    }
+    let _ = writer.close().await;
+}

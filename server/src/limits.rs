@@ -1,0 +1,43 @@
+//! The broker's bounds, with units. Engine bounds live in `engine::limits`.
+
+/// Requests read from one connection and not yet answered. Beyond this the connection's reader
+/// waits, so one client cannot queue unbounded work.
+pub const REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX: usize = 64;
+
+/// Produce bytes one shard holds in requests not yet answered. When spent, connections stop
+/// reading (TCP backpressure) instead of growing memory.
+pub const PRODUCE_MEMORY_BYTES_PER_SHARD_MAX: u64 = 256 << 20;
+
+/// A connection that sends nothing for this long is closed.
+pub const IDLE_CONNECTION_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+/// Longest long-poll a Fetch may ask for.
+pub const FETCH_WAIT_MS_MAX: u32 = 60_000;
+
+/// Largest Fetch response (sum over partitions).
+pub const FETCH_RESPONSE_BYTES_MAX: u32 = 64 << 20;
+
+/// Cross-shard channel depth (messages) between each pair of shards.
+pub const SHARD_CHANNEL_CAPACITY: usize = 1024;
+
+/// How often each shard applies retention to its partitions.
+pub const RETENTION_CHECK_INTERVAL_MS: u64 = 30_000;
+
+/// How often the group coordinator expires members that stopped heartbeating.
+pub const GROUP_EXPIRY_CHECK_INTERVAL_MS: u64 = 250;
+
+/// Session timeouts a consumer may ask for (Kafka's defaults: 6 s .. 30 min).
+pub const SESSION_TIMEOUT_MS_MIN: u32 = 1_000;
+pub const SESSION_TIMEOUT_MS_MAX: u32 = 30 * 60 * 1000;
+
+/// Members per consumer group.
+pub const GROUP_MEMBERS_MAX: usize = 10_000;
+
+/// Shards (cores) one broker may run.
+pub const SHARDS_MAX: usize = 256;
+
+/// How long graceful shutdown waits for in-flight requests before closing logs anyway.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+const _: () = assert!(FETCH_RESPONSE_BYTES_MAX >= engine::limits::READ_BYTES_MAX);
+const _: () = assert!(PRODUCE_MEMORY_BYTES_PER_SHARD_MAX >= 2 * engine::limits::BATCH_SIZE_BYTES_MAX as u64);

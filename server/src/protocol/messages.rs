@@ -1,0 +1,342 @@
+//! The native protocol's messages as plain Rust types. `codec.rs` turns them into flatbuffers
+//! headers (schema: `server/schema/protocol.fbs`) and back; `frame.rs` puts them on the wire.
+//!
+//! Record batches never go through flatbuffers: a Produce request's batches and a Fetch
+//! response's records follow the header as raw RecordBatch v2 bytes (the header carries their
+//! lengths), so the broker hands stored bytes to the socket without re-encoding them.
+
+use bytes::Bytes;
+
+/// Every error the broker reports, on the wire as a u16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ErrorCode {
+    None = 0,
+    UnknownTopicOrPartition = 1,
+    TopicAlreadyExists = 2,
+    InvalidTopicName = 3,
+    InvalidPartitions = 4,
+    InvalidConfig = 5,
+    /// A batch failed validation (CRC, framing, record count).
+    CorruptBatch = 6,
+    BatchTooLarge = 7,
+    OffsetOutOfRange = 8,
+    /// The disk is full (or below the configured free-space floor); retry later.
+    DiskFull = 9,
+    /// An I/O error on the broker; the partition is fenced until it is reopened.
+    StorageError = 10,
+    RequestTimedOut = 11,
+    UnknownMemberId = 12,
+    IllegalGeneration = 13,
+    /// The group's membership changed: rejoin to get the new assignment.
+    RebalanceInProgress = 14,
+    InvalidGroupId = 15,
+    /// The request could not be decoded.
+    MalformedRequest = 16,
+    UnsupportedRequest = 17,
+    /// A stored batch failed its CRC on read; it is never served.
+    CorruptStoredData = 18,
+    /// The broker is shutting down.
+    ShuttingDown = 19,
+    InvalidOffset = 20,
+    Internal = 21,
+}
+
+impl ErrorCode {
+    pub fn from_u16(v: u16) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        const ALL: [ErrorCode; 22] = [
+            None,
+            UnknownTopicOrPartition,
+            TopicAlreadyExists,
+            InvalidTopicName,
+            InvalidPartitions,
+            InvalidConfig,
+            CorruptBatch,
+            BatchTooLarge,
+            OffsetOutOfRange,
+            DiskFull,
+            StorageError,
+            RequestTimedOut,
+            UnknownMemberId,
+            IllegalGeneration,
+            RebalanceInProgress,
+            InvalidGroupId,
+            MalformedRequest,
+            UnsupportedRequest,
+            CorruptStoredData,
+            ShuttingDown,
+            InvalidOffset,
+            Internal,
+        ];
+        ALL.get(v as usize).copied()
+    }
+
+    pub fn is_ok(self) -> bool {
+        self == ErrorCode::None
+    }
+}
+
+/// How a Produce is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// No response is sent at all (Kafka acks=0).
+    None,
+    /// Acknowledged once the partition accepted the batches, with the topic's durability
+    /// (Kafka acks=1).
+    Leader,
+    /// Acknowledged after an fdatasync covering the batches.
+    Durable,
+}
+
+/// Topic settings in a CreateTopic request; `None` takes the broker default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicSettings {
+    pub retention_ms: Option<u64>,
+    pub retention_bytes: Option<u64>,
+    pub segment_bytes: Option<u64>,
+    pub segment_ms: Option<u64>,
+    /// "sync" | "none" | "interval:MS" (engine::Durability's text form).
+    pub durability: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducePartition {
+    pub topic: String,
+    pub partition: u32,
+    /// Whole RecordBatch v2 batches, one per `Bytes` (slices of the request frame).
+    pub batches: Vec<Bytes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPartition {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub bytes_max: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    /// First offset whose record timestamp is ≥ this (ms since epoch).
+    Timestamp(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListOffsetsPartition {
+    pub topic: String,
+    pub partition: u32,
+    pub spec: OffsetSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitOffset {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub metadata: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignor {
+    Range,
+    RoundRobin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    CreateTopic {
+        name: String,
+        partitions: u32,
+        settings: TopicSettings,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        total: u32,
+    },
+    /// `topics: None` = all topics. `with_offsets` also reports each partition's start/end
+    /// offsets and size (asks every owning shard).
+    Metadata {
+        topics: Option<Vec<String>>,
+        with_offsets: bool,
+    },
+    Produce {
+        acks: Acks,
+        timeout_ms: u32,
+        partitions: Vec<ProducePartition>,
+    },
+    Fetch {
+        wait_ms_max: u32,
+        bytes_min: u32,
+        bytes_max: u32,
+        partitions: Vec<FetchPartition>,
+    },
+    ListOffsets {
+        partitions: Vec<ListOffsetsPartition>,
+    },
+    OffsetCommit {
+        group: String,
+        generation_id: i32,
+        member_id: String,
+        offsets: Vec<CommitOffset>,
+    },
+    /// `partitions: None` = every partition the group committed.
+    OffsetFetch {
+        group: String,
+        partitions: Option<Vec<TopicPartition>>,
+    },
+    JoinGroup {
+        group: String,
+        member_id: String,
+        topics: Vec<String>,
+        session_timeout_ms: u32,
+        assignor: Assignor,
+    },
+    Heartbeat {
+        group: String,
+        generation_id: i32,
+        member_id: String,
+    },
+    LeaveGroup {
+        group: String,
+        member_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub shard: u32,
+    /// This shard's own listener, for clients that route each partition straight to its core.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMetadata {
+    pub partition: u32,
+    pub shard: u32,
+    /// Present when the request asked `with_offsets`.
+    pub log_start_offset: Option<u64>,
+    pub log_end_offset: Option<u64>,
+    pub size_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMetadata {
+    pub name: String,
+    pub error: ErrorCode,
+    pub id: u64,
+    pub retention_ms: Option<u64>,
+    pub retention_bytes: Option<u64>,
+    pub segment_bytes: u64,
+    pub durability: String,
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducePartitionResult {
+    pub topic: String,
+    pub partition: u32,
+    pub error: ErrorCode,
+    /// A human-readable reason when `error` is not `None`.
+    pub message: String,
+    /// Assigned base offset of each batch, in request order (empty on error).
+    pub base_offsets: Vec<u64>,
+    pub log_end_offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPartitionResult {
+    pub topic: String,
+    pub partition: u32,
+    pub error: ErrorCode,
+    pub log_start_offset: u64,
+    /// The log end offset (Kafka's high watermark here).
+    pub log_end_offset: u64,
+    /// The offset after the last returned batch.
+    pub next_offset: u64,
+    /// Whole batches, as chunks to be sent back to back (the engine's `Bytes`, not copied).
+    pub records: Vec<Bytes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListOffsetsResult {
+    pub topic: String,
+    pub partition: u32,
+    pub error: ErrorCode,
+    /// -1 when no offset matches (a timestamp after every record).
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionError {
+    pub topic: String,
+    pub partition: u32,
+    pub error: ErrorCode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedOffset {
+    pub topic: String,
+    pub partition: u32,
+    /// -1 when the group committed nothing for this partition.
+    pub offset: i64,
+    pub metadata: String,
+    pub error: ErrorCode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// CreateTopic, DeleteTopic, CreatePartitions, Heartbeat, LeaveGroup, and any request that
+    /// failed as a whole (then `error` says why and `message` explains).
+    Status {
+        error: ErrorCode,
+        message: String,
+    },
+    Metadata {
+        shards: Vec<ShardInfo>,
+        topics: Vec<TopicMetadata>,
+    },
+    Produce {
+        partitions: Vec<ProducePartitionResult>,
+    },
+    Fetch {
+        partitions: Vec<FetchPartitionResult>,
+    },
+    ListOffsets {
+        partitions: Vec<ListOffsetsResult>,
+    },
+    OffsetCommit {
+        partitions: Vec<PartitionError>,
+    },
+    OffsetFetch {
+        error: ErrorCode,
+        offsets: Vec<FetchedOffset>,
+    },
+    JoinGroup {
+        error: ErrorCode,
+        generation_id: i32,
+        member_id: String,
+        assignment: Vec<TopicPartition>,
+    },
+}
+
+impl Response {
+    pub fn status(error: ErrorCode, message: impl Into<String>) -> Response {
+        Response::Status { error, message: message.into() }
+    }
+
+    pub fn ok() -> Response {
+        Response::status(ErrorCode::None, "")
+    }
+}
