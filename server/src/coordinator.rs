@@ -65,7 +65,7 @@ impl Coordinator {
             Request::Heartbeat { group, generation_id, member_id } => {
                 self.groups.heartbeat(&group, generation_id, &member_id)
             }
-            Request::LeaveGroup { group, member_id } => self.groups.leave(&group, &member_id),
+            Request::LeaveGroup { group, member_id } => self.groups.leave(&shard.topics.load(), &group, &member_id),
             other => Response::status(ErrorCode::UnsupportedRequest, format!("not a coordinator request: {other:?}")),
         }
     }

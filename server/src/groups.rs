@@ -98,7 +98,7 @@ impl Groups {
         Response::ok()
     }
 
-    pub fn leave(&self, group: &str, member_id: &str) -> Response {
+    pub fn leave(&self, table: &TopicTable, group: &str, member_id: &str) -> Response {
         let mut groups = self.groups.borrow_mut();
         let Some(g) = groups.get_mut(group) else {
             return Response::status(ErrorCode::UnknownMemberId, "unknown group");
@@ -106,8 +106,8 @@ impl Groups {
         if g.members.remove(member_id).is_none() {
             return Response::status(ErrorCode::UnknownMemberId, "unknown member");
         }
-        g.generation += 1;
-        g.assignment.clear();
+        // Reassign now, so the remaining members' rejoin does not start yet another generation.
+        rebalance(g, table);
         Response::ok()
     }
 
@@ -253,7 +253,7 @@ mod tests {
             assert!(a_parts.len().abs_diff(b_parts.len()) <= 1);
             assert_eq!(groups.check_member("g", g1, &a), ErrorCode::IllegalGeneration);
             assert_eq!(groups.check_member("g", g3, &a), ErrorCode::None);
-            assert!(matches!(groups.leave("g", &b), Response::Status { error: ErrorCode::None, .. }));
+            assert!(matches!(groups.leave(&t, "g", &b), Response::Status { error: ErrorCode::None, .. }));
             let (_, _, a_parts) =
                 assignment(&groups.join(&t, "g".into(), a.clone(), vec!["users".into()], 10_000, assignor));
             assert_eq!(a_parts, vec![0, 1, 2, 3, 4]);
