@@ -73,6 +73,8 @@ struct State {
     durable_position: u64,
     /// Aligned end of the last dispatched write: a chunk starting below it overlaps that write.
     dispatched_end_aligned: u64,
+    /// Data end of the last dispatched write.
+    dispatched_position: u64,
     /// The chunk receiving pushes; always present, starts at an aligned position.
     open: Chunk,
     sealed: VecDeque<Chunk>,
@@ -148,6 +150,7 @@ impl Appender {
             written_position: end_position,
             durable_position: end_position,
             dispatched_end_aligned: chunk_position,
+            dispatched_position: end_position,
             open: Chunk { file_position: chunk_position, buf, len: tail_page.len() },
             sealed: VecDeque::new(),
             in_flight: VecDeque::new(),
@@ -440,9 +443,14 @@ fn next_step(inner: &Inner) -> Step {
             }
         }
     }
-    // 2. The partial open chunk, once nothing else is in flight.
-    let pending = state.open.end_position() > state.written_position;
-    if state.sealed.is_empty() && state.in_flight.is_empty() && pending {
+    // 2. The partial open chunk: when nothing else is in flight, or at once when a sync waiter
+    //    needs its bytes and it does not overlap a write in flight (so the fdatasync is not
+    //    held back by a write issued only after the others finished).
+    let pending = state.open.end_position() > state.dispatched_position;
+    let needed_now = state.sync_wanted_position > state.dispatched_position
+        && state.open.file_position >= state.dispatched_end_aligned
+        && state.in_flight.len() < WRITES_IN_FLIGHT_MAX;
+    if state.sealed.is_empty() && pending && (state.in_flight.is_empty() || needed_now) {
         let chunk = split_open_chunk(&mut state, &inner.file);
         return dispatch(&mut state, chunk);
     }
@@ -465,6 +473,7 @@ fn dispatch(state: &mut State, mut chunk: Chunk) -> Step {
     chunk.buf.as_bytes_mut()[chunk.len..padded_bytes].fill(0);
     chunk.buf.trim_to_size(padded_bytes);
     state.dispatched_end_aligned = chunk.file_position + padded_bytes as u64;
+    state.dispatched_position = chunk.end_position();
     state.in_flight.push_back(InFlightWrite { data_end_position: chunk.end_position(), done: false });
     state.writes_count += 1;
     Step::Write(chunk)
