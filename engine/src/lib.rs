@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod error;
 mod fs;
 pub mod group_offsets;
+pub mod latency;
 pub mod limits;
 mod log;
 mod recovery;

@@ -34,6 +34,7 @@ use crate::fs::{
     align_down, create_dir_all, list_dir, prime_direct_io_probe, read_file, remove_dir_all, remove_file, sync_dir,
     write_file_atomic,
 };
+use crate::latency::LatencyHistogram;
 use crate::limits::{
     BATCH_SIZE_BYTES_MAX, IO_ALIGN_BYTES, PREALLOCATE_STEP_BYTES, READ_BYTES_MAX, SEGMENT_SIZE_BYTES_DEFAULT,
     SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN, TAIL_CACHE_BYTES_DEFAULT,
@@ -162,6 +163,8 @@ pub struct LogStats {
     pub size_bytes: u64,
     pub writes_count: u64,
     pub syncs_count: u64,
+    /// Latency of every fdatasync this log issued since open.
+    pub sync_latency: LatencyHistogram,
 }
 
 struct State {
@@ -295,11 +298,13 @@ impl Log {
             size_bytes: state.segments.values().map(Segment::size_bytes).sum(),
             writes_count: state.retired.writes_count,
             syncs_count: state.retired.syncs_count,
+            sync_latency: state.retired.sync_latency,
         };
         for appender in state.segments.values().filter_map(|s| s.appender.as_ref()) {
             let a = appender.stats();
             stats.writes_count += a.writes_count;
             stats.syncs_count += a.syncs_count;
+            stats.sync_latency.merge(&a.sync_latency);
         }
         stats
     }
@@ -665,6 +670,7 @@ impl Log {
             let stats = appender.stats();
             state.retired.writes_count += stats.writes_count;
             state.retired.syncs_count += stats.syncs_count;
+            state.retired.sync_latency.merge(&stats.sync_latency);
             if let Some(s) = state.segments.values_mut().next_back() {
                 s.appender = None;
             }
@@ -879,6 +885,7 @@ async fn seal_segment(log: Log, base_offset: u64) {
             let mut state = log.inner.state.borrow_mut();
             state.retired.writes_count += stats.writes_count;
             state.retired.syncs_count += stats.syncs_count;
+            state.retired.sync_latency.merge(&stats.sync_latency);
             written
         }
         None => Ok(()),

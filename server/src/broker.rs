@@ -324,7 +324,7 @@ async fn serve_metrics(shard: Rc<Shard>, listener: TcpListener) {
         glommio::spawn_local(async move {
             let mut request = [0u8; 1024];
             let _ = stream.read(&mut request).await;
-            let mut snapshots = vec![shard.metrics.snapshot(shard.id)];
+            let mut snapshots = vec![shard.metrics_snapshot()];
             for other in (0..shard.shard_count).filter(|&s| s != shard.id) {
                 if let Ok(ShardResponse::Metrics(s)) = shard.router.call(other, ShardRequest::Metrics).await {
                     snapshots.push(s);

@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use engine::latency::{LatencyHistogram, LATENCY_BUCKETS};
 use hdrhistogram::Histogram;
 
 /// Latency histograms track 1 µs .. 60 s with 3 significant digits.
@@ -71,7 +72,8 @@ impl ShardMetrics {
         self.connections.set(self.connections.get().saturating_sub(1));
     }
 
-    pub fn snapshot(&self, shard: usize) -> ShardMetricsSnapshot {
+    /// `fdatasync_latency` is merged over this shard's logs by the caller (the engine keeps it).
+    pub fn snapshot(&self, shard: usize, fdatasync_latency: LatencyHistogram) -> ShardMetricsSnapshot {
         let quantiles =
             self.append_latency_us.borrow().as_ref().map(|h| [0.5, 0.99, 0.999].map(|q| (q, h.value_at_quantile(q))));
         ShardMetricsSnapshot {
@@ -89,6 +91,7 @@ impl ShardMetrics {
             ],
             gauges: vec![("connections", self.connections.get()), ("partitions", self.partitions.get())],
             append_latency_us: quantiles.map(|q| q.to_vec()).unwrap_or_default(),
+            fdatasync_latency,
         }
     }
 }
@@ -100,6 +103,7 @@ pub struct ShardMetricsSnapshot {
     pub counters: Vec<(&'static str, u64)>,
     pub gauges: Vec<(&'static str, u64)>,
     pub append_latency_us: Vec<(f64, u64)>,
+    pub fdatasync_latency: LatencyHistogram,
 }
 
 /// Renders snapshots in the Prometheus text exposition format.
@@ -125,6 +129,25 @@ pub fn render(snapshots: &[ShardMetricsSnapshot]) -> String {
         for (q, v) in &s.append_latency_us {
             let _ = writeln!(out, "shardlog_append_latency_us{{shard=\"{}\",quantile=\"{q}\"}} {v}", s.shard);
         }
+    }
+    let _ = writeln!(out, "# TYPE shardlog_fdatasync_latency_seconds histogram");
+    for s in snapshots {
+        let h = &s.fdatasync_latency;
+        let mut cumulative = 0u64;
+        for i in 0..LATENCY_BUCKETS {
+            cumulative += h.buckets[i];
+            let le = LatencyHistogram::bucket_upper_us(i) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "shardlog_fdatasync_latency_seconds_bucket{{shard=\"{}\",le=\"{le}\"}} {cumulative}",
+                s.shard
+            );
+        }
+        let _ =
+            writeln!(out, "shardlog_fdatasync_latency_seconds_bucket{{shard=\"{}\",le=\"+Inf\"}} {}", s.shard, h.count);
+        let _ =
+            writeln!(out, "shardlog_fdatasync_latency_seconds_sum{{shard=\"{}\"}} {}", s.shard, h.sum_us as f64 / 1e6);
+        let _ = writeln!(out, "shardlog_fdatasync_latency_seconds_count{{shard=\"{}\"}} {}", s.shard, h.count);
     }
     out
 }

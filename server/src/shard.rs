@@ -141,6 +141,15 @@ impl Shard {
         }
     }
 
+    /// This shard's counters, with the fdatasync latency of all its logs merged.
+    pub fn metrics_snapshot(&self) -> crate::metrics::ShardMetricsSnapshot {
+        let mut fdatasync = engine::latency::LatencyHistogram::default();
+        for log in self.logs.borrow().values() {
+            fdatasync.merge(&log.stats().sync_latency);
+        }
+        self.metrics.snapshot(self.id, fdatasync)
+    }
+
     /// Retention on every partition of this shard, forever (until shutdown).
     pub async fn retention_loop(self: Rc<Self>) {
         while !self.shutting_down.get() {
@@ -523,7 +532,7 @@ impl Shard {
                 Some(coordinator) => coordinator.handle(self, request).await,
                 None => Response::status(ErrorCode::Internal, "not the coordinator shard"),
             }),
-            ShardRequest::Metrics => ShardResponse::Metrics(self.metrics.snapshot(self.id)),
+            ShardRequest::Metrics => ShardResponse::Metrics(self.metrics_snapshot()),
         }
     }
 

@@ -333,3 +333,37 @@ fn group_members_split_partitions_and_take_over() {
     let _ = b;
     broker.shutdown();
 }
+
+#[test]
+fn metrics_endpoint_reports_per_shard_counters_and_fdatasync_latency() {
+    let dir = tempfile::Builder::new().prefix("shardlog-broker-").tempdir_in(std::env::temp_dir()).unwrap();
+    let args = ServeArgs {
+        data_dir: Some(dir.path().to_path_buf()),
+        listen: Some("127.0.0.1:0".into()),
+        shards: Some(2),
+        metrics_listen: Some("127.0.0.1:0".into()),
+        ..ServeArgs::default()
+    };
+    let mut broker = Broker::start(ServeConfig::resolve(&args).unwrap()).unwrap();
+    let mut raw = Raw::connect(broker.listen);
+    create(&mut raw, "m", 2);
+    for p in 0..2 {
+        assert_eq!(produce(&mut raw, "m", p, vec![batch(&["x"])], Acks::Durable).error, ErrorCode::None);
+    }
+    let mut http = TcpStream::connect(broker.metrics_listen.unwrap()).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    http.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.0 200 OK"), "{text}");
+    let value = |series: &str| -> u64 {
+        text.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()).unwrap().parse().unwrap()
+    };
+    let produced =
+        value("shardlog_produce_requests_total{shard=\"0\"}") + value("shardlog_produce_requests_total{shard=\"1\"}");
+    assert_eq!(produced, 2);
+    let syncs = value("shardlog_fdatasync_latency_seconds_count{shard=\"0\"}")
+        + value("shardlog_fdatasync_latency_seconds_count{shard=\"1\"}");
+    assert!(syncs >= 2, "every durable produce needs an fdatasync: {syncs}");
+    assert_eq!(value("shardlog_partitions{shard=\"0\"}") + value("shardlog_partitions{shard=\"1\"}"), 2);
+    broker.shutdown();
+}

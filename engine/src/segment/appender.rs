@@ -37,6 +37,7 @@ use glommio::io::{DmaBuffer, DmaFile};
 
 use crate::error::IoError;
 use crate::fs::{align_down, align_up, io_err};
+use crate::latency::LatencyHistogram;
 use crate::limits::{
     CHUNK_POOL_BUFFERS_MAX, IO_ALIGN_BYTES, UNWRITTEN_BYTES_MAX, WRITES_IN_FLIGHT_MAX, WRITE_CHUNK_BYTES,
 };
@@ -99,6 +100,7 @@ struct State {
     /// Statistics for benchmarks and metrics.
     writes_count: u64,
     syncs_count: u64,
+    sync_latency: LatencyHistogram,
 }
 
 struct Inner {
@@ -116,6 +118,7 @@ struct Inner {
 pub struct AppenderStats {
     pub writes_count: u64,
     pub syncs_count: u64,
+    pub sync_latency: LatencyHistogram,
 }
 
 pub(crate) struct Appender {
@@ -166,6 +169,7 @@ impl Appender {
             preallocating: false,
             writes_count: 0,
             syncs_count: 0,
+            sync_latency: LatencyHistogram::default(),
         };
         let inner = Rc::new(Inner {
             file,
@@ -197,7 +201,11 @@ impl Appender {
 
     pub fn stats(&self) -> AppenderStats {
         let state = self.inner.state.borrow();
-        AppenderStats { writes_count: state.writes_count, syncs_count: state.syncs_count }
+        AppenderStats {
+            writes_count: state.writes_count,
+            syncs_count: state.syncs_count,
+            sync_latency: state.sync_latency,
+        }
     }
 
     /// Makes sure the file has room for `size_bytes` more bytes, growing the preallocation in
@@ -525,10 +533,12 @@ async fn write_chunk(inner: Rc<Inner>, chunk: Chunk) {
 }
 
 async fn sync_file(inner: Rc<Inner>, position: u64) {
+    let started = Instant::now();
     let result = inner.file.fdatasync().await;
     let mut state = inner.state.borrow_mut();
     state.sync_in_flight = false;
     state.syncs_count += 1;
+    state.sync_latency.record(started.elapsed());
     match result {
         Ok(()) => {
             state.durable_position = state.durable_position.max(position);
