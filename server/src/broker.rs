@@ -327,7 +327,7 @@ async fn serve_metrics(shard: Rc<Shard>, listener: TcpListener) {
             let mut snapshots = vec![shard.metrics_snapshot()];
             for other in (0..shard.shard_count).filter(|&s| s != shard.id) {
                 if let Ok(ShardResponse::Metrics(s)) = shard.router.call(other, ShardRequest::Metrics).await {
-                    snapshots.push(s);
+                    snapshots.push(*s);
                 }
             }
             snapshots.sort_by_key(|s| s.shard);

@@ -65,7 +65,7 @@ pub enum ShardResponse {
     Stats(Option<(u64, u64, u64)>),
     Done(Result<(), String>),
     Coordinator(Response),
-    Metrics(crate::metrics::ShardMetricsSnapshot),
+    Metrics(Box<crate::metrics::ShardMetricsSnapshot>),
 }
 
 #[derive(Debug)]

@@ -532,7 +532,7 @@ impl Shard {
                 Some(coordinator) => coordinator.handle(self, request).await,
                 None => Response::status(ErrorCode::Internal, "not the coordinator shard"),
             }),
-            ShardRequest::Metrics => ShardResponse::Metrics(self.metrics_snapshot()),
+            ShardRequest::Metrics => ShardResponse::Metrics(Box::new(self.metrics_snapshot())),
         }
     }
 
