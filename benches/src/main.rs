@@ -8,11 +8,14 @@
 //! be read with that in mind).
 //!
 //! Order: baselines and cases A, C, D, E on one executor pinned to CPU 0; then case B on two
-//! executors, bracketed by raw writes on a fresh executor.
+//! executors, bracketed by raw writes on a fresh executor; then (not with --quick) the broker
+//! cases of `broker_cases.rs`, or only those with --broker.
 
 mod baseline;
+mod broker_cases;
 mod engine_cases;
 mod env;
+mod loopback;
 mod report;
 mod rows;
 
@@ -43,7 +46,7 @@ struct Args {
     /// Parent directory for the benchmark data (must not be tmpfs: O_DIRECT needs a real disk).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Seconds per latency case (default: 2 with --quick, 10 without).
+    /// Seconds per latency case (default: 2 with --quick, 10 without; 3 for the broker's).
     #[arg(long)]
     seconds: Option<u64>,
     /// Also write the report as markdown to this file.
@@ -52,6 +55,10 @@ struct Args {
     /// Concurrent producers in the append-throughput cases.
     #[arg(long, default_value_t = 16)]
     producers: usize,
+    /// Only the broker benchmarks (in-process broker and client, loopback TCP baselines).
+    /// A full run includes them; --quick leaves them out.
+    #[arg(long, conflicts_with = "quick")]
+    broker: bool,
 }
 
 /// How much of everything to do; fixed by --quick.
@@ -135,15 +142,22 @@ fn run(args: &Args) -> BenchResult<()> {
     env::set_data_disk(data_dir.path());
     let plan = Plan::new(args);
 
-    let single = on_executor("bench-single", 0, {
-        let (dir, plan) = (data_dir.path().to_path_buf(), plan.clone());
-        move || async move { single_executor_cases(&dir, &plan).await }
-    })?;
-    let shards = two_shards_bracketed(data_dir.path(), &plan)?;
-
     let mut report = Report::default();
     rows::environment(&mut report, &plan, data_dir.path(), &fs_type);
-    rows::add_sections(&mut report, &single, &shards);
+    if !args.broker {
+        let single = on_executor("bench-single", 0, {
+            let (dir, plan) = (data_dir.path().to_path_buf(), plan.clone());
+            move || async move { single_executor_cases(&dir, &plan).await }
+        })?;
+        let shards = two_shards_bracketed(data_dir.path(), &plan)?;
+        rows::add_sections(&mut report, &single, &shards);
+    }
+    if args.broker || !plan.quick {
+        let broker_plan = broker_cases::BrokerPlan::new(args.seconds);
+        let results = broker_cases::run(data_dir.path(), &broker_plan)?;
+        broker_cases::environment(&mut report, &broker_plan, args.broker);
+        broker_cases::add_sections(&mut report, &broker_plan, &results);
+    }
     report.env("total run time", format!("{:.1} s", run_start.elapsed().as_secs_f64()));
     print!("{}", report.to_text());
     if let Some(path) = &args.markdown {
