@@ -57,16 +57,27 @@ impl Broker {
         std::fs::create_dir_all(&config.data_dir)?;
         let catalog = Catalog::open(&config.data_dir, config.shards as u32)?;
         let topics: SharedTopics = Arc::new(ArcSwap::from_pointee(TopicTable::from_catalog(&catalog)));
-        let listen = concrete_addr(config.listen)?;
-        let shard_addresses = shard_addrs(&config, listen)?;
-        let metrics_listen = config.metrics_listen.map(concrete_addr).transpose()?;
+        // Bind every socket here, before any shard starts, so a port conflict is one clear
+        // error and port 0 resolves once for all shards.
+        let (shared_listeners, listen) = bind_shared(config.listen, config.shards)?;
+        let own_listeners = bind_own(&config, listen)?;
+        let shard_addresses: Vec<SocketAddr> =
+            own_listeners.iter().map(|l| l.local_addr()).collect::<Result<_, _>>()?;
+        let metrics = config.metrics_listen.map(bind_exclusive).transpose()?;
+        let metrics_listen = metrics.as_ref().map(StdListener::local_addr).transpose()?;
+        let mut metrics = metrics;
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, (usize, String)>>();
         let mut channels = Channels::new(config.shards);
         let mut catalog = Some(catalog);
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let mut threads = Vec::with_capacity(config.shards);
+        let mut shared_listeners = shared_listeners.into_iter();
+        let mut own_listeners = own_listeners.into_iter();
         for shard_id in 0..config.shards {
+            let mut listeners = Vec::new();
+            listeners.extend(shared_listeners.next());
+            listeners.extend(own_listeners.next());
             let plan = ShardPlan {
                 id: shard_id,
                 shard_count: config.shards,
@@ -75,10 +86,9 @@ impl Broker {
                 catalog: if shard_id == 0 { catalog.take() } else { None },
                 senders: channels.take_senders(shard_id),
                 receivers: channels.take_receivers(shard_id),
-                listen,
-                own_address: shard_addresses[shard_id],
+                listeners,
                 shard_addresses: shard_addresses.iter().map(|a| a.to_string()).collect(),
-                metrics_listen: if shard_id == 0 { metrics_listen } else { None },
+                metrics: if shard_id == 0 { metrics.take() } else { None },
                 stop: stop.clone(),
                 ready: ready_tx.clone(),
             };
@@ -133,16 +143,38 @@ impl Broker {
     }
 }
 
-/// Port 0 means "any free port": pick one now so every shard binds the same one.
-fn concrete_addr(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
+/// The address every shard accepts on: one SO_REUSEPORT socket per shard, so the kernel
+/// spreads connections. SO_REUSEPORT would also let another process join the port, so first
+/// make sure nobody listens there.
+fn bind_shared(addr: SocketAddr, shards: usize) -> Result<(Vec<StdListener>, SocketAddr), BrokerError> {
     if addr.port() != 0 {
-        return Ok(addr);
+        drop(bind_exclusive(addr)?);
     }
-    let probe = StdListener::bind(addr)?;
-    Ok(probe.local_addr()?)
+    let first = bind_reuse_port(addr)?;
+    let actual = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..shards {
+        listeners.push(bind_reuse_port(actual)?);
+    }
+    Ok((listeners, actual))
 }
 
-fn shard_addrs(config: &ServeConfig, listen: SocketAddr) -> Result<Vec<SocketAddr>, BrokerError> {
+fn bind_reuse_port(addr: SocketAddr) -> Result<StdListener, BrokerError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let in_use = |e: std::io::Error| BrokerError::Config(format!("cannot listen on {addr}: {e}"));
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(in_use)?;
+    socket.set_reuse_port(true).map_err(in_use)?;
+    socket.bind(&addr.into()).map_err(in_use)?;
+    socket.listen(1024).map_err(in_use)?;
+    Ok(socket.into())
+}
+
+fn bind_exclusive(addr: SocketAddr) -> Result<StdListener, BrokerError> {
+    StdListener::bind(addr).map_err(|e| BrokerError::Config(format!("cannot listen on {addr}: {e}")))
+}
+
+/// Each shard's own listener (advertised in Metadata).
+fn bind_own(config: &ServeConfig, listen: SocketAddr) -> Result<Vec<StdListener>, BrokerError> {
     (0..config.shards)
         .map(|i| {
             let port = match (config.shard_base_port, config.listen.port()) {
@@ -151,7 +183,7 @@ fn shard_addrs(config: &ServeConfig, listen: SocketAddr) -> Result<Vec<SocketAdd
                 (None, p) => p.checked_add(1 + i as u16),
             }
             .ok_or_else(|| BrokerError::Config("shard port overflows".into()))?;
-            concrete_addr(SocketAddr::new(listen.ip(), port))
+            bind_exclusive(SocketAddr::new(listen.ip(), port))
         })
         .collect()
 }
@@ -196,10 +228,10 @@ struct ShardPlan {
     catalog: Option<Catalog>,
     senders: Vec<Option<SharedSender<Envelope>>>,
     receivers: Vec<SharedReceiver<Envelope>>,
-    listen: SocketAddr,
-    own_address: SocketAddr,
+    /// The shared listener and this shard's own, bound by `Broker::start`.
+    listeners: Vec<StdListener>,
     shard_addresses: Vec<String>,
-    metrics_listen: Option<SocketAddr>,
+    metrics: Option<StdListener>,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<usize, (usize, String)>>,
 }
@@ -259,20 +291,23 @@ async fn start_shard(plan: ShardPlan) -> Result<Started, String> {
         glommio::spawn_local(serve_peer(shard.clone(), receiver)).detach();
     }
     shard.open_owned_partitions().await?;
-    let bind = |addr: SocketAddr| TcpListener::bind(addr).map_err(|e| format!("binding {addr}: {e}"));
-    let mut listeners = vec![bind(plan.listen)?];
-    if plan.own_address != plan.listen {
-        listeners.push(bind(plan.own_address)?);
-    }
+    let listeners: Vec<TcpListener> = plan.listeners.into_iter().map(into_glommio).collect();
     glommio::spawn_local(shard.clone().retention_loop()).detach();
     if shard.coordinator.is_some() {
         glommio::spawn_local(expire_groups(shard.clone())).detach();
     }
-    if let Some(addr) = plan.metrics_listen {
-        let listener = bind(addr)?;
-        glommio::spawn_local(serve_metrics(shard.clone(), listener)).detach();
+    if let Some(listener) = plan.metrics {
+        glommio::spawn_local(serve_metrics(shard.clone(), into_glommio(listener))).detach();
     }
     Ok((shard, listeners, plan.stop))
+}
+
+/// Hands a socket bound on the main thread to this shard's executor.
+fn into_glommio(listener: StdListener) -> TcpListener {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: the fd comes from a listening socket we own and give up here; glommio takes
+    // ownership and closes it.
+    unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) }
 }
 
 async fn serve_until_stopped(shard: Rc<Shard>, listeners: Vec<TcpListener>, stop: Arc<AtomicBool>) {

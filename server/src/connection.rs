@@ -4,8 +4,10 @@
 //!
 //! Limits, checked before any allocation: a frame longer than `FRAME_BYTES_MAX` closes the
 //! connection (the stream cannot be resynchronised); a frame's bytes are taken from the
-//! shard's request-memory budget before they are read, so when the budget is spent the shard
-//! stops reading sockets (TCP pushes back on producers) instead of growing. A frame that does
+//! shard's request-memory budget piece by piece before they are read, so when the budget is
+//! spent the shard stops reading sockets (TCP pushes back on producers) instead of growing,
+//! and a peer that announces a large frame and stalls pins at most one piece (and is cut off
+//! after `FRAME_BODY_TIMEOUT_MS`). A frame that does
 //! not decode gets a `MalformedRequest` answer when its correlation id is readable, and closes
 //! the connection otherwise. An idle connection is closed after `IDLE_CONNECTION_TIMEOUT_MS`.
 
@@ -19,7 +21,9 @@ use glommio::net::TcpStream;
 use glommio::sync::StaticPermit;
 use glommio::Task;
 
-use crate::limits::{IDLE_CONNECTION_TIMEOUT_MS, REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX};
+use crate::limits::{
+    FRAME_BODY_TIMEOUT_MS, FRAME_READ_CHUNK_BYTES, IDLE_CONNECTION_TIMEOUT_MS, REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX,
+};
 use crate::protocol::codec::{decode_request, encode_response};
 use crate::protocol::frame::{write_chunks, FRAME_BYTES_MAX};
 use crate::protocol::messages::Response;
@@ -92,7 +96,7 @@ async fn read_requests(
 async fn read_frame_budgeted(
     shard: &Rc<Shard>,
     reader: &mut futures_lite::io::ReadHalf<TcpStream>,
-) -> Result<Option<(Bytes, StaticPermit)>, &'static str> {
+) -> Result<Option<(Bytes, Vec<StaticPermit>)>, &'static str> {
     let mut prefix = [0u8; 4];
     let idle = Duration::from_millis(IDLE_CONNECTION_TIMEOUT_MS);
     let shutdown = shard.shutdown.listen();
@@ -129,14 +133,38 @@ async fn read_frame_budgeted(
         shard.metrics.malformed_frames.set(shard.metrics.malformed_frames.get() + 1);
         return Err("frame too large");
     }
-    let permit = shard
-        .request_memory
-        .acquire_static_permit(u64::from(frame_bytes).max(1))
-        .await
-        .map_err(|_| "request memory closed")?;
-    let mut body = BytesMut::zeroed(frame_bytes as usize);
-    reader.read_exact(&mut body).await.map_err(|_| "truncated frame")?;
-    Ok(Some((body.freeze(), permit)))
+    let body = read_body(shard, reader, frame_bytes);
+    let timeout = async {
+        glommio::timer::sleep(Duration::from_millis(FRAME_BODY_TIMEOUT_MS)).await;
+        Err("frame body timed out")
+    };
+    futures_lite::future::or(body, timeout).await.map(Some)
+}
+
+/// Reads `frame_bytes` of body, taking request-memory budget piece by piece as bytes arrive
+/// (never all of a frame's size up front: a stalled peer would pin budget it never used).
+async fn read_body(
+    shard: &Rc<Shard>,
+    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    frame_bytes: u32,
+) -> Result<(Bytes, Vec<StaticPermit>), &'static str> {
+    let total = frame_bytes as usize;
+    let mut body = BytesMut::with_capacity(total.min(FRAME_READ_CHUNK_BYTES as usize));
+    let mut permits = Vec::with_capacity(total.div_ceil(FRAME_READ_CHUNK_BYTES as usize).max(1));
+    if total == 0 {
+        let permit = shard.request_memory.acquire_static_permit(1).await.map_err(|_| "request memory closed")?;
+        permits.push(permit);
+    }
+    while body.len() < total {
+        let piece = (total - body.len()).min(FRAME_READ_CHUNK_BYTES as usize);
+        let permit =
+            shard.request_memory.acquire_static_permit(piece as u64).await.map_err(|_| "request memory closed")?;
+        permits.push(permit);
+        let start = body.len();
+        body.resize(start + piece, 0);
+        reader.read_exact(&mut body[start..]).await.map_err(|_| "truncated frame")?;
+    }
+    Ok((body.freeze(), permits))
 }
 
 async fn write_responses(

@@ -8,6 +8,13 @@ pub const REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX: usize = 64;
 /// reading (TCP backpressure) instead of growing memory.
 pub const PRODUCE_MEMORY_BYTES_PER_SHARD_MAX: u64 = 256 << 20;
 
+/// A frame body is read (and charged to the request-memory budget) in pieces of this size, so
+/// a peer that announces a large frame and then stalls holds at most one piece of budget.
+pub const FRAME_READ_CHUNK_BYTES: u32 = 1 << 20;
+
+/// A frame whose body does not arrive within this long closes the connection (slowloris).
+pub const FRAME_BODY_TIMEOUT_MS: u64 = 30_000;
+
 /// A connection that sends nothing for this long is closed.
 pub const IDLE_CONNECTION_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
