@@ -19,13 +19,13 @@ use std::time::Instant;
 
 use glommio::io::DmaFile;
 
-use crate::batch::{peek_batch_size, BatchHeader};
+use crate::batch::{peek_batch_size, BatchError, BatchHeader};
 use crate::error::{IoError, OpenError};
 use crate::fs::{io_err, read_file, write_file_atomic};
 use crate::limits::{BATCH_HEADER_BYTES, RECOVERY_READ_BYTES};
 use crate::segment::index::{SegmentIndex, FLAG_CLEAN};
-use crate::segment::reader::check_crc;
-use crate::segment::{index_file_name, log_file_name, Segment, STORED_LEADER_EPOCH};
+use crate::segment::reader::check_stored;
+use crate::segment::{index_file_name, log_file_name, Segment};
 
 /// Why a scan stopped; logged, and used by tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,11 +156,10 @@ pub(crate) async fn scan(
             let Ok(header) = BatchHeader::parse(batch) else {
                 return Ok(ScanStop::Invalid);
             };
-            if check_crc(batch, &header).is_err() {
-                return Ok(ScanStop::BadCrc);
-            }
-            if header.partition_leader_epoch != STORED_LEADER_EPOCH {
-                return Ok(ScanStop::Invalid);
+            match check_stored(batch, &header) {
+                Ok(()) => {}
+                Err(BatchError::BadLeaderEpoch { .. }) => return Ok(ScanStop::Invalid),
+                Err(_) => return Ok(ScanStop::BadCrc),
             }
             if header.base_offset < 0
                 || header.base_offset as u64 != index.next_offset

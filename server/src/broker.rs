@@ -2,7 +2,6 @@
 //! cross-shard channels; every shard's listeners; graceful shutdown.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -377,9 +376,4 @@ async fn serve_metrics(shard: Rc<Shard>, listener: TcpListener) {
         })
         .detach();
     }
-}
-
-/// Data dir helper for tests and tools: true if `dir` holds a catalog.
-pub fn has_catalog(dir: &Path) -> bool {
-    dir.join(engine::catalog::CATALOG_FILE_NAME).exists()
 }

@@ -568,6 +568,14 @@ where
     F: std::future::Future<Output = T> + 'static,
     T: 'static,
 {
+    let mut futures: Vec<F> = futures.into_iter().collect();
+    if futures.len() == 1 {
+        // The common single-partition request: no task to spawn.
+        return match futures.pop() {
+            Some(only) => vec![only.await],
+            None => Vec::new(),
+        };
+    }
     let tasks: Vec<_> = futures.into_iter().map(glommio::spawn_local).collect();
     let mut out = Vec::with_capacity(tasks.len());
     for task in tasks {

@@ -316,6 +316,15 @@ impl Batch {
     }
 }
 
+/// CRC-32C over attributes..end of one whole batch, compared with the CRC in its header.
+pub fn check_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    let computed = crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]);
+    if computed != header.crc {
+        return Err(BatchError::BadCrc { stored: header.crc, computed });
+    }
+    Ok(())
+}
+
 /// Checks everything but the records: header, exact size, CRC, counts.
 fn validate_frame(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(bytes)?;
@@ -327,10 +336,7 @@ fn validate_frame(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         return Err(BatchError::TrailingBytes { extra_bytes: bytes.len() - size_bytes });
     }
     // CRC before counts: if the counts are corrupt, the CRC is the more accurate report.
-    let computed = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..]);
-    if computed != header.crc {
-        return Err(BatchError::BadCrc { stored: header.crc, computed });
-    }
+    check_crc(bytes, &header)?;
     if header.compression() > COMPRESSION_MAX {
         let compression = header.compression();
         return Err(BatchError::BadCompression { compression });

@@ -119,7 +119,7 @@ fn scan(buf: &[u8], position: u64, offset: u64, bytes_max: usize, path: &Path) -
                 break;
             }
         }
-        check_crc(batch, &header).map_err(|e| corrupt(cursor, e))?;
+        check_stored(batch, &header).map_err(|e| corrupt(cursor, e))?;
         first.get_or_insert(cursor);
         cursor += size;
         next_offset = last_offset + 1;
@@ -130,18 +130,13 @@ fn scan(buf: &[u8], position: u64, offset: u64, bytes_max: usize, path: &Path) -
     })
 }
 
-/// CRC-32C over attributes..end, compared with the stored CRC; and the stored leader epoch,
-/// which the CRC does not cover.
-pub(crate) fn check_crc(batch: &[u8], header: &BatchHeader) -> Result<(), crate::batch::BatchError> {
+/// A stored batch is intact when its leader epoch is the one the log writes (the CRC does not
+/// cover that field) and its CRC matches.
+pub(crate) fn check_stored(batch: &[u8], header: &BatchHeader) -> Result<(), crate::batch::BatchError> {
     if header.partition_leader_epoch != super::STORED_LEADER_EPOCH {
         return Err(crate::batch::BatchError::BadLeaderEpoch { epoch: header.partition_leader_epoch });
     }
-    const CRC_START: usize = 21;
-    let computed = crc32c::crc32c(&batch[CRC_START..]);
-    if computed != header.crc {
-        return Err(crate::batch::BatchError::BadCrc { stored: header.crc, computed });
-    }
-    Ok(())
+    crate::batch::check_crc(batch, header)
 }
 
 /// Reads `len` bytes at `position` into a `Bytes` (the one copy; see the module comment).
