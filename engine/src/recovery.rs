@@ -29,7 +29,8 @@ use crate::segment::{index_file_name, log_file_name, Segment};
 
 /// Why a scan stopped; logged, and used by tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ScanStop {
+#[non_exhaustive]
+pub enum ScanStop {
     /// Reached the end of the file exactly at a batch boundary.
     EndOfFile,
     /// Fewer bytes left than the next batch needs.
@@ -139,34 +140,18 @@ pub(crate) async fn scan(
             file.read_at(position, want).await.map_err(|e| OpenError::Io(IoError::new("read", path, io_err(e))))?;
         let mut cursor = 0usize;
         while cursor < buf.len() {
-            let rest = &buf[cursor..];
-            let size = match peek_batch_size(rest) {
-                Ok(Some(size)) => size,
-                Ok(None) => break,
-                Err(_) => return Ok(ScanStop::Invalid),
-            };
-            if rest.len() < size {
-                if position + (cursor + size) as u64 > file_size {
-                    return Ok(ScanStop::Torn);
+            let (header, size) = match next_batch(&buf[cursor..], index.next_offset) {
+                Step::Batch { header, size } => (header, size),
+                Step::NeedHeader => break,
+                Step::NeedBytes { size } => {
+                    if position + (cursor + size) as u64 > file_size {
+                        return Ok(ScanStop::Torn);
+                    }
+                    window_bytes = window_bytes.max(size);
+                    break;
                 }
-                window_bytes = window_bytes.max(size);
-                break;
-            }
-            let batch = &rest[..size];
-            let Ok(header) = BatchHeader::parse(batch) else {
-                return Ok(ScanStop::Invalid);
+                Step::Stop(stop) => return Ok(stop),
             };
-            match check_stored(batch, &header) {
-                Ok(()) => {}
-                Err(BatchError::BadLeaderEpoch { .. }) => return Ok(ScanStop::Invalid),
-                Err(_) => return Ok(ScanStop::BadCrc),
-            }
-            if header.base_offset < 0
-                || header.base_offset as u64 != index.next_offset
-                || header.last_offset() < header.base_offset
-            {
-                return Ok(ScanStop::OffsetGap);
-            }
             let batch_position = position + cursor as u64;
             index.on_batch(
                 header.base_offset as u64,
@@ -186,10 +171,151 @@ pub(crate) async fn scan(
     }
 }
 
+/// What the bytes at a scan position hold.
+enum Step {
+    /// A whole, intact batch continuing the log at the expected offset.
+    Batch {
+        header: BatchHeader,
+        size: usize,
+    },
+    /// Fewer than the 12 bytes that give a batch's size.
+    NeedHeader,
+    /// A plausible batch of `size` bytes, not all of them in the buffer.
+    NeedBytes {
+        size: usize,
+    },
+    Stop(ScanStop),
+}
+
+/// Checks the batch at the start of `rest` — length, magic, leader epoch, CRC-32C, and that it
+/// starts at `next_offset` — without I/O, so that the file scan and [`scan_segment_bytes`]
+/// apply exactly the same rules.
+fn next_batch(rest: &[u8], next_offset: u64) -> Step {
+    let size = match peek_batch_size(rest) {
+        Ok(Some(size)) => size,
+        Ok(None) => return Step::NeedHeader,
+        Err(_) => return Step::Stop(ScanStop::Invalid),
+    };
+    if rest.len() < size {
+        return Step::NeedBytes { size };
+    }
+    let batch = &rest[..size];
+    let Ok(header) = BatchHeader::parse(batch) else {
+        return Step::Stop(ScanStop::Invalid);
+    };
+    match check_stored(batch, &header) {
+        Ok(()) => {}
+        Err(BatchError::BadLeaderEpoch { .. }) => return Step::Stop(ScanStop::Invalid),
+        Err(_) => return Step::Stop(ScanStop::BadCrc),
+    }
+    if header.base_offset < 0 || header.base_offset as u64 != next_offset || header.last_offset() < header.base_offset {
+        return Step::Stop(ScanStop::OffsetGap);
+    }
+    Step::Batch { header, size }
+}
+
+/// The result of [`scan_segment_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentScan {
+    /// Bytes from the start that recovery keeps; the rest would be truncated.
+    pub valid_bytes: u64,
+    /// The offset the next append would get.
+    pub next_offset: u64,
+    pub batches: u64,
+    pub stop: ScanStop,
+}
+
+/// Recovery's scan of a whole segment held in memory: the same per-batch rules as the scan of
+/// a file on open, with the same index bookkeeping, but no I/O. For fuzzing (`fuzz/`) and
+/// tests; `Log::open` uses the file scan.
+pub fn scan_segment_bytes(bytes: &[u8], base_offset: u64) -> SegmentScan {
+    let mut index = SegmentIndex::new(base_offset);
+    let mut batches = 0u64;
+    let stop = loop {
+        let position = index.end_position as usize;
+        let rest = &bytes[position..];
+        if rest.is_empty() {
+            break ScanStop::EndOfFile;
+        }
+        if rest.len() < BATCH_HEADER_BYTES {
+            break if rest.iter().all(|&b| b == 0) { ScanStop::Invalid } else { ScanStop::Torn };
+        }
+        match next_batch(rest, index.next_offset) {
+            Step::Batch { header, size } => {
+                index.on_batch(
+                    header.base_offset as u64,
+                    header.last_offset() as u64,
+                    position as u64,
+                    size as u64,
+                    header.max_timestamp,
+                );
+                batches += 1;
+            }
+            Step::NeedHeader | Step::NeedBytes { .. } => break ScanStop::Torn,
+            Step::Stop(stop) => break stop,
+        }
+    };
+    assert!(index.end_position <= bytes.len() as u64);
+    assert!(index.next_offset >= base_offset);
+    SegmentScan { valid_bytes: index.end_position, next_offset: index.next_offset, batches, stop }
+}
+
 async fn classify_short_tail(file: &DmaFile, path: &Path, position: u64, left: u64) -> Result<ScanStop, OpenError> {
     let buf = file
         .read_at(position, left as usize)
         .await
         .map_err(|e| OpenError::Io(IoError::new("read", path, io_err(e))))?;
     Ok(if buf.iter().all(|&b| b == 0) { ScanStop::Invalid } else { ScanStop::Torn })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::batch::{write_base_offset, BatchBuilder};
+
+    /// `counts[i]` records per batch, numbered from `base_offset`, back to back.
+    fn segment(base_offset: u64, counts: &[usize]) -> (Vec<u8>, Vec<usize>) {
+        let (mut bytes, mut ends, mut next) = (Vec::new(), Vec::new(), base_offset);
+        for &count in counts {
+            let mut builder = BatchBuilder::new();
+            for i in 0..count {
+                builder.push(None, Some(format!("v{i}").as_bytes()), 1_000, &[]);
+            }
+            let mut batch = builder.build().unwrap().to_vec();
+            write_base_offset(&mut batch, next as i64);
+            // The log stores every batch with this epoch (the field is outside the CRC).
+            batch[12..16].copy_from_slice(&crate::segment::STORED_LEADER_EPOCH.to_be_bytes());
+            next += count as u64;
+            bytes.extend(batch);
+            ends.push(bytes.len());
+        }
+        (bytes, ends)
+    }
+
+    #[test]
+    fn in_memory_scan_keeps_the_valid_prefix_and_names_the_stop() {
+        let (bytes, ends) = segment(100, &[1, 3, 2]);
+        let all = scan_segment_bytes(&bytes, 100);
+        assert_eq!(
+            all,
+            SegmentScan { valid_bytes: ends[2] as u64, next_offset: 106, batches: 3, stop: ScanStop::EndOfFile }
+        );
+
+        let torn = scan_segment_bytes(&bytes[..ends[2] - 1], 100);
+        assert_eq!((torn.valid_bytes, torn.next_offset, torn.stop), (ends[1] as u64, 104, ScanStop::Torn));
+
+        let mut zeroed = bytes.clone();
+        zeroed.extend([0u8; 4096]);
+        let zeroed = scan_segment_bytes(&zeroed, 100);
+        assert_eq!((zeroed.valid_bytes, zeroed.stop), (ends[2] as u64, ScanStop::Invalid));
+
+        let mut flipped = bytes.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        let flipped = scan_segment_bytes(&flipped, 100);
+        assert_eq!((flipped.valid_bytes, flipped.stop), (ends[1] as u64, ScanStop::BadCrc));
+
+        let gap = scan_segment_bytes(&bytes, 99);
+        assert_eq!((gap.valid_bytes, gap.batches, gap.stop), (0, 0, ScanStop::OffsetGap));
+    }
 }
