@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use glommio::io::DmaFile;
 
-use crate::batch::{peek_batch_size, BatchError, BatchHeader};
+use crate::batch::{peek_batch_size, validate_frame, BatchError, BatchHeader};
 use crate::error::{IoError, OpenError};
 use crate::fs::{io_err, read_file, write_file_atomic};
 use crate::limits::{BATCH_HEADER_BYTES, RECOVERY_READ_BYTES};
@@ -208,6 +208,11 @@ fn next_batch(rest: &[u8], next_offset: u64) -> Step {
         Err(BatchError::BadLeaderEpoch { .. }) => return Step::Stop(ScanStop::Invalid),
         Err(_) => return Step::Stop(ScanStop::BadCrc),
     }
+    // Counts and codec too (as validate_crc_only does): every batch the log wrote passed
+    // them, so a CRC-valid batch that fails them is not ours and must not be served.
+    if validate_frame(batch).is_err() {
+        return Step::Stop(ScanStop::Invalid);
+    }
     if header.base_offset < 0 || header.base_offset as u64 != next_offset || header.last_offset() < header.base_offset {
         return Step::Stop(ScanStop::OffsetGap);
     }
@@ -314,6 +319,14 @@ mod tests {
         *flipped.last_mut().unwrap() ^= 1;
         let flipped = scan_segment_bytes(&flipped, 100);
         assert_eq!((flipped.valid_bytes, flipped.stop), (ends[1] as u64, ScanStop::BadCrc));
+
+        // Found by the segment_recovery fuzz target: a batch with a valid CRC but
+        // recordsCount 0 was kept (and then served, and refused by every client).
+        let mut zero_count = bytes.clone();
+        zero_count[ends[1] + 57..ends[1] + 61].copy_from_slice(&0i32.to_be_bytes());
+        crate::batch::write_crc(&mut zero_count[ends[1]..ends[2]]);
+        let zero_count = scan_segment_bytes(&zero_count, 100);
+        assert_eq!((zero_count.valid_bytes, zero_count.stop), (ends[1] as u64, ScanStop::Invalid));
 
         let gap = scan_segment_bytes(&bytes, 99);
         assert_eq!((gap.valid_bytes, gap.batches, gap.stop), (0, 0, ScanStop::OffsetGap));

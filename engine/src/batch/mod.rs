@@ -325,8 +325,9 @@ pub fn check_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
     Ok(())
 }
 
-/// Checks everything but the records: header, exact size, CRC, counts.
-fn validate_frame(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+/// Checks everything but the records: header, exact size, CRC, counts. What
+/// [`Batch::validate_crc_only`] checks, on a slice (recovery scans without copying).
+pub fn validate_frame(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(bytes)?;
     let size_bytes = header.size_bytes();
     if bytes.len() < size_bytes {
