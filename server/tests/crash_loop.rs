@@ -246,6 +246,9 @@ fn run(seed: u64, cycles: u64) -> Report {
             server.terminate();
             break;
         }
+        if cycle > 0 && cycle % 50 == 0 {
+            println!("crash_loop: cycle {cycle}: {} acknowledged records verified so far", model.acked_records);
+        }
         let load_ms = rng.range(LOAD_MS_MIN, LOAD_MS_MAX);
         let outcome = load_then_kill(&mut server, cycle, load_ms, &model.committed_seen);
         model.absorb(outcome);
