@@ -59,9 +59,16 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             Ok(None) => break "closed by peer",
             Err(reason) => break reason,
         };
+        let decoded = match decode(frame) {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                shard.metrics.malformed_frames.set(shard.metrics.malformed_frames.get() + 1);
+                break reason;
+            }
+        };
         let (shard, kafka) = (shard.clone(), kafka.clone());
         let task = glommio::spawn_local(async move {
-            let answer = answer(&shard, &kafka, frame).await;
+            let answer = serve_request(&shard, &kafka, decoded).await;
             drop(permit);
             answer
         });
@@ -92,15 +99,41 @@ async fn write_responses(
             break;
         }
     }
-    // Let requests still queued finish (their tasks run to completion), answering nobody.
+    // Tell the peer at once; requests still queued finish (their tasks run to completion)
+    // answering nobody, until the reader stops.
+    let _ = writer.close().await;
     while let Some(task) = rx.recv().await {
         let _ = task.await;
     }
-    let _ = writer.close().await;
 }
 
-/// Decodes one request frame, serves it and encodes the answer.
-async fn answer(shard: &Rc<Shard>, kafka: &Rc<KafkaShard>, mut frame: Bytes) -> Answer {
+/// A request decoded by the connection's reader (so a frame that must close the connection
+/// stops the reader at once), waiting to be served.
+struct Decoded {
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: Body,
+}
+
+enum Body {
+    /// ApiVersions of a version we do not support: error 35 in v0 format.
+    UnsupportedApiVersions,
+    ApiVersions,
+    Metadata(MetadataRequest),
+    FindCoordinator(FindCoordinatorRequest),
+    Produce(ProduceRequest),
+    Fetch(FetchRequest),
+    ListOffsets(ListOffsetsRequest),
+    InitProducerId(InitProducerIdRequest),
+    CreateTopics(CreateTopicsRequest),
+    DeleteTopics(DeleteTopicsRequest),
+    CreatePartitions(CreatePartitionsRequest),
+    Group(GroupCall),
+}
+
+/// Decodes one request frame: header, then the body of a supported API version.
+fn decode(mut frame: Bytes) -> Result<Decoded, Close> {
     if frame.len() < 8 {
         return Err("request shorter than its header");
     }
@@ -108,14 +141,13 @@ async fn answer(shard: &Rc<Shard>, kafka: &Rc<KafkaShard>, mut frame: Bytes) -> 
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let Ok(api_key) = ApiKey::try_from(api_key_raw) else {
-        shard.metrics.malformed_frames.set(shard.metrics.malformed_frames.get() + 1);
         tracing::debug!(api_key = api_key_raw, "unknown Kafka API key");
         return Err("unknown API key");
     };
+    let decoded = |request| Ok(Decoded { api_key, version, correlation_id, request });
     if !api_versions::is_supported(api_key, version) {
         if api_key == ApiKey::ApiVersions {
-            let response = api_versions::unsupported_version_response();
-            return encode(api_key, 0, correlation_id, &response).map(Some);
+            return decoded(Body::UnsupportedApiVersions);
         }
         tracing::debug!(?api_key, version, "unsupported Kafka API version");
         return Err("unsupported API version");
@@ -123,74 +155,71 @@ async fn answer(shard: &Rc<Shard>, kafka: &Rc<KafkaShard>, mut frame: Bytes) -> 
     let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
         .map_err(|_| "undecodable request header")?;
     debug_assert_eq!(header.correlation_id, correlation_id);
-    let span = tracing::debug_span!("kafka_request", ?api_key, version, correlation_id);
-    let _enter = span.enter();
-    dispatch(shard, kafka, api_key, version, correlation_id, frame).await
-}
-
-/// Decodes the body of a supported request, serves it and encodes the response.
-async fn dispatch(
-    shard: &Rc<Shard>,
-    kafka: &Rc<KafkaShard>,
-    api_key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    mut body: Bytes,
-) -> Answer {
-    macro_rules! decode {
+    macro_rules! body {
         ($ty:ty) => {
-            <$ty>::decode(&mut body, version).map_err(|e| {
+            <$ty>::decode(&mut frame, version).map_err(|e| {
                 tracing::debug!(error = %e, ?api_key, version, "undecodable Kafka request");
                 "undecodable request"
             })?
         };
     }
+    let request = match api_key {
+        ApiKey::ApiVersions => {
+            let _ = body!(ApiVersionsRequest);
+            Body::ApiVersions
+        }
+        ApiKey::Metadata => Body::Metadata(body!(MetadataRequest)),
+        ApiKey::FindCoordinator => Body::FindCoordinator(body!(FindCoordinatorRequest)),
+        ApiKey::Produce => Body::Produce(body!(ProduceRequest)),
+        ApiKey::Fetch => Body::Fetch(body!(FetchRequest)),
+        ApiKey::ListOffsets => Body::ListOffsets(body!(ListOffsetsRequest)),
+        ApiKey::InitProducerId => Body::InitProducerId(body!(InitProducerIdRequest)),
+        ApiKey::CreateTopics => Body::CreateTopics(body!(CreateTopicsRequest)),
+        ApiKey::DeleteTopics => Body::DeleteTopics(body!(DeleteTopicsRequest)),
+        ApiKey::CreatePartitions => Body::CreatePartitions(body!(CreatePartitionsRequest)),
+        ApiKey::JoinGroup => Body::Group(GroupCall::Join(body!(JoinGroupRequest))),
+        ApiKey::SyncGroup => Body::Group(GroupCall::Sync(body!(SyncGroupRequest))),
+        ApiKey::Heartbeat => Body::Group(GroupCall::Heartbeat(body!(HeartbeatRequest))),
+        ApiKey::LeaveGroup => Body::Group(GroupCall::Leave(body!(LeaveGroupRequest), version)),
+        ApiKey::OffsetCommit => Body::Group(GroupCall::Commit(body!(OffsetCommitRequest), version)),
+        ApiKey::OffsetFetch => Body::Group(GroupCall::Fetch(body!(OffsetFetchRequest), version)),
+        other => {
+            // `is_supported` admits only the keys above.
+            tracing::warn!(api_key = ?other, "supported API without a decoder");
+            return Err("unhandled API");
+        }
+    };
+    decoded(request)
+}
+
+/// Serves a decoded request and encodes its response.
+async fn serve_request(shard: &Rc<Shard>, kafka: &Rc<KafkaShard>, decoded: Decoded) -> Answer {
+    let Decoded { api_key, version, correlation_id, request } = decoded;
+    let span = tracing::debug_span!("kafka_request", ?api_key, version, correlation_id);
+    let _enter = span.enter();
     macro_rules! reply {
         ($response:expr) => {
             encode(api_key, version, correlation_id, &$response).map(Some)
         };
     }
-    match api_key {
-        ApiKey::ApiVersions => {
-            let _request = decode!(ApiVersionsRequest);
-            reply!(api_versions::response())
+    match request {
+        Body::UnsupportedApiVersions => {
+            encode(api_key, 0, correlation_id, &api_versions::unsupported_version_response()).map(Some)
         }
-        ApiKey::Metadata => reply!(metadata::handle(shard, kafka, version, decode!(MetadataRequest)).await),
-        ApiKey::FindCoordinator => reply!(metadata::find_coordinator(kafka, version, decode!(FindCoordinatorRequest))),
-        ApiKey::Produce => match produce::handle(shard, decode!(ProduceRequest)).await {
+        Body::ApiVersions => reply!(api_versions::response()),
+        Body::Metadata(r) => reply!(metadata::handle(shard, kafka, version, r).await),
+        Body::FindCoordinator(r) => reply!(metadata::find_coordinator(kafka, version, r)),
+        Body::Produce(r) => match produce::handle(shard, r).await {
             Some(response) => reply!(response),
             None => Ok(None),
         },
-        ApiKey::Fetch => reply!(fetch::handle(shard, decode!(FetchRequest)).await),
-        ApiKey::ListOffsets => reply!(list_offsets::handle(shard, version, decode!(ListOffsetsRequest)).await),
-        ApiKey::InitProducerId => reply!(kafka.producers.init_producer_id(decode!(InitProducerIdRequest))),
-        ApiKey::CreateTopics => reply!(admin::create_topics(shard, kafka, decode!(CreateTopicsRequest)).await),
-        ApiKey::DeleteTopics => reply!(admin::delete_topics(shard, version, decode!(DeleteTopicsRequest)).await),
-        ApiKey::CreatePartitions => reply!(admin::create_partitions(shard, decode!(CreatePartitionsRequest)).await),
-        ApiKey::JoinGroup => {
-            group(shard, api_key, version, correlation_id, GroupCall::Join(decode!(JoinGroupRequest))).await
-        }
-        ApiKey::SyncGroup => {
-            group(shard, api_key, version, correlation_id, GroupCall::Sync(decode!(SyncGroupRequest))).await
-        }
-        ApiKey::Heartbeat => {
-            group(shard, api_key, version, correlation_id, GroupCall::Heartbeat(decode!(HeartbeatRequest))).await
-        }
-        ApiKey::LeaveGroup => {
-            group(shard, api_key, version, correlation_id, GroupCall::Leave(decode!(LeaveGroupRequest), version)).await
-        }
-        ApiKey::OffsetCommit => {
-            group(shard, api_key, version, correlation_id, GroupCall::Commit(decode!(OffsetCommitRequest), version))
-                .await
-        }
-        ApiKey::OffsetFetch => {
-            group(shard, api_key, version, correlation_id, GroupCall::Fetch(decode!(OffsetFetchRequest), version)).await
-        }
-        // `is_supported` admitted only the keys above.
-        other => {
-            tracing::warn!(api_key = ?other, "supported API without a handler");
-            Err("unhandled API")
-        }
+        Body::Fetch(r) => reply!(fetch::handle(shard, r).await),
+        Body::ListOffsets(r) => reply!(list_offsets::handle(shard, version, r).await),
+        Body::InitProducerId(r) => reply!(kafka.producers.init_producer_id(r)),
+        Body::CreateTopics(r) => reply!(admin::create_topics(shard, kafka, r).await),
+        Body::DeleteTopics(r) => reply!(admin::delete_topics(shard, version, r).await),
+        Body::CreatePartitions(r) => reply!(admin::create_partitions(shard, r).await),
+        Body::Group(call) => group(shard, api_key, version, correlation_id, call).await,
     }
 }
 
