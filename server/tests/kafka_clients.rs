@@ -293,3 +293,65 @@ fn kafka_python_idempotent_producer_and_consumer() {
         }
     }
 }
+
+#[test]
+fn kcat_compressed_batches_are_stored_as_sent_and_served_back() {
+    if !available("kcat", "kcat", &["-V"]) {
+        return;
+    }
+    let server = KafkaServer::start(&[]);
+    let b = server.kafka.as_str();
+    let codecs = ["gzip", "snappy", "lz4", "zstd"];
+    // librdkafka sends a batch uncompressed when compression does not make it smaller.
+    let padding = "x".repeat(2000);
+    for codec in codecs {
+        let input = format!("a-{codec}-{padding}\nb-{codec}-{padding}\n");
+        let produce = run("kcat", &["-b", b, "-P", "-t", "kz", "-z", codec], input.as_bytes(), CLIENT_TIMEOUT);
+        assert!(produce.status.is_some_and(|s| s.success()), "{produce}");
+    }
+    let consume = run("kcat", &["-b", b, "-C", "-t", "kz", "-e", "-q", "-f", "%o %s\\n"], b"", CLIENT_TIMEOUT);
+    assert!(consume.status.is_some_and(|s| s.success()), "{consume}");
+    let expected: Vec<String> = codecs
+        .iter()
+        .flat_map(|c| [format!("a-{c}-{padding}"), format!("b-{c}-{padding}")])
+        .enumerate()
+        .map(|(offset, value)| format!("{offset} {value}"))
+        .collect();
+    assert_eq!(consume.stdout.lines().collect::<Vec<_>>(), expected);
+    // Stored compressed, one batch per produce, codec as sent (1 gzip … 4 zstd).
+    let stored: Vec<u8> = server.native_batches("kz", 0).iter().map(|b| b.header().compression()).collect();
+    assert_eq!(stored, vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn kcat_through_a_single_advertised_address_and_without_auto_create() {
+    if !available("kcat", "kcat", &["-V"]) {
+        return;
+    }
+    let server = KafkaServer::start(&["--kafka-advertise", "single", "--kafka-default-partitions", "4"]);
+    let b = server.kafka.as_str();
+    let list = run("kcat", &["-b", b, "-L"], b"", CLIENT_TIMEOUT);
+    assert!(list.stdout.contains(" 1 brokers:") && list.stdout.contains(&format!("broker 0 at {b}")), "{list}");
+    // Four partitions spread over both shards, all reached through the one address.
+    let input: String = (0..40).map(|i| format!("k{i}:v{i}\n")).collect();
+    let produce = run(
+        "kcat",
+        &["-b", b, "-P", "-t", "single", "-K:", "-X", "topic.partitioner=murmur2_random"],
+        input.as_bytes(),
+        CLIENT_TIMEOUT,
+    );
+    assert!(produce.status.is_some_and(|s| s.success()), "{produce}");
+    let consume = run("kcat", &["-b", b, "-C", "-t", "single", "-e", "-q", "-f", "%k %p\\n"], b"", CLIENT_TIMEOUT);
+    let expected: BTreeSet<String> =
+        (0..40).map(|i| format!("k{i} {}", partition_for_key(format!("k{i}").as_bytes(), 4))).collect();
+    assert_eq!(lines(&consume), expected, "{consume}");
+    let partitions: BTreeSet<&str> = consume.stdout.lines().filter_map(|l| l.split(' ').nth(1)).collect();
+    assert_eq!(partitions.len(), 4);
+    drop(server);
+
+    let server = KafkaServer::start(&["--kafka-auto-create-topics", "false"]);
+    let list = run("kcat", &["-b", &server.kafka, "-L", "-t", "absent"], b"", CLIENT_TIMEOUT);
+    assert!(list.stdout.contains("Broker: Unknown topic or partition"), "{list}");
+    let listed_again = run("kcat", &["-b", &server.kafka, "-L"], b"", CLIENT_TIMEOUT);
+    assert!(listed_again.stdout.contains(" 0 topics:"), "{listed_again}");
+}

@@ -30,6 +30,12 @@ pub const SUPPORTED: [(ApiKey, i16, i16); 16] = [
     (ApiKey::CreatePartitions, 0, 3),
 ];
 
+/// Produce is advertised from v0 though only v3+ is served, as Kafka 4 does (KAFKA-18659):
+/// librdkafka (before 2.8) compresses with gzip, snappy or lz4 only if the broker lists
+/// Produce v0, and otherwise silently sends uncompressed batches. No client picks v0–2 when
+/// v9 is offered; one that sends them anyway has its connection closed.
+const PRODUCE_ADVERTISED_MIN: i16 = 0;
+
 pub fn is_supported(api_key: ApiKey, version: i16) -> bool {
     SUPPORTED.iter().any(|&(key, min, max)| key == api_key && (min..=max).contains(&version))
 }
@@ -38,9 +44,10 @@ fn api_keys() -> Vec<ApiVersion> {
     SUPPORTED
         .iter()
         .map(|&(key, min, max)| {
-            // Never advertise a version the codec cannot decode.
+            // Never serve a version the codec cannot decode.
             let codec = key.valid_versions();
             assert!(codec.min <= min && max <= codec.max, "{key:?} {min}..={max} outside the codec's {codec}");
+            let min = if key == ApiKey::Produce { PRODUCE_ADVERTISED_MIN } else { min };
             ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
         })
         .collect()
@@ -67,5 +74,6 @@ mod tests {
         assert!(!is_supported(ApiKey::ApiVersions, 4));
         assert!(!is_supported(ApiKey::Fetch, 13));
         assert!(!is_supported(ApiKey::DescribeGroups, 0));
+        assert!(!is_supported(ApiKey::Produce, 2), "advertised from 0 for librdkafka, served from 3");
     }
 }
