@@ -25,11 +25,15 @@ use server::protocol::codec::{decode_response, encode_request};
 use server::protocol::messages::*;
 
 fn start(shards: usize) -> (Broker, tempfile::TempDir) {
+    let dir = tempfile::Builder::new().prefix("shardlog-kafka-").tempdir_in(std::env::temp_dir()).unwrap();
+    (start_on(&dir, shards), dir)
+}
+
+fn start_on(dir: &tempfile::TempDir, shards: usize) -> Broker {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let dir = tempfile::Builder::new().prefix("shardlog-kafka-").tempdir_in(std::env::temp_dir()).unwrap();
     let args = ServeArgs {
         data_dir: Some(dir.path().to_path_buf()),
         listen: Some("127.0.0.1:0".into()),
@@ -37,7 +41,7 @@ fn start(shards: usize) -> (Broker, tempfile::TempDir) {
         kafka: KafkaArgs { kafka_listen: Some("127.0.0.1:0".into()), ..KafkaArgs::default() },
         ..ServeArgs::default()
     };
-    (Broker::start(ServeConfig::resolve(&args).unwrap()).unwrap(), dir)
+    Broker::start(ServeConfig::resolve(&args).unwrap()).unwrap()
 }
 
 /// A blocking Kafka client: one request at a time.
@@ -349,5 +353,30 @@ fn idempotent_producer_duplicates_and_sequence_gaps() {
         let count: usize = split_batches(records).map(|b| b.unwrap().record_count() as usize).sum();
         assert_eq!(count, 3, "the duplicate must not be stored");
     }
+    broker.shutdown();
+}
+
+#[test]
+fn producer_state_is_rebuilt_from_the_log_after_a_restart() {
+    let (mut broker, dir) = start(2);
+    let mut kafka = Kafka::connect(broker.kafka_listen.unwrap());
+    assert_eq!(create_topic(&mut kafka, "again", 1), 0);
+    let pid = 4242;
+    let first = batch(&["a", "b"], Some((pid, 0, 0)));
+    let second = batch(&["c"], Some((pid, 0, 2)));
+    assert_eq!(produce(&mut kafka, "again", 0, first.clone()), (0, 0));
+    assert_eq!(produce(&mut kafka, "again", 0, second.clone()), (0, 2));
+    drop(kafka);
+    broker.shutdown();
+
+    let mut broker = start_on(&dir, 2);
+    let mut kafka = Kafka::connect(broker.kafka_listen.unwrap());
+    // Retries from before the restart are recognised from the batch headers in the log.
+    assert_eq!(produce(&mut kafka, "again", 0, second), (0, 2));
+    assert_eq!(produce(&mut kafka, "again", 0, first), (0, 0));
+    assert_eq!(produce(&mut kafka, "again", 0, batch(&["x"], Some((pid, 0, 7)))).0, 45);
+    assert_eq!(produce(&mut kafka, "again", 0, batch(&["d"], Some((pid, 0, 3)))), (0, 3));
+    let (_, records) = kafka_fetch(&mut kafka, "again", 0, 0);
+    assert_eq!(split_batches(records).count(), 3);
     broker.shutdown();
 }

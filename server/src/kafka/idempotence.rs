@@ -7,10 +7,11 @@
 //! The check and the append are ordered: the sequence is reserved before the append starts
 //! (the log appends in call order), released if the append fails.
 //!
-//! State lives in memory. After a restart a producer is unknown and its next batch is
-//! accepted whatever its sequence (Kafka rebuilds the state from the log's batch headers;
-//! we do not yet), so a retry of a batch that was appended just before a crash can be
-//! stored twice. docs/kafka-compatibility.md says so.
+//! State lives in memory and is rebuilt, as Kafka does, from the batch headers of the log:
+//! the first idempotent produce to a partition after it was opened scans its last
+//! `PRODUCER_SCAN_OFFSETS` offsets (at most `PRODUCER_SCAN_BYTES_MAX` bytes), so a retry of a
+//! batch appended just before a restart is still recognised. A producer whose last batch is
+//! older than that window is unknown, and its next batch is accepted whatever its sequence.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -27,6 +28,12 @@ pub const PRODUCER_BATCHES_REMEMBERED: usize = 5;
 /// Producer states one shard keeps; past this the least recently used is forgotten (its
 /// next batch is then accepted whatever its sequence).
 pub const PRODUCER_STATES_PER_SHARD_MAX: usize = 100_000;
+
+/// How far back from the log end a partition is scanned for producer state on first use.
+pub const PRODUCER_SCAN_OFFSETS: u64 = 16_384;
+
+/// Most bytes that scan reads.
+pub const PRODUCER_SCAN_BYTES_MAX: u64 = 16 << 20;
 
 /// Producer ids carry the allocating shard in their low bits, so shards never collide.
 const PRODUCER_ID_SHARD_BITS: u32 = 8;
@@ -75,6 +82,11 @@ pub struct ProducerStates {
     next_producer: Cell<i64>,
     next_ticket: Cell<u64>,
     states: RefCell<HashMap<Key, ProducerState>>,
+    /// Partitions whose tail was scanned for producer state since they were opened.
+    scanned: RefCell<std::collections::HashSet<(String, u32)>>,
+    /// Idempotent batches pass here in arrival order (FIFO), so a batch that waits for a
+    /// scan is not overtaken by a later batch of the same producer.
+    pub gate: glommio::sync::Semaphore,
 }
 
 /// Kafka's sequence arithmetic: sequences wrap from i32::MAX to 0.
@@ -95,7 +107,57 @@ impl ProducerStates {
             next_producer: Cell::new(now_ms().max(0)),
             next_ticket: Cell::new(0),
             states: RefCell::new(HashMap::new()),
+            scanned: RefCell::new(std::collections::HashSet::new()),
+            gate: glommio::sync::Semaphore::new(1),
         }
+    }
+
+    pub fn is_scanned(&self, topic: &str, partition: u32) -> bool {
+        self.scanned.borrow().contains(&(topic.to_owned(), partition))
+    }
+
+    pub fn mark_scanned(&self, topic: &str, partition: u32) {
+        self.scanned.borrow_mut().insert((topic.to_owned(), partition));
+    }
+
+    /// Learns from a batch found in the log at `base_offset` (rebuilding state after a
+    /// restart). Batches already known (a scan racing an append) change nothing.
+    pub fn learn(&self, topic: &str, partition: u32, header: &engine::batch::BatchHeader, base_offset: i64) {
+        if header.producer_id < 0 || header.base_sequence < 0 || header.records_count < 1 {
+            return;
+        }
+        let key: Key = (topic.to_owned(), partition, header.producer_id);
+        let mut states = self.states.borrow_mut();
+        if !states.contains_key(&key) && states.len() >= PRODUCER_STATES_PER_SHARD_MAX {
+            evict_oldest(&mut states);
+        }
+        let state = states.entry(key).or_insert_with(|| ProducerState {
+            epoch: header.producer_epoch,
+            last_sequence: None,
+            recent: VecDeque::with_capacity(PRODUCER_BATCHES_REMEMBERED),
+            last_used_ms: now_ms(),
+        });
+        let newest = state.recent.iter().filter_map(|b| b.base_offset).max();
+        if header.producer_epoch < state.epoch || newest.is_some_and(|o| base_offset <= o) {
+            return;
+        }
+        if header.producer_epoch > state.epoch {
+            state.epoch = header.producer_epoch;
+            state.recent.clear();
+        }
+        let last_sequence = sequence_add(header.base_sequence, header.records_count - 1);
+        state.last_sequence = Some(last_sequence);
+        if state.recent.len() == PRODUCER_BATCHES_REMEMBERED {
+            state.recent.pop_front();
+        }
+        let ticket = self.next_ticket.get();
+        self.next_ticket.set(ticket + 1);
+        state.recent.push_back(BatchMeta {
+            ticket,
+            first_sequence: header.base_sequence,
+            last_sequence,
+            base_offset: Some(base_offset),
+        });
     }
 
     /// InitProducerId: a new producer id (epoch 0), or the same id with the next epoch when

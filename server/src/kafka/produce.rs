@@ -13,8 +13,8 @@ use engine::batch::{peek_batch_size, BatchError, BatchHeader};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::idempotence::Decision;
-use super::{codes, kafka_code, on_shard, str_bytes, ShardCall, ShardReply};
+use super::idempotence::{Decision, PRODUCER_SCAN_BYTES_MAX, PRODUCER_SCAN_OFFSETS};
+use super::{codes, kafka_code, on_shard, str_bytes, KafkaShard, ShardCall, ShardReply};
 use crate::protocol::messages::Acks;
 use crate::shard::{join_all, Shard};
 
@@ -120,18 +120,25 @@ pub async fn produce_local(
             // Kafka: an idempotent produce carries exactly one batch per partition.
             return PartitionProduced::error(codes::INVALID_RECORD, "an idempotent produce must carry one batch");
         }
-        let Some(kafka) = super::state(shard) else {
+        let Some(kafka) = super::state(shard).cloned() else {
             return PartitionProduced::error(codes::UNKNOWN_SERVER_ERROR, "no Kafka state on this shard");
         };
-        match kafka.producers.check(
+        let gate = kafka.producers.gate.acquire_permit(1).await;
+        if !kafka.producers.is_scanned(&topic, partition) {
+            rebuild_producer_state(shard, &kafka, &topic, partition).await;
+        }
+        let decision = kafka.producers.check(
             &topic,
             partition,
             header.producer_id,
             header.producer_epoch,
             header.base_sequence,
             header.records_count,
-        ) {
-            Decision::Append(ticket) => Some((kafka.clone(), ticket)),
+        );
+        // The log appends in call order: the sequence reserved here is appended in order.
+        drop(gate);
+        match decision {
+            Decision::Append(ticket) => Some((kafka, ticket)),
             Decision::Duplicate { base_offset } => {
                 tracing::debug!(%topic, partition, base_offset, "duplicate batch acknowledged, not appended");
                 return PartitionProduced { error: codes::NONE, base_offset, message: None };
@@ -157,6 +164,42 @@ pub async fn produce_local(
             PartitionProduced::error(kafka_code(result.error), result.message)
         }
     }
+}
+
+/// Reads the tail of a partition's log and learns the idempotent producers' sequences from
+/// its batch headers (Kafka rebuilds producer state from the log the same way).
+async fn rebuild_producer_state(shard: &Rc<Shard>, kafka: &KafkaShard, topic: &str, partition: u32) {
+    use crate::protocol::messages::FetchPartition;
+    let probe = |offset: u64, bytes_max: u32| FetchPartition { topic: topic.to_owned(), partition, offset, bytes_max };
+    // An offset past the end answers with the log's bounds.
+    let bounds = shard.fetch_local(probe(u64::MAX, 1)).await;
+    let end = bounds.log_end_offset;
+    let mut offset = end.saturating_sub(PRODUCER_SCAN_OFFSETS).max(bounds.log_start_offset);
+    let mut read_bytes = 0u64;
+    let mut batches = 0u64;
+    while offset < end && read_bytes < PRODUCER_SCAN_BYTES_MAX {
+        let result = shard.fetch_local(probe(offset, engine::limits::READ_BYTES_MAX)).await;
+        if !result.error.is_ok() || result.next_offset <= offset {
+            break;
+        }
+        for chunk in &result.records {
+            read_bytes += chunk.len() as u64;
+            let mut rest = chunk.clone();
+            while let Ok(Some(size_bytes)) = peek_batch_size(&rest) {
+                if size_bytes > rest.len() {
+                    break;
+                }
+                let batch = rest.split_to(size_bytes);
+                if let Ok(header) = BatchHeader::parse(&batch) {
+                    kafka.producers.learn(topic, partition, &header, header.base_offset);
+                    batches += 1;
+                }
+            }
+        }
+        offset = result.next_offset;
+    }
+    kafka.producers.mark_scanned(topic, partition);
+    tracing::debug!(topic, partition, batches, read_bytes, "producer state rebuilt from the log tail");
 }
 
 /// Splits a partition's records into batches by their length fields (zero-copy slices);
