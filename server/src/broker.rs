@@ -46,6 +46,9 @@ pub struct Broker {
     pub listen: SocketAddr,
     pub shard_addresses: Vec<SocketAddr>,
     pub metrics_listen: Option<SocketAddr>,
+    /// The Kafka bootstrap address and each shard's own Kafka address, with `--kafka-listen`.
+    pub kafka_listen: Option<SocketAddr>,
+    pub kafka_shard_addresses: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -62,6 +65,18 @@ impl Broker {
         let own_listeners = bind_own(&config, listen)?;
         let shard_addresses: Vec<SocketAddr> =
             own_listeners.iter().map(|l| l.local_addr()).collect::<Result<_, _>>()?;
+        let kafka = match &config.kafka {
+            Some(kafka) => Some(bind_kafka(kafka, config.shards)?),
+            None => None,
+        };
+        let (kafka_listen, kafka_shard_addresses) = match &kafka {
+            Some(k) => (Some(k.listen), k.shard_addresses.clone()),
+            None => (None, Vec::new()),
+        };
+        let (kafka_listeners, kafka_settings) = match kafka {
+            Some(k) => (k.listeners, Some(k.settings)),
+            None => (Vec::new(), None),
+        };
         let metrics = config.metrics_listen.map(bind_exclusive).transpose()?;
         let metrics_listen = metrics.as_ref().map(StdListener::local_addr).transpose()?;
         let mut metrics = metrics;
@@ -73,6 +88,7 @@ impl Broker {
         let mut threads = Vec::with_capacity(config.shards);
         let mut shared_listeners = shared_listeners.into_iter();
         let mut own_listeners = own_listeners.into_iter();
+        let mut kafka_listeners = kafka_listeners.into_iter();
         for shard_id in 0..config.shards {
             let mut listeners = Vec::new();
             listeners.extend(shared_listeners.next());
@@ -86,6 +102,8 @@ impl Broker {
                 senders: channels.take_senders(shard_id),
                 receivers: channels.take_receivers(shard_id),
                 listeners,
+                kafka_listeners: kafka_listeners.next().unwrap_or_default(),
+                kafka: kafka_settings.clone(),
                 shard_addresses: shard_addresses.iter().map(|a| a.to_string()).collect(),
                 metrics: if shard_id == 0 { metrics.take() } else { None },
                 stop: stop.clone(),
@@ -102,7 +120,8 @@ impl Broker {
             }));
         }
         drop(ready_tx);
-        let mut broker = Broker { listen, shard_addresses, metrics_listen, stop, threads };
+        let mut broker =
+            Broker { listen, shard_addresses, metrics_listen, kafka_listen, kafka_shard_addresses, stop, threads };
         for _ in 0..config.shards {
             match ready_rx.recv() {
                 Ok(Ok(_)) => {}
@@ -187,6 +206,33 @@ fn bind_own(config: &ServeConfig, listen: SocketAddr) -> Result<Vec<StdListener>
         .collect()
 }
 
+/// The Kafka sockets: per shard, its share of the bootstrap address and its own port.
+struct KafkaBound {
+    listen: SocketAddr,
+    shard_addresses: Vec<SocketAddr>,
+    listeners: Vec<Vec<StdListener>>,
+    settings: Arc<crate::kafka::KafkaSettings>,
+}
+
+fn bind_kafka(config: &crate::config::KafkaConfig, shards: usize) -> Result<KafkaBound, BrokerError> {
+    let (shared, listen) = bind_shared(config.listen, shards)?;
+    let own: Vec<StdListener> = (0..shards)
+        .map(|i| {
+            let port = match (config.shard_base_port, listen.port(), config.listen.port()) {
+                (Some(base), _, _) => base.checked_add(i as u16),
+                (None, _, 0) => Some(0),
+                (None, p, _) => p.checked_add(1 + i as u16),
+            }
+            .ok_or_else(|| BrokerError::Config("Kafka shard port overflows".into()))?;
+            bind_exclusive(SocketAddr::new(listen.ip(), port))
+        })
+        .collect::<Result<_, _>>()?;
+    let shard_addresses: Vec<SocketAddr> = own.iter().map(|l| l.local_addr()).collect::<Result<_, _>>()?;
+    let settings = Arc::new(crate::kafka::KafkaSettings::new(config, listen, &shard_addresses));
+    let listeners = shared.into_iter().zip(own).map(|(shared, own)| vec![shared, own]).collect();
+    Ok(KafkaBound { listen, shard_addresses, listeners, settings })
+}
+
 /// The n × n channel ends, handed out to the shard threads.
 struct Channels {
     senders: Vec<Vec<Option<SharedSender<Envelope>>>>,
@@ -229,6 +275,9 @@ struct ShardPlan {
     receivers: Vec<SharedReceiver<Envelope>>,
     /// The shared listener and this shard's own, bound by `Broker::start`.
     listeners: Vec<StdListener>,
+    /// The shared Kafka listener and this shard's own, with `--kafka-listen`.
+    kafka_listeners: Vec<StdListener>,
+    kafka: Option<Arc<crate::kafka::KafkaSettings>>,
     shard_addresses: Vec<String>,
     metrics: Option<StdListener>,
     stop: Arc<AtomicBool>,
@@ -239,10 +288,10 @@ async fn run_shard(plan: ShardPlan) {
     let id = plan.id;
     let ready = plan.ready.clone();
     match start_shard(plan).await {
-        Ok((shard, listeners, stop)) => {
+        Ok((shard, listeners, kafka_listeners, stop)) => {
             let _ = ready.send(Ok(id));
             drop(ready);
-            serve_until_stopped(shard, listeners, stop).await;
+            serve_until_stopped(shard, listeners, kafka_listeners, stop).await;
         }
         Err(reason) => {
             tracing::error!(shard = id, %reason, "shard failed to start");
@@ -251,7 +300,7 @@ async fn run_shard(plan: ShardPlan) {
     }
 }
 
-type Started = (Rc<Shard>, Vec<TcpListener>, Arc<AtomicBool>);
+type Started = (Rc<Shard>, Vec<TcpListener>, Vec<TcpListener>, Arc<AtomicBool>);
 
 async fn start_shard(plan: ShardPlan) -> Result<Started, String> {
     // Each end of a shared channel waits in `connect` for the other end, so connect every
@@ -291,6 +340,10 @@ async fn start_shard(plan: ShardPlan) -> Result<Started, String> {
     }
     shard.open_owned_partitions().await?;
     let listeners: Vec<TcpListener> = plan.listeners.into_iter().map(into_glommio).collect();
+    let kafka_listeners: Vec<TcpListener> = plan.kafka_listeners.into_iter().map(into_glommio).collect();
+    if let Some(settings) = plan.kafka {
+        crate::kafka::start_on_shard(&shard, settings);
+    }
     glommio::spawn_local(shard.clone().retention_loop()).detach();
     if shard.coordinator.is_some() {
         glommio::spawn_local(expire_groups(shard.clone())).detach();
@@ -298,7 +351,7 @@ async fn start_shard(plan: ShardPlan) -> Result<Started, String> {
     if let Some(listener) = plan.metrics {
         glommio::spawn_local(serve_metrics(shard.clone(), into_glommio(listener))).detach();
     }
-    Ok((shard, listeners, plan.stop))
+    Ok((shard, listeners, kafka_listeners, plan.stop))
 }
 
 /// Hands a socket bound on the main thread to this shard's executor.
@@ -309,9 +362,16 @@ fn into_glommio(listener: StdListener) -> TcpListener {
     unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) }
 }
 
-async fn serve_until_stopped(shard: Rc<Shard>, listeners: Vec<TcpListener>, stop: Arc<AtomicBool>) {
-    let accepting: Vec<_> =
+async fn serve_until_stopped(
+    shard: Rc<Shard>,
+    listeners: Vec<TcpListener>,
+    kafka_listeners: Vec<TcpListener>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut accepting: Vec<_> =
         listeners.into_iter().map(|l| glommio::spawn_local(accept_loop(shard.clone(), l))).collect();
+    accepting
+        .extend(kafka_listeners.into_iter().map(|l| glommio::spawn_local(crate::kafka::accept_loop(shard.clone(), l))));
     while !stop.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(STOP_POLL_MS)).await;
     }

@@ -30,6 +30,36 @@ pub struct ServeArgs {
     /// clients). Default: the listen port + 1 + i, or free ports when listening on port 0.
     #[arg(long)]
     pub shard_base_port: Option<u16>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// Flags of the Kafka listener (`server/src/kafka/`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KafkaArgs {
+    /// Also speak the Kafka protocol: the bootstrap address (any shard answers, forwarding
+    /// what it does not own). Off unless set.
+    #[arg(long)]
+    pub kafka_listen: Option<String>,
+    /// Shard i's own Kafka port is BASE + i (advertised as broker i in Metadata). Default:
+    /// the Kafka port + 1 + i, or free ports when the Kafka port is 0.
+    #[arg(long)]
+    pub kafka_shard_base_port: Option<u16>,
+    /// `shards`: every shard is a Kafka broker, leading the partitions it owns (default).
+    /// `single`: only the bootstrap address is advertised, as broker 0 leading everything.
+    #[arg(long)]
+    pub kafka_advertise: Option<String>,
+    /// Host name put in Metadata (clients reconnect to it). Default: the bound IP.
+    #[arg(long)]
+    pub kafka_advertised_host: Option<String>,
+    /// Create a topic when a client asks Metadata for it (Kafka's
+    /// auto.create.topics.enable). Default true.
+    #[arg(long)]
+    pub kafka_auto_create_topics: Option<bool>,
+    /// Partitions of an auto-created topic, and of CreateTopics without a count (Kafka's
+    /// num.partitions). Default 1.
+    #[arg(long)]
+    pub kafka_default_partitions: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -40,6 +70,12 @@ struct FileConfig {
     shards: Option<usize>,
     metrics_listen: Option<String>,
     shard_base_port: Option<u16>,
+    kafka_listen: Option<String>,
+    kafka_shard_base_port: Option<u16>,
+    kafka_advertise: Option<String>,
+    kafka_advertised_host: Option<String>,
+    kafka_auto_create_topics: Option<bool>,
+    kafka_default_partitions: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +85,27 @@ pub struct ServeConfig {
     pub shards: usize,
     pub metrics_listen: Option<SocketAddr>,
     pub shard_base_port: Option<u16>,
+    /// `None`: no Kafka listener.
+    pub kafka: Option<KafkaConfig>,
+}
+
+/// What Kafka clients are told about the brokers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaAdvertise {
+    /// Every shard is a broker (node id = shard id) on its own port.
+    Shards,
+    /// Only the bootstrap address, as broker 0 leading every partition (forwarding mode).
+    Single,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub listen: SocketAddr,
+    pub shard_base_port: Option<u16>,
+    pub advertise: KafkaAdvertise,
+    pub advertised_host: Option<String>,
+    pub auto_create_topics: bool,
+    pub default_partitions: u32,
 }
 
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:9292";
@@ -59,7 +116,7 @@ impl ServeConfig {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let data_dir = args.data_dir.clone().or(file.data_dir).ok_or("--data-dir is required")?;
+        let data_dir = args.data_dir.clone().or(file.data_dir.clone()).ok_or("--data-dir is required")?;
         let listen = resolve_addr(args.listen.as_deref().or(file.listen.as_deref()).unwrap_or(LISTEN_DEFAULT))?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let shards = args.shards.or(file.shards).unwrap_or(cores);
@@ -70,13 +127,43 @@ impl ServeConfig {
             Some(a) => Some(resolve_addr(a)?),
             None => None,
         };
+        let kafka = KafkaConfig::resolve(&args.kafka, &file)?;
         Ok(ServeConfig {
             data_dir,
             listen,
             shards,
             metrics_listen,
             shard_base_port: args.shard_base_port.or(file.shard_base_port),
+            kafka,
         })
+    }
+}
+
+impl KafkaConfig {
+    fn resolve(args: &KafkaArgs, file: &FileConfig) -> Result<Option<KafkaConfig>, String> {
+        let Some(listen) = args.kafka_listen.as_deref().or(file.kafka_listen.as_deref()) else {
+            return Ok(None);
+        };
+        let advertise = match args.kafka_advertise.as_deref().or(file.kafka_advertise.as_deref()).unwrap_or("shards") {
+            "shards" => KafkaAdvertise::Shards,
+            "single" => KafkaAdvertise::Single,
+            other => return Err(format!("--kafka-advertise must be shards or single, got {other:?}")),
+        };
+        let default_partitions = args.kafka_default_partitions.or(file.kafka_default_partitions).unwrap_or(1);
+        if default_partitions == 0 || default_partitions > engine::limits::PARTITIONS_PER_TOPIC_MAX {
+            return Err(format!(
+                "--kafka-default-partitions must be 1..={}, got {default_partitions}",
+                engine::limits::PARTITIONS_PER_TOPIC_MAX
+            ));
+        }
+        Ok(Some(KafkaConfig {
+            listen: resolve_addr(listen)?,
+            shard_base_port: args.kafka_shard_base_port.or(file.kafka_shard_base_port),
+            advertise,
+            advertised_host: args.kafka_advertised_host.clone().or(file.kafka_advertised_host.clone()),
+            auto_create_topics: args.kafka_auto_create_topics.or(file.kafka_auto_create_topics).unwrap_or(true),
+            default_partitions,
+        }))
     }
 }
 

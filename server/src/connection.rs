@@ -93,7 +93,7 @@ async fn read_requests(
 
 /// Reads one frame: the 4-byte length, then — after reserving that many bytes of the shard's
 /// request memory — the body. `Ok(None)` on a clean close between frames.
-async fn read_frame_budgeted(
+pub(crate) async fn read_frame_budgeted(
     shard: &Rc<Shard>,
     reader: &mut futures_lite::io::ReadHalf<TcpStream>,
 ) -> Result<Option<(Bytes, Vec<StaticPermit>)>, &'static str> {

@@ -11,6 +11,7 @@ pub mod config;
 mod connection;
 mod coordinator;
 mod groups;
+pub mod kafka;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;

@@ -54,6 +54,8 @@ pub enum ShardRequest {
     Coordinator(Request),
     /// Counters for the metrics endpoint.
     Metrics,
+    /// A Kafka-protocol operation for the owning (or coordinator) shard.
+    Kafka(crate::kafka::ShardCall),
 }
 
 #[derive(Debug)]
@@ -66,6 +68,7 @@ pub enum ShardResponse {
     Done(Result<(), String>),
     Coordinator(Response),
     Metrics(Box<crate::metrics::ShardMetricsSnapshot>),
+    Kafka(crate::kafka::ShardReply),
 }
 
 #[derive(Debug)]

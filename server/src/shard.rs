@@ -44,6 +44,8 @@ pub struct Shard {
     pub shard_addresses: Vec<String>,
     pub shutting_down: Cell<bool>,
     pub shutdown: event_listener::Event,
+    /// The Kafka listener's per-shard state, with `--kafka-listen`.
+    pub kafka: std::cell::OnceCell<Rc<crate::kafka::KafkaShard>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -75,6 +77,7 @@ impl Shard {
             shard_addresses,
             shutting_down: Cell::new(false),
             shutdown: event_listener::Event::new(),
+            kafka: std::cell::OnceCell::new(),
         }
     }
 
@@ -181,7 +184,7 @@ impl Shard {
         }
     }
 
-    async fn coordinator_call(self: &Rc<Self>, request: Request) -> Response {
+    pub(crate) async fn coordinator_call(self: &Rc<Self>, request: Request) -> Response {
         if let Some(coordinator) = &self.coordinator {
             return coordinator.handle(self, request).await;
         }
@@ -339,7 +342,7 @@ impl Shard {
         self.topics.load().topics.get(topic).map_or(Durability::Sync, |t| t.config.durability)
     }
 
-    async fn fetch(
+    pub(crate) async fn fetch(
         self: &Rc<Self>,
         wait_ms_max: u32,
         bytes_min: u32,
@@ -470,7 +473,7 @@ impl Shard {
         .await;
     }
 
-    async fn list_offsets(self: &Rc<Self>, partitions: Vec<ListOffsetsPartition>) -> Response {
+    pub(crate) async fn list_offsets(self: &Rc<Self>, partitions: Vec<ListOffsetsPartition>) -> Response {
         let table = self.topics.load_full();
         let calls = partitions.into_iter().map(|p| {
             let shard = self.clone();
@@ -533,6 +536,7 @@ impl Shard {
                 None => Response::status(ErrorCode::Internal, "not the coordinator shard"),
             }),
             ShardRequest::Metrics => ShardResponse::Metrics(Box::new(self.metrics_snapshot())),
+            ShardRequest::Kafka(call) => ShardResponse::Kafka(crate::kafka::serve_shard_call(self, call).await),
         }
     }
 

@@ -46,6 +46,12 @@ pub fn run(args: &ServeArgs) -> i32 {
     if let Some(metrics) = broker.metrics_listen {
         let _ = writeln!(out, "  metrics: http://{metrics}/metrics");
     }
+    if let Some(kafka) = broker.kafka_listen {
+        let _ = writeln!(out, "  kafka: {kafka}");
+        for (shard, address) in broker.kafka_shard_addresses.iter().enumerate() {
+            let _ = writeln!(out, "  kafka broker {shard}: {address}");
+        }
+    }
     let _ = out.flush();
     drop(out);
     broker.wait();

@@ -1,0 +1,79 @@
+//! ApiVersions: the APIs and versions this broker serves. A client picks, per API, the
+//! highest version both sides support.
+//!
+//! The ranges stop where Kafka moved to topic ids (Fetch 13, Produce 10+, Metadata 10+,
+//! DeleteTopics 6) or to the KIP-848 consumer protocol (OffsetCommit 9, OffsetFetch 8+),
+//! which this broker does not implement; every client we test negotiates below them.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+
+use super::codes;
+
+/// (API, lowest version, highest version).
+pub const SUPPORTED: [(ApiKey, i16, i16); 16] = [
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 9),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+];
+
+/// Produce is advertised from v0 though only v3+ is served, as Kafka 4 does (KAFKA-18659):
+/// librdkafka (before 2.8) compresses with gzip, snappy or lz4 only if the broker lists
+/// Produce v0, and otherwise silently sends uncompressed batches. No client picks v0–2 when
+/// v9 is offered; one that sends them anyway has its connection closed.
+const PRODUCE_ADVERTISED_MIN: i16 = 0;
+
+pub fn is_supported(api_key: ApiKey, version: i16) -> bool {
+    SUPPORTED.iter().any(|&(key, min, max)| key == api_key && (min..=max).contains(&version))
+}
+
+fn api_keys() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            // Never serve a version the codec cannot decode.
+            let codec = key.valid_versions();
+            assert!(codec.min <= min && max <= codec.max, "{key:?} {min}..={max} outside the codec's {codec}");
+            let min = if key == ApiKey::Produce { PRODUCE_ADVERTISED_MIN } else { min };
+            ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
+        })
+        .collect()
+}
+
+pub fn response() -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_error_code(codes::NONE).with_api_keys(api_keys())
+}
+
+/// Kafka's answer to an ApiVersions request of a version it does not know: error 35 and the
+/// supported ranges, encoded as v0 (which every client can read).
+pub fn unsupported_version_response() -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_error_code(codes::UNSUPPORTED_VERSION).with_api_keys(api_keys())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_advertised_range_is_decodable_by_the_codec() {
+        assert_eq!(api_keys().len(), SUPPORTED.len());
+        assert!(is_supported(ApiKey::ApiVersions, 3));
+        assert!(!is_supported(ApiKey::ApiVersions, 4));
+        assert!(!is_supported(ApiKey::Fetch, 13));
+        assert!(!is_supported(ApiKey::DescribeGroups, 0));
+        assert!(!is_supported(ApiKey::Produce, 2), "advertised from 0 for librdkafka, served from 3");
+    }
+}
