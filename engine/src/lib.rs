@@ -10,9 +10,15 @@
 pub mod batch;
 mod cache;
 pub mod catalog;
+mod disk_space;
 pub mod error;
 mod fs;
 pub mod group_offsets;
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod io;
+#[cfg(not(feature = "fault-injection"))]
+mod io;
 pub mod latency;
 pub mod limits;
 mod log;
