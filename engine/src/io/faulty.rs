@@ -362,8 +362,15 @@ impl Drop for OpGuard<'_> {
 }
 
 impl FaultyFile {
-    pub(crate) fn new(inner: DmaFile, path: &Path, injector: FaultInjector) -> FaultyFile {
+    /// Wraps a file just opened. What it holds already (`size_bytes`) is treated as synced: a
+    /// crash may tear it only back to an older version, never into garbage.
+    pub(crate) fn new(inner: DmaFile, path: &Path, size_bytes: u64, injector: FaultInjector) -> FaultyFile {
         let generation = injector.inner.generation.get();
+        {
+            let mut state = injector.inner.state.borrow_mut();
+            let track = state.files.entry(path.to_path_buf()).or_default();
+            track.synced_end = track.synced_end.max(size_bytes);
+        }
         FaultyFile { inner, path: path.to_path_buf(), injector, generation }
     }
 
@@ -461,7 +468,15 @@ impl FaultyFile {
 
     pub(crate) async fn truncate(&self, size_bytes: u64) -> std::io::Result<()> {
         let (_, _guard) = self.begin_unfaulted()?;
-        self.inner.truncate(size_bytes).await.map_err(io_err)
+        self.inner.truncate(size_bytes).await.map_err(io_err)?;
+        // Bytes past the new end are gone: nothing there to tear, and a later write there is
+        // new data again.
+        let mut state = self.injector.inner.state.borrow_mut();
+        if let Some(track) = state.files.get_mut(&self.path) {
+            track.pending.retain(|w| w.position < size_bytes);
+            track.synced_end = track.synced_end.min(size_bytes);
+        }
+        Ok(())
     }
 
     pub(crate) async fn file_size(&self) -> std::io::Result<u64> {

@@ -41,7 +41,8 @@ impl SegmentFile {
             .map_err(|e| IoError::new(if create { "create" } else { "open" }, path, io_err(e)))?;
         #[cfg(feature = "fault-injection")]
         if let Some(injector) = faulty::FaultInjector::installed() {
-            return Ok(Rc::new(SegmentFile::Faulty(faulty::FaultyFile::new(file, path, injector))));
+            let size_bytes = file.file_size().await.map_err(|e| IoError::new("stat", path, io_err(e)))?;
+            return Ok(Rc::new(SegmentFile::Faulty(faulty::FaultyFile::new(file, path, size_bytes, injector))));
         }
         Ok(Rc::new(SegmentFile::Dma(file)))
     }
