@@ -70,7 +70,8 @@ impl FreeSpaceGuard {
     }
 }
 
-/// Bytes an unprivileged writer may still use on the file system holding `dir`.
+/// Bytes an unprivileged writer may still use on the file system holding `dir` (what the
+/// free-space floor compares against).
 pub fn free_bytes(dir: &Path) -> Result<u64, IoError> {
     let stat = rustix::fs::statvfs(dir).map_err(|e| IoError::new("statvfs", dir, std::io::Error::from(e)))?;
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))

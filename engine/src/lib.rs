@@ -26,6 +26,7 @@ mod recovery;
 mod segment;
 
 pub use catalog::{Catalog, Durability, TopicConfig};
+pub use disk_space::free_bytes;
 pub use error::{AppendError, IoError, MaintenanceError, OpenError, ReadError};
 pub use log::{has_clean_shutdown_marker, AppendInfo, Log, LogConfig, LogStats, ReadBatches, RetentionOutcome};
 pub use segment::appender::AppenderStats;

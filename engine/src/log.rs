@@ -892,7 +892,17 @@ async fn seal_segment(log: Log, base_offset: u64) {
         Some((appender, index_bytes)) => {
             let sealed = appender.seal().await;
             let written = match sealed {
-                Ok(_) => write_file_atomic(&log.inner.dir, &index_file_name(base_offset), &index_bytes).await,
+                Ok(_) => {
+                    // The data is synced and cut to size: the segment is sealed whether or not
+                    // its index reaches the disk. Without one, the next open rebuilds it by a
+                    // scan; so a failed index write (a full disk, typically) only costs that
+                    // scan, and must not fence a log whose data is intact.
+                    let dir = &log.inner.dir;
+                    if let Err(e) = write_file_atomic(dir, &index_file_name(base_offset), &index_bytes).await {
+                        tracing::warn!(error = %e, "writing a sealed segment's index failed; the next open rebuilds it");
+                    }
+                    Ok(())
+                }
                 Err(e) => Err(e),
             };
             let stats = appender.stats();

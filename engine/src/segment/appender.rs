@@ -223,6 +223,14 @@ impl Appender {
         };
         let cap = align_up(segment_bytes).max(needed);
         if needed > allocated {
+            // One fallocate at a time: a failed one cuts the file back to the reservation,
+            // which must not undo another one's success.
+            if preallocating {
+                self.wait_until(|s| !s.preallocating).await?;
+                if needed <= self.inner.state.borrow().allocated_bytes {
+                    return Ok(());
+                }
+            }
             let target = (needed.div_ceil(step_bytes) * step_bytes).min(cap);
             return preallocate(&self.inner, target).await;
         }
@@ -400,7 +408,17 @@ fn return_buffer(buf: DmaBuffer) {
 }
 
 async fn preallocate(inner: &Inner, target: u64) -> Result<(), IoError> {
-    inner.file.pre_allocate(target).await.map_err(|e| IoError::new("fallocate", &inner.path, e))?;
+    if let Err(e) = inner.file.pre_allocate(target).await {
+        // ext4 keeps what a failed fallocate managed to allocate, and grows the file to it: on
+        // ENOSPC that is every free block, which would leave nothing for index files, the
+        // catalog or consumer offsets. Give it back by cutting the file to what we reserved
+        // before (bytes past it were never written).
+        let allocated_bytes = inner.state.borrow().allocated_bytes;
+        if let Err(cut) = inner.file.truncate(allocated_bytes).await {
+            tracing::warn!(path = %inner.path.display(), error = %cut, "could not undo a failed fallocate");
+        }
+        return Err(IoError::new("fallocate", &inner.path, e));
+    }
     let mut state = inner.state.borrow_mut();
     state.allocated_bytes = state.allocated_bytes.max(target);
     Ok(())
