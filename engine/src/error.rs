@@ -45,6 +45,9 @@ pub enum AppendError {
     Empty,
     #[error("disk full: {0}")]
     NoSpace(#[source] IoError),
+    /// The file system is below the configured free-space floor; retry once space is freed.
+    #[error("disk full: {free_bytes} bytes free, below the floor of {floor_bytes} bytes (disk_free_floor_bytes)")]
+    DiskFull { free_bytes: u64, floor_bytes: u64 },
     #[error("log fenced by an earlier I/O error ({reason}); it must be reopened")]
     Fenced { reason: String },
     #[error("log is closed")]
@@ -67,8 +70,21 @@ pub enum ReadError {
         #[source]
         source: BatchError,
     },
+    /// A stored batch whose baseOffset (outside the CRC) does not continue the log there.
+    #[error(
+        "corrupt batch at offset {offset} in {path:?} position {position}: stored baseOffset {stored_base_offset}, \
+         expected {expected_base_offset}"
+    )]
+    CorruptOffset { offset: u64, path: PathBuf, position: u64, expected_base_offset: u64, stored_base_offset: i64 },
     #[error(transparent)]
     Io(IoError),
+}
+
+impl ReadError {
+    /// True when stored data failed a check: it is reported and never served.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, ReadError::Corrupt { .. } | ReadError::CorruptOffset { .. })
+    }
 }
 
 /// Errors from `Log::open`.

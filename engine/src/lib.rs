@@ -10,9 +10,15 @@
 pub mod batch;
 mod cache;
 pub mod catalog;
+mod disk_space;
 pub mod error;
 mod fs;
 pub mod group_offsets;
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod io;
+#[cfg(not(feature = "fault-injection"))]
+mod io;
 pub mod latency;
 pub mod limits;
 mod log;
@@ -20,6 +26,7 @@ mod recovery;
 mod segment;
 
 pub use catalog::{Catalog, Durability, TopicConfig};
+pub use disk_space::free_bytes;
 pub use error::{AppendError, IoError, MaintenanceError, OpenError, ReadError};
 pub use log::{has_clean_shutdown_marker, AppendInfo, Log, LogConfig, LogStats, ReadBatches, RetentionOutcome};
 pub use recovery::{scan_segment_bytes, ScanStop, SegmentScan};

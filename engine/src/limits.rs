@@ -67,6 +67,14 @@ pub const READ_BYTES_MAX: u32 = 16 << 20;
 /// Scan buffer used by recovery (reads this much of a segment per DMA read).
 pub const RECOVERY_READ_BYTES: usize = 4 << 20;
 
+/// The free-space floor re-reads `statvfs` at most this often per log (`disk_space.rs`): after
+/// retention frees space, producers are accepted again within this long.
+pub const DISK_FREE_CHECK_INTERVAL_MS: u64 = 100;
+
+/// ... or once a log appended this much since its last reading, so that one fast producer
+/// cannot run far past the floor on a stale reading.
+pub const DISK_FREE_CHECK_BYTES: u64 = 4 << 20;
+
 /// Topic names follow Kafka: `[A-Za-z0-9._-]{1,249}`, never `.` or `..`.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 

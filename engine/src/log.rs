@@ -29,6 +29,7 @@ use glommio::sync::Semaphore;
 use crate::batch::{Batch, BatchError};
 use crate::cache::{CachedBatch, TailCache};
 use crate::catalog::{Durability, TopicConfig};
+use crate::disk_space::FreeSpaceGuard;
 use crate::error::{AppendError, IoError, MaintenanceError, OpenError, ReadError};
 use crate::fs::{
     align_down, create_dir_all, list_dir, prime_direct_io_probe, read_file, remove_dir_all, remove_file, sync_dir,
@@ -65,6 +66,9 @@ pub struct LogConfig {
     pub tail_cache_bytes: u64,
     /// fallocate step for the active segment.
     pub preallocate_step_bytes: u64,
+    /// Refuse appends (`AppendError::DiskFull`) once the file system holding the log has
+    /// fewer free bytes than this, after the append; 0 = no floor (see `disk_space.rs`).
+    pub disk_free_floor_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -76,6 +80,7 @@ impl Default for LogConfig {
             retention_ms: None,
             tail_cache_bytes: TAIL_CACHE_BYTES_DEFAULT,
             preallocate_step_bytes: PREALLOCATE_STEP_BYTES,
+            disk_free_floor_bytes: 0,
         }
     }
 }
@@ -190,6 +195,7 @@ struct Inner {
     appended: Event,
     /// A seal finished (or failed).
     sealed: Event,
+    free_space: FreeSpaceGuard,
 }
 
 #[derive(Clone)]
@@ -250,6 +256,7 @@ impl Log {
             closed: false,
             retired: AppenderStats::default(),
         };
+        let free_space = FreeSpaceGuard::new(dir, config.disk_free_floor_bytes);
         Ok(Log {
             inner: Rc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -258,6 +265,7 @@ impl Log {
                 append_lock: Semaphore::new(1),
                 appended: Event::new(),
                 sealed: Event::new(),
+                free_space,
             }),
         })
     }
@@ -319,15 +327,18 @@ impl Log {
         let size_bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
         let permit = self.inner.append_lock.acquire_permit(1).await.map_err(|_| AppendError::Closed)?;
         self.check_writable()?;
+        self.inner.free_space.check(size_bytes)?;
         let appender = self.active_appender()?;
         appender.wait_for_capacity().await?;
         if self.should_roll(size_bytes) {
             self.roll().await?;
         }
         let appender = self.active_appender()?;
-        appender.reserve(size_bytes, self.inner.config.preallocate_step_bytes).await?;
+        let config = &self.inner.config;
+        appender.reserve(size_bytes, config.preallocate_step_bytes, config.segment_bytes).await?;
         self.check_writable()?;
         let (info, segment_base, end_position) = self.push_batches(&appender, batches, &validated);
+        self.inner.free_space.on_append(size_bytes);
         drop(permit);
         self.inner.appended.notify(usize::MAX);
         match durability {
@@ -504,6 +515,7 @@ impl Log {
             file: &plan.file,
             path: &plan.path,
             start_position: plan.start_position,
+            start_offset: plan.start_offset,
             end_position: plan.end_position,
             offset,
             bytes_max,
@@ -717,8 +729,9 @@ fn is_on_disk(segments: &BTreeMap<u64, Segment>, batch: &CachedBatch) -> bool {
 }
 
 struct DiskPlan {
-    file: Rc<glommio::io::DmaFile>,
+    file: Rc<crate::io::SegmentFile>,
     path: PathBuf,
+    start_offset: u64,
     start_position: u64,
     end_position: u64,
     log_end_offset: u64,
@@ -743,10 +756,11 @@ fn disk_plan(state: &State, offset: u64) -> Result<DiskPlan, ReadError> {
         // read the wrong segment.
         return Err(corrupt_gap(segment.log_path.clone()));
     }
-    let (_, start_position) = segment.index.lookup(offset);
+    let (start_offset, start_position) = segment.index.lookup(offset);
     Ok(DiskPlan {
         file: segment.file.clone(),
         path: segment.log_path.clone(),
+        start_offset,
         start_position,
         end_position: segment.readable_end(),
         log_end_offset: state.log_end_offset,
@@ -878,7 +892,17 @@ async fn seal_segment(log: Log, base_offset: u64) {
         Some((appender, index_bytes)) => {
             let sealed = appender.seal().await;
             let written = match sealed {
-                Ok(_) => write_file_atomic(&log.inner.dir, &index_file_name(base_offset), &index_bytes).await,
+                Ok(_) => {
+                    // The data is synced and cut to size: the segment is sealed whether or not
+                    // its index reaches the disk. Without one, the next open rebuilds it by a
+                    // scan; so a failed index write (a full disk, typically) only costs that
+                    // scan, and must not fence a log whose data is intact.
+                    let dir = &log.inner.dir;
+                    if let Err(e) = write_file_atomic(dir, &index_file_name(base_offset), &index_bytes).await {
+                        tracing::warn!(error = %e, "writing a sealed segment's index failed; the next open rebuilds it");
+                    }
+                    Ok(())
+                }
                 Err(e) => Err(e),
             };
             let stats = appender.stats();

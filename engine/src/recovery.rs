@@ -17,11 +17,10 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
-use glommio::io::DmaFile;
-
 use crate::batch::{peek_batch_size, validate_frame, BatchError, BatchHeader};
 use crate::error::{IoError, OpenError};
-use crate::fs::{io_err, read_file, write_file_atomic};
+use crate::fs::{read_file, write_file_atomic};
+use crate::io::SegmentFile;
 use crate::limits::{BATCH_HEADER_BYTES, RECOVERY_READ_BYTES};
 use crate::segment::index::{SegmentIndex, FLAG_CLEAN};
 use crate::segment::reader::check_stored;
@@ -52,7 +51,7 @@ pub(crate) async fn open_segment(
 ) -> Result<Segment, OpenError> {
     let log_path = dir.join(log_file_name(base_offset));
     let file = Segment::open_file(&log_path, false).await.map_err(OpenError::Io)?;
-    let file_size = file.file_size().await.map_err(|e| OpenError::Io(IoError::new("stat", &log_path, io_err(e))))?;
+    let file_size = file.file_size().await.map_err(|e| OpenError::Io(IoError::new("stat", &log_path, e)))?;
     let stored = load_index(dir, base_offset).await?;
     // Trust an index only if it describes the file exactly: sealing and clean close cut the
     // file to its data. A segment written to after its index was saved (reopened after a clean
@@ -95,7 +94,7 @@ pub(crate) async fn open_segment(
     Ok(segment(base_offset, log_path, file, index))
 }
 
-fn segment(base_offset: u64, log_path: std::path::PathBuf, file: Rc<DmaFile>, index: SegmentIndex) -> Segment {
+fn segment(base_offset: u64, log_path: std::path::PathBuf, file: Rc<SegmentFile>, index: SegmentIndex) -> Segment {
     Segment { base_offset, log_path, file, index, appender: None, opened_at: Instant::now() }
 }
 
@@ -113,14 +112,14 @@ async fn load_index(dir: &Path, base_offset: u64) -> Result<Option<(SegmentIndex
     }
 }
 
-async fn truncate(file: &DmaFile, path: &Path, size_bytes: u64) -> Result<(), OpenError> {
-    file.truncate(size_bytes).await.map_err(|e| OpenError::Io(IoError::new("truncate", path, io_err(e))))?;
-    file.fdatasync().await.map_err(|e| OpenError::Io(IoError::new("fdatasync", path, io_err(e))))
+async fn truncate(file: &SegmentFile, path: &Path, size_bytes: u64) -> Result<(), OpenError> {
+    file.truncate(size_bytes).await.map_err(|e| OpenError::Io(IoError::new("truncate", path, e)))?;
+    file.fdatasync().await.map_err(|e| OpenError::Io(IoError::new("fdatasync", path, e)))
 }
 
 /// Feeds every valid batch from `index.end_position` on into `index`, and says why it stopped.
 pub(crate) async fn scan(
-    file: &DmaFile,
+    file: &SegmentFile,
     path: &Path,
     index: &mut SegmentIndex,
     file_size: u64,
@@ -136,8 +135,7 @@ pub(crate) async fn scan(
             return classify_short_tail(file, path, position, left).await;
         }
         let want = left.min(window_bytes as u64) as usize;
-        let buf =
-            file.read_at(position, want).await.map_err(|e| OpenError::Io(IoError::new("read", path, io_err(e))))?;
+        let buf = file.read_at(position, want).await.map_err(|e| OpenError::Io(IoError::new("read", path, e)))?;
         let mut cursor = 0usize;
         while cursor < buf.len() {
             let (header, size) = match next_batch(&buf[cursor..], index.next_offset) {
@@ -265,11 +263,8 @@ pub fn scan_segment_bytes(bytes: &[u8], base_offset: u64) -> SegmentScan {
     SegmentScan { valid_bytes: index.end_position, next_offset: index.next_offset, batches, stop }
 }
 
-async fn classify_short_tail(file: &DmaFile, path: &Path, position: u64, left: u64) -> Result<ScanStop, OpenError> {
-    let buf = file
-        .read_at(position, left as usize)
-        .await
-        .map_err(|e| OpenError::Io(IoError::new("read", path, io_err(e))))?;
+async fn classify_short_tail(file: &SegmentFile, path: &Path, position: u64, left: u64) -> Result<ScanStop, OpenError> {
+    let buf = file.read_at(position, left as usize).await.map_err(|e| OpenError::Io(IoError::new("read", path, e)))?;
     Ok(if buf.iter().all(|&b| b == 0) { ScanStop::Invalid } else { ScanStop::Torn })
 }
 

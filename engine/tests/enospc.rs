@@ -246,3 +246,41 @@ fn retention_frees_space_after_no_space() {
         log.close().await.unwrap();
     });
 }
+
+/// Regression: ext4 keeps the blocks a failed fallocate managed to allocate (and grows the
+/// file to them), so an ENOSPC at preallocation used to leave the disk at 0 bytes free —
+/// nothing left for index files, the catalog or consumer offsets. The appender now cuts the
+/// file back to its reservation.
+#[test]
+fn a_failed_preallocation_gives_its_partial_allocation_back() {
+    let Some(mount) = LoopMount::new_or_skip("a_failed_preallocation_gives_its_partial_allocation_back") else {
+        return;
+    };
+    let free_at_start = engine::free_bytes(mount.path()).unwrap();
+    let leave_free_bytes: u64 = 8 << 20;
+    let filler = mount.path().join("filler");
+    std::fs::write(&filler, vec![0x5au8; (free_at_start - leave_free_bytes) as usize]).unwrap();
+    std::fs::File::open(&filler).unwrap().sync_all().unwrap();
+    let path = mount.path().join("t-0");
+    let probe = mount.path().to_path_buf();
+    run(move || async move {
+        // A 32 MiB step cannot fit in the 8 MiB left.
+        let config = LogConfig { segment_bytes: 64 << 20, preallocate_step_bytes: 32 << 20, ..enospc_config() };
+        let log = Log::open(&path, config).await.unwrap();
+        let free_before = engine::free_bytes(&probe).unwrap();
+        let err = log.append(&[batch(1, 1, 100, 0)], Durability::Sync).await.unwrap_err();
+        assert!(matches!(err, AppendError::NoSpace(_)), "expected NoSpace, got {err:?}");
+        let free_after = engine::free_bytes(&probe).unwrap();
+        assert!(
+            free_after + (1 << 20) >= free_before,
+            "a failed fallocate kept the space: {free_before} bytes free before, {free_after} after"
+        );
+        assert_eq!(log.log_end_offset(), 0);
+        log.close().await.unwrap();
+        // A step that fits works.
+        let config = LogConfig { segment_bytes: 64 << 20, preallocate_step_bytes: 1 << 20, ..enospc_config() };
+        let log = Log::open(&path, config).await.unwrap();
+        log.append(&[batch(2, 1, 100, 0)], Durability::Sync).await.unwrap();
+        log.close().await.unwrap();
+    });
+}

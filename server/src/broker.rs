@@ -106,6 +106,7 @@ impl Broker {
                 kafka: kafka_settings.clone(),
                 shard_addresses: shard_addresses.iter().map(|a| a.to_string()).collect(),
                 metrics: if shard_id == 0 { metrics.take() } else { None },
+                disk_free_floor_bytes: config.disk_free_floor_bytes,
                 stop: stop.clone(),
                 ready: ready_tx.clone(),
             };
@@ -280,6 +281,7 @@ struct ShardPlan {
     kafka: Option<Arc<crate::kafka::KafkaSettings>>,
     shard_addresses: Vec<String>,
     metrics: Option<StdListener>,
+    disk_free_floor_bytes: u64,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<usize, (usize, String)>>,
 }
@@ -335,6 +337,7 @@ async fn start_shard(plan: ShardPlan) -> Result<Started, String> {
         PRODUCE_MEMORY_BYTES_PER_SHARD_MAX,
         plan.shard_addresses,
     ));
+    shard.disk_free_floor_bytes.set(plan.disk_free_floor_bytes);
     for receiver in connected_receivers {
         glommio::spawn_local(serve_peer(shard.clone(), receiver)).detach();
     }

@@ -30,6 +30,11 @@ pub struct ServeArgs {
     /// clients). Default: the listen port + 1 + i, or free ports when listening on port 0.
     #[arg(long)]
     pub shard_base_port: Option<u16>,
+    /// Refuse produces (error DiskFull) once the data directory's file system has fewer free
+    /// bytes than this, so a full disk never stops fetches, retention or offset commits.
+    /// Default 0: no floor (a full disk still fails produces cleanly, at fallocate).
+    #[arg(long)]
+    pub disk_free_floor_bytes: Option<u64>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -70,6 +75,7 @@ struct FileConfig {
     shards: Option<usize>,
     metrics_listen: Option<String>,
     shard_base_port: Option<u16>,
+    disk_free_floor_bytes: Option<u64>,
     kafka_listen: Option<String>,
     kafka_shard_base_port: Option<u16>,
     kafka_advertise: Option<String>,
@@ -85,6 +91,8 @@ pub struct ServeConfig {
     pub shards: usize,
     pub metrics_listen: Option<SocketAddr>,
     pub shard_base_port: Option<u16>,
+    /// See `ServeArgs::disk_free_floor_bytes`; 0 = no floor.
+    pub disk_free_floor_bytes: u64,
     /// `None`: no Kafka listener.
     pub kafka: Option<KafkaConfig>,
 }
@@ -134,6 +142,7 @@ impl ServeConfig {
             shards,
             metrics_listen,
             shard_base_port: args.shard_base_port.or(file.shard_base_port),
+            disk_free_floor_bytes: args.disk_free_floor_bytes.or(file.disk_free_floor_bytes).unwrap_or(0),
             kafka,
         })
     }

@@ -44,6 +44,10 @@ pub struct Shard {
     pub shard_addresses: Vec<String>,
     pub shutting_down: Cell<bool>,
     pub shutdown: event_listener::Event,
+    /// `LogConfig::disk_free_floor_bytes` for every log this shard opens (`--disk-free-floor-bytes`).
+    pub disk_free_floor_bytes: Cell<u64>,
+    /// A produce found the disk full: run retention now rather than at the next interval.
+    space_wanted: event_listener::Event,
     /// The Kafka listener's per-shard state, with `--kafka-listen`.
     pub kafka: std::cell::OnceCell<Rc<crate::kafka::KafkaShard>>,
 }
@@ -77,6 +81,8 @@ impl Shard {
             shard_addresses,
             shutting_down: Cell::new(false),
             shutdown: event_listener::Event::new(),
+            disk_free_floor_bytes: Cell::new(0),
+            space_wanted: event_listener::Event::new(),
             kafka: std::cell::OnceCell::new(),
         }
     }
@@ -106,9 +112,9 @@ impl Shard {
                 continue;
             }
             let dir = self.data_dir.join(partition_dir_name(topic, partition));
-            let log = Log::open(&dir, LogConfig::from_topic(config))
-                .await
-                .map_err(|e| format!("opening {topic}-{partition}: {e}"))?;
+            let log_config =
+                LogConfig { disk_free_floor_bytes: self.disk_free_floor_bytes.get(), ..LogConfig::from_topic(config) };
+            let log = Log::open(&dir, log_config).await.map_err(|e| format!("opening {topic}-{partition}: {e}"))?;
             self.logs.borrow_mut().insert((topic.to_owned(), partition), log);
         }
         self.metrics.partitions.set(self.logs.borrow().len() as u64);
@@ -153,10 +159,16 @@ impl Shard {
         self.metrics.snapshot(self.id, fdatasync)
     }
 
-    /// Retention on every partition of this shard, forever (until shutdown).
+    /// Retention on every partition of this shard, forever (until shutdown): every
+    /// `RETENTION_CHECK_INTERVAL_MS`, and at once when a produce found the disk full, so that
+    /// producers get going again as soon as retention can free space.
     pub async fn retention_loop(self: Rc<Self>) {
         while !self.shutting_down.get() {
-            glommio::timer::sleep(Duration::from_millis(RETENTION_CHECK_INTERVAL_MS)).await;
+            let space_wanted = self.space_wanted.listen();
+            futures_lite::future::or(space_wanted, async {
+                glommio::timer::sleep(Duration::from_millis(RETENTION_CHECK_INTERVAL_MS)).await;
+            })
+            .await;
             let logs: Vec<Log> = self.logs.borrow().values().cloned().collect();
             for log in logs {
                 if let Err(e) = log.apply_retention(now_ms()).await {
@@ -330,6 +342,9 @@ impl Shard {
             },
             Err(e) => {
                 let code = append_error_code(&e);
+                if code == ErrorCode::DiskFull {
+                    self.space_wanted.notify(usize::MAX);
+                }
                 if code == ErrorCode::StorageError {
                     tracing::error!(shard = self.id, %topic, partition, error = %e, "append failed");
                 }
@@ -411,9 +426,9 @@ impl Shard {
                 records: read.chunks,
             },
             Err(e) => {
-                let code = match e {
+                let code = match &e {
                     ReadError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
-                    ReadError::Corrupt { .. } => ErrorCode::CorruptStoredData,
+                    other if other.is_corrupt() => ErrorCode::CorruptStoredData,
                     _ => ErrorCode::StorageError,
                 };
                 if code != ErrorCode::OffsetOutOfRange {
@@ -592,7 +607,7 @@ fn append_error_code(e: &AppendError) -> ErrorCode {
     match e {
         AppendError::InvalidBatch { .. } | AppendError::Empty => ErrorCode::CorruptBatch,
         AppendError::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
-        AppendError::NoSpace(_) => ErrorCode::DiskFull,
+        AppendError::NoSpace(_) | AppendError::DiskFull { .. } => ErrorCode::DiskFull,
         AppendError::Closed => ErrorCode::ShuttingDown,
         _ => ErrorCode::StorageError,
     }

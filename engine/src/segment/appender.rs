@@ -33,10 +33,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
-use glommio::io::{DmaBuffer, DmaFile};
+use glommio::io::DmaBuffer;
 
 use crate::error::IoError;
-use crate::fs::{align_down, align_up, io_err};
+use crate::fs::{align_down, align_up};
+use crate::io::SegmentFile;
 use crate::latency::LatencyHistogram;
 use crate::limits::{
     CHUNK_POOL_BUFFERS_MAX, IO_ALIGN_BYTES, UNWRITTEN_BYTES_MAX, WRITES_IN_FLIGHT_MAX, WRITE_CHUNK_BYTES,
@@ -104,7 +105,7 @@ struct State {
 }
 
 struct Inner {
-    file: Rc<DmaFile>,
+    file: Rc<SegmentFile>,
     path: PathBuf,
     state: RefCell<State>,
     /// Wakes the flusher: new bytes, a new sync request, a completed write or sync.
@@ -137,7 +138,7 @@ impl Appender {
     /// `[align_down(end_position), end_position)` as they are on disk, so that the first write
     /// rewrites that page intact. `allocated_bytes` is the file's current size.
     pub fn start(
-        file: Rc<DmaFile>,
+        file: Rc<SegmentFile>,
         path: &Path,
         end_position: u64,
         next_offset: u64,
@@ -209,23 +210,34 @@ impl Appender {
     }
 
     /// Makes sure the file has room for `size_bytes` more bytes, growing the preallocation in
-    /// `step_bytes` steps. Running out of disk fails here, before any byte is accepted.
+    /// `step_bytes` steps, but not past `segment_bytes` (the segment rolls there; the space
+    /// would only be cut off again, and on a nearly full disk it is space others need).
+    /// Running out of disk fails here, before any byte is accepted.
     ///
     /// Once the reservation is half used, the next step is allocated in the background, so
     /// appends rarely wait for fallocate.
-    pub async fn reserve(&self, size_bytes: u64, step_bytes: u64) -> Result<(), IoError> {
+    pub async fn reserve(&self, size_bytes: u64, step_bytes: u64, segment_bytes: u64) -> Result<(), IoError> {
         let (needed, allocated, preallocating) = {
             let state = self.inner.state.borrow();
             (align_up(state.end_position + size_bytes), state.allocated_bytes, state.preallocating)
         };
+        let cap = align_up(segment_bytes).max(needed);
         if needed > allocated {
-            let target = needed.div_ceil(step_bytes) * step_bytes;
+            // One fallocate at a time: a failed one cuts the file back to the reservation,
+            // which must not undo another one's success.
+            if preallocating {
+                self.wait_until(|s| !s.preallocating).await?;
+                if needed <= self.inner.state.borrow().allocated_bytes {
+                    return Ok(());
+                }
+            }
+            let target = (needed.div_ceil(step_bytes) * step_bytes).min(cap);
             return preallocate(&self.inner, target).await;
         }
-        if !preallocating && needed + step_bytes / 2 > allocated {
+        if !preallocating && needed + step_bytes / 2 > allocated && allocated < cap {
             self.inner.state.borrow_mut().preallocating = true;
             let inner = self.inner.clone();
-            let target = allocated + step_bytes;
+            let target = (allocated + step_bytes).min(cap);
             glommio::spawn_local(async move {
                 if let Err(e) = preallocate(&inner, target).await {
                     // The next append that needs the space retries and reports it.
@@ -349,8 +361,8 @@ impl Appender {
         self.stop().await;
         self.wait_until(|s| !s.preallocating).await?;
         let file = &self.inner.file;
-        file.truncate(end_position).await.map_err(|e| IoError::new("truncate", &self.inner.path, io_err(e)))?;
-        file.fdatasync().await.map_err(|e| IoError::new("fdatasync", &self.inner.path, io_err(e)))?;
+        file.truncate(end_position).await.map_err(|e| IoError::new("truncate", &self.inner.path, e))?;
+        file.fdatasync().await.map_err(|e| IoError::new("fdatasync", &self.inner.path, e))?;
         self.inner.state.borrow_mut().allocated_bytes = end_position;
         Ok(end_position)
     }
@@ -379,7 +391,7 @@ thread_local! {
 }
 
 /// A chunk buffer from this shard's pool, or a new one.
-fn take_buffer(file: &DmaFile) -> DmaBuffer {
+fn take_buffer(file: &SegmentFile) -> DmaBuffer {
     CHUNK_POOL.with(|pool| pool.borrow_mut().pop()).unwrap_or_else(|| file.alloc_dma_buffer(WRITE_CHUNK_BYTES))
 }
 
@@ -396,7 +408,17 @@ fn return_buffer(buf: DmaBuffer) {
 }
 
 async fn preallocate(inner: &Inner, target: u64) -> Result<(), IoError> {
-    inner.file.pre_allocate(target, false).await.map_err(|e| IoError::new("fallocate", &inner.path, io_err(e)))?;
+    if let Err(e) = inner.file.pre_allocate(target).await {
+        // ext4 keeps what a failed fallocate managed to allocate, and grows the file to it: on
+        // ENOSPC that is every free block, which would leave nothing for index files, the
+        // catalog or consumer offsets. Give it back by cutting the file to what we reserved
+        // before (bytes past it were never written).
+        let allocated_bytes = inner.state.borrow().allocated_bytes;
+        if let Err(cut) = inner.file.truncate(allocated_bytes).await {
+            tracing::warn!(path = %inner.path.display(), error = %cut, "could not undo a failed fallocate");
+        }
+        return Err(IoError::new("fallocate", &inner.path, e));
+    }
     let mut state = inner.state.borrow_mut();
     state.allocated_bytes = state.allocated_bytes.max(target);
     Ok(())
@@ -489,7 +511,7 @@ fn dispatch(state: &mut State, mut chunk: Chunk) -> Step {
 
 /// Takes the open chunk for writing and starts a new one holding a copy of its last partial
 /// page, which the next write will rewrite with more data behind it.
-fn split_open_chunk(state: &mut State, file: &DmaFile) -> Chunk {
+fn split_open_chunk(state: &mut State, file: &SegmentFile) -> Chunk {
     let end_position = state.open.end_position();
     let next_position = align_down(end_position);
     let keep = (end_position - next_position) as usize;
@@ -507,7 +529,9 @@ async fn write_chunk(inner: Rc<Inner>, chunk: Chunk) {
     let result = inner.file.write_rc_at(buf.clone(), position).await;
     let mut state = inner.state.borrow_mut();
     match result {
-        Ok(n) if n == expected_bytes => {
+        // Once fenced, the written prefix stops where it is: a write landing after an earlier
+        // one failed must not carry `written_position` over the hole the failure left.
+        Ok(n) if n == expected_bytes && state.fenced.is_none() => {
             if let Some(w) = state.in_flight.iter_mut().find(|w| w.data_end_position == data_end_position && !w.done) {
                 w.done = true;
             }
@@ -520,8 +544,11 @@ async fn write_chunk(inner: Rc<Inner>, chunk: Chunk) {
                 return_buffer(buf);
             }
         }
-        Ok(n) => fence(&mut state, &inner.path, format!("short write: {n} of {expected_bytes} bytes at {position}")),
-        Err(e) => fence(&mut state, &inner.path, format!("write at {position}: {}", io_err(e))),
+        Ok(n) if n != expected_bytes => {
+            fence(&mut state, &inner.path, format!("short write: {n} of {expected_bytes} bytes at {position}"))
+        }
+        Ok(_) => {} // Landed after the fence; nothing more to do.
+        Err(e) => fence(&mut state, &inner.path, format!("write at {position}: {e}")),
     }
     if state.fenced.is_some() {
         // This write is over either way; keep the in-flight queue honest so the flusher stops.
@@ -550,7 +577,7 @@ async fn sync_file(inner: Rc<Inner>, position: u64) {
                 state.durable_marks.pop_front();
             }
         }
-        Err(e) => fence(&mut state, &inner.path, format!("fdatasync: {}", io_err(e))),
+        Err(e) => fence(&mut state, &inner.path, format!("fdatasync: {e}")),
     }
     drop(state);
     inner.work.notify(usize::MAX);

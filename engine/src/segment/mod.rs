@@ -9,10 +9,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use glommio::io::{DmaFile, OpenOptions};
-
 use crate::error::IoError;
-use crate::fs::io_err;
+use crate::io::SegmentFile;
 use appender::Appender;
 use index::SegmentIndex;
 
@@ -68,7 +66,7 @@ pub(crate) fn parse_index_file_name(name: &str) -> Option<u64> {
 pub(crate) struct Segment {
     pub base_offset: u64,
     pub log_path: PathBuf,
-    pub file: Rc<DmaFile>,
+    pub file: Rc<SegmentFile>,
     pub index: SegmentIndex,
     /// Present while the segment is active or being sealed.
     pub appender: Option<Rc<Appender>>,
@@ -91,15 +89,8 @@ impl Segment {
     }
 
     /// Opens a segment file for reading and writing with O_DIRECT (creating it if asked).
-    pub async fn open_file(path: &Path, create: bool) -> Result<Rc<DmaFile>, IoError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .dma_open(path)
-            .await
-            .map_err(|e| IoError::new(if create { "create" } else { "open" }, path, io_err(e)))?;
-        Ok(Rc::new(file))
+    pub async fn open_file(path: &Path, create: bool) -> Result<Rc<SegmentFile>, IoError> {
+        SegmentFile::open(path, create).await
     }
 
     pub fn index_path(&self) -> PathBuf {

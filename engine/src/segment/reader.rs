@@ -3,7 +3,10 @@
 //! A read starts at a sparse-index entry at or before the wanted offset, skips the batches
 //! that end before it, and returns whole batches, at least one even if it is larger than
 //! `bytes_max` (as Kafka does, so a consumer always makes progress). Every returned batch is
-//! CRC-checked here: a flipped bit in a sealed segment is reported, never served.
+//! CRC-checked here, and its baseOffset (which the CRC does not cover) must continue the
+//! offsets counted from the index entry: a flipped bit in a sealed segment is reported, never
+//! served. A corrupt batch after the first one returned ends the read just before it, so the
+//! intact batches ahead of it are still served; a read that starts at it gets the error.
 //!
 //! glommio's read buffers are `!Send` (they borrow the executor's I/O slab through an `Rc`),
 //! so the bytes are copied once into a `Bytes` that the broker may pass to another shard.
@@ -11,11 +14,10 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use glommio::io::DmaFile;
 
 use crate::batch::{peek_batch_size, BatchHeader};
 use crate::error::{IoError, ReadError};
-use crate::fs::io_err;
+use crate::io::SegmentFile;
 use crate::limits::{BATCH_HEADER_BYTES, INDEX_INTERVAL_BYTES, READ_BYTES_MAX};
 
 /// Whole batches read from disk, and the offset after the last of them.
@@ -26,10 +28,12 @@ pub(crate) struct DiskRead {
 
 /// Where to read and what to return.
 pub(crate) struct ReadRequest<'a> {
-    pub file: &'a DmaFile,
+    pub file: &'a SegmentFile,
     pub path: &'a Path,
     /// A position at or before the batch holding `offset` (from the index).
     pub start_position: u64,
+    /// The base offset of the batch at `start_position` (the index entry's offset).
+    pub start_offset: u64,
     /// The readable end of the segment: its size once sealed, its written prefix while active.
     pub end_position: u64,
     pub offset: u64,
@@ -39,6 +43,7 @@ pub(crate) struct ReadRequest<'a> {
 pub(crate) async fn read_batches(req: ReadRequest<'_>) -> Result<DiskRead, ReadError> {
     let bytes_max = req.bytes_max.min(READ_BYTES_MAX) as usize;
     let mut position = req.start_position;
+    let mut expected_base = req.start_offset;
     // One read usually covers the skip from the index entry plus the batches returned.
     let mut window_bytes = bytes_max + INDEX_INTERVAL_BYTES as usize;
     // Each pass either returns or moves `position` forward or widens the window to a batch's
@@ -49,7 +54,7 @@ pub(crate) async fn read_batches(req: ReadRequest<'_>) -> Result<DiskRead, ReadE
             break;
         }
         let buf = read_exact(req.file, req.path, position, want).await?;
-        match scan(&buf, position, req.offset, bytes_max, req.path)? {
+        match scan(&buf, position, &mut expected_base, req.offset, bytes_max, req.path)? {
             Scan::Found { start, end, next_offset } => {
                 return Ok(DiskRead { bytes: buf.slice(start..end), next_offset });
             }
@@ -86,7 +91,16 @@ enum Scan {
     },
 }
 
-fn scan(buf: &[u8], position: u64, offset: u64, bytes_max: usize, path: &Path) -> Result<Scan, ReadError> {
+/// Walks the whole batches of `buf` (file bytes from `position`); `expected_base` is the base
+/// offset the next batch must have, and moves past every batch consumed.
+fn scan(
+    buf: &[u8],
+    position: u64,
+    expected_base: &mut u64,
+    offset: u64,
+    bytes_max: usize,
+    path: &Path,
+) -> Result<Scan, ReadError> {
     let corrupt = |at: usize, source| ReadError::Corrupt {
         offset,
         path: path.to_path_buf(),
@@ -96,10 +110,20 @@ fn scan(buf: &[u8], position: u64, offset: u64, bytes_max: usize, path: &Path) -
     let mut cursor = 0usize;
     let mut first: Option<usize> = None;
     let mut next_offset = 0u64;
+    // A batch that fails a check: an error if nothing was found yet, else the end of the read.
+    macro_rules! bad {
+        ($err:expr) => {{
+            if first.is_some() {
+                break;
+            }
+            return Err($err);
+        }};
+    }
     while cursor < buf.len() {
-        let size = match peek_batch_size(&buf[cursor..]).map_err(|e| corrupt(cursor, e))? {
-            Some(size) => size,
-            None => break,
+        let size = match peek_batch_size(&buf[cursor..]) {
+            Ok(Some(size)) => size,
+            Ok(None) => break,
+            Err(e) => bad!(corrupt(cursor, e)),
         };
         if cursor + size > buf.len() {
             if first.is_none() {
@@ -108,10 +132,23 @@ fn scan(buf: &[u8], position: u64, offset: u64, bytes_max: usize, path: &Path) -
             break;
         }
         let batch = &buf[cursor..cursor + size];
-        let header = BatchHeader::parse(batch).map_err(|e| corrupt(cursor, e))?;
+        let header = match BatchHeader::parse(batch) {
+            Ok(header) => header,
+            Err(e) => bad!(corrupt(cursor, e)),
+        };
+        if header.base_offset < 0 || header.base_offset as u64 != *expected_base {
+            bad!(ReadError::CorruptOffset {
+                offset,
+                path: path.to_path_buf(),
+                position: position + cursor as u64,
+                expected_base_offset: *expected_base,
+                stored_base_offset: header.base_offset,
+            });
+        }
         let last_offset = header.last_offset() as u64;
         if first.is_none() && last_offset < offset {
             cursor += size;
+            *expected_base = last_offset + 1;
             continue;
         }
         if let Some(start) = first {
@@ -119,9 +156,12 @@ fn scan(buf: &[u8], position: u64, offset: u64, bytes_max: usize, path: &Path) -
                 break;
             }
         }
-        check_stored(batch, &header).map_err(|e| corrupt(cursor, e))?;
+        if let Err(e) = check_stored(batch, &header) {
+            bad!(corrupt(cursor, e));
+        }
         first.get_or_insert(cursor);
         cursor += size;
+        *expected_base = last_offset + 1;
         next_offset = last_offset + 1;
     }
     Ok(match first {
@@ -140,7 +180,7 @@ pub(crate) fn check_stored(batch: &[u8], header: &BatchHeader) -> Result<(), cra
 }
 
 /// Reads `len` bytes at `position` into a `Bytes` (the one copy; see the module comment).
-pub(crate) async fn read_exact(file: &DmaFile, path: &Path, position: u64, len: usize) -> Result<Bytes, ReadError> {
-    let got = file.read_at(position, len).await.map_err(|e| ReadError::Io(IoError::new("read", path, io_err(e))))?;
+pub(crate) async fn read_exact(file: &SegmentFile, path: &Path, position: u64, len: usize) -> Result<Bytes, ReadError> {
+    let got = file.read_at(position, len).await.map_err(|e| ReadError::Io(IoError::new("read", path, e)))?;
     Ok(Bytes::copy_from_slice(&got))
 }
