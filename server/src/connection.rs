@@ -5,9 +5,10 @@
 //! Limits, checked before any allocation: a frame longer than `FRAME_BYTES_MAX` closes the
 //! connection (the stream cannot be resynchronised); a frame's bytes are taken from the
 //! shard's request-memory budget piece by piece before they are read, so when the budget is
-//! spent the shard stops reading sockets (TCP pushes back on producers) instead of growing,
-//! and a peer that announces a large frame and stalls pins at most one piece (and is cut off
-//! after `FRAME_BODY_TIMEOUT_MS`). A frame that does
+//! spent the shard stops reading sockets (TCP pushes back on producers) instead of growing.
+//! Pieces grow with what the peer has already sent, so a peer that announces a large frame and
+//! stalls pins at most `FRAME_FIRST_PIECE_BYTES` it has not sent (and is cut off after
+//! `FRAME_BODY_TIMEOUT_MS`). A frame that does
 //! not decode gets a `MalformedRequest` answer when its correlation id is readable, and closes
 //! the connection otherwise. An idle connection is closed after `IDLE_CONNECTION_TIMEOUT_MS`.
 
@@ -22,7 +23,8 @@ use glommio::sync::StaticPermit;
 use glommio::Task;
 
 use crate::limits::{
-    FRAME_BODY_TIMEOUT_MS, FRAME_READ_CHUNK_BYTES, IDLE_CONNECTION_TIMEOUT_MS, REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX,
+    FRAME_BODY_TIMEOUT_MS, FRAME_FIRST_PIECE_BYTES, FRAME_READ_CHUNK_BYTES, IDLE_CONNECTION_TIMEOUT_MS,
+    REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX,
 };
 use crate::protocol::codec::{decode_request, encode_response};
 use crate::protocol::frame::{write_chunks, FRAME_BYTES_MAX};
@@ -141,22 +143,26 @@ pub(crate) async fn read_frame_budgeted(
     futures_lite::future::or(body, timeout).await.map(Some)
 }
 
-/// Reads `frame_bytes` of body, taking request-memory budget piece by piece as bytes arrive
-/// (never all of a frame's size up front: a stalled peer would pin budget it never used).
+/// Reads `frame_bytes` of body, taking request-memory budget piece by piece as bytes arrive.
+/// Pieces start at `FRAME_FIRST_PIECE_BYTES` and then match what the peer has already sent
+/// (doubling up to `FRAME_READ_CHUNK_BYTES`), so the budget a frame holds but has not yet
+/// filled is at most `max(FRAME_FIRST_PIECE_BYTES, bytes received)`: a peer that announces a
+/// large frame and stalls pins 4 KiB, not a megabyte, and thousands of them cannot starve the
+/// shard's other clients.
 async fn read_body(
     shard: &Rc<Shard>,
     reader: &mut futures_lite::io::ReadHalf<TcpStream>,
     frame_bytes: u32,
 ) -> Result<(Bytes, Vec<StaticPermit>), &'static str> {
     let total = frame_bytes as usize;
-    let mut body = BytesMut::with_capacity(total.min(FRAME_READ_CHUNK_BYTES as usize));
-    let mut permits = Vec::with_capacity(total.div_ceil(FRAME_READ_CHUNK_BYTES as usize).max(1));
+    let mut body = BytesMut::with_capacity(total.min(FRAME_FIRST_PIECE_BYTES as usize));
+    let mut permits = Vec::new();
     if total == 0 {
         let permit = shard.request_memory.acquire_static_permit(1).await.map_err(|_| "request memory closed")?;
         permits.push(permit);
     }
     while body.len() < total {
-        let piece = (total - body.len()).min(FRAME_READ_CHUNK_BYTES as usize);
+        let piece = body_piece_bytes(body.len(), total);
         let permit =
             shard.request_memory.acquire_static_permit(piece as u64).await.map_err(|_| "request memory closed")?;
         permits.push(permit);
@@ -164,7 +170,15 @@ async fn read_body(
         body.resize(start + piece, 0);
         reader.read_exact(&mut body[start..]).await.map_err(|_| "truncated frame")?;
     }
+    debug_assert_eq!(body.len(), total);
     Ok((body.freeze(), permits))
+}
+
+/// The next piece of a frame body to charge and read, given `received` of `total` bytes.
+fn body_piece_bytes(received: usize, total: usize) -> usize {
+    debug_assert!(received < total);
+    let piece = received.clamp(FRAME_FIRST_PIECE_BYTES as usize, FRAME_READ_CHUNK_BYTES as usize);
+    piece.min(total - received)
 }
 
 async fn write_responses(
@@ -185,4 +199,28 @@ async fn write_responses(
         }
     }
     let _ = writer.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_pieces_never_charge_more_than_was_received_beyond_the_first() {
+        for total in [1usize, 4095, 4096, 4097, 100_000, 1 << 20, (64 << 20) - 3] {
+            let mut received = 0usize;
+            let mut pieces = 0usize;
+            while received < total {
+                let piece = body_piece_bytes(received, total);
+                assert!(piece > 0 && piece <= FRAME_READ_CHUNK_BYTES as usize);
+                // The budget taken ahead of the peer's bytes is bounded by what it already sent.
+                assert!(piece <= received.max(FRAME_FIRST_PIECE_BYTES as usize), "{total} {received} {piece}");
+                received += piece;
+                pieces += 1;
+            }
+            assert_eq!(received, total);
+            // Doubling up to 1 MiB: a 64 MiB frame still takes few reads.
+            assert!(pieces <= 8 + total / FRAME_READ_CHUNK_BYTES as usize + 1, "{total}: {pieces} pieces");
+        }
+    }
 }

@@ -8,9 +8,16 @@ pub const REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX: usize = 64;
 /// reading (TCP backpressure) instead of growing memory.
 pub const PRODUCE_MEMORY_BYTES_PER_SHARD_MAX: u64 = 256 << 20;
 
-/// A frame body is read (and charged to the request-memory budget) in pieces of this size, so
-/// a peer that announces a large frame and then stalls holds at most one piece of budget.
+/// A frame body is read (and charged to the request-memory budget) in pieces of at most this
+/// size; pieces start at `FRAME_FIRST_PIECE_BYTES` and grow with the bytes already received.
 pub const FRAME_READ_CHUNK_BYTES: u32 = 1 << 20;
+
+/// The first piece of a frame body. A peer that announces a large frame and then stalls pins
+/// at most this much budget beyond what it sent: with 256 MiB per shard, it would take 65 536
+/// stalled connections per shard (more than the file-descriptor limit) to spend the budget.
+pub const FRAME_FIRST_PIECE_BYTES: u32 = 4 << 10;
+
+const _: () = assert!(FRAME_FIRST_PIECE_BYTES <= FRAME_READ_CHUNK_BYTES);
 
 /// A frame whose body does not arrive within this long closes the connection (slowloris).
 pub const FRAME_BODY_TIMEOUT_MS: u64 = 30_000;

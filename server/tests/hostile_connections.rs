@@ -330,15 +330,14 @@ fn hostile_clients_neither_starve_a_good_client_nor_grow_memory() {
     drop((idle, stalled, garbage, never_read, slow));
 }
 
-/// Known weakness, not fixed here (see docs/reliability.md): a frame body is charged to the
-/// shard's request budget one `FRAME_READ_CHUNK_BYTES` (1 MiB) piece before its bytes arrive,
-/// so about 256 connections per shard that each announce a maximal frame, send 1 KiB and
-/// stall pin the whole 256 MiB budget until `FRAME_BODY_TIMEOUT_MS` (30 s) cuts them off, and
-/// the well-behaved client waits that long. Run with `--ignored` to reproduce.
+/// Regression: a frame body used to be charged to the shard's request budget one 1 MiB piece
+/// before its bytes arrived, so about 256 connections per shard that each announced a maximal
+/// frame, sent 1 KiB and stalled pinned the whole 256 MiB budget until
+/// `FRAME_BODY_TIMEOUT_MS` (30 s) cut them off, and this client waited that long (its read
+/// timed out). Pieces now grow with the bytes received, so each stalled peer pins a few KiB.
 #[test]
-#[ignore = "known: stalled maximal frames can pin a shard's whole request budget for FRAME_BODY_TIMEOUT_MS"]
 fn many_stalled_maximal_frames_do_not_starve_a_good_client() {
-    /// Over two shards' budgets in 1 MiB pieces (2 × 256).
+    /// Over two shards' budgets had each pinned a 1 MiB piece (2 × 256).
     const STALLED: usize = 600;
     raise_nofile_limit();
     let data = temp_dir("shardlog-itest-stalled-");
