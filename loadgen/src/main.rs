@@ -3,7 +3,7 @@
 //! `compare`, `suite`, `report`. Exit codes: 0 success, 1 regression (`compare`), 2 bad input
 //! or a failed run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -150,7 +150,7 @@ fn run_default(args: RunArgs) -> LoadgenResult<()> {
     Ok(())
 }
 
-fn run_compare(old: &PathBuf, new: &PathBuf, drop: &str, rise: &str) -> LoadgenResult<u8> {
+fn run_compare(old: &Path, new: &Path, drop: &str, rise: &str) -> LoadgenResult<u8> {
     let thresholds = Thresholds {
         throughput_drop: compare::parse_percent(drop).map_err(LoadgenError::Config)?,
         latency_rise: compare::parse_percent(rise).map_err(LoadgenError::Config)?,

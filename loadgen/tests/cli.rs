@@ -1,6 +1,8 @@
 //! The real binary's exit codes: compare (0 no regression, 1 regression, 2 bad input) and a
 //! clear refusal of what is not built.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (STYLE.md)
+
 mod common;
 
 use std::path::Path;

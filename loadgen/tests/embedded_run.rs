@@ -2,6 +2,8 @@
 //! report assembled. Asserts what must hold whatever the machine's speed: messages were
 //! acknowledged and consumed, no errors, the histograms saw them. No timing assertions.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (STYLE.md)
+
 use loadgen::baseline::{BaselineKind, BaselinePlan};
 use loadgen::config::KeyMode;
 use loadgen::report::{json, Mode};

@@ -1,5 +1,7 @@
 //! The JSON report survives serialize → parse unchanged, and stray files are refused.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (STYLE.md)
+
 mod common;
 
 use std::path::Path;

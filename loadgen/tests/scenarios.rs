@@ -1,5 +1,7 @@
 //! Scenario files parse into the same config the command line builds, with its defaults.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (STYLE.md)
+
 use std::path::{Path, PathBuf};
 
 use loadgen::config::{AckMode, KeyMode};

@@ -69,7 +69,7 @@ mod tests {
         let text = render(&h);
         assert!(text.starts_with("       Value     Percentile"));
         assert!(text.contains("#[Max     =     1000.447, Total count    =         1000]"), "{text}");
-        let last_row = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).last().unwrap();
+        let last_row = text.lines().rfind(|l| !l.starts_with('#') && !l.trim().is_empty()).unwrap();
         assert!(last_row.contains("1.000000000000"), "{last_row}");
     }
 }

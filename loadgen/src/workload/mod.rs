@@ -23,7 +23,6 @@ pub mod rate;
 pub mod stats;
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -193,11 +192,8 @@ fn create_topics<D: Driver + 'static>(plan: &WorkloadPlan) -> LoadgenResult<()> 
         .map_err(|e| LoadgenError::Executor(e.to_string()))?
 }
 
-fn executor_body<D: Driver + 'static>(
-    plan: Arc<WorkloadPlan>,
-    shared: Arc<Shared>,
-) -> impl Future<Output = LoadgenResult<Recorders>> {
-    async move {
+async fn executor_body<D: Driver + 'static>(plan: Arc<WorkloadPlan>, shared: Arc<Shared>) -> LoadgenResult<Recorders> {
+    {
         let index = shared.next_executor.fetch_add(1, Ordering::SeqCst);
         let connected = D::connect(&plan.bootstrap).await;
         if connected.is_err() {

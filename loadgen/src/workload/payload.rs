@@ -76,7 +76,7 @@ impl PayloadGen {
         }
     }
 
-    pub fn next(&mut self) -> Message<'_> {
+    pub fn next_message(&mut self) -> Message<'_> {
         let size_bytes = match self.size {
             SizeSpec::Fixed(n) => n as usize,
             SizeSpec::Uniform { min_bytes, max_bytes } => {
@@ -114,15 +114,15 @@ mod tests {
     fn values_have_the_asked_size_and_randomness() {
         let mut gen = PayloadGen::new(7, SizeSpec::Uniform { min_bytes: 10, max_bytes: 20 }, 0.5, KeyMode::None, 4);
         for _ in 0..100 {
-            let m = gen.next();
+            let m = gen.next_message();
             assert!((10..=20).contains(&m.value.len()));
             let half = (m.value.len() as f64 * 0.5).round() as usize;
             assert!(m.value[half..].iter().all(|&b| b == 0));
         }
         let mut gen = PayloadGen::new(7, SizeSpec::Fixed(8), 1.0, KeyMode::RoundRobin, 3);
-        let partitions: Vec<_> = (0..6).map(|_| gen.next().partition.unwrap()).collect();
+        let partitions: Vec<_> = (0..6).map(|_| gen.next_message().partition.unwrap()).collect();
         assert_eq!(partitions[..3], partitions[3..]);
         let mut gen = PayloadGen::new(1, SizeSpec::Fixed(8), 1.0, KeyMode::Random, 3);
-        assert_eq!(gen.next().key.map(<[u8]>::len), Some(KEY_BYTES));
+        assert_eq!(gen.next_message().key.map(<[u8]>::len), Some(KEY_BYTES));
     }
 }

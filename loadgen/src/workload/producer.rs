@@ -69,7 +69,7 @@ pub async fn run_producer<P: ProducerDriver>(
             record(&mut local.recorders.borrow_mut().send_delay, (now - intended).as_micros() as u64);
         }
         let topic = &task.topics[(k % task.topics.len() as u64) as usize];
-        let message = task.payload.next();
+        let message = task.payload.next_message();
         let size_bytes = message.value.len() as u64;
         let outgoing = Outgoing {
             topic,
@@ -108,7 +108,7 @@ pub async fn run_producer<P: ProducerDriver>(
             }
         }
         k += 1;
-        if k % SENDS_PER_YIELD == 0 {
+        if k.is_multiple_of(SENDS_PER_YIELD) {
             glommio::yield_if_needed().await;
         }
     }

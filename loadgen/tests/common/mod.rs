@@ -46,7 +46,7 @@ pub fn sample_report(publish_mb_per_s: f64, p50_us: u64) -> RunReport {
         notes: vec!["a note".to_owned()],
     };
     let baselines = Baselines {
-        disk_write_mb_per_s: Some(1612.345_678_9),
+        disk_write_mb_per_s: Some(1_612.345_678_9),
         disk_read_mb_per_s: Some(2034.1),
         fsync_latency_us: Some(percentiles(3500)),
         loopback_mb_per_s: Some(2500.0),
