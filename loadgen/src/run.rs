@@ -144,7 +144,7 @@ pub fn run_one(
         send_delay_us: Percentiles::of(&outcome.recorders.send_delay),
         end_to_end_latency_us: Percentiles::of(&outcome.recorders.end_to_end),
         backlog_messages_window_start: outcome.backlog_window_start,
-        backlog_messages_end: outcome.backlog_end,
+        backlog_messages_end: outcome.backlog_window_end,
         totals: Totals { sent: outcome.totals.sent, acked: outcome.totals.acked, consumed: outcome.totals.consumed },
         errors: Errors {
             send: outcome.errors_send,

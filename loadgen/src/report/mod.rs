@@ -97,7 +97,8 @@ pub struct Results {
     pub send_delay_us: Percentiles,
     /// Intended send → consumer receive (empty in catch-up mode and without consumers).
     pub end_to_end_latency_us: Percentiles,
-    /// Acknowledged but unread messages (summed over groups) when the window opened / at the end.
+    /// Acknowledged but unread messages (summed over groups) when the window opened / closed
+    /// (catch-up: before the read / when it stopped).
     pub backlog_messages_window_start: u64,
     pub backlog_messages_end: u64,
     pub totals: Totals,

@@ -32,6 +32,9 @@ fn percentile_label(nines: f64) -> String {
 /// Draws each named histogram (µs) as one line.
 pub fn write(path: &Path, title: &str, series: &[(&str, &Histogram<u64>)]) -> LoadgenResult<()> {
     let err = |e: &dyn std::fmt::Display| LoadgenError::Plot(format!("{}: {e}", path.display()));
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(LoadgenError::file(parent))?;
+    }
     let lines: Vec<(&str, Vec<(f64, f64)>)> =
         series.iter().filter(|(_, h)| !h.is_empty()).map(|(name, h)| (*name, points(h))).collect();
     let y_max = lines.iter().flat_map(|(_, p)| p.iter().map(|(_, y)| *y)).fold(0.0f64, f64::max).max(0.001) * 1.1;

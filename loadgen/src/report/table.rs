@@ -73,7 +73,7 @@ pub fn render(r: &RunReport) -> String {
     }
     let _ = writeln!(
         out,
-        "\nbacklog: {} at window start, {} at end; sent {}, acked {}, consumed {}; errors {}",
+        "\nbacklog: {} at window start, {} at window end; sent {}, acked {}, consumed {}; errors {}",
         res.backlog_messages_window_start,
         res.backlog_messages_end,
         res.totals.sent,

@@ -92,7 +92,7 @@ pub struct WorkloadOutcome {
     pub consume: Span,
     pub totals: Snapshot,
     pub backlog_window_start: u64,
-    pub backlog_end: u64,
+    pub backlog_window_end: u64,
     pub errors_send: u64,
     pub errors_ack: u64,
     pub errors_consume: u64,
@@ -165,7 +165,7 @@ fn run_with<D: Driver + 'static>(plan: WorkloadPlan) -> LoadgenResult<WorkloadOu
         consume: watched.consume,
         totals,
         backlog_window_start: watched.backlog_window_start,
-        backlog_end: backlog(&totals, plan.config.groups),
+        backlog_window_end: watched.backlog_window_end,
         errors_send: get(&c.errors_send),
         errors_ack: get(&c.errors_ack),
         errors_consume: get(&c.errors_consume),
@@ -283,13 +283,19 @@ struct Watched {
     publish: Span,
     consume: Span,
     backlog_window_start: u64,
+    backlog_window_end: u64,
 }
 
 /// The main thread during the run: live line, window edges, drain, stop.
 fn watch(plan: &WorkloadPlan, shared: &Shared) -> Watched {
     let config = &plan.config;
     let Some(timeline) = shared.timeline() else {
-        return Watched { publish: Span::default(), consume: Span::default(), backlog_window_start: 0 };
+        return Watched {
+            publish: Span::default(),
+            consume: Span::default(),
+            backlog_window_start: 0,
+            backlog_window_end: 0,
+        };
     };
     let groups = config.groups;
     let total =
@@ -363,5 +369,6 @@ fn watch(plan: &WorkloadPlan, shared: &Shared) -> Watched {
             seconds: (c1.0 - c0.0).as_secs_f64(),
         },
         backlog_window_start: backlog(&w0.1, groups),
+        backlog_window_end: backlog(&w1.1, groups),
     }
 }
