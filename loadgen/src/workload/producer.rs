@@ -51,6 +51,11 @@ pub async fn run_producer<P: ProducerDriver>(
     let schedule = task.rate_msg_per_s.map(Schedule::for_rate);
     let pending = Rc::new(Cell::new(0u64));
     let mut k = 0u64;
+    // Closed loop has no schedule to wait on: wait for the common start explicitly.
+    let until_start = timeline.start.saturating_duration_since(Instant::now());
+    if !until_start.is_zero() {
+        glommio::timer::sleep(until_start).await;
+    }
     loop {
         let now = Instant::now();
         let intended = schedule.map_or(now, |s| s.intended(timeline.start, k));
