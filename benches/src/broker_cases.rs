@@ -592,7 +592,7 @@ where
 {
     let opened = match crate::baseline::prime_direct_io(&context.dir).await {
         Ok(()) => open_logs(&context.dir, &context.partitions).await,
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     let logs = match opened {
         Ok(logs) => Rc::new(logs),
@@ -1043,7 +1043,7 @@ impl ClosedLoop {
     async fn run(&self, duration: Duration) -> BenchResult<Histograms> {
         let histograms = Rc::new(RefCell::new((
             latency_histogram()?,
-            (0..self.shards).map(|_| latency_histogram()).collect::<BenchResult<Vec<_>>>()?,
+            (0..self.shards).map(|_| latency_histogram().map_err(Into::into)).collect::<BenchResult<Vec<_>>>()?,
         )));
         let deadline = Instant::now() + duration;
         let tasks: Vec<_> = (0..self.concurrency)

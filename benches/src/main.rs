@@ -11,13 +11,14 @@
 //! executors, bracketed by raw writes on a fresh executor; then (not with --quick) the broker
 //! cases of `broker_cases.rs`, or only those with --broker.
 
-mod baseline;
 mod broker_cases;
 mod engine_cases;
-mod env;
-mod loopback;
 mod report;
 mod rows;
+
+// The raw-disk and loopback baselines and the machine facts live in the load generator's
+// library (`loadgen::baseline`), shared by both tools.
+use loadgen::baseline::{disk as baseline, env, loopback};
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 use hdrhistogram::Histogram;
 
-use crate::env::{BlockStat, DiskActivity};
-use crate::BenchResult;
+use super::env::{BlockStat, DiskActivity};
+use super::BaselineResult;
 
 /// One raw write or read: the engine's chunk size (`limits::WRITE_CHUNK_BYTES`).
 pub const IO_BYTES: usize = engine::limits::WRITE_CHUNK_BYTES;
@@ -51,14 +51,14 @@ pub struct Meter {
 
 impl Meter {
     pub fn start() -> Meter {
-        let disk_start = crate::env::data_disk().and_then(|d| d.sample());
+        let disk_start = super::env::data_disk().and_then(|d| d.sample());
         Meter { start: Instant::now(), cpu_start: thread_cpu_time(), disk_start }
     }
 
     pub fn stop(&self, bytes_total: u64) -> Throughput {
         let elapsed = self.start.elapsed();
         let cpu = thread_cpu_time().saturating_sub(self.cpu_start);
-        let disk_end = crate::env::data_disk().and_then(|d| d.sample());
+        let disk_end = super::env::data_disk().and_then(|d| d.sample());
         let disk = match (&self.disk_start, &disk_end) {
             (Some(before), Some(after)) => Some(DiskActivity::between(before, after, elapsed)),
             _ => None,
@@ -112,14 +112,14 @@ impl LatencyUs {
 }
 
 /// Microsecond histogram from 1 µs to 10 minutes, 3 significant digits.
-pub fn latency_histogram() -> BenchResult<Histogram<u64>> {
+pub fn latency_histogram() -> BaselineResult<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
 }
 
 /// glommio 0.9 decides whether io_uring IOPOLL works from the first DmaFile it opens on a
 /// device (per executor); if that file is shorter than 4 KiB it decides wrongly and every
 /// later read fails with EOPNOTSUPP. So each executor opens a 4 KiB file first.
-pub async fn prime_direct_io(dir: &Path) -> BenchResult<()> {
+pub async fn prime_direct_io(dir: &Path) -> BaselineResult<()> {
     let path = dir.join(format!("prime-direct-io-{}.dat", glommio::executor().id()));
     std::fs::write(&path, vec![0u8; 4096])?;
     let file = DmaFile::open(&path).await.map_err(gio)?;
@@ -130,7 +130,7 @@ pub async fn prime_direct_io(dir: &Path) -> BenchResult<()> {
 
 /// Baseline 1: sequential O_DIRECT writes of `bytes_total` into a preallocated file named
 /// `name`, then one fdatasync. Returns the file for the read baseline.
-pub async fn raw_write(dir: &Path, name: &str, bytes_total: u64) -> BenchResult<(Throughput, PathBuf)> {
+pub async fn raw_write(dir: &Path, name: &str, bytes_total: u64) -> BaselineResult<(Throughput, PathBuf)> {
     let path = dir.join(name);
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).dma_open(&path).await;
     let file = Rc::new(file.map_err(gio)?);
@@ -159,7 +159,7 @@ async fn write_worker(
     buf: Rc<DmaBuffer>,
     next_position: Rc<Cell<u64>>,
     bytes_total: u64,
-) -> BenchResult<()> {
+) -> BaselineResult<()> {
     loop {
         let position = next_position.get();
         if position >= bytes_total {
@@ -175,7 +175,7 @@ async fn write_worker(
 
 /// Baseline 3: sequential O_DIRECT reads of the file written by `raw_write`, `IO_IN_FLIGHT`
 /// reads in flight.
-pub async fn raw_read(path: &Path) -> BenchResult<Throughput> {
+pub async fn raw_read(path: &Path) -> BaselineResult<Throughput> {
     let file = Rc::new(DmaFile::open(path).await.map_err(gio)?);
     let bytes_total = file.file_size().await.map_err(gio)?;
     let next_position = Rc::new(Cell::new(0u64));
@@ -195,7 +195,7 @@ pub async fn raw_read(path: &Path) -> BenchResult<Throughput> {
     Ok(throughput)
 }
 
-async fn read_worker(file: Rc<DmaFile>, next_position: Rc<Cell<u64>>, bytes_total: u64) -> BenchResult<u64> {
+async fn read_worker(file: Rc<DmaFile>, next_position: Rc<Cell<u64>>, bytes_total: u64) -> BaselineResult<u64> {
     let mut bytes_read = 0u64;
     loop {
         let position = next_position.get();
@@ -215,7 +215,7 @@ async fn read_worker(file: Rc<DmaFile>, next_position: Rc<Cell<u64>>, bytes_tota
 /// Baseline 2: a 4 KiB O_DIRECT write at the end of the data, then fdatasync, one after the
 /// other (fio `--bs=4k --direct=1 --fdatasync=1`). Appending into preallocated space, as the
 /// engine does, so every sync also commits an unwritten-extent conversion.
-pub async fn raw_fsync_latency(dir: &Path, syncs_count: u64) -> BenchResult<Histogram<u64>> {
+pub async fn raw_fsync_latency(dir: &Path, syncs_count: u64) -> BaselineResult<Histogram<u64>> {
     let path = dir.join("raw-fsync.dat");
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).dma_open(&path).await;
     let file = file.map_err(gio)?;
@@ -239,7 +239,7 @@ pub async fn raw_fsync_latency(dir: &Path, syncs_count: u64) -> BenchResult<Hist
     Ok(histogram)
 }
 
-async fn close_rc(file: Rc<DmaFile>) -> BenchResult<()> {
+async fn close_rc(file: Rc<DmaFile>) -> BaselineResult<()> {
     file.close_rc().await.map_err(gio)?;
     Ok(())
 }

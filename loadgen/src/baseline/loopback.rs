@@ -21,8 +21,8 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 
-use crate::baseline::{fill_pseudo_random, gio, latency_histogram, thread_cpu_time};
-use crate::BenchResult;
+use super::disk::{fill_pseudo_random, gio, latency_histogram, thread_cpu_time};
+use super::BaselineResult;
 
 /// One write (sender) or read buffer (receiver) in the bandwidth baseline.
 pub const BANDWIDTH_BUFFER_BYTES: usize = 1 << 20;
@@ -64,7 +64,7 @@ impl PingPong {
 }
 
 /// Bandwidth from an executor on `sender_cpu` to one on `receiver_cpu`, for `duration`.
-pub fn bandwidth(sender_cpu: usize, receiver_cpu: usize, duration: Duration) -> BenchResult<Bandwidth> {
+pub fn bandwidth(sender_cpu: usize, receiver_cpu: usize, duration: Duration) -> BaselineResult<Bandwidth> {
     let (received, sent) = pair(
         "bench-lo-recv",
         receiver_cpu,
@@ -89,7 +89,7 @@ pub fn bandwidth(sender_cpu: usize, receiver_cpu: usize, duration: Duration) -> 
 }
 
 /// 128-byte round trips from an executor on `client_cpu` to one on `server_cpu`, for `duration`.
-pub fn ping_pong(client_cpu: usize, server_cpu: usize, duration: Duration) -> BenchResult<PingPong> {
+pub fn ping_pong(client_cpu: usize, server_cpu: usize, duration: Duration) -> BaselineResult<PingPong> {
     let ((), (histogram, elapsed)) = pair(
         "bench-pong",
         server_cpu,
@@ -110,13 +110,13 @@ fn pair<S, SF, TS, C, CF, TC>(
     client_name: &str,
     client_cpu: usize,
     client: C,
-) -> BenchResult<(TS, TC)>
+) -> BaselineResult<(TS, TC)>
 where
     S: FnOnce(TcpStream) -> SF + Send + 'static,
-    SF: Future<Output = BenchResult<TS>> + 'static,
+    SF: Future<Output = BaselineResult<TS>> + 'static,
     TS: Send + 'static,
     C: FnOnce(TcpStream) -> CF + Send + 'static,
-    CF: Future<Output = BenchResult<TC>> + 'static,
+    CF: Future<Output = BaselineResult<TC>> + 'static,
     TC: Send + 'static,
 {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
@@ -150,11 +150,11 @@ where
 }
 
 pub fn clamp_cpu(cpu: usize) -> usize {
-    cpu.min(crate::env::cpu_count().saturating_sub(1))
+    cpu.min(super::env::cpu_count().saturating_sub(1))
 }
 
 /// Writes 1 MiB buffers until `duration` has passed, then closes. Returns (bytes, CPU time).
-async fn send_for(mut stream: TcpStream, duration: Duration) -> BenchResult<(u64, Duration)> {
+async fn send_for(mut stream: TcpStream, duration: Duration) -> BaselineResult<(u64, Duration)> {
     let mut buf = vec![0u8; BANDWIDTH_BUFFER_BYTES];
     fill_pseudo_random(&mut buf, 11);
     let cpu_start = thread_cpu_time();
@@ -169,7 +169,7 @@ async fn send_for(mut stream: TcpStream, duration: Duration) -> BenchResult<(u64
 }
 
 /// Reads until end of stream. Returns (bytes, first byte to end of stream, CPU time).
-async fn receive_all(mut stream: TcpStream) -> BenchResult<(u64, Duration, Duration)> {
+async fn receive_all(mut stream: TcpStream) -> BaselineResult<(u64, Duration, Duration)> {
     let mut buf = vec![0u8; BANDWIDTH_BUFFER_BYTES];
     let mut bytes_received = 0u64;
     let mut first_byte: Option<(Instant, Duration)> = None;
@@ -188,7 +188,7 @@ async fn receive_all(mut stream: TcpStream) -> BenchResult<(u64, Duration, Durat
 }
 
 /// Answers every 128-byte message with 128 bytes until end of stream.
-async fn echo(mut stream: TcpStream) -> BenchResult<()> {
+async fn echo(mut stream: TcpStream) -> BaselineResult<()> {
     let mut buf = [0u8; PING_BYTES];
     loop {
         match stream.read_exact(&mut buf).await {
@@ -200,7 +200,7 @@ async fn echo(mut stream: TcpStream) -> BenchResult<()> {
 }
 
 /// Timed 128-byte round trips for `duration`, after an unrecorded warm-up.
-async fn ping(mut stream: TcpStream, duration: Duration) -> BenchResult<(Histogram<u64>, Duration)> {
+async fn ping(mut stream: TcpStream, duration: Duration) -> BaselineResult<(Histogram<u64>, Duration)> {
     let mut buf = [0u8; PING_BYTES];
     fill_pseudo_random(&mut buf, 13);
     for _ in 0..PING_WARMUP_COUNT {

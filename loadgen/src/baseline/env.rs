@@ -4,7 +4,7 @@
 use std::ffi::CStr;
 use std::path::Path;
 
-use crate::BenchResult;
+use super::BaselineResult;
 
 const EXT4_SUPER_MAGIC: i64 = 0xEF53;
 const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -71,7 +71,7 @@ pub struct FsType {
 }
 
 impl FsType {
-    pub fn of(dir: &Path) -> BenchResult<FsType> {
+    pub fn of(dir: &Path) -> BaselineResult<FsType> {
         let c_path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
         // SAFETY: statfs is plain data; the kernel fills it.
         let mut stat: libc::statfs = unsafe { std::mem::zeroed() };

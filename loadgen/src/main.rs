@@ -1,0 +1,188 @@
+//! `shardlog-loadgen`: with no subcommand, runs one workload (by default: 10 s plus a 2 s
+//! warm-up against an embedded broker, with disk and loopback baselines). Subcommands:
+//! `compare`, `suite`, `report`. Exit codes: 0 success, 1 regression (`compare`), 2 bad input
+//! or a failed run.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use loadgen::baseline::{env, BaselineKind, BaselinePlan};
+use loadgen::compare::{self, Thresholds};
+use loadgen::report::{hgrm, json, markdown, plot, table};
+use loadgen::values::ByteSize;
+use loadgen::{run, suite, LoadgenError, LoadgenResult, WorkloadConfig};
+
+const EXIT_REGRESSION: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "shardlog-loadgen",
+    version,
+    about = "shardlog load generator: open-loop workloads with same-run baselines",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: WorkloadConfig,
+    #[command(flatten)]
+    baseline: BaselineArgs,
+    /// Write the report as JSON (schema in docs/benchmarks.md).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write HdrHistogram percentile distributions (.hgrm) into this directory.
+    #[arg(long)]
+    hgrm: Option<PathBuf>,
+    /// Draw latency by percentile into this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// No live line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Clone)]
+struct BaselineArgs {
+    /// Same-run baselines to measure.
+    #[arg(long, value_enum, default_value_t = BaselineKind::All)]
+    baseline: BaselineKind,
+    /// Bytes the disk bandwidth baselines write and read.
+    #[arg(long, default_value = "512MiB")]
+    baseline_disk_bytes: ByteSize,
+    /// fdatasyncs timed by the fsync latency baseline.
+    #[arg(long, default_value_t = 300)]
+    baseline_fsyncs: u64,
+}
+
+impl BaselineArgs {
+    fn plan(&self) -> BaselinePlan {
+        BaselinePlan {
+            disk_bytes: self.baseline_disk_bytes.0.max(1 << 20),
+            fsync_count: self.baseline_fsyncs.max(1),
+            ..BaselinePlan::new(self.baseline)
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compare two JSON reports; exit 1 on a regression.
+    Compare {
+        baseline: PathBuf,
+        current: PathBuf,
+        #[arg(long, default_value = "10%")]
+        max_throughput_drop: String,
+        #[arg(long, default_value = "20%")]
+        max_latency_rise: String,
+    },
+    /// Run every *.toml scenario in a directory.
+    Suite {
+        dir: PathBuf,
+        /// Write NAME.json per scenario here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Parent of the temporary data directories (default $SHARDLOG_TEST_DIR or the temp dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        baseline: BaselineArgs,
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Print JSON reports (files, or every *.json in a directory) as tables or one markdown table.
+    Report {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env::raise_memlock_limit();
+    let result = match cli.command {
+        None => run_default(cli.run).map(|()| 0),
+        Some(Command::Compare { baseline, current, max_throughput_drop, max_latency_rise }) => {
+            run_compare(&baseline, &current, &max_throughput_drop, &max_latency_rise)
+        }
+        Some(Command::Suite { dir, out, data_dir, baseline, quiet }) => {
+            let options = suite::SuiteOptions { out, data_dir, baseline: baseline.plan(), live: !quiet };
+            suite::run(&dir, &options).map(|_| 0)
+        }
+        Some(Command::Report { paths, markdown }) => run_report(&paths, markdown).map(|()| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("shardlog-loadgen: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run_default(args: RunArgs) -> LoadgenResult<()> {
+    let outcome = run::run_one(&args.config, None, &args.baseline.plan(), !args.quiet)?;
+    print!("{}", table::render(&outcome.report));
+    if let Some(path) = &args.json {
+        json::write(path, &outcome.report)?;
+        println!("json written to {}", path.display());
+    }
+    if let Some(dir) = &args.hgrm {
+        hgrm::write_all(dir, &format!("{}-", outcome.report.scenario), &outcome.histograms)?;
+        println!("hgrm files written to {}", dir.display());
+    }
+    if let Some(path) = &args.plot {
+        let h = &outcome.histograms;
+        let title = format!("{}: latency by percentile", outcome.report.scenario);
+        plot::write(path, &title, &[("publish (ack)", &h.publish), ("end to end", &h.end_to_end)])?;
+        println!("plot written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_compare(old: &Path, new: &Path, drop: &str, rise: &str) -> LoadgenResult<u8> {
+    let thresholds = Thresholds {
+        throughput_drop: compare::parse_percent(drop).map_err(LoadgenError::Config)?,
+        latency_rise: compare::parse_percent(rise).map_err(LoadgenError::Config)?,
+    };
+    let (a, b) = (json::read(old)?, json::read(new)?);
+    let comparison = compare::compare(&a, &b, thresholds);
+    print!("{}", compare::render(&comparison, &old.display().to_string(), &new.display().to_string(), thresholds));
+    Ok(if comparison.regressed() { EXIT_REGRESSION } else { 0 })
+}
+
+fn run_report(paths: &[PathBuf], as_markdown: bool) -> LoadgenResult<()> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(LoadgenError::file(path))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let reports = files.iter().map(|p| json::read(p)).collect::<LoadgenResult<Vec<_>>>()?;
+    if as_markdown {
+        print!("{}", markdown::render(&reports));
+    } else {
+        for r in &reports {
+            print!("{}", table::render(r));
+        }
+    }
+    Ok(())
+}

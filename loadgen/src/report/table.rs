@@ -1,0 +1,150 @@
+//! The human-readable report printed at the end of a run.
+
+use std::fmt::Write;
+
+use super::targets::evaluate;
+use super::RunReport;
+use crate::histogram::{format_us, Percentiles};
+
+pub fn render(r: &RunReport) -> String {
+    let mut out = String::new();
+    let res = &r.results;
+    let c = &r.config;
+    let e = &r.environment;
+    let _ = writeln!(out, "\n== shardlog-loadgen: {} ({:?})", r.scenario, res.mode);
+    let _ = writeln!(
+        out,
+        "workload: {} topic(s) × {} partitions, {} messages, {} producer(s), {} group(s) × {} consumer(s), acks {:?}, \
+         durability {}, batch {}, linger {} ms, rate {}",
+        c.topics,
+        c.partitions,
+        c.message_size,
+        c.producers,
+        c.groups,
+        c.consumers,
+        c.acks,
+        c.durability,
+        c.batch_bytes,
+        c.linger_ms,
+        c.rate
+    );
+    let _ = writeln!(
+        out,
+        "machine: {} CPUs, {}, data dir {}, memlock {}",
+        e.cpus,
+        e.kernel.split(" (").next().unwrap_or(""),
+        e.data_dir_fs.as_deref().unwrap_or("?"),
+        e.memlock
+    );
+    let _ = writeln!(
+        out,
+        "broker: {} {}; load generator: {} {}",
+        e.broker,
+        e.broker_placement.as_deref().unwrap_or(""),
+        e.loadgen_executors,
+        e.loadgen_placement
+    );
+    if let Some(rate) = res.rate_target_msg_per_s {
+        let _ = write!(out, "target rate: {rate:.0} msg/s");
+        if let Some(max) = res.rate_max_probe_msg_per_s {
+            let _ = write!(out, " (probe max {max:.0} msg/s)");
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "\n{:<22} {:>12} {:>10} {:>9} {:>12}", "throughput", "msg/s", "MB/s", "seconds", "messages");
+    for (name, t) in [("publish (acked)", &res.publish), ("consume", &res.consume)] {
+        let _ = writeln!(
+            out,
+            "{name:<22} {:>12.0} {:>10.1} {:>9.2} {:>12}",
+            t.msg_per_s, t.mb_per_s, t.seconds, t.messages
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<22} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "latency", "p50", "p90", "p99", "p99.9", "p99.99", "max", "count"
+    );
+    for (name, p) in [
+        ("publish (from intended)", &res.publish_latency_us),
+        ("send delay", &res.send_delay_us),
+        ("end to end", &res.end_to_end_latency_us),
+    ] {
+        latency_row(&mut out, name, p);
+    }
+    let _ = writeln!(
+        out,
+        "\nbacklog: {} at window start, {} at window end; sent {}, acked {}, consumed {}; errors {}",
+        res.backlog_messages_window_start,
+        res.backlog_messages_end,
+        res.totals.sent,
+        res.totals.acked,
+        res.totals.consumed,
+        res.errors.total()
+    );
+    if let Some(b) = &r.baselines {
+        let _ = writeln!(out, "\nbaselines (same run):");
+        let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} MB/s"));
+        let _ = writeln!(
+            out,
+            "  raw disk write {}, raw disk read {}, loopback TCP {}",
+            opt(b.disk_write_mb_per_s),
+            opt(b.disk_read_mb_per_s),
+            opt(b.loopback_mb_per_s)
+        );
+        if let Some(f) = &b.fsync_latency_us {
+            let _ = writeln!(
+                out,
+                "  4 KiB write + fdatasync: p50 {}, p99 {}, p99.9 {}",
+                format_us(f.p50_us as f64),
+                format_us(f.p99_us as f64),
+                format_us(f.p999_us as f64)
+            );
+        }
+        if let Some(p) = &b.loopback_rtt_us {
+            let _ = writeln!(
+                out,
+                "  loopback 128 B round trip: p50 {}, p99 {}, p99.9 {}",
+                format_us(p.p50_us as f64),
+                format_us(p.p99_us as f64),
+                format_us(p.p999_us as f64)
+            );
+        }
+    }
+    if !res.ratios.is_empty() {
+        let _ = writeln!(out, "\nratios to baselines:");
+        for (name, value) in &res.ratios {
+            let _ = writeln!(out, "  {name:<28} {value:>8.3}");
+        }
+    }
+    for (target, outcome) in evaluate(r) {
+        let verdict = match outcome {
+            Some((actual, true)) => format!("met ({actual:.3})"),
+            Some((actual, false)) => format!("MISSED ({actual:.3})"),
+            None => "not measured (baseline missing)".to_owned(),
+        };
+        let _ = writeln!(out, "target {}: {verdict}", target.describe());
+    }
+    for note in &res.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    out
+}
+
+fn latency_row(out: &mut String, name: &str, p: &Percentiles) {
+    if p.count == 0 {
+        let _ = writeln!(out, "{name:<22} {:>10}", "-");
+        return;
+    }
+    let f = |v: u64| format_us(v as f64);
+    let _ = writeln!(
+        out,
+        "{name:<22} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        f(p.p50_us),
+        f(p.p90_us),
+        f(p.p99_us),
+        f(p.p999_us),
+        f(p.p9999_us),
+        f(p.max_us),
+        p.count
+    );
+}

@@ -1,0 +1,220 @@
+//! One run from start to report: the data directory, the baselines, the broker (embedded or
+//! remote), the max-rate probe when the rate is `P%-of-max`, the workload, and the report with
+//! its ratios.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::baseline::{self, env, BaselinePlan, Baselines};
+use crate::config::WorkloadConfig;
+use crate::embedded::Embedded;
+use crate::env_info::Environment;
+use crate::error::{LoadgenError, LoadgenResult};
+use crate::histogram::Percentiles;
+use crate::report::{ratios, Errors, Mode, Results, RunReport, Throughput, Totals, SCHEMA_VERSION, TOOL};
+use crate::values::RateSpec;
+use crate::workload::stats::Recorders;
+use crate::workload::{self, Span, WorkloadPlan};
+
+/// The probe's warm-up, at most (a third of the probe when shorter).
+const PROBE_WARMUP_S_MAX: f64 = 1.0;
+
+pub struct RunOutcome {
+    pub report: RunReport,
+    pub histograms: Recorders,
+}
+
+/// Where the run's temporary data goes: `--dir`, else $SHARDLOG_TEST_DIR, else the system temp
+/// dir. Refuses tmpfs, where O_DIRECT silently does not happen.
+pub fn data_parent(dir: Option<&Path>) -> LoadgenResult<PathBuf> {
+    let parent = dir
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("SHARDLOG_TEST_DIR").map(PathBuf::from))
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent).map_err(LoadgenError::file(&parent))?;
+    let fs = env::FsType::of(&parent).map_err(LoadgenError::Baseline)?;
+    if fs.is_tmpfs() {
+        return Err(LoadgenError::Config(format!(
+            "{} is on tmpfs, where O_DIRECT silently does not happen; pass --dir on a real disk (e.g. ext4)",
+            parent.display()
+        )));
+    }
+    Ok(parent)
+}
+
+pub fn temp_data_dir(parent: &Path) -> LoadgenResult<tempfile::TempDir> {
+    tempfile::Builder::new().prefix("shardlog-loadgen-").tempdir_in(parent).map_err(LoadgenError::file(parent))
+}
+
+/// Measures baselines in a temp directory under `parent`.
+pub fn measure_baselines(plan: &BaselinePlan, parent: &Path) -> LoadgenResult<Option<Baselines>> {
+    if plan.kind == baseline::BaselineKind::None {
+        return Ok(None);
+    }
+    let dir = temp_data_dir(parent)?;
+    env::set_data_disk(dir.path());
+    eprintln!("shardlog-loadgen: measuring baselines ({:?})", plan.kind);
+    Ok(Some(baseline::measure(plan, dir.path())?))
+}
+
+/// Runs `config`. `baselines`: measured once by the caller (a suite), or `None` to measure them
+/// here with `plan`.
+pub fn run_one(
+    config: &WorkloadConfig,
+    baselines: Option<Baselines>,
+    plan: &BaselinePlan,
+    live: bool,
+) -> LoadgenResult<RunOutcome> {
+    config.validate()?;
+    let parent = data_parent(config.dir.as_deref())?;
+    let data_dir = temp_data_dir(&parent)?;
+    let mut environment = Environment::probe(Some(data_dir.path()));
+    let baselines = match baselines {
+        Some(b) => Some(b),
+        None => measure_baselines(plan, &parent)?,
+    };
+    let embedded = match &config.broker {
+        Some(_) => None,
+        None => {
+            let shards = config.shards.unwrap_or_else(env::cpu_count).max(1);
+            Some(Embedded::start(&data_dir.path().join("broker"), shards)?)
+        }
+    };
+    let bootstrap = match (&config.broker, &embedded) {
+        (Some(addr), _) => addr.clone(),
+        (None, Some(e)) => e.bootstrap(),
+        (None, None) => return Err(LoadgenError::Config("no broker".to_owned())),
+    };
+    let executors = config.loadgen_cores.unwrap_or_else(env::cpu_count).max(1);
+    environment.broker = config.broker.clone().unwrap_or_else(|| "embedded".to_owned());
+    environment.broker_shards = embedded.as_ref().map(|e| e.shards);
+    environment.broker_placement = embedded.as_ref().map(Embedded::placement);
+    environment.loadgen_executors = executors;
+    environment.loadgen_placement = "unpinned glommio executors (PoolPlacement::Unbound)".to_owned();
+
+    let run_tag = format!("lg-{}-{}", std::process::id(), crate::workload::stats::epoch_us_now());
+    let plan_for = |cfg: &WorkloadConfig, rate: Option<f64>, tag: &str, label: &str| WorkloadPlan {
+        config: cfg.clone(),
+        bootstrap: bootstrap.clone(),
+        executors,
+        rate_msg_per_s: rate,
+        topics: (0..cfg.topics).map(|i| format!("{run_tag}-{tag}-t{i}")).collect(),
+        group_prefix: format!("{run_tag}-{tag}"),
+        live,
+        label: label.to_owned(),
+    };
+    let label = config.label();
+    let (rate, probe_rate) = match config.rate {
+        RateSpec::Max => (None, None),
+        RateSpec::Fixed { msg_per_s } => (Some(msg_per_s), None),
+        RateSpec::PercentOfMax { percent } => {
+            let probe = WorkloadConfig {
+                rate: RateSpec::Max,
+                duration_s: config.probe_s.max(0.5),
+                warmup_s: (config.probe_s / 3.0).min(PROBE_WARMUP_S_MAX),
+                backlog_bytes: Default::default(),
+                ..config.clone()
+            };
+            eprintln!("shardlog-loadgen: {label}: probing the max rate for {:.1} s", probe.duration_s);
+            let outcome = workload::run(plan_for(&probe, None, "probe", &format!("{label} probe")))?;
+            let max = outcome.publish.msg_per_s();
+            if max <= 0.0 {
+                return Err(LoadgenError::Client("the max-rate probe acknowledged nothing".to_owned()));
+            }
+            (Some(max * percent / 100.0), Some(max))
+        }
+    };
+    let outcome = workload::run(plan_for(config, rate, "run", &label))?;
+    drop(embedded); // graceful broker shutdown before the temp dir goes
+
+    let mode = if config.catch_up() {
+        Mode::CatchUp
+    } else if rate.is_some() {
+        Mode::OpenLoop
+    } else {
+        Mode::ClosedLoop
+    };
+    let mut results = Results {
+        mode,
+        rate_target_msg_per_s: rate,
+        rate_max_probe_msg_per_s: probe_rate,
+        publish: throughput(&outcome.publish),
+        consume: throughput(&outcome.consume),
+        publish_latency_us: Percentiles::of(&outcome.recorders.publish),
+        send_delay_us: Percentiles::of(&outcome.recorders.send_delay),
+        end_to_end_latency_us: Percentiles::of(&outcome.recorders.end_to_end),
+        backlog_messages_window_start: outcome.backlog_window_start,
+        backlog_messages_end: outcome.backlog_window_end,
+        totals: Totals { sent: outcome.totals.sent, acked: outcome.totals.acked, consumed: outcome.totals.consumed },
+        errors: Errors {
+            send: outcome.errors_send,
+            ack: outcome.errors_ack,
+            consume: outcome.errors_consume,
+            first: outcome.first_errors.clone(),
+        },
+        ratios: Default::default(),
+        notes: Vec::new(),
+    };
+    results.notes = notes(config, &results);
+    if let Some(b) = &baselines {
+        results.ratios = ratios::compute(&results, b);
+    }
+    let report = RunReport {
+        schema_version: SCHEMA_VERSION,
+        tool: TOOL.to_owned(),
+        scenario: label,
+        config: config.clone(),
+        environment,
+        baselines,
+        results,
+    };
+    Ok(RunOutcome { report, histograms: outcome.recorders })
+}
+
+fn throughput(span: &Span) -> Throughput {
+    Throughput {
+        messages: span.messages,
+        bytes: span.bytes,
+        seconds: span.seconds,
+        msg_per_s: span.msg_per_s(),
+        mb_per_s: span.mb_per_s(),
+    }
+}
+
+fn notes(config: &WorkloadConfig, r: &Results) -> Vec<String> {
+    let mut notes = Vec::new();
+    match r.mode {
+        Mode::ClosedLoop => notes.push(
+            "closed loop (--rate max): the publish rate is the sustained maximum; latencies are at saturation and \
+             include waits for producer buffer space"
+                .to_owned(),
+        ),
+        Mode::CatchUp => notes.push(format!(
+            "catch-up: {:.0} MB written first with no consumer, then read from offset 0 (consume = the read)",
+            config.backlog_bytes.0 as f64 / 1e6
+        )),
+        Mode::OpenLoop => {
+            if let Some(target) = r.rate_target_msg_per_s {
+                if r.publish.msg_per_s < 0.95 * target {
+                    notes.push(format!(
+                        "the broker did not keep up: {:.0} msg/s acked of {target:.0} targeted",
+                        r.publish.msg_per_s
+                    ));
+                }
+            }
+        }
+    }
+    let grown = r.backlog_messages_end.saturating_sub(r.backlog_messages_window_start);
+    if config.groups > 0 && r.mode != Mode::CatchUp && grown as f64 > r.publish.msg_per_s.max(1.0) {
+        notes.push(format!("consumers fell behind: backlog grew by {grown} messages"));
+    }
+    if r.errors.total() > 0 {
+        notes.push(format!("{} errors (first: {})", r.errors.total(), r.errors.first.join("; ")));
+    }
+    notes
+}
+
+/// A short pause so a previous run's broker threads are gone before the next starts.
+pub fn settle() {
+    std::thread::sleep(Duration::from_millis(200));
+}
