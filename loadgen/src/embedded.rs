@@ -24,6 +24,8 @@ impl Embedded {
             shards,
             metrics_listen: None,
             shard_base_port: None,
+            kafka: None,
+            disk_free_floor_bytes: 0,
         };
         let broker = Broker::start(config).map_err(|e| LoadgenError::Broker(e.to_string()))?;
         Ok(Embedded { broker, shards })
