@@ -7,15 +7,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "common/loop_mount.rs"]
+mod loop_mount;
 
 use bytes::Bytes;
 use common::*;
 use engine::{AppendError, Durability, Log, LogConfig};
+use loop_mount::LoopMount;
 
-const SKIP_ENV: &str = "SHARDLOG_SKIP_LOOP_TESTS";
 const IMAGE_BYTES: u64 = 48 << 20;
 const FILLER_BYTES: usize = 12 << 20;
 /// Records per batch × value bytes ≈ 256 KiB a batch.
@@ -30,81 +29,6 @@ fn enospc_config() -> LogConfig {
         preallocate_step_bytes: 1 << 20,
         tail_cache_bytes: 1 << 20,
         ..LogConfig::default()
-    }
-}
-
-/// A freshly made ext4 file system mounted on a loop device; unmounted (and its loop device
-/// detached) on drop.
-struct LoopMount {
-    mount_point: PathBuf,
-    image: PathBuf,
-    // Dropped after `drop` unmounts: the mount point, then the image's directory.
-    _mount_dir: tempfile::TempDir,
-    _image_dir: tempfile::TempDir,
-}
-
-fn command(program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
-    match Command::new(program).args(args).output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!("{program} {args:?}: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())),
-        Err(e) => Err(format!("{program} {args:?}: {e}")),
-    }
-}
-
-impl LoopMount {
-    fn new() -> Result<LoopMount, String> {
-        let image_dir = temp_dir();
-        let mount_dir = temp_dir();
-        let image = image_dir.path().join("fs.img");
-        let file = std::fs::File::create(&image).map_err(|e| format!("create {image:?}: {e}"))?;
-        file.set_len(IMAGE_BYTES).map_err(|e| format!("set_len {image:?}: {e}"))?;
-        drop(file);
-        // -m 0: no blocks reserved for root, so the space is the same for every user.
-        command("mkfs.ext4", &["-q".as_ref(), "-F".as_ref(), "-m".as_ref(), "0".as_ref(), image.as_os_str()])?;
-        let mount_point = mount_dir.path().join("mnt");
-        std::fs::create_dir(&mount_point).map_err(|e| format!("mkdir {mount_point:?}: {e}"))?;
-        command("mount", &["-o".as_ref(), "loop".as_ref(), image.as_os_str(), mount_point.as_os_str()])?;
-        Ok(LoopMount { mount_point, image, _mount_dir: mount_dir, _image_dir: image_dir })
-    }
-
-    /// Mounts, or says why the test cannot run: `None` means skip (only when asked to).
-    fn new_or_skip(test: &str) -> Option<LoopMount> {
-        match LoopMount::new() {
-            Ok(mount) => Some(mount),
-            Err(e) if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") => {
-                // Straight to the stream, past libtest's capture, so the skip is always seen.
-                let line =
-                    format!("\n!!!!! SKIPPED {test}: cannot mount a loop file system ({e}); {SKIP_ENV}=1 !!!!!\n");
-                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-                None
-            }
-            Err(e) => panic!(
-                "{test} needs a loop-mounted ext4 file system (root, mkfs.ext4, loop devices): {e}. \
-                 Set {SKIP_ENV}=1 to skip it where that is impossible."
-            ),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        &self.mount_point
-    }
-}
-
-impl Drop for LoopMount {
-    fn drop(&mut self) {
-        if command("umount", &[self.mount_point.as_os_str()]).is_err() {
-            if let Err(e) = command("umount", &["-l".as_ref(), self.mount_point.as_os_str()]) {
-                eprintln!("warning: could not unmount {:?}: {e}", self.mount_point);
-            }
-        }
-        // `mount -o loop` sets autoclear; detach explicitly in case it did not.
-        if let Ok(out) = Command::new("losetup").arg("-j").arg(&self.image).output() {
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                if let Some(device) = line.split(':').next().filter(|d| !d.is_empty()) {
-                    let _ = command("losetup", &["-d".as_ref(), device.as_ref()]);
-                }
-            }
-        }
     }
 }
 
@@ -147,7 +71,8 @@ async fn append_ok(log: &Log, seed: u64, expected: &mut Vec<(i64, u32, Bytes)>) 
 
 #[test]
 fn append_fails_with_no_space_and_resumes_when_space_is_freed() {
-    let Some(mount) = LoopMount::new_or_skip("append_fails_with_no_space_and_resumes_when_space_is_freed") else {
+    let Some(mount) = LoopMount::new_or_skip("append_fails_with_no_space_and_resumes_when_space_is_freed", IMAGE_BYTES)
+    else {
         return;
     };
     // Space to give back later, on the same file system.
@@ -203,7 +128,7 @@ fn append_fails_with_no_space_and_resumes_when_space_is_freed() {
 
 #[test]
 fn retention_frees_space_after_no_space() {
-    let Some(mount) = LoopMount::new_or_skip("retention_frees_space_after_no_space") else {
+    let Some(mount) = LoopMount::new_or_skip("retention_frees_space_after_no_space", IMAGE_BYTES) else {
         return;
     };
     let path = mount.path().join("t-0");
@@ -253,7 +178,8 @@ fn retention_frees_space_after_no_space() {
 /// file back to its reservation.
 #[test]
 fn a_failed_preallocation_gives_its_partial_allocation_back() {
-    let Some(mount) = LoopMount::new_or_skip("a_failed_preallocation_gives_its_partial_allocation_back") else {
+    let Some(mount) = LoopMount::new_or_skip("a_failed_preallocation_gives_its_partial_allocation_back", IMAGE_BYTES)
+    else {
         return;
     };
     let free_at_start = engine::free_bytes(mount.path()).unwrap();

@@ -12,6 +12,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "../../engine/tests/common/loop_mount.rs"]
+mod loop_mount;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -21,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use engine::batch::{split_batches, BatchBuilder};
+use loop_mount::LoopMount;
 use server::protocol::codec::{decode_response, encode_request};
 use server::protocol::messages::*;
 
-const SKIP_ENV: &str = "SHARDLOG_SKIP_LOOP_TESTS";
 const IMAGE_BYTES: u64 = 64 << 20;
 /// 64 records of 4000 bytes ≈ 256 KiB a batch.
 const BATCH_RECORDS: u32 = 64;
@@ -36,72 +38,6 @@ const RETENTION_BYTES: u64 = 4 << 20;
 /// How long produce may keep failing after the rejection (retention runs at once; the floor
 /// is re-read every 100 ms). A bound for the test, not a timing assertion.
 const RECOVERY_WAIT: Duration = Duration::from_secs(30);
-
-// ---- loop mount (as in engine/tests/enospc.rs) ----------------------------------------------
-
-struct LoopMount {
-    mount_point: PathBuf,
-    image: PathBuf,
-    _mount_dir: tempfile::TempDir,
-    _image_dir: tempfile::TempDir,
-}
-
-fn command(program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
-    match Command::new(program).args(args).output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!("{program} {args:?}: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())),
-        Err(e) => Err(format!("{program} {args:?}: {e}")),
-    }
-}
-
-impl LoopMount {
-    fn new() -> Result<LoopMount, String> {
-        let image_dir = common::temp_dir("shardlog-fulldisk-img-");
-        let mount_dir = common::temp_dir("shardlog-fulldisk-mnt-");
-        let image = image_dir.path().join("fs.img");
-        let file = std::fs::File::create(&image).map_err(|e| format!("create {image:?}: {e}"))?;
-        file.set_len(IMAGE_BYTES).map_err(|e| format!("set_len {image:?}: {e}"))?;
-        drop(file);
-        command("mkfs.ext4", &["-q".as_ref(), "-F".as_ref(), "-m".as_ref(), "0".as_ref(), image.as_os_str()])?;
-        let mount_point = mount_dir.path().join("mnt");
-        std::fs::create_dir(&mount_point).map_err(|e| format!("mkdir {mount_point:?}: {e}"))?;
-        command("mount", &["-o".as_ref(), "loop".as_ref(), image.as_os_str(), mount_point.as_os_str()])?;
-        Ok(LoopMount { mount_point, image, _mount_dir: mount_dir, _image_dir: image_dir })
-    }
-
-    fn new_or_skip(test: &str) -> Option<LoopMount> {
-        match LoopMount::new() {
-            Ok(mount) => Some(mount),
-            Err(e) if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") => {
-                let line =
-                    format!("\n!!!!! SKIPPED {test}: cannot mount a loop file system ({e}); {SKIP_ENV}=1 !!!!!\n");
-                let _ = std::io::stderr().write_all(line.as_bytes());
-                None
-            }
-            Err(e) => panic!(
-                "{test} needs a loop-mounted ext4 file system (root, mkfs.ext4, loop devices): {e}. \
-                 Set {SKIP_ENV}=1 to skip it where that is impossible."
-            ),
-        }
-    }
-}
-
-impl Drop for LoopMount {
-    fn drop(&mut self) {
-        if command("umount", &[self.mount_point.as_os_str()]).is_err() {
-            if let Err(e) = command("umount", &["-l".as_ref(), self.mount_point.as_os_str()]) {
-                eprintln!("warning: could not unmount {:?}: {e}", self.mount_point);
-            }
-        }
-        if let Ok(out) = Command::new("losetup").arg("-j").arg(&self.image).output() {
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                if let Some(device) = line.split(':').next().filter(|d| !d.is_empty()) {
-                    let _ = command("losetup", &["-d".as_ref(), device.as_ref()]);
-                }
-            }
-        }
-    }
-}
 
 fn free_bytes(path: &Path) -> u64 {
     engine::free_bytes(path).unwrap()
@@ -277,10 +213,10 @@ fn produce_ok(client: &mut Client, topic: &str, seed: u64, acked: &mut Vec<(u64,
 }
 
 fn fill_then_recover(test: &str, floor_bytes: u64) {
-    let Some(mount) = LoopMount::new_or_skip(test) else {
+    let Some(mount) = LoopMount::new_or_skip(test, IMAGE_BYTES) else {
         return;
     };
-    let data_dir = mount.mount_point.join("data");
+    let data_dir = mount.path().join("data");
     let broker = Broker::start(&data_dir, floor_bytes);
     let mut client = Client::connect(&broker.addr);
     client.create_topic("keep", None);
@@ -305,7 +241,7 @@ fn fill_then_recover(test: &str, floor_bytes: u64) {
         roll.push((r.base_offsets[0], b));
     }
     let refused = refused.unwrap_or_else(|| panic!("{PRODUCES_MAX} produces never filled {IMAGE_BYTES} bytes"));
-    let free_at_refusal = free_bytes(&mount.mount_point);
+    let free_at_refusal = free_bytes(mount.path());
     println!(
         "{test}: {} batches acknowledged, then {:?}: {} ({free_at_refusal} bytes free)",
         roll.len(),

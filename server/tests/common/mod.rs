@@ -420,7 +420,8 @@ pub fn run_cli(args: &[&str], stdin: &[u8], timeout: Duration) -> CliOutput {
     run_program(binary(), args, stdin, timeout)
 }
 
-fn run_program(program: &str, args: &[&str], stdin: &[u8], timeout: Duration) -> CliOutput {
+/// Runs a program with `stdin`, killing it after `timeout`.
+pub fn run_program(program: &str, args: &[&str], stdin: &[u8], timeout: Duration) -> CliOutput {
     let mut child = Command::new(program)
         .args(args)
         .env_remove("RUST_LOG")
