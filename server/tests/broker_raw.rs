@@ -7,11 +7,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+mod common;
+
 use bytes::Bytes;
+use common::raw::Raw;
 use engine::batch::{split_batches, BatchBuilder};
 use server::broker::Broker;
 use server::config::{ServeArgs, ServeConfig};
-use server::protocol::codec::{decode_response, encode_request};
 use server::protocol::messages::*;
 
 fn start(shards: usize) -> (Broker, tempfile::TempDir) {
@@ -27,44 +29,6 @@ fn start(shards: usize) -> (Broker, tempfile::TempDir) {
         ..ServeArgs::default()
     };
     (Broker::start(ServeConfig::resolve(&args).unwrap()).unwrap(), dir)
-}
-
-/// A blocking test client: one request at a time unless `send`/`recv` are used separately.
-struct Raw {
-    stream: TcpStream,
-    next_id: u32,
-}
-
-impl Raw {
-    fn connect(addr: std::net::SocketAddr) -> Raw {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Raw { stream, next_id: 1 }
-    }
-
-    fn send(&mut self, request: &Request) -> u32 {
-        let id = self.next_id;
-        self.next_id += 1;
-        for chunk in encode_request(id, request) {
-            self.stream.write_all(&chunk).unwrap();
-        }
-        id
-    }
-
-    fn recv(&mut self) -> (u32, Response) {
-        let mut prefix = [0u8; 4];
-        self.stream.read_exact(&mut prefix).unwrap();
-        let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
-        self.stream.read_exact(&mut body).unwrap();
-        decode_response(Bytes::from(body)).unwrap()
-    }
-
-    fn call(&mut self, request: Request) -> Response {
-        let id = self.send(&request);
-        let (got, response) = self.recv();
-        assert_eq!(got, id);
-        response
-    }
 }
 
 fn batch(values: &[&str]) -> Bytes {
@@ -143,7 +107,7 @@ fn produce_fetch_and_metadata_across_shards() {
     }
     // The same data through each shard's own address (shard-aware path).
     for (shard, info) in shards.iter().enumerate() {
-        let mut direct = Raw::connect(info.address.parse().unwrap());
+        let mut direct = Raw::connect(info.address.as_str());
         let p = owners.iter().position(|&o| o as usize == shard).unwrap() as u32;
         // Offset 1 is inside the first batch: whole batches come back, as in Kafka.
         assert_eq!(values(&fetch(&mut direct, "users", p, 1, 0).records), vec!["a", "b", "c"]);

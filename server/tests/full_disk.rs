@@ -15,16 +15,15 @@ mod common;
 #[path = "../../engine/tests/common/loop_mount.rs"]
 mod loop_mount;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::raw::Raw;
 use engine::batch::{split_batches, BatchBuilder};
 use loop_mount::LoopMount;
-use server::protocol::codec::{decode_response, encode_request};
 use server::protocol::messages::*;
 
 const IMAGE_BYTES: u64 = 64 << 20;
@@ -106,31 +105,16 @@ impl Drop for Broker {
     }
 }
 
-struct Client {
-    stream: TcpStream,
-    next_id: u32,
-}
+/// The test's client: the shared raw client plus the calls this test makes.
+struct Client(Raw);
 
 impl Client {
     fn connect(addr: &str) -> Client {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(common::WAIT)).unwrap();
-        Client { stream, next_id: 1 }
+        Client(Raw::connect(addr))
     }
 
     fn call(&mut self, request: Request) -> Response {
-        let id = self.next_id;
-        self.next_id += 1;
-        for chunk in encode_request(id, &request) {
-            self.stream.write_all(&chunk).unwrap();
-        }
-        let mut prefix = [0u8; 4];
-        self.stream.read_exact(&mut prefix).unwrap();
-        let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
-        self.stream.read_exact(&mut body).unwrap();
-        let (got, response) = decode_response(Bytes::from(body)).unwrap();
-        assert_eq!(got, id);
-        response
+        self.0.call(request)
     }
 
     fn create_topic(&mut self, name: &str, retention_bytes: Option<u64>) {

@@ -16,10 +16,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 
 use bytes::Bytes;
+use common::raw::Raw;
 use common::{eventually, temp_dir, Server, ServerOptions, WAIT};
 use server::client::{Acks, ErrorCode, FetchPartition, ProducePartition, Request, Response, TopicSettings};
 use server::engine::batch::{split_batches, BatchBuilder};
-use server::protocol::codec::{decode_response, encode_request};
 use server::protocol::frame::FRAME_BYTES_MAX;
 
 /// Idle connections held open at once (the figure).
@@ -42,43 +42,6 @@ const BIG_TOPIC_BYTES: usize = 8 << 20;
 /// length), not a tuning target. Two shards' io_uring buffer slabs, caches and 10 000
 /// connections' state measured about a tenth of it.
 const SERVER_RSS_BYTES_MAX: u64 = 1 << 30;
-
-/// A blocking raw-protocol client.
-struct Raw {
-    stream: TcpStream,
-    next_id: u32,
-}
-
-impl Raw {
-    fn connect(addr: &str) -> Raw {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        stream.set_write_timeout(Some(WAIT)).unwrap();
-        Raw { stream, next_id: 1 }
-    }
-
-    fn frame(&mut self, request: &Request) -> (u32, Vec<u8>) {
-        let id = self.next_id;
-        self.next_id += 1;
-        (id, encode_request(id, request).concat())
-    }
-
-    fn recv(&mut self) -> (u32, Response) {
-        let mut prefix = [0u8; 4];
-        self.stream.read_exact(&mut prefix).unwrap();
-        let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
-        self.stream.read_exact(&mut body).unwrap();
-        decode_response(Bytes::from(body)).unwrap()
-    }
-
-    fn call(&mut self, request: Request) -> Response {
-        let (id, frame) = self.frame(&request);
-        self.stream.write_all(&frame).unwrap();
-        let (got, response) = self.recv();
-        assert_eq!(got, id);
-        response
-    }
-}
 
 fn batch(values: &[Vec<u8>]) -> Bytes {
     let mut builder = BatchBuilder::new();

@@ -5,6 +5,8 @@
 #![allow(dead_code)] // Each test file uses a different subset.
 #![allow(clippy::unwrap_used)]
 
+pub mod raw;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
