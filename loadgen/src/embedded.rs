@@ -1,37 +1,68 @@
 //! The embedded broker: `server::broker::Broker` started in this process on 127.0.0.1 with
 //! port 0 (no port to collide with), on a data directory inside the run's temp directory.
 //! Shards are pinned by the broker to CPUs 0..n (shard i on CPU i mod cores).
+//!
+//! With `--protocol kafka` the broker also serves Kafka on 127.0.0.1 port 0, every shard
+//! advertised as its own broker (`KafkaAdvertise::Shards`, as `serve --kafka-listen` does by
+//! default), and the run bootstraps from the Kafka address.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use server::broker::Broker;
-use server::config::ServeConfig;
+use server::config::{KafkaAdvertise, KafkaConfig, ServeConfig};
 
 use crate::error::{LoadgenError, LoadgenResult};
 
 pub struct Embedded {
     broker: Broker,
     pub shards: usize,
+    kafka: bool,
 }
 
 impl Embedded {
     pub fn start(data_dir: &Path, shards: usize) -> LoadgenResult<Embedded> {
+        Embedded::start_with(data_dir, shards, false)
+    }
+
+    /// `kafka`: also serve the Kafka protocol, and bootstrap from it.
+    pub fn start_with(data_dir: &Path, shards: usize, kafka: bool) -> LoadgenResult<Embedded> {
         assert!(shards > 0);
+        let kafka_config = kafka.then(|| KafkaConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shard_base_port: None,
+            advertise: KafkaAdvertise::Shards,
+            advertised_host: None,
+            // The driver creates its topics; a typo must not create one.
+            auto_create_topics: false,
+            default_partitions: 1,
+        });
         let config = ServeConfig {
             data_dir: data_dir.to_path_buf(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             shards,
             metrics_listen: None,
             shard_base_port: None,
-            kafka: None,
+            kafka: kafka_config,
             disk_free_floor_bytes: 0,
         };
         let broker = Broker::start(config).map_err(|e| LoadgenError::Broker(e.to_string()))?;
-        Ok(Embedded { broker, shards })
+        if kafka && broker.kafka_listen.is_none() {
+            return Err(LoadgenError::Broker("the Kafka listener did not start".to_owned()));
+        }
+        Ok(Embedded { broker, shards, kafka })
     }
 
+    /// The address clients start from: the Kafka listener when it was asked for.
     pub fn bootstrap(&self) -> String {
+        match (self.kafka, self.broker.kafka_listen) {
+            (true, Some(kafka)) => kafka.to_string(),
+            _ => self.broker.listen.to_string(),
+        }
+    }
+
+    /// The native protocol's address (also served when the Kafka listener is on).
+    pub fn native_bootstrap(&self) -> String {
         self.broker.listen.to_string()
     }
 

@@ -77,7 +77,8 @@ pub fn run_one(
         Some(_) => None,
         None => {
             let shards = config.shards.unwrap_or_else(env::cpu_count).max(1);
-            Some(Embedded::start(&data_dir.path().join("broker"), shards)?)
+            let kafka = config.protocol == crate::config::Protocol::Kafka;
+            Some(Embedded::start_with(&data_dir.path().join("broker"), shards, kafka)?)
         }
     };
     let bootstrap = match (&config.broker, &embedded) {

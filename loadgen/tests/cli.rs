@@ -70,10 +70,44 @@ fn compare_bad_input_exits_2_with_a_clear_message() {
 }
 
 #[test]
-fn kafka_protocol_is_refused_as_not_built() {
-    let out = loadgen(&["--protocol", "kafka", "--baseline", "none"]);
+fn kafka_protocol_runs_against_the_embedded_kafka_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("kafka.json");
+    let out = loadgen(&[
+        "--protocol",
+        "kafka",
+        "--baseline",
+        "none",
+        "--duration-s",
+        "0.5",
+        "--warmup-s",
+        "0",
+        "--rate",
+        "500",
+        "--partitions",
+        "2",
+        "--producers",
+        "1",
+        "--shards",
+        "1",
+        "--loadgen-cores",
+        "1",
+        "--quiet",
+        "--json",
+        &json_path.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report = json::read(&json_path).unwrap();
+    assert_eq!(report.config.protocol, loadgen::config::Protocol::Kafka);
+    assert!(report.results.totals.acked > 0, "{:?}", report.results);
+    assert_eq!(report.results.errors.total(), 0, "{:?}", report.results.errors);
+}
+
+#[test]
+fn kafka_protocol_against_a_dead_broker_fails_clearly() {
+    let out = loadgen(&["--protocol", "kafka", "--broker", "127.0.0.1:1", "--baseline", "none", "--duration-s", "0.5"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("not built yet"), "{}", text(&out));
+    assert!(text(&out).contains("Kafka broker 127.0.0.1:1"), "{}", text(&out));
 }
 
 #[test]

@@ -42,18 +42,20 @@ fn a_scenario_fills_the_rest_from_the_command_line_defaults() {
 #[test]
 fn unknown_keys_and_bad_values_are_errors_naming_the_file() {
     for text in
-        ["partitons = 3", "rate = \"fast\"", "partitions = 0", "durability = \"sometimes\"", "protocol = \"kafka\""]
+        ["partitons = 3", "rate = \"fast\"", "partitions = 0", "durability = \"sometimes\"", "protocol = \"amqp\""]
     {
         let err = scenario::parse(Path::new("bad.toml"), text).unwrap_err().to_string();
         assert!(err.starts_with("bad.toml: "), "{text}: {err}");
     }
+    let kafka = scenario::parse(Path::new("k.toml"), "protocol = \"kafka\"").unwrap();
+    assert_eq!(kafka.protocol, loadgen::config::Protocol::Kafka);
 }
 
 #[test]
 fn every_shipped_scenario_parses() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/scenarios");
     let mut count = 0;
-    for dir in ["targets", "smoke"] {
+    for dir in ["targets", "smoke", "kafka-vs-native"] {
         for path in scenario::list(&root.join(dir)).unwrap() {
             scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
             count += 1;

@@ -59,5 +59,6 @@ pub fn render(reports: &[RunReport]) -> String {
             b.loopback_rtt_us.map_or("-".to_owned(), |f| format_us(f.p999_us as f64)),
         );
     }
+    out.push_str(&super::protocols::render(reports));
     out
 }

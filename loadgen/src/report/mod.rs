@@ -8,6 +8,7 @@ pub mod json;
 pub mod live;
 pub mod markdown;
 pub mod plot;
+pub mod protocols;
 pub mod ratios;
 pub mod table;
 pub mod targets;

@@ -26,6 +26,10 @@ pub struct ConsumerSettings {
     pub topics: Vec<String>,
     /// Start at offset 0 (our topics are new, so this is also "everything produced").
     pub from_beginning: bool,
+    /// This consumer's index in its group and the group's size: drivers without
+    /// broker-side assignment (Kafka) split the partitions statically by them.
+    pub member: usize,
+    pub members: usize,
 }
 
 /// One received record, as the workload needs it.

@@ -16,6 +16,7 @@
 
 pub mod consumer;
 pub mod driver;
+pub mod kafka;
 pub mod native;
 pub mod payload;
 pub mod producer;
@@ -104,7 +105,7 @@ pub fn run(plan: WorkloadPlan) -> LoadgenResult<WorkloadOutcome> {
     assert!(plan.executors > 0);
     match plan.config.protocol {
         Protocol::Native => run_with::<NativeDriver>(plan),
-        Protocol::Kafka => Err(LoadgenError::NotBuilt("the Kafka workload driver (issue #5)")),
+        Protocol::Kafka => run_with::<kafka::KafkaDriver>(plan),
     }
 }
 
@@ -263,6 +264,8 @@ async fn run_tasks<D: Driver + 'static>(
             group: format!("{}-g{}", plan.group_prefix, c / config.consumers.max(1)),
             topics: plan.topics.clone(),
             from_beginning: true,
+            member: c % config.consumers.max(1),
+            members: config.consumers.max(1),
         };
         let consumer = driver.consumer(&settings);
         let (shared, local) = (shared.clone(), local.clone());

@@ -2,7 +2,10 @@
 //! (`Coordinator`), the same path as the native admin requests. There is one replica per
 //! partition: a replication factor other than 1 (or -1, "broker default") is refused, and
 //! manual replica assignments are refused. Topic configs understood: retention.ms,
-//! retention.bytes, segment.bytes, segment.ms (-1 = unlimited retention); other keys are
+//! retention.bytes, segment.bytes, segment.ms (-1 = unlimited retention), and Kafka's flush
+//! settings mapped onto the topic's durability: flush.messages=1 (fsync every message) →
+//! sync; else flush.ms=MS → interval:MS (0 → sync; Long.MAX, Kafka's "never" → none); else
+//! flush.messages > 1 → none. Without them the broker's default (sync) stays. Other keys are
 //! ignored.
 
 use std::rc::Rc;
@@ -75,6 +78,7 @@ fn check_topic(topic: &CreatableTopic, partitions: i32) -> Result<TopicSettings,
         return Err((codes::INVALID_REQUEST, Some("manual replica assignment is not supported".into())));
     }
     let mut settings = TopicSettings::default();
+    let (mut flush_messages, mut flush_ms) = (None, None);
     for config in &topic.configs {
         let Some(value) = config.value.as_ref().map(|v| v.to_string()) else {
             continue;
@@ -93,10 +97,25 @@ fn check_topic(topic: &CreatableTopic, partitions: i32) -> Result<TopicSettings,
             "retention.bytes" => settings.retention_bytes = limit(&value)?,
             "segment.bytes" => settings.segment_bytes = Some(limit(&value)?.ok_or_else(bad)?),
             "segment.ms" => settings.segment_ms = limit(&value)?,
+            "flush.messages" => flush_messages = Some(value.parse::<i64>().ok().filter(|&n| n >= 1).ok_or_else(bad)?),
+            "flush.ms" => flush_ms = Some(value.parse::<i64>().ok().filter(|&n| n >= 0).ok_or_else(bad)?),
             _ => {}
         }
     }
+    settings.durability = durability_from_flush(flush_messages, flush_ms);
     Ok(settings)
+}
+
+/// Kafka's flush settings as a shardlog durability (`None`: not set, the broker's default).
+/// A `flush.ms` beyond the longest interval is refused by the catalog as INVALID_CONFIG.
+fn durability_from_flush(flush_messages: Option<i64>, flush_ms: Option<i64>) -> Option<String> {
+    match (flush_messages, flush_ms) {
+        (Some(1), _) | (_, Some(0)) => Some("sync".to_owned()),
+        (_, Some(i64::MAX)) => Some("none".to_owned()),
+        (_, Some(ms)) => Some(format!("interval:{ms}")),
+        (Some(_), None) => Some("none".to_owned()),
+        (None, None) => None,
+    }
 }
 
 pub async fn delete_topics(shard: &Rc<Shard>, version: i16, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
@@ -137,4 +156,20 @@ pub async fn create_partitions(shard: &Rc<Shard>, request: CreatePartitionsReque
         );
     }
     CreatePartitionsResponse::default().with_results(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::durability_from_flush;
+
+    #[test]
+    fn kafka_flush_settings_map_onto_durability() {
+        assert_eq!(durability_from_flush(None, None), None);
+        assert_eq!(durability_from_flush(Some(1), None).as_deref(), Some("sync"));
+        assert_eq!(durability_from_flush(Some(1), Some(i64::MAX)).as_deref(), Some("sync"));
+        assert_eq!(durability_from_flush(None, Some(0)).as_deref(), Some("sync"));
+        assert_eq!(durability_from_flush(Some(i64::MAX), Some(i64::MAX)).as_deref(), Some("none"));
+        assert_eq!(durability_from_flush(Some(1000), None).as_deref(), Some("none"));
+        assert_eq!(durability_from_flush(Some(i64::MAX), Some(50)).as_deref(), Some("interval:50"));
+    }
 }
