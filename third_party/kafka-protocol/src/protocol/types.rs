@@ -359,6 +359,10 @@ impl Decoder<Option<StdString>> for String {
         match Int16.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                // shardlog patch: check the length before allocating the buffer.
+                if n as usize > buf.remaining() {
+                    bail!("String length {n} exceeds the {} bytes left", buf.remaining());
+                }
                 let mut strbuf = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -511,6 +515,10 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                // shardlog patch: check the length before allocating the buffer.
+                if (n - 1) as usize > buf.remaining() {
+                    bail!("CompactString length {} exceeds the {} bytes left", n - 1, buf.remaining());
+                }
                 let mut strbuf = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -655,6 +663,10 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                // shardlog patch: check the length before allocating the buffer.
+                if n as usize > buf.remaining() {
+                    bail!("Data length {n} exceeds the {} bytes left", buf.remaining());
+                }
                 let mut data = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -804,6 +816,10 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                // shardlog patch: check the length before allocating the buffer.
+                if (n - 1) as usize > buf.remaining() {
+                    bail!("CompactBytes length {} exceeds the {} bytes left", n - 1, buf.remaining());
+                }
                 let mut data = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -985,6 +1001,11 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                // shardlog patch: every element takes at least one byte on the wire, so a
+                // count beyond the bytes left is malformed; refuse it before allocating.
+                if n as usize > buf.remaining() {
+                    bail!("Array length {n} exceeds the {} bytes left", buf.remaining());
+                }
                 let mut result = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
@@ -1093,6 +1114,10 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                // shardlog patch: as for Array.
+                if (n - 1) as usize > buf.remaining() {
+                    bail!("CompactArray length {} exceeds the {} bytes left", n - 1, buf.remaining());
+                }
                 let mut result = Vec::with_capacity((n - 1) as usize);
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
