@@ -28,7 +28,7 @@ use libfuzzer_sys::fuzz_target;
 use server::config::{KafkaAdvertise, KafkaConfig};
 use server::kafka::{
     answer_without_shard, decode, encode_group_reply, Body, Close, Decoded, GroupCall, GroupReply, KafkaSettings,
-    KafkaShard, Waiting,
+    KafkaShard, Waiting, WithoutShard,
 };
 use server::protocol::frame::{read_frame, FRAME_BYTES_MAX};
 
@@ -63,7 +63,7 @@ fn serve(kafka: &KafkaShard, frame: Bytes) {
     };
     let (api_key, version, correlation_id) = (decoded.api_key, decoded.version, decoded.correlation_id);
     let Decoded { request: Body::Group(call), .. } = decoded else {
-        if let Ok(answer) = answer_without_shard(kafka, decoded) {
+        if let WithoutShard::Answered(answer) = answer_without_shard(kafka, decoded) {
             check(api_key, version, correlation_id, answer);
         }
         return;

@@ -202,8 +202,8 @@ async fn serve_request(shard: &Rc<Shard>, kafka: &Rc<KafkaShard>, decoded: Decod
     let span = tracing::debug_span!("kafka_request", ?api_key, version, correlation_id);
     let _enter = span.enter();
     let request = match answer_without_shard(kafka, Decoded { api_key, version, correlation_id, request }) {
-        Ok(answer) => return answer,
-        Err(request) => request,
+        WithoutShard::Answered(answer) => return answer,
+        WithoutShard::NeedsShard(request) => request,
     };
     macro_rules! reply {
         ($response:expr) => {
@@ -229,10 +229,17 @@ async fn serve_request(shard: &Rc<Shard>, kafka: &Rc<KafkaShard>, decoded: Decod
     }
 }
 
+/// What `answer_without_shard` did with a request.
+pub enum WithoutShard {
+    Answered(Answer),
+    /// The request's body, back: serving it needs the shard.
+    NeedsShard(Body),
+}
+
 /// Answers the requests that need no shard (ApiVersions, FindCoordinator, InitProducerId):
 /// the encoded response, or the request's body back when it needs the shard. The connection
 /// serves them through here, and so does the fuzz target.
-pub fn answer_without_shard(kafka: &KafkaShard, decoded: Decoded) -> Result<Answer, Body> {
+pub fn answer_without_shard(kafka: &KafkaShard, decoded: Decoded) -> WithoutShard {
     let Decoded { api_key, version, correlation_id, request } = decoded;
     let answer = match request {
         Body::UnsupportedApiVersions => {
@@ -243,9 +250,9 @@ pub fn answer_without_shard(kafka: &KafkaShard, decoded: Decoded) -> Result<Answ
             encode(api_key, version, correlation_id, &metadata::find_coordinator(&kafka.settings, version, r))
         }
         Body::InitProducerId(r) => encode(api_key, version, correlation_id, &kafka.producers.init_producer_id(r)),
-        other => return Err(other),
+        other => return WithoutShard::NeedsShard(other),
     };
-    Ok(answer.map(Some))
+    WithoutShard::Answered(answer.map(Some))
 }
 
 /// Serves a group request on the coordinator shard and encodes its reply.

@@ -38,7 +38,9 @@ use crate::protocol::messages::ErrorCode;
 use crate::router::{ShardRequest, ShardResponse};
 use crate::shard::Shard;
 
-pub use connection::{answer_without_shard, decode, encode, encode_group_reply, Answer, Body, Close, Decoded};
+pub use connection::{
+    answer_without_shard, decode, encode, encode_group_reply, Answer, Body, Close, Decoded, WithoutShard,
+};
 pub use groups::{GroupCall, GroupReply, KafkaGroups, Waiting};
 pub use idempotence::ProducerStates;
 pub use produce::PartitionProduced;
