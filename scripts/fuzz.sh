@@ -14,12 +14,12 @@
 #   native_frame      protocol/frame.rs + protocol/codec.rs: frames and request/response decoding
 #   record_batch      engine batch parser: validate, records(), split_batches, peek_batch_size
 #   segment_recovery  engine recovery scan of a segment from arbitrary bytes
-#   (kafka_request)   placeholder: a Kafka request decoder target comes with issue #5 (Kafka
-#                     wire protocol); there is no Kafka decoder to fuzz yet.
+#   kafka_request     kafka/connection.rs `decode` (header, API/version dispatch, every served
+#                     API's body) over a byte stream, and the responses built without a shard
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(native_frame record_batch segment_recovery)
+TARGETS=(native_frame record_batch segment_recovery kafka_request)
 RSS_LIMIT_MB=2048
 MALLOC_LIMIT_MB=256
 TIMEOUT_S=10

@@ -1,7 +1,8 @@
 //! The Kafka listener served in-process, spoken to with raw Kafka frames (encoded by the
 //! `kafka-protocol` crate): ApiVersions (and error 35 for an unsupported version), Metadata
 //! advertising one broker per shard, byte-identical batches across the Kafka and native
-//! protocols both ways (compressed too), idempotent-producer sequence checks, admin errors.
+//! protocols both ways (compressed too), idempotent-producer sequence checks, admin errors,
+//! hostile frames (huge array counts, names at the string limit).
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -10,13 +11,15 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use engine::batch::{split_batches, write_crc, BatchBuilder};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition as KFetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
-    FetchResponse, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, ProducerId, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, ProducerId,
+    RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use server::broker::Broker;
@@ -378,5 +381,44 @@ fn producer_state_is_rebuilt_from_the_log_after_a_restart() {
     assert_eq!(produce(&mut kafka, "again", 0, batch(&["d"], Some((pid, 0, 3)))), (0, 3));
     let (_, records) = kafka_fetch(&mut kafka, "again", 0, 0);
     assert_eq!(split_batches(records).count(), 3);
+    broker.shutdown();
+}
+
+/// A frame naming 2^31 - 1 Metadata topics closes the connection (it used to make the codec
+/// allocate ~170 GB, which aborts the broker; third_party/kafka-protocol/PATCHES.md), and
+/// error messages quoting a 32 767-byte topic name are cut so that the response still
+/// encodes in a non-flexible version (they used to close the connection instead).
+#[test]
+fn hostile_counts_and_long_names_get_an_error_not_a_crash() {
+    let (mut broker, _dir) = start(1);
+    let addr = broker.kafka_listen.unwrap();
+    let mut kafka = Kafka::connect(addr);
+    let mut body = BytesMut::new();
+    body.put_i32(i32::MAX); // topics
+    body.put_u8(1); // allow_auto_topic_creation
+    kafka.send_raw(ApiKey::Metadata, 4, &body);
+    assert!(kafka.recv_frame().is_none(), "an undecodable request closes the connection");
+
+    let mut kafka = Kafka::connect(addr);
+    let ok: ApiVersionsResponse = kafka.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(ok.error_code, 0, "the broker is still up");
+
+    let long = "n".repeat(i16::MAX as usize); // the longest a v0–4 string can be
+    let request = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(long.clone())))
+        .with_num_partitions(1)
+        .with_replication_factor(1)]);
+    let created: CreateTopicsResponse = kafka.call(ApiKey::CreateTopics, 2, &request);
+    assert_eq!(created.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    let message = created.topics[0].error_message.as_ref().unwrap();
+    assert!(message.starts_with("invalid topic name") && message.len() <= 1024, "{} bytes", message.len());
+
+    let request =
+        CreatePartitionsRequest::default().with_timeout_ms(5000).with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(long)))
+            .with_count(2)]);
+    let grown: CreatePartitionsResponse = kafka.call(ApiKey::CreatePartitions, 0, &request);
+    assert_ne!(grown.results[0].error_code, 0);
+    assert!(grown.results[0].error_message.as_ref().unwrap().len() <= 1024);
     broker.shutdown();
 }

@@ -19,7 +19,7 @@ use kafka_protocol::messages::{
     DeleteTopicsResponse, TopicName,
 };
 
-use super::{codes, kafka_code, str_bytes, KafkaShard};
+use super::{codes, error_message, kafka_code, KafkaShard};
 use crate::protocol::messages::{ErrorCode, Request, Response, TopicSettings};
 use crate::shard::Shard;
 
@@ -57,7 +57,7 @@ pub async fn create_topics(
             CreatableTopicResult::default()
                 .with_name(name)
                 .with_error_code(error)
-                .with_error_message(message.map(str_bytes))
+                .with_error_message(message.map(error_message))
                 .with_num_partitions(if error == codes::NONE { partitions } else { -1 })
                 .with_replication_factor(if error == codes::NONE { 1 } else { -1 }),
         );
@@ -129,7 +129,7 @@ pub async fn delete_topics(shard: &Rc<Shard>, version: i16, request: DeleteTopic
             DeletableTopicResult::default()
                 .with_name(Some(name))
                 .with_error_code(error)
-                .with_error_message(message.map(str_bytes)),
+                .with_error_message(message.map(error_message)),
         );
     }
     DeleteTopicsResponse::default().with_responses(responses)
@@ -152,7 +152,7 @@ pub async fn create_partitions(shard: &Rc<Shard>, request: CreatePartitionsReque
             CreatePartitionsTopicResult::default()
                 .with_name(topic.name)
                 .with_error_code(error)
-                .with_error_message(message.map(str_bytes)),
+                .with_error_message(message.map(error_message)),
         );
     }
     CreatePartitionsResponse::default().with_results(results)

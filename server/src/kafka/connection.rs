@@ -32,10 +32,10 @@ use crate::limits::REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX;
 use crate::shard::Shard;
 
 /// Why a request ends the connection.
-type Close = &'static str;
+pub type Close = &'static str;
 
 /// A response being produced: `None` for Produce with acks=0 (no answer).
-type Answer = Result<Option<Bytes>, Close>;
+pub type Answer = Result<Option<Bytes>, Close>;
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let Some(kafka) = super::state(&shard).cloned() else {
@@ -109,14 +109,16 @@ async fn write_responses(
 
 /// A request decoded by the connection's reader (so a frame that must close the connection
 /// stops the reader at once), waiting to be served.
-struct Decoded {
-    api_key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    request: Body,
+#[derive(Debug)]
+pub struct Decoded {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub request: Body,
 }
 
-enum Body {
+#[derive(Debug)]
+pub enum Body {
     /// ApiVersions of a version we do not support: error 35 in v0 format.
     UnsupportedApiVersions,
     ApiVersions,
@@ -132,8 +134,10 @@ enum Body {
     Group(GroupCall),
 }
 
-/// Decodes one request frame: header, then the body of a supported API version.
-fn decode(mut frame: Bytes) -> Result<Decoded, Close> {
+/// Decodes one request frame (the bytes after the size prefix): header, then the body of a
+/// supported API version. Pure, so the fuzz target (`fuzz/fuzz_targets/kafka_request.rs`)
+/// drives exactly what a connection runs on every frame.
+pub fn decode(mut frame: Bytes) -> Result<Decoded, Close> {
     if frame.len() < 8 {
         return Err("request shorter than its header");
     }
@@ -197,25 +201,27 @@ async fn serve_request(shard: &Rc<Shard>, kafka: &Rc<KafkaShard>, decoded: Decod
     let Decoded { api_key, version, correlation_id, request } = decoded;
     let span = tracing::debug_span!("kafka_request", ?api_key, version, correlation_id);
     let _enter = span.enter();
+    let request = match answer_without_shard(kafka, Decoded { api_key, version, correlation_id, request }) {
+        WithoutShard::Answered(answer) => return answer,
+        WithoutShard::NeedsShard(request) => request,
+    };
     macro_rules! reply {
         ($response:expr) => {
             encode(api_key, version, correlation_id, &$response).map(Some)
         };
     }
     match request {
-        Body::UnsupportedApiVersions => {
-            encode(api_key, 0, correlation_id, &api_versions::unsupported_version_response()).map(Some)
+        Body::UnsupportedApiVersions | Body::ApiVersions | Body::FindCoordinator(_) | Body::InitProducerId(_) => {
+            tracing::error!(?api_key, "request answered without a shard reached the shard path");
+            Err("unhandled API")
         }
-        Body::ApiVersions => reply!(api_versions::response()),
         Body::Metadata(r) => reply!(metadata::handle(shard, kafka, version, r).await),
-        Body::FindCoordinator(r) => reply!(metadata::find_coordinator(kafka, version, r)),
         Body::Produce(r) => match produce::handle(shard, r).await {
             Some(response) => reply!(response),
             None => Ok(None),
         },
         Body::Fetch(r) => reply!(fetch::handle(shard, r).await),
         Body::ListOffsets(r) => reply!(list_offsets::handle(shard, version, r).await),
-        Body::InitProducerId(r) => reply!(kafka.producers.init_producer_id(r)),
         Body::CreateTopics(r) => reply!(admin::create_topics(shard, kafka, r).await),
         Body::DeleteTopics(r) => reply!(admin::delete_topics(shard, version, r).await),
         Body::CreatePartitions(r) => reply!(admin::create_partitions(shard, r).await),
@@ -223,16 +229,53 @@ async fn serve_request(shard: &Rc<Shard>, kafka: &Rc<KafkaShard>, decoded: Decod
     }
 }
 
+/// What `answer_without_shard` did with a request.
+pub enum WithoutShard {
+    Answered(Answer),
+    /// The request's body, back: serving it needs the shard.
+    NeedsShard(Body),
+}
+
+/// Answers the requests that need no shard (ApiVersions, FindCoordinator, InitProducerId):
+/// the encoded response, or the request's body back when it needs the shard. The connection
+/// serves them through here, and so does the fuzz target.
+pub fn answer_without_shard(kafka: &KafkaShard, decoded: Decoded) -> WithoutShard {
+    let Decoded { api_key, version, correlation_id, request } = decoded;
+    let answer = match request {
+        Body::UnsupportedApiVersions => {
+            encode(api_key, 0, correlation_id, &api_versions::unsupported_version_response())
+        }
+        Body::ApiVersions => encode(api_key, version, correlation_id, &api_versions::response()),
+        Body::FindCoordinator(r) => {
+            encode(api_key, version, correlation_id, &metadata::find_coordinator(&kafka.settings, version, r))
+        }
+        Body::InitProducerId(r) => encode(api_key, version, correlation_id, &kafka.producers.init_producer_id(r)),
+        other => return WithoutShard::NeedsShard(other),
+    };
+    WithoutShard::Answered(answer.map(Some))
+}
+
 /// Serves a group request on the coordinator shard and encodes its reply.
 async fn group(shard: &Rc<Shard>, api_key: ApiKey, version: i16, correlation_id: i32, call: GroupCall) -> Answer {
+    let reply = groups::call(shard, call).await;
+    encode_group_reply(api_key, version, correlation_id, &reply).map(Some)
+}
+
+/// Encodes a group reply (as `encode`).
+pub fn encode_group_reply(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    reply: &groups::GroupReply,
+) -> Result<Bytes, Close> {
     use super::groups::GroupReply;
-    match groups::call(shard, call).await {
-        GroupReply::Join(r) => encode(api_key, version, correlation_id, &r).map(Some),
-        GroupReply::Sync(r) => encode(api_key, version, correlation_id, &r).map(Some),
-        GroupReply::Heartbeat(r) => encode(api_key, version, correlation_id, &r).map(Some),
-        GroupReply::Leave(r) => encode(api_key, version, correlation_id, &r).map(Some),
-        GroupReply::Commit(r) => encode(api_key, version, correlation_id, &r).map(Some),
-        GroupReply::Fetch(r) => encode(api_key, version, correlation_id, &r).map(Some),
+    match reply {
+        GroupReply::Join(r) => encode(api_key, version, correlation_id, r),
+        GroupReply::Sync(r) => encode(api_key, version, correlation_id, r),
+        GroupReply::Heartbeat(r) => encode(api_key, version, correlation_id, r),
+        GroupReply::Leave(r) => encode(api_key, version, correlation_id, r),
+        GroupReply::Commit(r) => encode(api_key, version, correlation_id, r),
+        GroupReply::Fetch(r) => encode(api_key, version, correlation_id, r),
     }
 }
 
@@ -251,4 +294,107 @@ pub fn encode<R: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, 
     let size_bytes = u32::try_from(buf.len() - 4).map_err(|_| "response too large")?;
     buf[..4].copy_from_slice(&size_bytes.to_be_bytes());
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BufMut;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::kafka::api_versions::SUPPORTED;
+
+    fn header(api_key: ApiKey, version: i16, correlation_id: i32) -> BytesMut {
+        let mut frame = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("test")))
+            .encode(&mut frame, api_key.request_header_version(version))
+            .unwrap();
+        frame
+    }
+
+    fn frame<R: Encodable>(api_key: ApiKey, version: i16, request: &R) -> Bytes {
+        let mut frame = header(api_key, version, 7);
+        request.encode(&mut frame, version).unwrap();
+        frame.freeze()
+    }
+
+    #[test]
+    fn decodes_every_served_api_at_every_served_version() {
+        for (api_key, min, max) in SUPPORTED {
+            for version in min..=max {
+                // Each API's default request (the Metadata one asks for every topic).
+                let body = match api_key {
+                    ApiKey::Produce => frame(api_key, version, &ProduceRequest::default()),
+                    ApiKey::Fetch => frame(api_key, version, &FetchRequest::default()),
+                    ApiKey::ListOffsets => frame(api_key, version, &ListOffsetsRequest::default()),
+                    ApiKey::Metadata => frame(api_key, version, &MetadataRequest::default()),
+                    ApiKey::OffsetCommit => frame(api_key, version, &OffsetCommitRequest::default()),
+                    ApiKey::OffsetFetch => frame(api_key, version, &OffsetFetchRequest::default()),
+                    ApiKey::FindCoordinator => frame(api_key, version, &FindCoordinatorRequest::default()),
+                    ApiKey::JoinGroup => frame(api_key, version, &JoinGroupRequest::default()),
+                    ApiKey::Heartbeat => frame(api_key, version, &HeartbeatRequest::default()),
+                    ApiKey::LeaveGroup => frame(api_key, version, &LeaveGroupRequest::default()),
+                    ApiKey::SyncGroup => frame(api_key, version, &SyncGroupRequest::default()),
+                    ApiKey::ApiVersions => frame(api_key, version, &ApiVersionsRequest::default()),
+                    ApiKey::CreateTopics => frame(api_key, version, &CreateTopicsRequest::default()),
+                    ApiKey::DeleteTopics => frame(api_key, version, &DeleteTopicsRequest::default()),
+                    ApiKey::InitProducerId => frame(api_key, version, &InitProducerIdRequest::default()),
+                    ApiKey::CreatePartitions => frame(api_key, version, &CreatePartitionsRequest::default()),
+                    other => panic!("{other:?} is served but not tested"),
+                };
+                let decoded = decode(body).unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));
+                assert_eq!((decoded.api_key, decoded.version, decoded.correlation_id), (api_key, version, 7));
+                assert!(!matches!(decoded.request, Body::UnsupportedApiVersions));
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_short_unknown_unsupported_and_truncated_frames() {
+        assert!(decode(Bytes::from_static(&[0, 3, 0, 1, 0, 0, 0])).is_err(), "shorter than a header");
+        assert!(decode(Bytes::from_static(&[0x7f, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff])).is_err(), "unknown key");
+        for (api_key, version) in [(ApiKey::Fetch, 13), (ApiKey::Produce, 2), (ApiKey::DescribeGroups, 0)] {
+            let mut unserved = header(api_key, version, 3);
+            unserved.put_slice(&[0; 64]);
+            assert_eq!(decode(unserved.freeze()).unwrap_err(), "unsupported API version", "{api_key:?} v{version}");
+        }
+        // A newer ApiVersions is answered (in v0), whatever its body.
+        let mut newer = header(ApiKey::ApiVersions, 9, 3);
+        newer.put_slice(b"whatever");
+        assert!(matches!(decode(newer.freeze()).unwrap().request, Body::UnsupportedApiVersions));
+        // Every strict prefix of a valid request fails to decode: nothing reads past the end.
+        let topic = MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("users"))));
+        let whole = frame(ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(Some(vec![topic])));
+        assert!(decode(whole.clone()).is_ok());
+        for len in 8..whole.len() {
+            assert!(decode(whole.slice(..len)).is_err(), "prefix of {len} bytes");
+        }
+    }
+
+    /// Regression (found by the `kafka_request` fuzz target): an array count far beyond the
+    /// frame made the codec allocate count × element size bytes before decoding an element
+    /// (13 GB for Metadata topics; an allocation that fails aborts the broker). Now a decode
+    /// error, with nothing allocated (third_party/kafka-protocol/PATCHES.md).
+    #[test]
+    fn an_array_count_beyond_the_frame_is_refused_before_allocating() {
+        let mut v4 = header(ApiKey::Metadata, 4, 1);
+        v4.put_i32(i32::MAX); // topics
+        v4.put_u8(1); // allow_auto_topic_creation
+        assert_eq!(decode(v4.freeze()).unwrap_err(), "undecodable request");
+        let mut v9 = header(ApiKey::Metadata, 9, 1);
+        v9.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // compact topics: u32::MAX - 1 entries
+        v9.put_slice(&[1, 0, 0, 0]);
+        assert_eq!(decode(v9.freeze()).unwrap_err(), "undecodable request");
+        // A string longer than the frame, read into an owned buffer (ApiVersions v3's
+        // client_software_name is a compact string).
+        let mut name = header(ApiKey::ApiVersions, 3, 1);
+        name.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0]);
+        assert_eq!(decode(name.freeze()).unwrap_err(), "undecodable request");
+    }
 }

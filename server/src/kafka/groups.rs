@@ -69,7 +69,7 @@ pub enum GroupReply {
 
 impl GroupCall {
     /// The reply that says the coordinator could not be reached.
-    fn unavailable(&self) -> GroupReply {
+    pub fn unavailable(&self) -> GroupReply {
         let code = codes::COORDINATOR_NOT_AVAILABLE;
         match self {
             GroupCall::Join(_) => GroupReply::Join(join_error(code, "")),
@@ -442,7 +442,7 @@ impl KafkaGroups {
 fn membership_changed(name: &str, g: &mut Group) {
     if g.members.is_empty() {
         g.state = State::Empty;
-        g.generation += 1;
+        g.generation = next_generation(g.generation);
         g.leader = None;
         g.protocol_name = None;
         g.protocol_type = None;
@@ -453,6 +453,17 @@ fn membership_changed(name: &str, g: &mut Group) {
     }
     if g.members.values().all(|m| m.join_waiter.is_some()) {
         complete_join(name, g);
+    }
+}
+
+/// The generation after `generation`: from i32::MAX back to 1 (never 0 or negative, which
+/// mean "no generation" in commits). Each JoinGroup or LeaveGroup can start one, so a client
+/// can reach the end of the range; `+= 1` would then panic (debug) or go negative.
+fn next_generation(generation: i32) -> i32 {
+    if generation == i32::MAX {
+        1
+    } else {
+        generation + 1
     }
 }
 
@@ -471,7 +482,7 @@ fn prepare_rebalance(g: &mut Group) {
 /// Every member rejoined (or the barrier timed out): new generation, answer the joins.
 fn complete_join(name: &str, g: &mut Group) {
     debug_assert_eq!(g.state, State::PreparingRebalance);
-    g.generation += 1;
+    g.generation = next_generation(g.generation);
     if g.members.is_empty() {
         g.state = State::Empty;
         g.leader = None;
@@ -587,6 +598,20 @@ mod tests {
                         .collect(),
                 ),
         )
+    }
+
+    #[test]
+    fn the_generation_wraps_to_1_after_i32_max() {
+        let groups = KafkaGroups::default();
+        let a = now(join(&groups, ""));
+        let a_id = a.member_id.to_string();
+        groups.groups.borrow_mut().get_mut("g").unwrap().generation = i32::MAX - 1;
+        // A rejoin starts generation i32::MAX, the next one wraps.
+        assert_eq!(now(join(&groups, &a_id)).generation_id, i32::MAX);
+        let again = now(join(&groups, &a_id));
+        assert_eq!((again.error_code, again.generation_id), (codes::NONE, 1));
+        assert_eq!(now(sync(&groups, &a_id, 1, &[(&a_id, b"p")])).error_code, codes::NONE);
+        assert_eq!(heartbeat(&groups, &a_id, 1), codes::NONE);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
     BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 
-use super::{codes, kafka_code, str_bytes, KafkaShard};
+use super::{codes, kafka_code, str_bytes, KafkaSettings, KafkaShard};
 use crate::protocol::messages::{ErrorCode, Request, Response, TopicSettings};
 use crate::shard::Shard;
 
@@ -120,10 +120,14 @@ async fn auto_create_topic(shard: &Rc<Shard>, kafka: &KafkaShard, name: &str) ->
 }
 
 /// Groups are coordinated by the coordinator shard; transactions are not supported.
-pub fn find_coordinator(kafka: &KafkaShard, version: i16, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub fn find_coordinator(
+    settings: &KafkaSettings,
+    version: i16,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     /// key_type 1 = transaction coordinator.
     const KEY_TYPE_TRANSACTION: i8 = 1;
-    let endpoint = kafka.settings.coordinator();
+    let endpoint = settings.coordinator();
     let error = if request.key_type == KEY_TYPE_TRANSACTION { codes::COORDINATOR_NOT_AVAILABLE } else { codes::NONE };
     if version >= 4 {
         let coordinators = request

@@ -38,7 +38,11 @@ use crate::protocol::messages::ErrorCode;
 use crate::router::{ShardRequest, ShardResponse};
 use crate::shard::Shard;
 
-pub use groups::{GroupCall, GroupReply};
+pub use connection::{
+    answer_without_shard, decode, encode, encode_group_reply, Answer, Body, Close, Decoded, WithoutShard,
+};
+pub use groups::{GroupCall, GroupReply, KafkaGroups, Waiting};
+pub use idempotence::ProducerStates;
 pub use produce::PartitionProduced;
 
 /// Kafka error codes (org.apache.kafka.common.protocol.Errors) the broker returns.
@@ -164,13 +168,20 @@ pub struct KafkaShard {
     pub groups: groups::KafkaGroups,
 }
 
+impl KafkaShard {
+    /// Fresh state for shard `shard_id`: no producers, no groups.
+    pub fn new(settings: Arc<KafkaSettings>, shard_id: usize) -> KafkaShard {
+        KafkaShard {
+            settings,
+            producers: idempotence::ProducerStates::new(shard_id),
+            groups: groups::KafkaGroups::default(),
+        }
+    }
+}
+
 /// Installs the Kafka state on a shard (before its listeners accept).
 pub fn start_on_shard(shard: &Rc<Shard>, settings: Arc<KafkaSettings>) {
-    let state = Rc::new(KafkaShard {
-        settings,
-        producers: idempotence::ProducerStates::new(shard.id),
-        groups: groups::KafkaGroups::default(),
-    });
+    let state = Rc::new(KafkaShard::new(settings, shard.id));
     if shard.kafka.set(state).is_err() {
         tracing::warn!(shard = shard.id, "Kafka state installed twice");
     }
@@ -239,4 +250,40 @@ fn state(shard: &Shard) -> Option<&Rc<KafkaShard>> {
 /// `StrBytes` from an owned string (the crate's string type).
 fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.into())
+}
+
+/// Longest error message sent to a Kafka client, in bytes. Messages quote client strings (a
+/// topic name of up to 32 767 bytes, a config value, escaped), and in a non-flexible version
+/// a string field holds at most i16::MAX bytes: a longer message would not encode, and the
+/// client would lose its connection instead of getting the error.
+pub const ERROR_MESSAGE_BYTES_MAX: usize = 1024;
+const _: () = assert!(ERROR_MESSAGE_BYTES_MAX <= i16::MAX as usize);
+
+/// An error message for a response, cut to `ERROR_MESSAGE_BYTES_MAX` (at a char boundary).
+fn error_message(mut message: String) -> kafka_protocol::protocol::StrBytes {
+    if message.len() > ERROR_MESSAGE_BYTES_MAX {
+        let mut end = ERROR_MESSAGE_BYTES_MAX;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    debug_assert!(message.len() <= ERROR_MESSAGE_BYTES_MAX);
+    str_bytes(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_are_cut_at_a_char_boundary() {
+        assert_eq!(error_message("short".into()).as_str(), "short");
+        let long = "é".repeat(ERROR_MESSAGE_BYTES_MAX); // 2 bytes each
+        let cut = error_message(long.clone());
+        assert_eq!(cut.len(), ERROR_MESSAGE_BYTES_MAX);
+        assert!(long.starts_with(cut.as_str()));
+        let odd = format!("x{long}");
+        assert_eq!(error_message(odd).len(), ERROR_MESSAGE_BYTES_MAX - 1);
+    }
 }

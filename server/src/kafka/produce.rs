@@ -14,7 +14,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::idempotence::{Decision, PRODUCER_SCAN_BYTES_MAX, PRODUCER_SCAN_OFFSETS};
-use super::{codes, kafka_code, on_shard, str_bytes, KafkaShard, ShardCall, ShardReply};
+use super::{codes, error_message, kafka_code, on_shard, KafkaShard, ShardCall, ShardReply};
 use crate::protocol::messages::Acks;
 use crate::shard::{join_all, Shard};
 
@@ -82,7 +82,7 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest) -> Option<Produc
                         .with_base_offset(r.base_offset)
                         .with_log_append_time_ms(-1)
                         .with_log_start_offset(-1)
-                        .with_error_message(r.message.map(str_bytes))
+                        .with_error_message(r.message.map(error_message))
                 })
                 .collect();
             TopicProduceResponse::default().with_name(name).with_partition_responses(partitions)
