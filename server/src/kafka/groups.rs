@@ -43,6 +43,12 @@ pub const REBALANCE_TIMEOUT_MS_MAX: u64 = 5 * 60 * 1000;
 /// Kafka consumer groups one broker coordinates.
 pub const KAFKA_GROUPS_MAX: usize = 100_000;
 
+/// A member's protocol metadata (all protocols of one JoinGroup together), and one member's
+/// assignment in a SyncGroup. Kafka bounds both through the 1 MiB record that stores group
+/// metadata; here they are held in memory, copied out of the request frame so that a small
+/// metadata never pins a large frame. Over the bound: INVALID_REQUEST.
+pub const GROUP_MEMBER_METADATA_BYTES_MAX: usize = 1 << 20;
+
 /// The coordinator shard.
 const COORDINATOR_SHARD: usize = 0;
 
@@ -209,8 +215,13 @@ impl KafkaGroups {
             return Waiting::Now(join_error(codes::INVALID_SESSION_TIMEOUT, &member_id));
         }
         let protocol_type = request.protocol_type.to_string();
+        let metadata_bytes: usize = request.protocols.iter().map(|p| p.name.len() + p.metadata.len()).sum();
+        if metadata_bytes > GROUP_MEMBER_METADATA_BYTES_MAX {
+            return Waiting::Now(join_error(codes::INVALID_REQUEST, &member_id));
+        }
+        // Copied: `p.metadata` is a slice of the request frame, which may be far larger.
         let protocols: Vec<(String, Bytes)> =
-            request.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect();
+            request.protocols.into_iter().map(|p| (p.name.to_string(), Bytes::copy_from_slice(&p.metadata))).collect();
         if protocols.is_empty() || protocol_type.is_empty() {
             return Waiting::Now(join_error(codes::INCONSISTENT_GROUP_PROTOCOL, &member_id));
         }
@@ -309,8 +320,15 @@ impl KafkaGroups {
                     }
                     return Waiting::Later(rx);
                 }
-                let mut assignments: HashMap<String, Bytes> =
-                    request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
+                if request.assignments.iter().any(|a| a.assignment.len() > GROUP_MEMBER_METADATA_BYTES_MAX) {
+                    return error(codes::INVALID_REQUEST);
+                }
+                // Copied out of the request frame (see GROUP_MEMBER_METADATA_BYTES_MAX).
+                let mut assignments: HashMap<String, Bytes> = request
+                    .assignments
+                    .into_iter()
+                    .map(|a| (a.member_id.to_string(), Bytes::copy_from_slice(&a.assignment)))
+                    .collect();
                 for (id, m) in g.members.iter_mut() {
                     m.assignment = assignments.remove(id).unwrap_or_default();
                 }
@@ -598,6 +616,40 @@ mod tests {
                         .collect(),
                 ),
         )
+    }
+
+    #[test]
+    fn oversized_member_metadata_is_refused_and_kept_metadata_does_not_pin_the_frame() {
+        let groups = KafkaGroups::default();
+        let huge = Bytes::from(vec![7u8; GROUP_MEMBER_METADATA_BYTES_MAX + 1]);
+        let request = JoinGroupRequest::default()
+            .with_group_id(GroupId(str_bytes("g")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(str_bytes(""))
+            .with_protocol_type(str_bytes("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(str_bytes("range"))
+                .with_metadata(huge)]);
+        assert_eq!(now(groups.join(request)).error_code, codes::INVALID_REQUEST);
+
+        // A small metadata sliced from a large frame is copied: the frame is not kept.
+        let frame = Bytes::from(vec![1u8; 4 << 20]);
+        let request = JoinGroupRequest::default()
+            .with_group_id(GroupId(str_bytes("g")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(str_bytes(""))
+            .with_protocol_type(str_bytes("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(str_bytes("range"))
+                .with_metadata(frame.slice(100..108))]);
+        let joined = now(groups.join(request));
+        assert_eq!(joined.error_code, codes::NONE);
+        let kept = groups.groups.borrow()["g"].members.values().next().unwrap().protocols[0].1.clone();
+        assert_eq!(&kept[..], &[1u8; 8]);
+        // Only `frame` itself still refers to the 4 MiB buffer: `kept` is its own allocation.
+        assert!(!std::ptr::eq(kept.as_ptr(), frame[100..].as_ptr()));
     }
 
     #[test]
