@@ -85,10 +85,17 @@ impl PayloadGen {
         };
         let random_bytes = (size_bytes as f64 * self.random_ratio).round() as usize;
         let start = (self.rng.next_u64() as usize) % (self.pool.len() - size_bytes + 1);
-        self.value.clear();
-        self.value.extend_from_slice(&self.pool[start..start + random_bytes]);
-        self.value.resize(size_bytes, 0);
-        debug_assert_eq!(self.value.len(), size_bytes);
+        // All-random values are the pool's bytes as they are: no copy (the client copies the
+        // value into its batch anyway). Only a partly random value needs its own buffer.
+        let value: &[u8] = if random_bytes == size_bytes {
+            &self.pool[start..start + size_bytes]
+        } else {
+            self.value.clear();
+            self.value.extend_from_slice(&self.pool[start..start + random_bytes]);
+            self.value.resize(size_bytes, 0);
+            &self.value
+        };
+        debug_assert_eq!(value.len(), size_bytes);
         let (key, partition) = match self.keys {
             KeyMode::None => (None, None),
             KeyMode::Random => {
@@ -102,7 +109,7 @@ impl PayloadGen {
                 (None, Some(p))
             }
         };
-        Message { key, partition, value: &self.value }
+        Message { key, partition, value }
     }
 }
 

@@ -1,12 +1,20 @@
 //! One producer task: sends on the open-loop schedule (`rate.rs`), or as fast as its buffer
 //! allows with `--rate max`, and times every acknowledgement from the message's intended send
-//! time. Acknowledgements are awaited by small detached tasks, so a slow ack never delays the
-//! next send (that would be closed-loop timing).
+//! time. Acknowledgements are awaited by detached tasks, so a slow ack never delays the next
+//! send (that would be closed-loop timing). One task awaits a group of up to
+//! `ACKS_PER_TASK_MAX` consecutive sends (not one task per message: spawning, scheduling and
+//! dropping a task per message cost more CPU than the broker spent storing the message). The
+//! group task polls every pending ack on each wake-up and records each one as soon as it is
+//! seen complete, in any order, so a slow ack in the group does not delay the timing of the
+//! others.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -23,6 +31,10 @@ const SENDS_PER_YIELD: u64 = 64;
 const SEND_ERROR_PAUSE: Duration = Duration::from_millis(1);
 /// Poll interval while waiting for the last acknowledgements.
 const DRAIN_POLL: Duration = Duration::from_millis(1);
+/// Sends whose acks one task awaits. The group is also handed off before every wait of the
+/// producer (its yield, a schedule sleep, a send that blocks), so the group's acks are
+/// polled whenever they could be: a group being filled never delays an ack's timing.
+const ACKS_PER_TASK_MAX: usize = SENDS_PER_YIELD as usize;
 
 /// Per-executor state shared by its producer and consumer tasks.
 pub struct Local {
@@ -50,6 +62,7 @@ pub async fn run_producer<P: ProducerDriver>(
     assert!(!task.topics.is_empty());
     let schedule = task.rate_msg_per_s.map(Schedule::for_rate);
     let pending = Rc::new(Cell::new(0u64));
+    let mut group: Vec<PendingAck<P::Ack>> = Vec::with_capacity(ACKS_PER_TASK_MAX);
     let mut k = 0u64;
     // Closed loop has no schedule to wait on: wait for the common start explicitly.
     let until_start = timeline.start.saturating_duration_since(Instant::now());
@@ -66,6 +79,8 @@ pub async fn run_producer<P: ProducerDriver>(
             break;
         }
         if intended > now {
+            // Idle until the next send: the acks gathered so far must be timed meanwhile.
+            spawn_ack_group(&mut group, &shared, &local, &pending);
             glommio::timer::sleep(intended - now).await;
             continue;
         }
@@ -83,43 +98,101 @@ pub async fn run_producer<P: ProducerDriver>(
             value: message.value,
             sent_at_us: timeline.epoch_us(intended),
         };
-        match producer.send(outgoing).await {
+        // A send that must wait (for buffer space) first hands off the gathered acks, so their
+        // timing never waits on this producer.
+        let send = producer.send(outgoing);
+        futures_lite::pin!(send);
+        let sent = match futures_lite::future::poll_once(&mut send).await {
+            Some(sent) => sent,
+            None => {
+                spawn_ack_group(&mut group, &shared, &local, &pending);
+                send.await
+            }
+        };
+        match sent {
             Ok(ack) => {
                 add(&shared.counters.sent, 1);
                 add(&shared.counters.sent_bytes, size_bytes);
                 pending.set(pending.get() + 1);
-                let (shared, local, pending) = (shared.clone(), local.clone(), pending.clone());
-                glommio::spawn_local(async move {
-                    let result = ack.await;
-                    match result {
-                        Ok(()) => {
-                            add(&shared.counters.acked, 1);
-                            add(&shared.counters.acked_bytes, size_bytes);
-                            if measured {
-                                let latency_us = intended.elapsed().as_micros() as u64;
-                                record(&mut local.recorders.borrow_mut().publish, latency_us);
-                                record(&mut local.live.borrow_mut(), latency_us);
-                            }
-                        }
-                        Err(reason) => shared.error(&shared.counters.errors_ack, "ack", &reason),
-                    }
-                    pending.set(pending.get() - 1);
-                })
-                .detach();
+                group.push(PendingAck { ack: Box::pin(ack), intended, size_bytes, measured });
             }
             Err(reason) => {
                 shared.error(&shared.counters.errors_send, "send", &reason);
+                spawn_ack_group(&mut group, &shared, &local, &pending);
                 glommio::timer::sleep(SEND_ERROR_PAUSE).await;
             }
         }
         k += 1;
-        if k.is_multiple_of(SENDS_PER_YIELD) {
+        if group.len() >= ACKS_PER_TASK_MAX || k.is_multiple_of(SENDS_PER_YIELD) {
+            spawn_ack_group(&mut group, &shared, &local, &pending);
             glommio::yield_if_needed().await;
         }
     }
+    spawn_ack_group(&mut group, &shared, &local, &pending);
     producer.flush().await;
     while pending.get() > 0 {
         glommio::timer::sleep(DRAIN_POLL).await;
     }
     shared.producers_done.fetch_add(1, Ordering::SeqCst);
+}
+
+/// One sent message whose acknowledgement is awaited.
+struct PendingAck<A> {
+    /// Boxed so it can be polled in place whatever its type (the Kafka driver's may not be
+    /// `Unpin`): one small allocation per message, far cheaper than a task.
+    ack: Pin<Box<A>>,
+    intended: Instant,
+    size_bytes: u64,
+    measured: bool,
+}
+
+/// Hands the group's acks to one detached task (nothing if the group is empty).
+fn spawn_ack_group<A>(group: &mut Vec<PendingAck<A>>, shared: &Arc<Shared>, local: &Rc<Local>, pending: &Rc<Cell<u64>>)
+where
+    A: Future<Output = Result<(), String>> + 'static,
+{
+    if group.is_empty() {
+        return;
+    }
+    debug_assert!(group.len() <= ACKS_PER_TASK_MAX);
+    let acks = std::mem::replace(group, Vec::with_capacity(ACKS_PER_TASK_MAX));
+    let (shared, local, pending) = (shared.clone(), local.clone(), pending.clone());
+    glommio::spawn_local(await_acks(acks, shared, local, pending)).detach();
+}
+
+/// Polls every pending ack on each wake-up; each is counted and timed when first seen done.
+async fn await_acks<A>(acks: Vec<PendingAck<A>>, shared: Arc<Shared>, local: Rc<Local>, pending: Rc<Cell<u64>>)
+where
+    A: Future<Output = Result<(), String>> + 'static,
+{
+    let mut acks: Vec<Option<PendingAck<A>>> = acks.into_iter().map(Some).collect();
+    let mut left = acks.len();
+    futures_lite::future::poll_fn(|cx| {
+        for slot in acks.iter_mut() {
+            let Some(PendingAck { ack, intended, size_bytes, measured }) = slot else { continue };
+            let (intended, size_bytes, measured) = (*intended, *size_bytes, *measured);
+            let Poll::Ready(result) = ack.as_mut().poll(cx) else { continue };
+            match result {
+                Ok(()) => {
+                    add(&shared.counters.acked, 1);
+                    add(&shared.counters.acked_bytes, size_bytes);
+                    if measured {
+                        let latency_us = intended.elapsed().as_micros() as u64;
+                        record(&mut local.recorders.borrow_mut().publish, latency_us);
+                        record(&mut local.live.borrow_mut(), latency_us);
+                    }
+                }
+                Err(reason) => shared.error(&shared.counters.errors_ack, "ack", &reason),
+            }
+            pending.set(pending.get() - 1);
+            *slot = None;
+            left -= 1;
+        }
+        if left == 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
 }

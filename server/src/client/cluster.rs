@@ -213,14 +213,17 @@ impl Client {
     /// Number of partitions of `topic`, from the cache (refreshed when the topic is unknown or
     /// the cache is older than `metadata_max_age_ms`).
     pub async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
-        let stale = {
+        // Called once per produced record: one lookup when the cache is fresh.
+        let fresh = {
             let cache = self.metadata.borrow();
             let max_age = Duration::from_millis(self.options.metadata_max_age_ms);
-            !cache.topics.contains_key(topic) || cache.refreshed.is_none_or(|at| at.elapsed() > max_age)
+            let fresh_cache = cache.refreshed.is_some_and(|at| at.elapsed() <= max_age);
+            cache.topics.get(topic).filter(|_| fresh_cache).map(|owners| owners.len() as u32)
         };
-        if stale {
-            self.refresh_metadata().await?;
+        if let Some(count) = fresh {
+            return Ok(count);
         }
+        self.refresh_metadata().await?;
         match self.metadata.borrow().topics.get(topic) {
             Some(owners) => Ok(owners.len() as u32),
             None => Err(ClientError::broker(ErrorCode::UnknownTopicOrPartition, topic)),

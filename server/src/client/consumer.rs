@@ -572,23 +572,14 @@ fn decode_records(
     result: &FetchPartitionResult,
     out: &mut Vec<ConsumerRecord>,
 ) -> Result<u64, ClientError> {
-    // A batch may span chunks (the broker sends a rewritten head and the stored body apart).
-    let bytes = match result.records.as_slice() {
-        [] => return Ok(offset.max(result.next_offset)),
-        [one] => one.clone(),
-        chunks => {
-            let mut all = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
-            for chunk in chunks {
-                all.extend_from_slice(chunk);
-            }
-            all.freeze()
-        }
-    };
+    if result.records.is_empty() {
+        return Ok(offset.max(result.next_offset));
+    }
     let corrupt = |e: BatchError| {
         ClientError::broker(ErrorCode::CorruptStoredData, format!("{}-{} at offset {offset}: {e}", tp.0, tp.1))
     };
     let mut position = offset;
-    for batch in split_batches(bytes) {
+    for batch in batch_runs(&result.records).into_iter().flat_map(split_batches) {
         let batch = batch.map_err(corrupt)?;
         let next = u64::try_from(batch.last_offset().saturating_add(1)).unwrap_or(0);
         if batch.header().is_control() {
@@ -622,6 +613,53 @@ fn decode_records(
         position = position.max(next);
     }
     Ok(position)
+}
+
+/// The fetched chunks as runs of whole batches, in order: a run ends where a chunk ends on a
+/// batch boundary, so a chunk holding whole batches is used as it is and only chunks that a
+/// batch spans (the broker may send a rewritten head and the stored body apart) are copied
+/// into one buffer. Splitting each run gives exactly the batches of the chunks joined: where
+/// the walk cannot tell (a length field cut by a chunk end, a bad length) everything from
+/// there on is one joined run, and `split_batches` reports or stops as it would have.
+/// (Joining every fetch was a visible copy in consumer profiles: docs/benchmarks.md.)
+fn batch_runs(chunks: &[Bytes]) -> Vec<Bytes> {
+    fn join(chunks: &[Bytes]) -> Bytes {
+        match chunks {
+            [one] => one.clone(),
+            many => {
+                let mut all = BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
+                for chunk in many {
+                    all.extend_from_slice(chunk);
+                }
+                all.freeze()
+            }
+        }
+    }
+    let mut runs = Vec::new();
+    let mut run_first = 0; // index of the current run's first chunk
+    let mut chunk_start = 0usize; // offset of chunk i in the joined stream
+    let mut next_batch = 0usize; // offset of the next batch's start in the joined stream
+    for (i, chunk) in chunks.iter().enumerate() {
+        let chunk_end = chunk_start + chunk.len();
+        while next_batch >= chunk_start && next_batch < chunk_end {
+            match engine::batch::peek_batch_size(&chunk[next_batch - chunk_start..]) {
+                Ok(Some(size_bytes)) if size_bytes > 0 => next_batch += size_bytes,
+                _ => {
+                    runs.push(join(&chunks[run_first..]));
+                    return runs;
+                }
+            }
+        }
+        if next_batch == chunk_end {
+            runs.push(join(&chunks[run_first..=i]));
+            run_first = i + 1;
+        }
+        chunk_start = chunk_end;
+    }
+    if run_first < chunks.len() {
+        runs.push(join(&chunks[run_first..])); // ends inside a batch: a partial batch at the end
+    }
+    runs
 }
 
 async fn heartbeat_loop(shared: Rc<Shared>) {
@@ -695,6 +733,33 @@ mod tests {
         assert_eq!(got, vec![(11, &b"b"[..]), (12, b"c"), (13, b"d")]);
         assert_eq!(&*out[0].topic, "t");
         assert_eq!(out[0].timestamp, 1_000);
+    }
+
+    #[test]
+    fn chunks_are_copied_only_where_a_batch_spans_them() {
+        let (a, b, c) = (fetched(0, &["a"]), fetched(1, &["b", "b2"]), fetched(3, &["c"]));
+        // Whole batches per chunk: used as they are (same memory, no copy).
+        let whole = batch_runs(&[a.clone(), b.clone()]);
+        assert_eq!(whole.len(), 2);
+        assert_eq!(whole[0].as_ptr(), a.as_ptr());
+        // b split across two chunks: only those two are joined.
+        let split = batch_runs(&[a.clone(), b.slice(..20), b.slice(20..), c.clone()]);
+        assert_eq!(split.iter().map(Bytes::len).collect::<Vec<_>>(), vec![a.len(), b.len(), c.len()]);
+        assert_eq!(split[1], b);
+        // A length field cut by a chunk end, and a partial batch at the end: joined from there.
+        let cut = batch_runs(&[a.clone(), b.slice(..5), b.slice(5..), c.slice(..30)]);
+        let mut tail = b.to_vec();
+        tail.extend_from_slice(&c[..30]);
+        assert_eq!(cut, vec![a.clone(), Bytes::from(tail)]);
+        // Every split decodes to the same records as the joined stream.
+        let tp: Tp = (Rc::from("t"), 0);
+        let joined = [a.clone(), b.clone(), c.clone()].concat();
+        let (mut one, mut many) = (Vec::new(), Vec::new());
+        let n1 = decode_records(&tp, 0, &result(vec![Bytes::from(joined)], 4), &mut one).unwrap();
+        let chunks = vec![a.slice(..3), a.slice(3..), b, c.slice(..40), c.slice(40..)];
+        let n2 = decode_records(&tp, 0, &result(chunks, 4), &mut many).unwrap();
+        assert_eq!((n1, one.len()), (n2, many.len()));
+        assert_eq!(one, many);
     }
 
     #[test]

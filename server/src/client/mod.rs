@@ -16,6 +16,7 @@
 mod cluster;
 mod connection;
 mod consumer;
+mod delivery;
 mod error;
 pub mod partitioner;
 mod producer;

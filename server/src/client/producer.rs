@@ -14,20 +14,18 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use engine::batch::BatchBuilder;
 use engine::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
-use futures_channel::oneshot;
 use glommio::sync::Semaphore;
 use glommio::Task;
 
 use super::cluster::{Client, Route};
+use super::delivery::BatchAcks;
+pub use super::delivery::Delivery;
 use super::error::ClientError;
 use super::partitioner::{partition_for_key, StickyPartitioner};
 use crate::protocol::messages::{Acks, ErrorCode, ProducePartition, ProducePartitionResult, Request, Response};
@@ -68,28 +66,11 @@ pub struct RecordAck {
     pub offset: Option<u64>,
 }
 
-type AckSender = oneshot::Sender<Result<RecordAck, ClientError>>;
-
-/// Resolves when the record is acknowledged (or failed).
-#[must_use = "a Delivery reports whether the record was stored"]
-#[derive(Debug)]
-pub struct Delivery {
-    rx: oneshot::Receiver<Result<RecordAck, ClientError>>,
-}
-
-impl Future for Delivery {
-    type Output = Result<RecordAck, ClientError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(ClientError::Closed)))
-    }
-}
-
 type PartitionKey = (String, u32);
 
 struct PendingBatch {
     builder: BatchBuilder,
-    acks: Vec<AckSender>,
+    acks: BatchAcks,
     /// Units of `Inner::memory` this batch holds.
     memory: u64,
     created: Instant,
@@ -300,10 +281,9 @@ impl Inner {
             (None, Some(key)) => partition_for_key(key, partitions),
             (None, None) => self.sticky.borrow_mut().partition(topic, partitions),
         };
-        let (tx, rx) = oneshot::channel();
         let timestamp = timestamp_ms.unwrap_or_else(super::now_ms);
         let batch_bytes = self.options.batch_bytes;
-        let became_ready = {
+        let (became_ready, delivery) = {
             let mut queues = self.queues.borrow_mut();
             let queue = queues.entry((topic.to_owned(), partition)).or_default();
             let open = queue.batches.back_mut().filter(|b| !b.full && b.builder.size_bytes() + estimate <= batch_bytes);
@@ -315,7 +295,7 @@ impl Inner {
                     }
                     queue.batches.push_back(PendingBatch {
                         builder: BatchBuilder::with_capacity(batch_bytes.min(estimate + BATCH_HEADER_BYTES).max(4096)),
-                        acks: Vec::new(),
+                        acks: BatchAcks::new(),
                         memory: 0,
                         created: Instant::now(),
                         full: false,
@@ -326,19 +306,19 @@ impl Inner {
                 }
             };
             batch.builder.push(key, value, timestamp, headers);
-            batch.acks.push(tx);
+            let delivery = batch.acks.next_delivery();
             batch.memory += units;
             if batch.builder.size_bytes() >= batch_bytes {
                 batch.full = true;
             }
             // A new batch (linger timer) or a full one: the sender must look.
-            batch.full || batch.acks.len() == 1
+            (batch.full || batch.acks.len() == 1, delivery)
         };
         self.outstanding.set(self.outstanding.get() + 1);
         if became_ready {
             self.wake.notify(usize::MAX);
         }
-        Delivery { rx }
+        delivery
     }
     /// Takes every ready batch of every partition that may send now. Also returns when the
     /// next lingering batch becomes ready.
@@ -423,7 +403,7 @@ async fn run_sender(inner: Rc<Inner>) {
 struct Outgoing {
     key: PartitionKey,
     /// Per batch: its record acks.
-    acks: Vec<Vec<AckSender>>,
+    acks: Vec<BatchAcks>,
     memory: u64,
     /// Records of this partition already failed (their batch could not be built).
     failed_records: usize,
@@ -431,7 +411,7 @@ struct Outgoing {
 
 impl Outgoing {
     fn records(&self) -> usize {
-        self.failed_records + self.acks.iter().map(Vec::len).sum::<usize>()
+        self.failed_records + self.acks.iter().map(BatchAcks::len).sum::<usize>()
     }
 }
 
@@ -454,9 +434,7 @@ fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained>) {
                 }
                 Err(e) => {
                     let error = ClientError::InvalidArgument(format!("cannot build a batch: {e}"));
-                    for ack in batch.acks {
-                        let _ = ack.send(Err(error.clone()));
-                    }
+                    batch.acks.resolve(Err(error));
                 }
             }
         }
@@ -464,7 +442,7 @@ fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained>) {
             inner.request_done(&drained.key, records, memory);
             continue;
         }
-        let failed_records = records - acks.iter().map(Vec::len).sum::<usize>();
+        let failed_records = records - acks.iter().map(BatchAcks::len).sum::<usize>();
         let partition = ProducePartition { topic: drained.key.0.clone(), partition: drained.key.1, batches };
         parts.push((partition, Outgoing { key: drained.key, acks, memory, failed_records }));
     }
@@ -527,8 +505,8 @@ fn complete(inner: &Inner, out: Outgoing, result: Option<&ProducePartitionResult
     let partition = out.key.1;
     let records = out.records();
     let Some(result) = result else {
-        for ack in out.acks.into_iter().flatten() {
-            let _ = ack.send(Ok(RecordAck { partition, offset: None }));
+        for acks in out.acks {
+            acks.resolve(Ok((partition, None)));
         }
         inner.request_done(&out.key, records, out.memory);
         return;
@@ -548,17 +526,15 @@ fn complete(inner: &Inner, out: Outgoing, result: Option<&ProducePartitionResult
         return fail(inner, out, &ClientError::protocol(inner.client.bootstrap(), reason));
     }
     for (base, acks) in result.base_offsets.iter().zip(out.acks) {
-        for (index, ack) in acks.into_iter().enumerate() {
-            let _ = ack.send(Ok(RecordAck { partition, offset: Some(base + index as u64) }));
-        }
+        acks.resolve(Ok((partition, Some(*base))));
     }
     inner.request_done(&out.key, records, out.memory);
 }
 
 fn fail(inner: &Inner, out: Outgoing, error: &ClientError) {
     let records = out.records();
-    for ack in out.acks.into_iter().flatten() {
-        let _ = ack.send(Err(error.clone()));
+    for acks in out.acks {
+        acks.resolve(Err(error.clone()));
     }
     inner.request_done(&out.key, records, out.memory);
 }

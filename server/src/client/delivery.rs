@@ -1,0 +1,144 @@
+//! [`Delivery`]: a record's acknowledgement, resolved once for its whole batch.
+//!
+//! Every record of a batch shares one outcome (the batch's partition and base offset, or an
+//! error): the sender resolves the batch once and each record's [`Delivery`] reads its offset
+//! as base + its index. This replaced a oneshot channel per record, whose allocation, atomic
+//! handshake and drop were a visible share of the client's CPU per message at hundreds of
+//! thousands of records a second (see docs/benchmarks.md "Where the time goes").
+//!
+//! Single-executor (`Rc`, `RefCell`), like the producer. If the batch's [`BatchAcks`] is
+//! dropped unresolved (the producer went away), its deliveries resolve to
+//! [`ClientError::Closed`], as a dropped channel sender did: a `Delivery` never hangs.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use super::error::ClientError;
+use super::producer::RecordAck;
+
+/// What a batch's records learn: its partition and base offset (`None` with acks=none).
+type BatchResult = Result<(u32, Option<u64>), ClientError>;
+
+#[derive(Debug, Default)]
+struct Outcome {
+    result: RefCell<Option<BatchResult>>,
+    /// Tasks waiting on records of this batch.
+    wakers: RefCell<Vec<Waker>>,
+}
+
+/// The sender's side: one per batch, handing out one [`Delivery`] per record.
+#[derive(Debug, Default)]
+pub(super) struct BatchAcks {
+    outcome: Rc<Outcome>,
+    records: u32,
+}
+
+impl BatchAcks {
+    pub(super) fn new() -> BatchAcks {
+        BatchAcks::default()
+    }
+
+    /// The delivery of the next record added to the batch.
+    pub(super) fn next_delivery(&mut self) -> Delivery {
+        let index = self.records;
+        self.records += 1;
+        Delivery { outcome: self.outcome.clone(), index }
+    }
+
+    /// Records in the batch.
+    pub(super) fn len(&self) -> usize {
+        self.records as usize
+    }
+
+    /// Resolves every record of the batch at once.
+    pub(super) fn resolve(self, result: BatchResult) {
+        self.set(result);
+    }
+
+    fn set(&self, result: BatchResult) {
+        {
+            let mut slot = self.outcome.result.borrow_mut();
+            if slot.is_some() {
+                return;
+            }
+            *slot = Some(result);
+        }
+        let wakers = std::mem::take(&mut *self.outcome.wakers.borrow_mut());
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for BatchAcks {
+    fn drop(&mut self) {
+        // Unresolved (the batch was dropped with its producer): nobody will answer.
+        self.set(Err(ClientError::Closed));
+    }
+}
+
+/// Resolves when the record is acknowledged (or failed).
+#[must_use = "a Delivery reports whether the record was stored"]
+#[derive(Debug)]
+pub struct Delivery {
+    outcome: Rc<Outcome>,
+    /// The record's index in its batch.
+    index: u32,
+}
+
+impl Future for Delivery {
+    type Output = Result<RecordAck, ClientError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(result) = self.outcome.result.borrow().as_ref() {
+            let index = u64::from(self.index);
+            return Poll::Ready(match result {
+                Ok((partition, base)) => Ok(RecordAck { partition: *partition, offset: base.map(|b| b + index) }),
+                Err(error) => Err(error.clone()),
+            });
+        }
+        let mut wakers = self.outcome.wakers.borrow_mut();
+        // One task awaiting many records of the batch in a row registers once (comparing with
+        // the last waker only keeps this O(1); a rare duplicate just wakes a task twice).
+        if !wakers.last().is_some_and(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::{block_on, poll_once};
+
+    #[test]
+    fn each_record_gets_base_plus_its_index() {
+        let mut acks = BatchAcks::new();
+        let deliveries: Vec<Delivery> = (0..3).map(|_| acks.next_delivery()).collect();
+        assert_eq!(acks.len(), 3);
+        let mut first = deliveries.into_iter();
+        let mut d0 = first.next().unwrap();
+        assert!(block_on(poll_once(&mut d0)).is_none(), "pending before the batch resolves");
+        acks.resolve(Ok((7, Some(100))));
+        assert_eq!(block_on(d0).unwrap(), RecordAck { partition: 7, offset: Some(100) });
+        let rest: Vec<_> = first.map(|d| block_on(d).unwrap().offset).collect();
+        assert_eq!(rest, vec![Some(101), Some(102)]);
+    }
+
+    #[test]
+    fn errors_reach_every_record_and_a_dropped_batch_closes() {
+        let mut acks = BatchAcks::new();
+        let (a, b) = (acks.next_delivery(), acks.next_delivery());
+        acks.resolve(Err(ClientError::InvalidArgument("bad".into())));
+        assert!(matches!(block_on(a), Err(ClientError::InvalidArgument(_))));
+        assert!(matches!(block_on(b), Err(ClientError::InvalidArgument(_))));
+        let mut dropped = BatchAcks::new();
+        let c = dropped.next_delivery();
+        drop(dropped);
+        assert!(matches!(block_on(c), Err(ClientError::Closed)));
+    }
+}
