@@ -155,7 +155,10 @@ async fn read_body(
     frame_bytes: u32,
 ) -> Result<(Bytes, Vec<StaticPermit>), &'static str> {
     let total = frame_bytes as usize;
-    let mut body = BytesMut::with_capacity(total.min(FRAME_FIRST_PIECE_BYTES as usize));
+    // Capacity is address space, not memory, until written: reserve the first 1 MiB at once (no
+    // copy while growing through the small pieces), and the whole frame once the peer has sent
+    // that much. Resident memory grows only with the charged pieces below.
+    let mut body = BytesMut::with_capacity(total.min(FRAME_READ_CHUNK_BYTES as usize));
     let mut permits = Vec::new();
     if total == 0 {
         let permit = shard.request_memory.acquire_static_permit(1).await.map_err(|_| "request memory closed")?;
@@ -167,6 +170,9 @@ async fn read_body(
             shard.request_memory.acquire_static_permit(piece as u64).await.map_err(|_| "request memory closed")?;
         permits.push(permit);
         let start = body.len();
+        if start + piece > body.capacity() {
+            body.reserve(total - start);
+        }
         body.resize(start + piece, 0);
         reader.read_exact(&mut body[start..]).await.map_err(|_| "truncated frame")?;
     }
