@@ -183,18 +183,19 @@ fn a_failed_preallocation_gives_its_partial_allocation_back() {
         return;
     };
     let free_at_start = engine::free_bytes(mount.path()).unwrap();
-    let leave_free_bytes: u64 = 8 << 20;
+    let leave_free_bytes: u64 = 4 << 20;
     let filler = mount.path().join("filler");
     std::fs::write(&filler, vec![0x5au8; (free_at_start - leave_free_bytes) as usize]).unwrap();
     std::fs::File::open(&filler).unwrap().sync_all().unwrap();
     let path = mount.path().join("t-0");
     let probe = mount.path().to_path_buf();
     run(move || async move {
-        // A 32 MiB step cannot fit in the 8 MiB left.
+        // A 6 MiB batch needs a 7 MiB reservation (1 MiB steps), which cannot fit in the 4 MiB
+        // left: ext4 allocates what it can, then fails.
         let config = LogConfig { segment_bytes: 64 << 20, preallocate_step_bytes: 32 << 20, ..enospc_config() };
         let log = Log::open(&path, config).await.unwrap();
         let free_before = engine::free_bytes(&probe).unwrap();
-        let err = log.append(&[batch(1, 1, 100, 0)], Durability::Sync).await.unwrap_err();
+        let err = log.append(&[batch(1, 1, 6 << 20, 0)], Durability::Sync).await.unwrap_err();
         assert!(matches!(err, AppendError::NoSpace(_)), "expected NoSpace, got {err:?}");
         let free_after = engine::free_bytes(&probe).unwrap();
         assert!(
@@ -203,8 +204,8 @@ fn a_failed_preallocation_gives_its_partial_allocation_back() {
         );
         assert_eq!(log.log_end_offset(), 0);
         log.close().await.unwrap();
-        // A step that fits works.
-        let config = LogConfig { segment_bytes: 64 << 20, preallocate_step_bytes: 1 << 20, ..enospc_config() };
+        // A batch whose first (1 MiB) step fits works: the failed attempt gave its space back.
+        let config = LogConfig { segment_bytes: 64 << 20, preallocate_step_bytes: 32 << 20, ..enospc_config() };
         let log = Log::open(&path, config).await.unwrap();
         log.append(&[batch(2, 1, 100, 0)], Durability::Sync).await.unwrap();
         log.close().await.unwrap();

@@ -214,3 +214,31 @@ fn durability_modes_and_durable_reads() {
         log.close().await.unwrap();
     });
 }
+
+/// A quiet partition reserves one small step, not a full 32 MiB one (1000 partitions would
+/// otherwise reserve 32 GiB); a busy one grows its steps with the segment.
+#[test]
+fn preallocation_starts_small_and_grows_with_the_segment() {
+    let dir = temp_dir();
+    let path = dir.path().join("t-0");
+    let probe = path.clone();
+    run(move || async move {
+        let config = LogConfig { segment_bytes: 128 << 20, ..LogConfig::default() };
+        assert_eq!(config.preallocate_step_bytes, engine::limits::PREALLOCATE_STEP_BYTES);
+        let log = Log::open(&path, config).await.unwrap();
+        log.append(&[batch(1, 1, 100, 0)], Durability::Sync).await.unwrap();
+        let sizes = |dir: &std::path::Path| -> u64 {
+            segment_files(dir).iter().map(|p| std::fs::metadata(p).unwrap().len()).max().unwrap()
+        };
+        let quiet = sizes(&probe);
+        assert!(quiet <= 2 * engine::limits::PREALLOCATE_FIRST_STEP_BYTES, "a quiet segment reserved {quiet} bytes");
+        for seed in 0..24u64 {
+            log.append(&[batch(seed, 4, 256 << 10, 0)], Durability::None).await.unwrap();
+        }
+        log.flush().await.unwrap();
+        // 24 MiB written: steps doubled past the first, and the reservation stays ahead.
+        let busy = sizes(&probe);
+        assert!(busy >= 24 << 20, "a busy segment reserved only {busy} bytes");
+        log.close().await.unwrap();
+    });
+}

@@ -40,7 +40,8 @@ use crate::fs::{align_down, align_up};
 use crate::io::SegmentFile;
 use crate::latency::LatencyHistogram;
 use crate::limits::{
-    CHUNK_POOL_BUFFERS_MAX, IO_ALIGN_BYTES, UNWRITTEN_BYTES_MAX, WRITES_IN_FLIGHT_MAX, WRITE_CHUNK_BYTES,
+    CHUNK_POOL_BUFFERS_MAX, IO_ALIGN_BYTES, PREALLOCATE_FIRST_STEP_BYTES, UNWRITTEN_BYTES_MAX, WRITES_IN_FLIGHT_MAX,
+    WRITE_CHUNK_BYTES,
 };
 
 /// A DMA buffer that holds the file bytes `[file_position, file_position + len)`.
@@ -210,7 +211,7 @@ impl Appender {
     }
 
     /// Makes sure the file has room for `size_bytes` more bytes, growing the preallocation in
-    /// `step_bytes` steps, but not past `segment_bytes` (the segment rolls there; the space
+    /// steps that start at `PREALLOCATE_FIRST_STEP_BYTES` and double up to `step_bytes`, but not past `segment_bytes` (the segment rolls there; the space
     /// would only be cut off again, and on a nearly full disk it is space others need).
     /// Running out of disk fails here, before any byte is accepted.
     ///
@@ -222,6 +223,9 @@ impl Appender {
             (align_up(state.end_position + size_bytes), state.allocated_bytes, state.preallocating)
         };
         let cap = align_up(segment_bytes).max(needed);
+        // Grow the step with the segment (see PREALLOCATE_FIRST_STEP_BYTES).
+        let step_bytes = align_up(allocated.clamp(PREALLOCATE_FIRST_STEP_BYTES.min(step_bytes), step_bytes));
+        debug_assert!(step_bytes > 0);
         if needed > allocated {
             // One fallocate at a time: a failed one cuts the file back to the reservation,
             // which must not undo another one's success.
