@@ -6,6 +6,7 @@
 
 use std::rc::Rc;
 
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
 use kafka_protocol::messages::{
@@ -18,6 +19,14 @@ use crate::shard::Shard;
 
 /// Every partition of the request answered with `code`.
 pub fn commit_error(request: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
+    commit_response(request, |_| code)
+}
+
+/// A response naming every partition of `request`, in order, with `code_of(partition)`.
+fn commit_response(
+    request: &OffsetCommitRequest,
+    mut code_of: impl FnMut(&OffsetCommitRequestPartition) -> i16,
+) -> OffsetCommitResponse {
     let topics = request
         .topics
         .iter()
@@ -28,7 +37,7 @@ pub fn commit_error(request: &OffsetCommitRequest, code: i16) -> OffsetCommitRes
                 .map(|p| {
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(code)
+                        .with_error_code(code_of(p))
                 })
                 .collect();
             OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(partitions)
@@ -80,28 +89,13 @@ pub async fn commit(
             return commit_error(&request, codes::UNKNOWN_SERVER_ERROR);
         }
     };
-    let topics = request
-        .topics
-        .iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let code = if p.partition_index < 0 || p.committed_offset < 0 {
-                        codes::INVALID_COMMIT_OFFSET_SIZE
-                    } else {
-                        results.next().map_or(codes::UNKNOWN_SERVER_ERROR, |r| kafka_code(r.error))
-                    };
-                    OffsetCommitResponsePartition::default()
-                        .with_partition_index(p.partition_index)
-                        .with_error_code(code)
-                })
-                .collect();
-            OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(partitions)
-        })
-        .collect();
-    OffsetCommitResponse::default().with_topics(topics)
+    commit_response(&request, |p| {
+        if p.partition_index < 0 || p.committed_offset < 0 {
+            codes::INVALID_COMMIT_OFFSET_SIZE
+        } else {
+            results.next().map_or(codes::UNKNOWN_SERVER_ERROR, |r| kafka_code(r.error))
+        }
+    })
 }
 
 pub async fn fetch(shard: &Rc<Shard>, request: OffsetFetchRequest, _version: i16) -> OffsetFetchResponse {
