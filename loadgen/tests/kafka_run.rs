@@ -8,20 +8,19 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap (STYLE.md)
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
 use loadgen::baseline::{BaselineKind, BaselinePlan};
-use loadgen::config::{AckMode, KeyMode, Protocol};
+use loadgen::config::{AckMode, Protocol};
 use loadgen::embedded::Embedded;
-use loadgen::report::Mode;
-use loadgen::values::RateSpec;
 use loadgen::workload::driver::{
     ConsumerDriver, ConsumerSettings, Driver, Outgoing, ProducerDriver, ProducerSettings, Received,
 };
 use loadgen::workload::kafka::KafkaDriver;
 use loadgen::workload::native::NativeDriver;
-use loadgen::WorkloadConfig;
 
 fn test_dir() -> tempfile::TempDir {
     let parent = std::env::var_os("SHARDLOG_TEST_DIR").map_or_else(std::env::temp_dir, Into::into);
@@ -30,30 +29,10 @@ fn test_dir() -> tempfile::TempDir {
 
 #[test]
 fn short_kafka_run_acks_and_consumes_without_errors() {
-    let config = WorkloadConfig {
-        name: Some("test-kafka".to_owned()),
-        protocol: Protocol::Kafka,
-        partitions: 4,
-        producers: 2,
-        // Two members per group: the static assignment must cover every partition once.
-        consumers: 2,
-        loadgen_cores: Some(1),
-        shards: Some(2),
-        keys: KeyMode::RoundRobin,
-        rate: RateSpec::Fixed { msg_per_s: 2000.0 },
-        duration_s: 1.5,
-        warmup_s: 0.5,
-        ..WorkloadConfig::default()
-    };
+    // Two members per group: the static assignment must cover every partition once.
+    let config = common::short_run_config("test-kafka", Protocol::Kafka, 2);
     let outcome = loadgen::run::run_one(&config, None, &BaselinePlan::new(BaselineKind::None), false).unwrap();
-    let r = &outcome.report.results;
-    assert_eq!(r.mode, Mode::OpenLoop);
-    assert!(r.totals.acked > 0, "{r:?}");
-    assert_eq!(r.totals.acked, r.totals.sent);
-    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
-    assert_eq!(r.totals.consumed, r.totals.acked, "every acknowledged record read exactly once");
-    assert!(r.publish_latency_us.count > 0);
-    assert!(r.end_to_end_latency_us.count > 0);
+    common::assert_clean_run(&outcome.report.results);
     assert_eq!(outcome.report.config.protocol, Protocol::Kafka);
 }
 

@@ -64,3 +64,36 @@ pub fn sample_report(publish_mb_per_s: f64, p50_us: u64) -> RunReport {
         results,
     }
 }
+
+/// A 2 s open-loop run (0.5 s warm-up) at 2000 msg/s on an embedded 2-shard broker: short
+/// enough for every test run, long enough that producers, consumers and the report all work.
+pub fn short_run_config(name: &str, protocol: loadgen::config::Protocol, consumers: usize) -> WorkloadConfig {
+    WorkloadConfig {
+        name: Some(name.to_owned()),
+        protocol,
+        partitions: 4,
+        producers: 2,
+        consumers,
+        loadgen_cores: Some(1),
+        shards: Some(2),
+        keys: loadgen::config::KeyMode::RoundRobin,
+        rate: loadgen::values::RateSpec::Fixed { msg_per_s: 2000.0 },
+        duration_s: 1.5,
+        warmup_s: 0.5,
+        ..WorkloadConfig::default()
+    }
+}
+
+/// What must hold after a short run whatever the machine's speed: open loop, messages
+/// acknowledged (all that were sent) and each consumed once, no errors, histograms filled.
+pub fn assert_clean_run(r: &Results) {
+    assert_eq!(r.mode, Mode::OpenLoop);
+    assert!(r.totals.acked > 0, "{r:?}");
+    assert_eq!(r.totals.acked, r.totals.sent);
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    assert!(r.publish.messages > 0);
+    assert!(r.publish_latency_us.count > 0);
+    // Every acknowledged message was read by the group before the run ended.
+    assert_eq!(r.totals.consumed, r.totals.acked, "every acknowledged record read exactly once");
+    assert!(r.end_to_end_latency_us.count > 0);
+}
