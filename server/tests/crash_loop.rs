@@ -314,8 +314,14 @@ async fn load(
                 let ids: Vec<u64> = (0..count).map(|i| record_id(cycle, task, seq + i)).collect();
                 seq += count;
                 let mut builder = BatchBuilder::new();
+                // Real timestamps: the topic keeps Kafka's default 7-day time retention, and a
+                // cycle whose server lives past the 30 s retention check (a full re-verification
+                // of a large log) would otherwise rightly delete every sealed segment.
+                let timestamp_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
                 for &id in &ids {
-                    builder.push(None, Some(&payload(id)), 1_700_000_000_000 + id as i64 % 1000, &[]);
+                    builder.push(None, Some(&payload(id)), timestamp_ms, &[]);
                 }
                 let batch = builder.build().unwrap();
                 let request = vec![ProducePartition { topic: TOPIC.to_owned(), partition, batches: vec![batch] }];
