@@ -37,6 +37,7 @@ pub(super) struct BatchAcks {
 }
 
 impl BatchAcks {
+    #[cfg(test)]
     pub(super) fn new() -> BatchAcks {
         BatchAcks::default()
     }

@@ -11,8 +11,11 @@
 //!   are stored in the order they were sent.
 //! - [`Consumer`]: fetches from every assigned partition, one fetch in flight per shard;
 //!   optionally a consumer-group member with background heartbeats and offset commits.
+//! - [`accumulator`]: per-partition batch queues, linger, buffer memory and the sender loop,
+//!   shared by [`Producer`] and the load generator's Kafka producer.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner and the sticky partitioner for null keys.
 
+pub mod accumulator;
 mod cluster;
 mod connection;
 mod consumer;

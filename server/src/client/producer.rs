@@ -12,22 +12,19 @@
 //! `in_flight_per_partition_max` requests in flight (default 1, so its records are appended in
 //! the order they were sent).
 
-use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use engine::batch::BatchBuilder;
 use engine::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
-use glommio::sync::Semaphore;
 use glommio::Task;
 
+use super::accumulator::{record_bytes_estimate, Accumulator, AccumulatorOptions, Drained};
 use super::cluster::{Client, Route};
 use super::delivery::BatchAcks;
 pub use super::delivery::Delivery;
 use super::error::ClientError;
-use super::partitioner::{partition_for_key, StickyPartitioner};
 use crate::protocol::messages::{Acks, ErrorCode, ProducePartition, ProducePartitionResult, Request, Response};
 
 #[derive(Debug, Clone)]
@@ -68,39 +65,11 @@ pub struct RecordAck {
 
 type PartitionKey = (String, u32);
 
-struct PendingBatch {
-    builder: BatchBuilder,
-    acks: BatchAcks,
-    /// Units of `Inner::memory` this batch holds.
-    memory: u64,
-    created: Instant,
-    /// No more records go in (a newer batch exists, or it reached `batch_bytes`).
-    full: bool,
-    /// The topic's partition count when the batch was created (for the sticky partitioner).
-    partitions: u32,
-}
-
-#[derive(Default)]
-struct PartitionQueue {
-    batches: VecDeque<PendingBatch>,
-    in_flight: usize,
-}
-
 struct Inner {
     client: Rc<Client>,
     options: ProducerOptions,
-    queues: RefCell<HashMap<PartitionKey, PartitionQueue>>,
-    sticky: RefCell<StickyPartitioner>,
-    memory: Semaphore,
-    /// Records enqueued and not yet resolved.
-    outstanding: Cell<usize>,
-    /// `flush` calls running: while > 0 every batch is ready at once.
-    flushing: Cell<usize>,
+    accumulator: Accumulator<String, BatchAcks>,
     closed: Cell<bool>,
-    /// Wakes the sender task: a batch became ready, or a request completed.
-    wake: event_listener::Event,
-    /// Notified whenever `outstanding` drops to 0.
-    idle: event_listener::Event,
 }
 
 /// A batching producer. `!Send`; lives on one executor.
@@ -127,17 +96,14 @@ impl Producer {
         };
         let inner = Rc::new(Inner {
             client,
-            memory: Semaphore::new(options.buffer_bytes as u64),
+            accumulator: Accumulator::new(accumulator_options(&options)),
             options,
-            queues: RefCell::new(HashMap::new()),
-            sticky: RefCell::new(StickyPartitioner::new()),
-            outstanding: Cell::new(0),
-            flushing: Cell::new(0),
             closed: Cell::new(false),
-            wake: event_listener::Event::new(),
-            idle: event_listener::Event::new(),
         });
-        let sender = glommio::spawn_local(run_sender(inner.clone()));
+        let sender = glommio::spawn_local({
+            let inner = inner.clone();
+            async move { inner.accumulator.run(|ready| dispatch(&inner, ready)).await }
+        });
         Producer { inner, _sender: sender }
     }
 
@@ -205,11 +171,11 @@ impl Producer {
             }
         }
         let units = (estimate as u64).min(inner.options.buffer_bytes as u64);
-        if inner.memory.acquire(units).await.is_err() {
+        if !inner.accumulator.acquire(units).await {
             return Err(ClientError::Closed);
         }
         if inner.closed.get() {
-            inner.memory.signal(units);
+            inner.accumulator.release(units);
             return Err(ClientError::Closed);
         }
         // No `.await` from here on: the choice of batch and the push are one step.
@@ -220,17 +186,7 @@ impl Producer {
     /// Sends every buffered record now and waits until all records enqueued so far (and any
     /// enqueued meanwhile) are acknowledged or failed.
     pub async fn flush(&self) {
-        let inner = &self.inner;
-        inner.flushing.set(inner.flushing.get() + 1);
-        inner.wake.notify(usize::MAX);
-        loop {
-            let idle = inner.idle.listen();
-            if inner.outstanding.get() == 0 {
-                break;
-            }
-            idle.await;
-        }
-        inner.flushing.set(inner.flushing.get() - 1);
+        self.inner.accumulator.flush().await;
     }
 
     /// Flushes, then refuses further records.
@@ -241,23 +197,20 @@ impl Producer {
 
     /// Records enqueued and not yet acknowledged or failed.
     pub fn outstanding(&self) -> usize {
-        self.inner.outstanding.get()
+        self.inner.accumulator.outstanding()
     }
 }
 
-/// Upper bound on a record's encoded size: its fields plus the varints around them.
-fn record_bytes_estimate(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&[u8], Option<&[u8]>)]) -> usize {
-    const RECORD_OVERHEAD_BYTES: usize = 32; // length, attributes, deltas, field lengths
-    const HEADER_OVERHEAD_BYTES: usize = 10;
-    let fields = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
-    let headers: usize = headers.iter().map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len) + HEADER_OVERHEAD_BYTES).sum();
-    fields + headers + RECORD_OVERHEAD_BYTES
-}
-
-/// Batches taken from one partition's queue for one request.
-struct Drained {
-    key: PartitionKey,
-    batches: Vec<PendingBatch>,
+/// The accumulator's bounds from the producer's options.
+fn accumulator_options(options: &ProducerOptions) -> AccumulatorOptions {
+    AccumulatorOptions {
+        linger: Duration::from_millis(options.linger_ms),
+        batch_bytes: options.batch_bytes,
+        buffer_bytes: options.buffer_bytes,
+        in_flight_per_partition_max: options.in_flight_per_partition_max,
+        batches_per_request_max: usize::MAX,
+        request_bytes_max: options.request_bytes_max,
+    }
 }
 
 /// A record on its way into a batch.
@@ -276,126 +229,17 @@ impl Inner {
     fn push(&self, record: NewRecord<'_>, partitions: u32, units: u64) -> Delivery {
         let NewRecord { topic, partition, key, value, headers, timestamp_ms } = record;
         let estimate = record_bytes_estimate(key, value, headers);
-        let partition = match (partition, key) {
-            (Some(p), _) => p,
-            (None, Some(key)) => partition_for_key(key, partitions),
-            (None, None) => self.sticky.borrow_mut().partition(topic, partitions),
-        };
+        let partition = self.accumulator.partition_for(topic, partition, key, partitions);
         let timestamp = timestamp_ms.unwrap_or_else(super::now_ms);
-        let batch_bytes = self.options.batch_bytes;
-        let (became_ready, delivery) = {
-            let mut queues = self.queues.borrow_mut();
-            let queue = queues.entry((topic.to_owned(), partition)).or_default();
-            let open = queue.batches.back_mut().filter(|b| !b.full && b.builder.size_bytes() + estimate <= batch_bytes);
-            let batch = match open {
-                Some(batch) => batch,
-                None => {
-                    if let Some(last) = queue.batches.back_mut() {
-                        last.full = true;
-                    }
-                    queue.batches.push_back(PendingBatch {
-                        builder: BatchBuilder::with_capacity(batch_bytes.min(estimate + BATCH_HEADER_BYTES).max(4096)),
-                        acks: BatchAcks::new(),
-                        memory: 0,
-                        created: Instant::now(),
-                        full: false,
-                        partitions,
-                    });
-                    let len = queue.batches.len();
-                    &mut queue.batches[len - 1]
-                }
-            };
-            batch.builder.push(key, value, timestamp, headers);
-            let delivery = batch.acks.next_delivery();
-            batch.memory += units;
-            if batch.builder.size_bytes() >= batch_bytes {
-                batch.full = true;
-            }
-            // A new batch (linger timer) or a full one: the sender must look.
-            (batch.full || batch.acks.len() == 1, delivery)
-        };
-        self.outstanding.set(self.outstanding.get() + 1);
-        if became_ready {
-            self.wake.notify(usize::MAX);
-        }
-        delivery
-    }
-    /// Takes every ready batch of every partition that may send now. Also returns when the
-    /// next lingering batch becomes ready.
-    fn drain_ready(&self, now: Instant) -> (Vec<Drained>, Option<Instant>) {
-        let linger = Duration::from_millis(self.options.linger_ms);
-        let flushing = self.flushing.get() > 0;
-        let mut ready = Vec::new();
-        let mut next_deadline: Option<Instant> = None;
-        let mut queues = self.queues.borrow_mut();
-        let mut sticky = self.sticky.borrow_mut();
-        for (key, queue) in queues.iter_mut() {
-            if queue.in_flight >= self.options.in_flight_per_partition_max {
-                continue; // A completion wakes the sender.
-            }
-            let mut batches = Vec::new();
-            let mut request_bytes = 0usize;
-            while let Some(front) = queue.batches.front() {
-                let deadline = front.created + linger;
-                if !(front.full || flushing || deadline <= now) {
-                    next_deadline = Some(next_deadline.map_or(deadline, |d| d.min(deadline)));
-                    break;
-                }
-                let size = front.builder.size_bytes();
-                if !batches.is_empty() && request_bytes + size > self.options.request_bytes_max {
-                    break;
-                }
-                request_bytes += size;
-                if let Some(batch) = queue.batches.pop_front() {
-                    sticky.batch_sent(&key.0, key.1, batch.partitions);
-                    batches.push(batch);
-                }
-            }
-            if !batches.is_empty() {
-                queue.in_flight += 1;
-                ready.push(Drained { key: key.clone(), batches });
-            }
-        }
-        (ready, next_deadline)
+        let capacity = self.options.batch_bytes.min(estimate + BATCH_HEADER_BYTES).max(4096);
+        self.accumulator.push((topic.to_owned(), partition), partitions, units, estimate, capacity, |builder, acks| {
+            builder.push(key, value, timestamp, headers);
+            acks.next_delivery()
+        })
     }
 
-    /// A request for `key` finished: its records are resolved, free the slot and the memory.
     fn request_done(&self, key: &PartitionKey, records: usize, memory: u64) {
-        {
-            let mut queues = self.queues.borrow_mut();
-            if let Some(queue) = queues.get_mut(key) {
-                queue.in_flight = queue.in_flight.saturating_sub(1);
-                if queue.in_flight == 0 && queue.batches.is_empty() {
-                    queues.remove(key);
-                }
-            }
-        }
-        self.memory.signal(memory);
-        let outstanding = self.outstanding.get().saturating_sub(records);
-        self.outstanding.set(outstanding);
-        if outstanding == 0 {
-            self.idle.notify(usize::MAX);
-        }
-        self.wake.notify(usize::MAX);
-    }
-}
-
-async fn run_sender(inner: Rc<Inner>) {
-    loop {
-        let wake = inner.wake.listen();
-        let (ready, next_deadline) = inner.drain_ready(Instant::now());
-        if !ready.is_empty() {
-            dispatch(&inner, ready);
-            futures_lite::future::yield_now().await;
-            continue;
-        }
-        match next_deadline {
-            Some(deadline) => {
-                let sleep = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
-                futures_lite::future::or(wake, sleep).await;
-            }
-            None => wake.await,
-        }
+        self.accumulator.request_done(key, records, memory);
     }
 }
 
@@ -417,7 +261,7 @@ impl Outgoing {
 
 /// Builds the drained batches and sends them, one request per route (split at
 /// `request_bytes_max`), each in its own task.
-fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained>) {
+fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained<String, BatchAcks>>) {
     let mut parts: Vec<(ProducePartition, Outgoing)> = Vec::with_capacity(ready.len());
     for drained in ready {
         let mut batches = Vec::with_capacity(drained.batches.len());
@@ -426,7 +270,7 @@ fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained>) {
         let mut records = 0;
         for batch in drained.batches {
             memory += batch.memory;
-            records += batch.acks.len();
+            records += batch.records;
             match batch.builder.build() {
                 Ok(bytes) => {
                     batches.push(bytes);
@@ -543,8 +387,10 @@ fn fail(inner: &Inner, out: Outgoing, error: &ClientError) {
 mod tests {
     use super::*;
     use crate::client::cluster::ClientOptions;
+    use crate::client::partitioner::partition_for_key;
     use crate::protocol::messages::{PartitionMetadata, ShardInfo, TopicMetadata};
     use engine::batch::Batch;
+    use std::time::Instant;
 
     fn inner(options: ProducerOptions) -> Inner {
         let topic = TopicMetadata {
@@ -569,15 +415,9 @@ mod tests {
         let client = Client::offline("127.0.0.1:1", ClientOptions::default(), &shards, &[topic]);
         Inner {
             client: Rc::new(client),
-            memory: Semaphore::new(options.buffer_bytes as u64),
+            accumulator: Accumulator::new(accumulator_options(&options)),
             options,
-            queues: RefCell::new(HashMap::new()),
-            sticky: RefCell::new(StickyPartitioner::new()),
-            outstanding: Cell::new(0),
-            flushing: Cell::new(0),
             closed: Cell::new(false),
-            wake: event_listener::Event::new(),
-            idle: event_listener::Event::new(),
         }
     }
 
@@ -587,10 +427,7 @@ mod tests {
     }
 
     fn batch_sizes(inner: &Inner, partition: u32) -> Vec<(usize, bool)> {
-        let queues = inner.queues.borrow();
-        queues
-            .get(&("t".to_owned(), partition))
-            .map_or_else(Vec::new, |q| q.batches.iter().map(|b| (b.acks.len(), b.full)).collect())
+        inner.accumulator.batch_shapes(&("t".to_owned(), partition))
     }
 
     #[test]
@@ -602,7 +439,7 @@ mod tests {
         // The fourth does not fit: the first batch is closed, a second one opened.
         let _d4 = push(&inner, Some(1), None, &value);
         assert_eq!(batch_sizes(&inner, 1), vec![(3, true), (1, false)]);
-        assert_eq!(inner.outstanding.get(), 4);
+        assert_eq!(inner.accumulator.outstanding(), 4);
         // Keyed records go where murmur2 says.
         let _k = push(&inner, None, Some(b"21"), &value);
         // toPositive(murmur2("21")) = 1173551340, and 1173551340 % 4 = 0.
@@ -618,19 +455,19 @@ mod tests {
         let _e = push(&inner, Some(2), None, &value);
         let now = Instant::now();
         // Partition 1's first batch is full; its second and partition 2's linger.
-        let (ready, deadline) = inner.drain_ready(now);
+        let (ready, deadline) = inner.accumulator.drain_ready(now);
         assert_eq!(ready.len(), 1);
         assert_eq!(ready[0].key, ("t".to_owned(), 1));
         assert_eq!(ready[0].batches.len(), 1);
         assert!(deadline.is_some_and(|d| d > now));
         // One request in flight per partition: nothing more from partition 1, even when due.
         let later = now + Duration::from_secs(2);
-        let (ready2, _) = inner.drain_ready(later);
+        let (ready2, _) = inner.accumulator.drain_ready(later);
         assert_eq!(ready2.iter().map(|d| d.key.1).collect::<Vec<_>>(), vec![2]);
         // Flushing makes everything ready at once (once the partition may send again).
         inner.request_done(&("t".to_owned(), 1), 0, 0);
-        inner.flushing.set(1);
-        let (ready3, _) = inner.drain_ready(now);
+        inner.accumulator.flush_begin();
+        let (ready3, _) = inner.accumulator.drain_ready(now);
         assert_eq!(ready3.iter().map(|d| (d.key.1, d.batches.len())).collect::<Vec<_>>(), vec![(1, 1)]);
     }
 
@@ -638,12 +475,12 @@ mod tests {
     fn acks_carry_base_offset_plus_index_and_free_memory() {
         let inner = inner(ProducerOptions { buffer_bytes: 10_000, ..ProducerOptions::default() });
         let deliveries: Vec<Delivery> = (0..3).map(|i| push(&inner, Some(0), None, &[i; 10])).collect();
-        inner.flushing.set(1);
-        let (mut ready, _) = inner.drain_ready(Instant::now());
+        inner.accumulator.flush_begin();
+        let (mut ready, _) = inner.accumulator.drain_ready(Instant::now());
         let drained = ready.pop().unwrap();
         let memory: u64 = drained.batches.iter().map(|b| b.memory).sum();
         assert!(memory > 0);
-        let available = inner.memory.available();
+        let available = inner.accumulator.memory_available();
         let batch = drained.batches.into_iter().next().unwrap();
         let acks = batch.acks;
         let bytes = batch.builder.build().unwrap();
@@ -661,17 +498,17 @@ mod tests {
         let offsets: Vec<Option<u64>> =
             deliveries.into_iter().map(|d| futures_lite::future::block_on(d).unwrap().offset).collect();
         assert_eq!(offsets, vec![Some(40), Some(41), Some(42)]);
-        assert_eq!(inner.outstanding.get(), 0);
-        assert_eq!(inner.memory.available(), available + memory);
-        assert!(inner.queues.borrow().is_empty());
+        assert_eq!(inner.accumulator.outstanding(), 0);
+        assert_eq!(inner.accumulator.memory_available(), available + memory);
+        assert!(inner.accumulator.is_empty());
     }
 
     #[test]
     fn a_failed_partition_fails_each_of_its_records() {
         let inner = inner(ProducerOptions::default());
         let d = push(&inner, Some(3), None, b"x");
-        inner.flushing.set(1);
-        let (mut ready, _) = inner.drain_ready(Instant::now());
+        inner.accumulator.flush_begin();
+        let (mut ready, _) = inner.accumulator.drain_ready(Instant::now());
         let drained = ready.pop().unwrap();
         let acks = drained.batches.into_iter().map(|b| b.acks).collect();
         let out = Outgoing { key: drained.key, acks, memory: 0, failed_records: 0 };

@@ -9,23 +9,21 @@
 //! waits when it is full; a partition has one request in flight (its records are stored in
 //! send order); a request carries one batch per partition (Kafka refuses more with v3+).
 
-use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use engine::batch::BatchBuilder;
 use engine::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
 use futures_channel::oneshot;
-use glommio::sync::Semaphore;
 use glommio::Task;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::ProduceRequest;
-use server::client::partitioner::{partition_for_key, StickyPartitioner};
+use server::client::accumulator::{record_bytes_estimate, Accumulator, AccumulatorOptions, Drained};
 
 use super::cluster::{topic_name, Cluster, REQUEST_TIMEOUT};
 use super::error::{codes, KafkaError};
@@ -60,33 +58,12 @@ impl Future for KafkaAck {
 
 type PartitionKey = (Rc<str>, u32);
 
-struct PendingBatch {
-    builder: BatchBuilder,
-    acks: Vec<AckSender>,
-    memory: u64,
-    created: Instant,
-    full: bool,
-    partitions: u32,
-}
-
-#[derive(Default)]
-struct PartitionQueue {
-    batches: VecDeque<PendingBatch>,
-    in_flight: bool,
-}
-
 struct Inner {
     cluster: Rc<Cluster>,
     options: ProducerOptions,
-    queues: RefCell<HashMap<PartitionKey, PartitionQueue>>,
-    sticky: RefCell<StickyPartitioner>,
+    accumulator: Accumulator<Rc<str>, Vec<AckSender>>,
     /// Topic names shared by every batch key (no allocation per record).
     names: RefCell<HashMap<String, Rc<str>>>,
-    memory: Semaphore,
-    outstanding: Cell<usize>,
-    flushing: Cell<usize>,
-    wake: event_listener::Event,
-    idle: event_listener::Event,
 }
 
 pub struct KafkaProducer {
@@ -111,26 +88,28 @@ impl KafkaProducer {
             buffer_bytes: options.buffer_bytes.max(1),
             ..options
         };
-        let inner = Rc::new(Inner {
-            cluster,
-            memory: Semaphore::new(options.buffer_bytes as u64),
-            options,
-            queues: RefCell::new(HashMap::new()),
-            sticky: RefCell::new(StickyPartitioner::new()),
-            names: RefCell::new(HashMap::new()),
-            outstanding: Cell::new(0),
-            flushing: Cell::new(0),
-            wake: event_listener::Event::new(),
-            idle: event_listener::Event::new(),
+        let accumulator = Accumulator::new(AccumulatorOptions {
+            linger: options.linger,
+            batch_bytes: options.batch_bytes,
+            buffer_bytes: options.buffer_bytes,
+            // One request in flight per partition keeps its records in send order.
+            in_flight_per_partition_max: 1,
+            // Kafka refuses more than one batch per partition in a Produce request (v3+).
+            batches_per_request_max: 1,
+            request_bytes_max: REQUEST_BYTES_MAX,
         });
-        let sender = glommio::spawn_local(run_sender(inner.clone()));
+        let inner = Rc::new(Inner { cluster, options, accumulator, names: RefCell::new(HashMap::new()) });
+        let sender = glommio::spawn_local({
+            let inner = inner.clone();
+            async move { inner.accumulator.run(|ready| dispatch(&inner, ready)).await }
+        });
         KafkaProducer { inner, _sender: sender }
     }
 
     /// Adds a record to its partition's batch (after waiting for buffer space).
     pub async fn send(&self, record: NewRecord<'_>) -> Result<KafkaAck, KafkaError> {
         let inner = &self.inner;
-        let estimate = record_bytes_estimate(&record);
+        let estimate = record_bytes_estimate(record.key, Some(record.value), record.headers);
         if estimate + BATCH_HEADER_BYTES > BATCH_SIZE_BYTES_MAX as usize {
             return Err(KafkaError::Record(format!("record of about {estimate} bytes exceeds a batch")));
         }
@@ -139,48 +118,22 @@ impl KafkaProducer {
             return Err(KafkaError::broker(codes::UNKNOWN_TOPIC_OR_PARTITION, record.topic.to_owned()));
         }
         let units = (estimate as u64).min(inner.options.buffer_bytes as u64);
-        inner.memory.acquire(units).await.map_err(|_| KafkaError::Closed)?;
+        if !inner.accumulator.acquire(units).await {
+            return Err(KafkaError::Closed);
+        }
         // No `.await` from here on: choosing the batch and pushing are one step.
         Ok(inner.push(record, partitions, units, estimate))
     }
 
     /// Sends everything buffered and waits until every record so far is resolved.
     pub async fn flush(&self) {
-        let inner = &self.inner;
-        inner.flushing.set(inner.flushing.get() + 1);
-        inner.wake.notify(usize::MAX);
-        loop {
-            let idle = inner.idle.listen();
-            if inner.outstanding.get() == 0 {
-                break;
-            }
-            idle.await;
-        }
-        inner.flushing.set(inner.flushing.get() - 1);
+        self.inner.accumulator.flush().await;
     }
-}
-
-fn record_bytes_estimate(record: &NewRecord<'_>) -> usize {
-    const RECORD_OVERHEAD_BYTES: usize = 32; // length, attributes, deltas, field lengths
-    const HEADER_OVERHEAD_BYTES: usize = 10;
-    let headers: usize =
-        record.headers.iter().map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len) + HEADER_OVERHEAD_BYTES).sum();
-    record.key.map_or(0, <[u8]>::len) + record.value.len() + headers + RECORD_OVERHEAD_BYTES
-}
-
-/// A partition's batch taken for a request.
-struct Drained {
-    key: PartitionKey,
-    batch: PendingBatch,
 }
 
 impl Inner {
     fn push(&self, record: NewRecord<'_>, partitions: u32, units: u64, estimate: usize) -> KafkaAck {
-        let partition = match (record.partition, record.key) {
-            (Some(p), _) => p,
-            (None, Some(key)) => partition_for_key(key, partitions),
-            (None, None) => self.sticky.borrow_mut().partition(record.topic, partitions),
-        };
+        let partition = self.accumulator.partition_for(record.topic, record.partition, record.key, partitions);
         let name = {
             let mut names = self.names.borrow_mut();
             match names.get(record.topic) {
@@ -188,120 +141,17 @@ impl Inner {
                 None => names.entry(record.topic.to_owned()).or_insert_with(|| Rc::from(record.topic)).clone(),
             }
         };
-        let batch_bytes = self.options.batch_bytes;
-        let mut queues = self.queues.borrow_mut();
-        let queue = queues.entry((name, partition)).or_default();
-        let fits = queue.batches.back().is_some_and(|b| !b.full && b.builder.size_bytes() + estimate <= batch_bytes);
-        if !fits {
-            if let Some(open) = queue.batches.back_mut() {
-                open.full = true;
-            }
-            queue.batches.push_back(PendingBatch {
-                builder: BatchBuilder::with_capacity(
-                    batch_bytes.min(BATCH_HEADER_BYTES + BATCH_RECORDS_INITIAL * estimate),
-                ),
-                acks: Vec::new(),
-                memory: 0,
-                created: Instant::now(),
-                full: false,
-                partitions,
-            });
-        }
-        let (tx, rx) = oneshot::channel();
-        // An older batch waiting means it is full: the sender may take it now.
-        let older_waiting = queue.batches.len() > 1;
-        let ready_now = match queue.batches.back_mut() {
-            Some(batch) => {
-                batch.builder.push(record.key, Some(record.value), record.timestamp_ms, record.headers);
-                batch.acks.push(tx);
-                batch.memory += units;
-                if batch.builder.size_bytes() >= batch_bytes {
-                    batch.full = true;
-                }
-                batch.full || older_waiting
-            }
-            None => {
-                // Not reached: a batch was pushed above when none could take the record.
-                self.memory.signal(units);
-                let _ = tx.send(Err("no open batch".to_owned()));
-                return KafkaAck(rx);
-            }
-        };
-        drop(queues);
-        self.outstanding.set(self.outstanding.get() + 1);
-        if ready_now {
-            self.wake.notify(1);
-        }
-        KafkaAck(rx)
+        let capacity = self.options.batch_bytes.min(BATCH_HEADER_BYTES + BATCH_RECORDS_INITIAL * estimate);
+        self.accumulator.push((name, partition), partitions, units, estimate, capacity, |builder, acks| {
+            builder.push(record.key, Some(record.value), record.timestamp_ms, record.headers);
+            let (tx, rx) = oneshot::channel();
+            acks.push(tx);
+            KafkaAck(rx)
+        })
     }
 
-    /// Takes the first batch of every partition that is ready and has no request in flight.
-    /// Also returns when the next lingering batch becomes due.
-    fn drain_ready(&self, now: Instant) -> (Vec<Drained>, Option<Instant>) {
-        let linger = self.options.linger;
-        let flushing = self.flushing.get() > 0;
-        let mut ready = Vec::new();
-        let mut next_deadline: Option<Instant> = None;
-        let mut queues = self.queues.borrow_mut();
-        let mut sticky = self.sticky.borrow_mut();
-        for (key, queue) in queues.iter_mut() {
-            if queue.in_flight {
-                continue;
-            }
-            let Some(front) = queue.batches.front() else {
-                continue;
-            };
-            let due = front.created + linger;
-            if !(front.full || flushing || due <= now) {
-                next_deadline = Some(next_deadline.map_or(due, |d| d.min(due)));
-                continue;
-            }
-            if let Some(batch) = queue.batches.pop_front() {
-                sticky.batch_sent(&key.0, key.1, batch.partitions);
-                queue.in_flight = true;
-                ready.push(Drained { key: key.clone(), batch });
-            }
-        }
-        (ready, next_deadline)
-    }
-
-    /// A partition's request finished and its records are resolved.
     fn request_done(&self, key: &PartitionKey, records: usize, memory: u64) {
-        {
-            let mut queues = self.queues.borrow_mut();
-            if let Some(queue) = queues.get_mut(key) {
-                queue.in_flight = false;
-                if queue.batches.is_empty() {
-                    queues.remove(key);
-                }
-            }
-        }
-        self.memory.signal(memory);
-        let outstanding = self.outstanding.get().saturating_sub(records);
-        self.outstanding.set(outstanding);
-        if outstanding == 0 {
-            self.idle.notify(usize::MAX);
-        }
-        self.wake.notify(usize::MAX);
-    }
-}
-
-async fn run_sender(inner: Rc<Inner>) {
-    loop {
-        let wake = inner.wake.listen();
-        let (ready, next_deadline) = inner.drain_ready(Instant::now());
-        if !ready.is_empty() {
-            dispatch(&inner, ready);
-            futures_lite::future::yield_now().await;
-            continue;
-        }
-        match next_deadline {
-            Some(deadline) => {
-                let sleep = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
-                futures_lite::future::or(wake, sleep).await;
-            }
-            None => wake.await,
-        }
+        self.accumulator.request_done(key, records, memory);
     }
 }
 
@@ -315,19 +165,25 @@ struct Part {
 
 /// Builds the drained batches and starts one request per leader (split at
 /// `REQUEST_BYTES_MAX`), each in its own task.
-fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained>) {
+fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained<Rc<str>, Vec<AckSender>>>) {
     let mut by_topic: HashMap<Rc<str>, Vec<Part>> = HashMap::new();
-    for Drained { key, batch } in ready {
-        let (records, memory) = (batch.acks.len(), batch.memory);
-        match batch.builder.build() {
-            Ok(bytes) => {
-                by_topic.entry(key.0.clone()).or_default().push(Part { key, records: bytes, acks: batch.acks, memory })
-            }
-            Err(e) => {
-                for ack in batch.acks {
-                    let _ = ack.send(Err(format!("cannot build a batch: {e}")));
+    for Drained { key, batches } in ready {
+        debug_assert_eq!(batches.len(), 1, "batches_per_request_max is 1");
+        for batch in batches {
+            let (records, memory) = (batch.records, batch.memory);
+            match batch.builder.build() {
+                Ok(bytes) => by_topic.entry(key.0.clone()).or_default().push(Part {
+                    key: key.clone(),
+                    records: bytes,
+                    acks: batch.acks,
+                    memory,
+                }),
+                Err(e) => {
+                    for ack in batch.acks {
+                        let _ = ack.send(Err(format!("cannot build a batch: {e}")));
+                    }
+                    inner.request_done(&key, records, memory);
                 }
-                inner.request_done(&key, records, memory);
             }
         }
     }
