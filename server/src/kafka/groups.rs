@@ -565,18 +565,20 @@ mod tests {
     use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
     use kafka_protocol::messages::GroupId;
 
+    fn join_request(member: &str, metadata: Bytes) -> JoinGroupRequest {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(str_bytes("g")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(str_bytes(member))
+            .with_protocol_type(str_bytes("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(str_bytes("range"))
+                .with_metadata(metadata)])
+    }
+
     fn join(groups: &KafkaGroups, member: &str) -> Waiting<JoinGroupResponse> {
-        groups.join(
-            JoinGroupRequest::default()
-                .with_group_id(GroupId(str_bytes("g")))
-                .with_session_timeout_ms(10_000)
-                .with_rebalance_timeout_ms(10_000)
-                .with_member_id(str_bytes(member))
-                .with_protocol_type(str_bytes("consumer"))
-                .with_protocols(vec![JoinGroupRequestProtocol::default()
-                    .with_name(str_bytes("range"))
-                    .with_metadata(Bytes::from_static(b"meta"))]),
-        )
+        groups.join(join_request(member, Bytes::from_static(b"meta")))
     }
 
     fn now<T>(w: Waiting<T>) -> T {
@@ -622,28 +624,12 @@ mod tests {
     fn oversized_member_metadata_is_refused_and_kept_metadata_does_not_pin_the_frame() {
         let groups = KafkaGroups::default();
         let huge = Bytes::from(vec![7u8; GROUP_MEMBER_METADATA_BYTES_MAX + 1]);
-        let request = JoinGroupRequest::default()
-            .with_group_id(GroupId(str_bytes("g")))
-            .with_session_timeout_ms(10_000)
-            .with_rebalance_timeout_ms(10_000)
-            .with_member_id(str_bytes(""))
-            .with_protocol_type(str_bytes("consumer"))
-            .with_protocols(vec![JoinGroupRequestProtocol::default()
-                .with_name(str_bytes("range"))
-                .with_metadata(huge)]);
+        let request = join_request("", huge);
         assert_eq!(now(groups.join(request)).error_code, codes::INVALID_REQUEST);
 
         // A small metadata sliced from a large frame is copied: the frame is not kept.
         let frame = Bytes::from(vec![1u8; 4 << 20]);
-        let request = JoinGroupRequest::default()
-            .with_group_id(GroupId(str_bytes("g")))
-            .with_session_timeout_ms(10_000)
-            .with_rebalance_timeout_ms(10_000)
-            .with_member_id(str_bytes(""))
-            .with_protocol_type(str_bytes("consumer"))
-            .with_protocols(vec![JoinGroupRequestProtocol::default()
-                .with_name(str_bytes("range"))
-                .with_metadata(frame.slice(100..108))]);
+        let request = join_request("", frame.slice(100..108));
         let joined = now(groups.join(request));
         assert_eq!(joined.error_code, codes::NONE);
         let kept = groups.groups.borrow()["g"].members.values().next().unwrap().protocols[0].1.clone();
