@@ -19,6 +19,17 @@ use crate::error::LoadgenError;
 
 /// Header key of the end-to-end timestamp.
 pub const TIMESTAMP_HEADER: &[u8] = b"lg-t";
+
+/// The producer's intended send time (µs since the epoch) from a record's `lg-t` header, if
+/// it has one of the right size. Both drivers read it this way.
+pub fn sent_at_us(headers: &[engine::batch::Header]) -> Option<u64> {
+    headers
+        .iter()
+        .find(|h| h.key.as_ref() == TIMESTAMP_HEADER)
+        .and_then(|h| h.value.as_ref())
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map(u64::from_be_bytes)
+}
 /// How long a consumer's fetch waits on the broker: short, so it notices the end of a run.
 const FETCH_WAIT_MS_MAX: u32 = 100;
 
@@ -118,17 +129,9 @@ pub struct NativeConsumer {
 impl ConsumerDriver for NativeConsumer {
     async fn poll(&self, out: &mut Vec<Received>) -> Result<(), String> {
         let records = self.consumer.poll().await.map_err(|e| e.to_string())?;
-        out.extend(records.iter().map(|r| {
-            Received {
-                value_bytes: r.value.as_ref().map_or(0, |v| v.len()),
-                sent_at_us: r
-                    .headers
-                    .iter()
-                    .find(|h| h.key.as_ref() == TIMESTAMP_HEADER)
-                    .and_then(|h| h.value.as_ref())
-                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                    .map(u64::from_be_bytes),
-            }
+        out.extend(records.iter().map(|r| Received {
+            value_bytes: r.value.as_ref().map_or(0, |v| v.len()),
+            sent_at_us: sent_at_us(&r.headers),
         }));
         Ok(())
     }

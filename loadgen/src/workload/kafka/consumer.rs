@@ -24,7 +24,7 @@ use kafka_protocol::messages::FetchRequest;
 use super::cluster::{topic_name, Cluster, OFFSET_EARLIEST, OFFSET_LATEST, REQUEST_TIMEOUT};
 use super::error::{codes, KafkaError};
 use crate::workload::driver::Received;
-use crate::workload::native::TIMESTAMP_HEADER;
+use crate::workload::native::sent_at_us;
 
 /// How long a fetch waits on the broker for data (the native driver's value).
 pub const FETCH_WAIT_MS_MAX: i32 = 100;
@@ -250,13 +250,7 @@ fn take_records(records: bytes::Bytes, position: &mut Position, out: &mut VecDeq
             }
             out.push_back(Received {
                 value_bytes: record.value.as_ref().map_or(0, |v| v.len()),
-                sent_at_us: record
-                    .headers
-                    .iter()
-                    .find(|h| h.key.as_ref() == TIMESTAMP_HEADER)
-                    .and_then(|h| h.value.as_ref())
-                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                    .map(u64::from_be_bytes),
+                sent_at_us: sent_at_us(&record.headers),
             });
             taken += 1;
         }
