@@ -211,8 +211,9 @@ impl Appender {
     }
 
     /// Makes sure the file has room for `size_bytes` more bytes, growing the preallocation in
-    /// steps that start at `PREALLOCATE_FIRST_STEP_BYTES` and double up to `step_bytes`, but not past `segment_bytes` (the segment rolls there; the space
-    /// would only be cut off again, and on a nearly full disk it is space others need).
+    /// steps that start at `PREALLOCATE_FIRST_STEP_BYTES` and double up to `step_bytes`, but
+    /// not past `segment_bytes` (the segment rolls there; the space would only be cut off
+    /// again, and on a nearly full disk it is space others need).
     /// Running out of disk fails here, before any byte is accepted.
     ///
     /// Once the reservation is half used, the next step is allocated in the background, so
