@@ -28,6 +28,6 @@ mod segment;
 pub use catalog::{Catalog, Durability, TopicConfig};
 pub use disk_space::free_bytes;
 pub use error::{AppendError, IoError, MaintenanceError, OpenError, ReadError};
-pub use log::{has_clean_shutdown_marker, AppendInfo, Log, LogConfig, LogStats, ReadBatches, RetentionOutcome};
+pub use log::{has_clean_shutdown_marker, AppendInfo, Log, LogConfig, LogStats, Queued, ReadBatches, RetentionOutcome};
 pub use recovery::{scan_segment_bytes, ScanStop, SegmentScan};
 pub use segment::appender::AppenderStats;

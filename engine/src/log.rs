@@ -124,6 +124,40 @@ pub struct AppendInfo {
     pub log_end_offset: u64,
 }
 
+/// Batches `Log::append_queued` has given offsets and queued for the disk, not yet known to
+/// be durable.
+#[must_use = "an append is acknowledged only after `durable` says it meets its durability"]
+pub struct Queued {
+    log: Log,
+    appender: Rc<Appender>,
+    info: AppendInfo,
+    /// The segment the batches went to, and where they end in it.
+    segment_base: u64,
+    end_position: u64,
+}
+
+impl Queued {
+    /// The offsets assigned.
+    pub fn info(&self) -> &AppendInfo {
+        &self.info
+    }
+
+    /// The second stage of `Log::append`: resolves per `durability` — `Sync` after an
+    /// fdatasync covering the batches, `Interval` and `None` at once (with `Interval { ms }`
+    /// an fdatasync is issued within `ms`).
+    pub async fn durable(self, durability: Durability) -> Result<AppendInfo, AppendError> {
+        match durability {
+            Durability::Sync => {
+                self.log.wait_sealed_before(self.segment_base).await?;
+                self.appender.wait_durable(self.end_position).await?;
+            }
+            Durability::Interval { ms } => self.appender.sync_by(Instant::now() + Duration::from_millis(u64::from(ms))),
+            Durability::None => {}
+        }
+        Ok(self.info)
+    }
+}
+
 /// Whole batches returned by a read, as chunks to send back to back (vectored write).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadBatches {
@@ -321,8 +355,18 @@ impl Log {
     /// log end; the producer's baseOffset is ignored. Resolves per `durability`: `Sync` after
     /// an fdatasync covering the batches, `Interval` and `None` once they are queued (with
     /// `Interval { ms }` an fdatasync is issued within `ms`).
-    #[tracing::instrument(level = "trace", skip_all, fields(dir = %self.inner.dir.display(), batches = batches.len()))]
     pub async fn append(&self, batches: &[Bytes], durability: Durability) -> Result<AppendInfo, AppendError> {
+        self.append_queued(batches).await?.durable(durability).await
+    }
+
+    /// The first stage of `append`: validates `batches`, assigns their offsets and queues them
+    /// for the disk; readers see them from here on. The offsets are assigned in the order the
+    /// calls take the append lock, so a caller that must keep its appends in order (a client
+    /// connection pipelining produces to one partition) lets the next one start only after
+    /// this resolves — and need not wait for the durability of the first: `Queued::durable`
+    /// is the second stage, and concurrent ones share an fdatasync.
+    #[tracing::instrument(level = "trace", skip_all, fields(dir = %self.inner.dir.display(), batches = batches.len()))]
+    pub async fn append_queued(&self, batches: &[Bytes]) -> Result<Queued, AppendError> {
         let validated = validate_batches(batches)?;
         let size_bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
         let permit = self.inner.append_lock.acquire_permit(1).await.map_err(|_| AppendError::Closed)?;
@@ -341,15 +385,7 @@ impl Log {
         self.inner.free_space.on_append(size_bytes);
         drop(permit);
         self.inner.appended.notify(usize::MAX);
-        match durability {
-            Durability::Sync => {
-                self.wait_sealed_before(segment_base).await?;
-                appender.wait_durable(end_position).await?;
-            }
-            Durability::Interval { ms } => appender.sync_by(Instant::now() + Duration::from_millis(u64::from(ms))),
-            Durability::None => {}
-        }
-        Ok(info)
+        Ok(Queued { log: self.clone(), appender, info, segment_base, end_position })
     }
 
     /// Resolves once everything appended before the call is durable (an fdatasync covers it),
