@@ -26,9 +26,10 @@ use crate::limits::{
     FRAME_BODY_TIMEOUT_MS, FRAME_FIRST_PIECE_BYTES, FRAME_READ_CHUNK_BYTES, IDLE_CONNECTION_TIMEOUT_MS,
     REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX,
 };
+use crate::order::AppendOrder;
 use crate::protocol::codec::{decode_request, encode_response};
 use crate::protocol::frame::{write_chunks, FRAME_BYTES_MAX};
-use crate::protocol::messages::Response;
+use crate::protocol::messages::{Request, Response};
 use crate::shard::Shard;
 
 /// A request being served: its correlation id and the task producing its response.
@@ -58,6 +59,7 @@ async fn read_requests(
     mut reader: futures_lite::io::ReadHalf<TcpStream>,
     tx: local_channel::LocalSender<InFlight>,
 ) -> &'static str {
+    let order = AppendOrder::default();
     loop {
         if shard.shutting_down.get() {
             return "shutting down";
@@ -69,9 +71,16 @@ async fn read_requests(
         };
         let in_flight = match decode_request(frame) {
             Ok((correlation_id, request)) => {
+                // Produces take their turns now, in arrival order (`order.rs`).
+                let turns = match &request {
+                    Request::Produce { partitions, .. } => {
+                        partitions.iter().map(|p| order.take(&p.topic, p.partition)).collect()
+                    }
+                    _ => Vec::new(),
+                };
                 let shard = shard.clone();
                 let response = glommio::spawn_local(async move {
-                    let response = shard.handle(request).await;
+                    let response = shard.handle(request, turns).await;
                     drop(permit);
                     response
                 });

@@ -14,6 +14,7 @@ mod groups;
 pub mod kafka;
 pub mod limits;
 pub mod metrics;
+mod order;
 pub mod protocol;
 mod router;
 mod shard;

@@ -58,6 +58,17 @@ pub enum ShardRequest {
     Kafka(crate::kafka::ShardCall),
 }
 
+impl ShardRequest {
+    /// The partition a produce appends to (native or Kafka); `None` for other requests.
+    pub fn produce_partition(&self) -> Option<(&str, u32)> {
+        match self {
+            ShardRequest::Produce { topic, partition, .. } => Some((topic, *partition)),
+            ShardRequest::Kafka(crate::kafka::ShardCall::Produce { topic, partition, .. }) => Some((topic, *partition)),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum ShardResponse {
     Produce(ProducePartitionResult),
@@ -83,6 +94,18 @@ pub enum RouterError {
     Unreachable { shard: usize },
 }
 
+/// The reply to a request `Router::send` sent.
+pub struct PendingReply {
+    shard: usize,
+    rx: oneshot::Receiver<ShardResponse>,
+}
+
+impl PendingReply {
+    pub async fn reply(self) -> Result<ShardResponse, RouterError> {
+        self.rx.await.map_err(|_| RouterError::Unreachable { shard: self.shard })
+    }
+}
+
 pub struct Router {
     me: usize,
     /// `senders[s]` reaches shard `s`; `None` for this shard itself.
@@ -98,6 +121,14 @@ impl Router {
 
     /// Sends `request` to `shard` and waits for its reply.
     pub async fn call(&self, shard: usize, request: ShardRequest) -> Result<ShardResponse, RouterError> {
+        self.send(shard, request).await?.reply().await
+    }
+
+    /// Sends `request` to `shard`; the reply comes through the returned `PendingReply`.
+    /// Requests sent one after another from this shard reach `shard` in that order (the
+    /// channel between two shards is FIFO), which is what keeps forwarded produces in order
+    /// (`order.rs`).
+    pub async fn send(&self, shard: usize, request: ShardRequest) -> Result<PendingReply, RouterError> {
         assert_ne!(shard, self.me, "local requests are served directly");
         let sender = self.senders.get(shard).and_then(Option::as_ref).ok_or(RouterError::Unreachable { shard })?;
         let id = self.next_id.get();
@@ -108,7 +139,7 @@ impl Router {
             self.pending.borrow_mut().remove(&id);
             return Err(RouterError::Unreachable { shard });
         }
-        rx.await.map_err(|_| RouterError::Unreachable { shard })
+        Ok(PendingReply { shard, rx })
     }
 
     /// Sends a reply back to the shard that called.

@@ -19,11 +19,12 @@ use glommio::sync::Semaphore;
 use crate::coordinator::Coordinator;
 use crate::limits::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX, RETENTION_CHECK_INTERVAL_MS};
 use crate::metrics::ShardMetrics;
+use crate::order::{AppendOrder, Turn};
 use crate::protocol::messages::{
     Acks, ErrorCode, FetchPartition, FetchPartitionResult, ListOffsetsPartition, ListOffsetsResult, OffsetSpec,
     PartitionMetadata, ProducePartition, ProducePartitionResult, Request, Response, ShardInfo, TopicMetadata,
 };
-use crate::router::{Envelope, Router, ShardRequest, ShardResponse};
+use crate::router::{Envelope, Router, RouterError, ShardRequest, ShardResponse};
 use crate::topics::SharedTopics;
 
 type PartitionKey = (String, u32);
@@ -181,11 +182,13 @@ impl Shard {
     // ---- client requests -------------------------------------------------------------
 
     /// Serves one client request. `None` means no response is sent (Produce with acks=none).
-    pub async fn handle(self: &Rc<Self>, request: Request) -> Option<Response> {
+    /// A Produce's `turns` (one per partition, taken by the connection as it read the request;
+    /// see `order.rs`) keep its appends in order behind the connection's earlier requests.
+    pub async fn handle(self: &Rc<Self>, request: Request, turns: Vec<Turn>) -> Option<Response> {
         match request {
             Request::Metadata { topics, with_offsets } => Some(self.metadata(topics, with_offsets).await),
             Request::Produce { acks, timeout_ms: _, partitions } => {
-                let response = self.produce(acks, partitions).await;
+                let response = self.produce(acks, partitions, turns).await;
                 (acks != Acks::None).then_some(response)
             }
             Request::Fetch { wait_ms_max, bytes_min, bytes_max, partitions } => {
@@ -280,9 +283,10 @@ impl Shard {
         Some((log.log_start_offset(), log.log_end_offset(), log.stats().size_bytes))
     }
 
-    async fn produce(self: &Rc<Self>, acks: Acks, partitions: Vec<ProducePartition>) -> Response {
+    async fn produce(self: &Rc<Self>, acks: Acks, partitions: Vec<ProducePartition>, turns: Vec<Turn>) -> Response {
         let table = self.topics.load_full();
-        let calls = partitions.into_iter().map(|p| {
+        let turns = turns.into_iter().chain(std::iter::repeat_with(Turn::unordered));
+        let calls = partitions.into_iter().zip(turns).map(|(p, turn)| {
             let shard = self.clone();
             let owner = table.owner(&p.topic, p.partition);
             async move {
@@ -295,13 +299,12 @@ impl Shard {
                     );
                 };
                 if owner == shard.id {
-                    return shard.produce_local(p.topic, p.partition, p.batches, acks).await;
+                    return shard.produce_local(p.topic, p.partition, p.batches, acks, turn).await;
                 }
-                shard.metrics.forwards_out.set(shard.metrics.forwards_out.get() + 1);
                 let (topic, partition) = (p.topic.clone(), p.partition);
                 let request =
                     ShardRequest::Produce { topic: p.topic, partition: p.partition, batches: p.batches, acks };
-                match shard.router.call(owner, request).await {
+                match shard.forward_in_turn(owner, request, turn).await {
                     Ok(ShardResponse::Produce(result)) => result,
                     Ok(_) | Err(_) => {
                         produce_error(&topic, partition, ErrorCode::ShuttingDown, "owner shard unreachable")
@@ -313,13 +316,33 @@ impl Shard {
         Response::Produce { partitions: results }
     }
 
+    /// Sends a produce to the partition's owner once `turn` comes, and passes the turn as soon
+    /// as the request is in the channel: the owner serves what one shard forwards in the order
+    /// it arrives (`serve_peer`), so the next request need not wait for this one's reply.
+    pub(crate) async fn forward_in_turn(
+        &self,
+        owner: usize,
+        request: ShardRequest,
+        mut turn: Turn,
+    ) -> Result<ShardResponse, RouterError> {
+        self.metrics.forwards_out.set(self.metrics.forwards_out.get() + 1);
+        turn.wait().await;
+        let sent = self.router.send(owner, request).await;
+        turn.pass();
+        sent?.reply().await
+    }
+
+    /// Appends to a partition this shard owns, once `turn` comes; passes the turn as soon as
+    /// the batches have their offsets, before waiting for their durability.
     pub async fn produce_local(
         &self,
         topic: String,
         partition: u32,
         batches: Vec<Bytes>,
         acks: Acks,
+        mut turn: Turn,
     ) -> ProducePartitionResult {
+        turn.wait().await;
         let Some(log) = self.log(&topic, partition) else {
             return produce_error(&topic, partition, ErrorCode::UnknownTopicOrPartition, "partition is not open here");
         };
@@ -329,7 +352,12 @@ impl Shard {
         };
         let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
         let started = std::time::Instant::now();
-        let result = log.append(&batches, durability).await;
+        let queued = log.append_queued(&batches).await;
+        turn.pass();
+        let result = match queued {
+            Ok(queued) => queued.durable(durability).await,
+            Err(e) => Err(e),
+        };
         self.metrics.record_append(started.elapsed(), bytes, result.is_ok());
         match result {
             Ok(info) => ProducePartitionResult {
@@ -527,11 +555,13 @@ impl Shard {
 
     // ---- requests from other shards ----------------------------------------------------
 
-    async fn serve_shard_request(self: &Rc<Self>, request: ShardRequest) -> ShardResponse {
+    /// Serves a request from another shard; `turn` orders a produce behind the ones that shard
+    /// forwarded before it.
+    async fn serve_shard_request(self: &Rc<Self>, request: ShardRequest, turn: Turn) -> ShardResponse {
         self.metrics.forwards_in.set(self.metrics.forwards_in.get() + 1);
         match request {
             ShardRequest::Produce { topic, partition, batches, acks } => {
-                ShardResponse::Produce(self.produce_local(topic, partition, batches, acks).await)
+                ShardResponse::Produce(self.produce_local(topic, partition, batches, acks, turn).await)
             }
             ShardRequest::Fetch(p) => ShardResponse::Fetch(self.fetch_local(p).await),
             ShardRequest::Wait { topic, partition, offset, wait_ms } => {
@@ -551,27 +581,33 @@ impl Shard {
                 None => Response::status(ErrorCode::Internal, "not the coordinator shard"),
             }),
             ShardRequest::Metrics => ShardResponse::Metrics(Box::new(self.metrics_snapshot())),
-            ShardRequest::Kafka(call) => ShardResponse::Kafka(crate::kafka::serve_shard_call(self, call).await),
+            ShardRequest::Kafka(call) => ShardResponse::Kafka(crate::kafka::serve_shard_call(self, call, turn).await),
         }
     }
 
     /// Runs a partition operation on its owner (here or another shard), for the coordinator.
     pub async fn on_shard(self: &Rc<Self>, shard: usize, request: ShardRequest) -> Result<ShardResponse, String> {
         if shard == self.id {
-            return Ok(Box::pin(self.serve_shard_request(request)).await);
+            return Ok(Box::pin(self.serve_shard_request(request, Turn::unordered())).await);
         }
         self.router.call(shard, request).await.map_err(|e| e.to_string())
     }
 }
 
-/// Receives requests and replies from one peer shard, forever.
+/// Receives requests and replies from one peer shard, forever. Produces from the peer are
+/// appended in the order they arrive (the order the peer's connections read them).
 pub async fn serve_peer(shard: Rc<Shard>, receiver: ConnectedReceiver<Envelope>) {
+    let order = AppendOrder::default();
     while let Some(envelope) = receiver.recv().await {
         match envelope {
             Envelope::Request { id, from, request } => {
+                let turn = match request.produce_partition() {
+                    Some((topic, partition)) => order.take(topic, partition),
+                    None => Turn::unordered(),
+                };
                 let shard = shard.clone();
                 glommio::spawn_local(async move {
-                    let response = shard.serve_shard_request(request).await;
+                    let response = shard.serve_shard_request(request, turn).await;
                     shard.router.reply(from, id, response).await;
                 })
                 .detach();

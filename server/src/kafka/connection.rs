@@ -29,6 +29,7 @@ use super::groups::GroupCall;
 use super::{admin, api_versions, fetch, groups, list_offsets, metadata, produce, KafkaShard};
 use crate::connection::read_frame_budgeted;
 use crate::limits::REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX;
+use crate::order::{AppendOrder, Turn};
 use crate::shard::Shard;
 
 /// Why a request ends the connection.
@@ -50,6 +51,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let (mut reader, writer) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded::<Task<Answer>>(REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX);
     let writer_task = glommio::spawn_local(write_responses(writer, rx));
+    let order = AppendOrder::default();
     let reason = loop {
         if shard.shutting_down.get() {
             break "shutting down";
@@ -66,9 +68,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 break reason;
             }
         };
+        // Produces take their turns now, in arrival order; the tasks may run in any order.
+        let turns = match &decoded.request {
+            Body::Produce(request) => produce::take_turns(&order, request),
+            _ => Vec::new(),
+        };
         let (shard, kafka) = (shard.clone(), kafka.clone());
         let task = glommio::spawn_local(async move {
-            let answer = serve_request(&shard, &kafka, decoded).await;
+            let answer = serve_request(&shard, &kafka, decoded, turns).await;
             drop(permit);
             answer
         });
@@ -196,8 +203,8 @@ pub fn decode(mut frame: Bytes) -> Result<Decoded, Close> {
     decoded(request)
 }
 
-/// Serves a decoded request and encodes its response.
-async fn serve_request(shard: &Rc<Shard>, kafka: &Rc<KafkaShard>, decoded: Decoded) -> Answer {
+/// Serves a decoded request and encodes its response; a Produce appends in `turns`.
+async fn serve_request(shard: &Rc<Shard>, kafka: &Rc<KafkaShard>, decoded: Decoded, turns: Vec<Turn>) -> Answer {
     let Decoded { api_key, version, correlation_id, request } = decoded;
     let span = tracing::debug_span!("kafka_request", ?api_key, version, correlation_id);
     let _enter = span.enter();
@@ -216,7 +223,7 @@ async fn serve_request(shard: &Rc<Shard>, kafka: &Rc<KafkaShard>, decoded: Decod
             Err("unhandled API")
         }
         Body::Metadata(r) => reply!(metadata::handle(shard, kafka, version, r).await),
-        Body::Produce(r) => match produce::handle(shard, r).await {
+        Body::Produce(r) => match produce::handle(shard, r, turns).await {
             Some(response) => reply!(response),
             None => Ok(None),
         },

@@ -34,6 +34,7 @@ use super::{codes, offsets, on_shard, str_bytes, ShardCall, ShardReply};
 use crate::limits::{
     GROUP_EXPIRY_CHECK_INTERVAL_MS, GROUP_MEMBERS_MAX, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN,
 };
+use crate::order::Turn;
 use crate::shard::Shard;
 
 /// The longest a JoinGroup barrier (or a wait for the leader's SyncGroup) may last, whatever
@@ -91,7 +92,7 @@ impl GroupCall {
 /// Serves `call` on the coordinator shard (here or forwarded).
 pub async fn call(shard: &Rc<Shard>, call: GroupCall) -> GroupReply {
     let unavailable = call.unavailable();
-    match on_shard(shard, COORDINATOR_SHARD, ShardCall::Group(Box::new(call))).await {
+    match on_shard(shard, COORDINATOR_SHARD, ShardCall::Group(Box::new(call)), Turn::unordered()).await {
         Some(ShardReply::Group(reply)) => *reply,
         _ => unavailable,
     }

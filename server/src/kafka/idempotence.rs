@@ -84,8 +84,9 @@ pub struct ProducerStates {
     states: RefCell<HashMap<Key, ProducerState>>,
     /// Partitions whose tail was scanned for producer state since they were opened.
     scanned: RefCell<std::collections::HashSet<(String, u32)>>,
-    /// Idempotent batches pass here in arrival order (FIFO), so a batch that waits for a
-    /// scan is not overtaken by a later batch of the same producer.
+    /// Idempotent batches are checked one at a time, so a batch that waits for a scan is not
+    /// overtaken by another batch's check. (glommio's semaphore is not strictly FIFO; batches
+    /// of one connection reach it in order because they hold their turns, `order.rs`.)
     pub gate: glommio::sync::Semaphore,
 }
 

@@ -34,6 +34,7 @@ use std::time::Duration;
 use glommio::net::TcpListener;
 
 use crate::config::{KafkaAdvertise, KafkaConfig};
+use crate::order::Turn;
 use crate::protocol::messages::ErrorCode;
 use crate::router::{ShardRequest, ShardResponse};
 use crate::shard::Shard;
@@ -220,23 +221,23 @@ pub enum ShardReply {
     Group(Box<GroupReply>),
 }
 
-/// Serves a call forwarded from another shard.
-pub async fn serve_shard_call(shard: &Rc<Shard>, call: ShardCall) -> ShardReply {
+/// Serves a call here, on the owning (or coordinator) shard; `turn` orders a produce behind
+/// the earlier ones from the same source (`order.rs`).
+pub async fn serve_shard_call(shard: &Rc<Shard>, call: ShardCall, turn: Turn) -> ShardReply {
     match call {
         ShardCall::Produce { topic, partition, records, acks } => {
-            ShardReply::Produce(produce::produce_local(shard, topic, partition, records, acks).await)
+            ShardReply::Produce(produce::produce_local(shard, topic, partition, records, acks, turn).await)
         }
         ShardCall::Group(call) => ShardReply::Group(Box::new(groups::serve_local(shard, *call).await)),
     }
 }
 
-/// Runs `call` on `owner` (this shard or another).
-async fn on_shard(shard: &Rc<Shard>, owner: usize, call: ShardCall) -> Option<ShardReply> {
+/// Runs `call` on `owner` (this shard or another), in `turn`.
+async fn on_shard(shard: &Rc<Shard>, owner: usize, call: ShardCall, turn: Turn) -> Option<ShardReply> {
     if owner == shard.id {
-        return Some(Box::pin(serve_shard_call(shard, call)).await);
+        return Some(Box::pin(serve_shard_call(shard, call, turn)).await);
     }
-    shard.metrics.forwards_out.set(shard.metrics.forwards_out.get() + 1);
-    match shard.router.call(owner, ShardRequest::Kafka(call)).await {
+    match shard.forward_in_turn(owner, ShardRequest::Kafka(call), turn).await {
         Ok(ShardResponse::Kafka(reply)) => Some(reply),
         Ok(_) | Err(_) => None,
     }

@@ -15,6 +15,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::idempotence::{Decision, PRODUCER_SCAN_BYTES_MAX, PRODUCER_SCAN_OFFSETS};
 use super::{codes, error_message, kafka_code, on_shard, KafkaShard, ShardCall, ShardReply};
+use crate::order::{AppendOrder, Turn};
 use crate::protocol::messages::Acks;
 use crate::shard::{join_all, Shard};
 
@@ -35,17 +36,32 @@ impl PartitionProduced {
     }
 }
 
-/// `None` for acks=0: the client expects no response.
-pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest) -> Option<ProduceResponse> {
+/// One turn per partition of `request`, in the order `handle` visits them: the connection
+/// takes them as it reads the request, so that its produces to a partition are appended in
+/// the order they arrived (`order.rs`). An index that is no partition gets no order to keep.
+pub fn take_turns(order: &AppendOrder, request: &ProduceRequest) -> Vec<Turn> {
+    let partitions = request.topic_data.iter().flat_map(|t| t.partition_data.iter().map(move |p| (&t.name, p.index)));
+    partitions
+        .map(|(name, index)| match u32::try_from(index) {
+            Ok(partition) => order.take(name.0.as_str(), partition),
+            Err(_) => Turn::unordered(),
+        })
+        .collect()
+}
+
+/// `None` for acks=0: the client expects no response. `turns` come from `take_turns`.
+pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, turns: Vec<Turn>) -> Option<ProduceResponse> {
     let acks = request.acks;
     let table = shard.topics.load_full();
     let mut calls = Vec::new();
     let mut shape: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = Vec::new();
+    let mut turns = turns.into_iter().chain(std::iter::repeat_with(Turn::unordered));
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         let mut indexes = Vec::with_capacity(topic.partition_data.len());
         for p in topic.partition_data {
             indexes.push(p.index);
+            let turn = turns.next().unwrap_or_else(Turn::unordered);
             let owner = u32::try_from(p.index).ok().and_then(|i| table.owner(&name, i));
             let (shard, name) = (shard.clone(), name.clone());
             calls.push(async move {
@@ -57,7 +73,7 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest) -> Option<Produc
                 };
                 let partition = p.index as u32;
                 let call = ShardCall::Produce { topic: name, partition, records, acks };
-                match on_shard(&shard, owner, call).await {
+                match on_shard(&shard, owner, call, turn).await {
                     Some(ShardReply::Produce(produced)) => produced,
                     _ => PartitionProduced::error(codes::NOT_LEADER_OR_FOLLOWER, "owner shard unreachable"),
                 }
@@ -98,7 +114,10 @@ pub async fn produce_local(
     partition: u32,
     records: Bytes,
     acks: i16,
+    mut turn: Turn,
 ) -> PartitionProduced {
+    // In turn from here: the idempotence check must see this source's batches in order too.
+    turn.wait().await;
     let batches = match split(records) {
         Ok(batches) => batches,
         Err((code, message)) => return PartitionProduced::error(code, message),
@@ -135,7 +154,11 @@ pub async fn produce_local(
             header.base_sequence,
             header.records_count,
         );
-        // The log appends in call order: the sequence reserved here is appended in order.
+        // This batch keeps its turn until it has its offsets, so the connection's next batch
+        // for this partition is checked (and appended) after it. Batches of the same producer
+        // arriving on two connections at once are not ordered here (a client retrying on a new
+        // connection while the old one still has the batch in flight); Kafka holds a partition
+        // lock from the check through the append — the Partition of the broker-core issue.
         drop(gate);
         match decision {
             Decision::Append(ticket) => Some((kafka, ticket)),
@@ -148,7 +171,7 @@ pub async fn produce_local(
     } else {
         None
     };
-    let result = shard.produce_local(topic, partition, batches, acks).await;
+    let result = shard.produce_local(topic, partition, batches, acks, turn).await;
     let base_offset = result.base_offsets.first().map(|&o| o as i64);
     match (result.error.is_ok(), base_offset, ticket) {
         (true, Some(base_offset), ticket) => {
