@@ -146,7 +146,8 @@ fn hostile_clients_neither_starve_a_good_client_nor_grow_memory() {
     assert!(idle_target >= 1_000, "RLIMIT_NOFILE {nofile} is too low to test many connections");
 
     let data = temp_dir("shardlog-itest-hostile-");
-    let mut server = Server::start_with(data.path(), ServerOptions { shards: 2, metrics: true });
+    let mut server =
+        Server::start_with(data.path(), ServerOptions { shards: 2, metrics: true, ..ServerOptions::default() });
     let pid = server.pid();
     let mut good = Raw::connect(&server.addr);
     for (topic, partitions) in [("good", 1), ("big", 1)] {

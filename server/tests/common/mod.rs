@@ -38,11 +38,13 @@ pub fn closed_port() -> u16 {
 pub struct ServerOptions {
     pub shards: usize,
     pub metrics: bool,
+    /// Also listen for Kafka clients (`--kafka-listen`, one Kafka port per shard).
+    pub kafka: bool,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { shards: 2, metrics: false }
+        ServerOptions { shards: 2, metrics: false, kafka: false }
     }
 }
 
@@ -55,6 +57,10 @@ pub struct Server {
     pub shard_addrs: Vec<String>,
     /// `host:port` of the metrics endpoint, with `metrics: true`.
     pub metrics_addr: Option<String>,
+    /// The Kafka bootstrap address (every shard accepts on it), with `kafka: true`.
+    pub kafka_addr: Option<String>,
+    /// Each shard's own Kafka listener (the broker Metadata names for its partitions).
+    pub kafka_shard_addrs: Vec<String>,
     pub data_dir: PathBuf,
     stderr_path: PathBuf,
     _logs: tempfile::TempDir,
@@ -90,8 +96,9 @@ impl Server {
         let logs = temp_dir("shardlog-itest-logs-");
         let stderr_path = logs.path().join("server.stderr");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        // Ports: listen, one per shard, metrics.
-        let ports = PortBlock::reserve(options.shards as u16 + 2);
+        // Ports: listen, one per shard, metrics, then the Kafka bootstrap and one per shard.
+        let kafka_ports = if options.kafka { options.shards as u16 + 1 } else { 0 };
+        let ports = PortBlock::reserve(options.shards as u16 + 2 + kafka_ports);
         let listen = format!("127.0.0.1:{}", ports.base);
         let mut command = Command::new(binary());
         command
@@ -103,6 +110,12 @@ impl Server {
             .stderr(Stdio::from(stderr));
         if options.metrics {
             command.args(["--metrics-listen", &format!("127.0.0.1:{}", ports.base + 1 + options.shards as u16)]);
+        }
+        if options.kafka {
+            let kafka_base = ports.base + 2 + options.shards as u16;
+            command
+                .args(["--kafka-listen", &format!("127.0.0.1:{kafka_base}")])
+                .args(["--kafka-shard-base-port", &(kafka_base + 1).to_string()]);
         }
         let mut child = command.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -120,12 +133,15 @@ impl Server {
             addr: String::new(),
             shard_addrs: Vec::new(),
             metrics_addr: None,
+            kafka_addr: None,
+            kafka_shard_addrs: Vec::new(),
             data_dir: data_dir.to_path_buf(),
             stderr_path,
             _logs: logs,
             _ports: ports,
         };
-        let expected_lines = 1 + options.shards + usize::from(options.metrics);
+        let expected_lines =
+            1 + options.shards + usize::from(options.metrics) + if options.kafka { 1 + options.shards } else { 0 };
         let deadline = Instant::now() + WAIT;
         let mut lines = Vec::new();
         while lines.len() < expected_lines {
@@ -169,6 +185,17 @@ impl Server {
             let line = lines[options.shards + 1].trim();
             let url = line.strip_prefix("metrics: http://").unwrap_or_else(|| panic!("{lines:?}"));
             server.metrics_addr = Some(url.strip_suffix("/metrics").unwrap().to_owned());
+        }
+        if options.kafka {
+            // "  kafka: ADDR", then "  kafka broker i: ADDR" per shard.
+            let first = 1 + options.shards + usize::from(options.metrics);
+            let line = lines[first].trim();
+            server.kafka_addr = Some(line.strip_prefix("kafka: ").unwrap_or_else(|| panic!("{lines:?}")).to_owned());
+            for (i, line) in lines[first + 1..].iter().enumerate() {
+                let address =
+                    line.trim().strip_prefix(&format!("kafka broker {i}: ")).unwrap_or_else(|| panic!("{lines:?}"));
+                server.kafka_shard_addrs.push(address.to_owned());
+            }
         }
         Ok(server)
     }
