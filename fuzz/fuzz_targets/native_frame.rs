@@ -1,7 +1,7 @@
 //! The native protocol decoder on arbitrary bytes: the input is read as a connection's byte
-//! stream, frame after frame (server/src/protocol/frame.rs), and every frame body — and the
+//! stream, frame after frame (protocol/src/frame.rs), and every frame body — and the
 //! whole input as one body — is decoded as a request and as a response
-//! (server/src/protocol/codec.rs). Decoding must never panic, hang or allocate beyond the
+//! (protocol/src/codec.rs). Decoding must never panic, hang or allocate beyond the
 //! frame; whatever decodes must re-encode to a frame that decodes to the same message.
 #![no_main]
 

@@ -16,7 +16,7 @@ use engine::group_offsets::{GroupOffsets, GroupOffsetsError, OffsetCommit};
 use glommio::sync::Semaphore;
 
 use crate::groups::Groups;
-use crate::protocol::messages::{
+use protocol::messages::{
     CommitOffset, ErrorCode, FetchedOffset, PartitionError, Request, Response, TopicPartition, TopicSettings,
 };
 use crate::router::{ShardRequest, ShardResponse};

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::limits::{GROUP_MEMBERS_MAX, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN};
-use crate::protocol::messages::{Assignor, ErrorCode, Response, TopicPartition};
+use protocol::messages::{Assignor, ErrorCode, Response, TopicPartition};
 use crate::topics::TopicTable;
 
 struct Member {

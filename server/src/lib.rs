@@ -15,7 +15,7 @@ pub mod kafka;
 pub mod limits;
 pub mod metrics;
 mod order;
-pub mod protocol;
+pub use protocol;
 mod router;
 mod shard;
 mod topics;

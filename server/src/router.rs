@@ -14,7 +14,7 @@ use engine::catalog::TopicConfig;
 use futures_channel::oneshot;
 use glommio::channels::shared_channel::ConnectedSender;
 
-use crate::protocol::messages::{
+use protocol::messages::{
     Acks, FetchPartition, FetchPartitionResult, ListOffsetsPartition, ListOffsetsResult, ProducePartitionResult,
     Request, Response,
 };

@@ -12,7 +12,7 @@ use glommio::sync::Semaphore;
 use super::connection::{Connection, REQUEST_TIMEOUT_MS_DEFAULT};
 use super::error::ClientError;
 use super::join_all;
-use crate::protocol::messages::{
+use protocol::messages::{
     Acks, Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset, ListOffsetsPartition,
     ListOffsetsResult, PartitionError, ProducePartition, ProducePartitionResult, Request, Response, ShardInfo,
     TopicMetadata, TopicPartition, TopicSettings,
@@ -601,7 +601,7 @@ mod tests {
             segment_bytes: 1 << 20,
             durability: "sync".to_owned(),
             partitions: (0..4)
-                .map(|p| crate::protocol::messages::PartitionMetadata {
+                .map(|p| protocol::messages::PartitionMetadata {
                     partition: p,
                     shard: p % 2,
                     log_start_offset: None,

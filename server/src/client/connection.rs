@@ -26,9 +26,9 @@ use glommio::net::TcpStream;
 use glommio::Task;
 
 use super::error::ClientError;
-use crate::protocol::codec::{decode_response, encode_request};
-use crate::protocol::frame::{read_frame, write_chunks, FRAME_BYTES_MAX};
-use crate::protocol::messages::{Acks, Request, Response};
+use protocol::codec::{decode_response, encode_request};
+use protocol::frame::{read_frame, write_chunks, FRAME_BYTES_MAX};
+use protocol::messages::{Acks, Request, Response};
 
 /// Default time a call waits for its response (Kafka's `request.timeout.ms` is 30 s too).
 pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 30_000;
@@ -337,8 +337,8 @@ fn route_response(shared: &Shared, frame: Bytes) -> Result<(), ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::codec::encode_response;
-    use crate::protocol::messages::ErrorCode;
+    use protocol::codec::encode_response;
+    use protocol::messages::ErrorCode;
 
     fn shared() -> Shared {
         Shared {

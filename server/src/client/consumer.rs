@@ -24,7 +24,7 @@ use glommio::Task;
 
 use super::cluster::Client;
 use super::error::ClientError;
-use crate::protocol::messages::{
+use protocol::messages::{
     Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, ListOffsetsPartition, OffsetSpec,
     TopicPartition,
 };

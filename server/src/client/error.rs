@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use crate::protocol::messages::ErrorCode;
+use protocol::messages::ErrorCode;
 
 /// Everything a client call can fail with. `Clone`, because one broken connection fails every
 /// request waiting on it with the same error.

@@ -30,7 +30,7 @@ pub use consumer::{Consumer, ConsumerOptions, ConsumerRecord};
 pub use error::{error_code_text, ClientError};
 pub use producer::{Delivery, Producer, ProducerOptions, RecordAck};
 
-pub use crate::protocol::messages::{
+pub use protocol::messages::{
     Acks, Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset, ListOffsetsPartition,
     ListOffsetsResult, OffsetSpec, PartitionError, PartitionMetadata, ProducePartition, ProducePartitionResult,
     Request, Response, ShardInfo, TopicMetadata, TopicPartition, TopicSettings,

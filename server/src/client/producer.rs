@@ -25,7 +25,7 @@ use super::cluster::{Client, Route};
 use super::delivery::BatchAcks;
 pub use super::delivery::Delivery;
 use super::error::ClientError;
-use crate::protocol::messages::{Acks, ErrorCode, ProducePartition, ProducePartitionResult, Request, Response};
+use protocol::messages::{Acks, ErrorCode, ProducePartition, ProducePartitionResult, Request, Response};
 
 #[derive(Debug, Clone)]
 pub struct ProducerOptions {
@@ -388,7 +388,7 @@ mod tests {
     use super::*;
     use crate::client::cluster::ClientOptions;
     use crate::client::partitioner::partition_for_key;
-    use crate::protocol::messages::{PartitionMetadata, ShardInfo, TopicMetadata};
+    use protocol::messages::{PartitionMetadata, ShardInfo, TopicMetadata};
     use engine::batch::Batch;
     use std::time::Instant;
 

@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{codes, error_message, kafka_code, KafkaShard};
-use crate::protocol::messages::{ErrorCode, Request, Response, TopicSettings};
+use protocol::messages::{ErrorCode, Request, Response, TopicSettings};
 use crate::shard::Shard;
 
 /// (Kafka error code, message) from a native status reply.

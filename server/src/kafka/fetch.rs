@@ -13,7 +13,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use super::{codes, kafka_code};
-use crate::protocol::messages::{FetchPartition, Response};
+use protocol::messages::{FetchPartition, Response};
 use crate::shard::Shard;
 
 /// Per-partition byte cap when a client sends 0 or a negative partition_max_bytes.

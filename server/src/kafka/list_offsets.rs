@@ -8,7 +8,7 @@ use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionRespon
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{codes, kafka_code};
-use crate::protocol::messages::{ListOffsetsPartition, OffsetSpec, Response};
+use protocol::messages::{ListOffsetsPartition, OffsetSpec, Response};
 use crate::shard::Shard;
 
 const LATEST_TIMESTAMP: i64 = -1;

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{codes, kafka_code, str_bytes, KafkaSettings, KafkaShard};
-use crate::protocol::messages::{ErrorCode, Request, Response, TopicSettings};
+use protocol::messages::{ErrorCode, Request, Response, TopicSettings};
 use crate::shard::Shard;
 
 /// Kafka's cluster id is a base64 UUID; clients only compare it.

@@ -35,7 +35,7 @@ use glommio::net::TcpListener;
 
 use crate::config::{KafkaAdvertise, KafkaConfig};
 use crate::order::Turn;
-use crate::protocol::messages::ErrorCode;
+use protocol::messages::ErrorCode;
 use crate::router::{ShardRequest, ShardResponse};
 use crate::shard::Shard;
 

@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{codes, kafka_code, str_bytes};
-use crate::protocol::messages::{CommitOffset, Request, Response, TopicPartition};
+use protocol::messages::{CommitOffset, Request, Response, TopicPartition};
 use crate::shard::Shard;
 
 /// Every partition of the request answered with `code`.

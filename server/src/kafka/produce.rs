@@ -16,7 +16,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::idempotence::{Decision, PRODUCER_SCAN_BYTES_MAX, PRODUCER_SCAN_OFFSETS};
 use super::{codes, error_message, kafka_code, on_shard, KafkaShard, ShardCall, ShardReply};
 use crate::order::{AppendOrder, Turn};
-use crate::protocol::messages::Acks;
+use protocol::messages::Acks;
 use crate::shard::{join_all, Shard};
 
 /// Kafka's INVALID_REQUIRED_ACKS.
@@ -192,7 +192,7 @@ pub async fn produce_local(
 /// Reads the tail of a partition's log and learns the idempotent producers' sequences from
 /// its batch headers (Kafka rebuilds producer state from the log the same way).
 async fn rebuild_producer_state(shard: &Rc<Shard>, kafka: &KafkaShard, topic: &str, partition: u32) {
-    use crate::protocol::messages::FetchPartition;
+    use protocol::messages::FetchPartition;
     let probe = |offset: u64, bytes_max: u32| FetchPartition { topic: topic.to_owned(), partition, offset, bytes_max };
     // An offset past the end answers with the log's bounds.
     let bounds = shard.fetch_local(probe(u64::MAX, 1)).await;

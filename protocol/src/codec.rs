@@ -2,7 +2,7 @@
 //!
 //! A frame is `u32 frame_len | u16 protocol_version | u32 correlation_id | u32 header_len |
 //! header | payload`, all integers big-endian (`docs/protocol.md` has the full specification).
-//! The header is a flatbuffer (`server/schema/protocol.fbs`) whose root table wraps a union of
+//! The header is a flatbuffer (`protocol/schema/protocol.fbs`) whose root table wraps a union of
 //! every request kind, resp. every response kind. The payload carries the record batches
 //! untouched: a Produce request's batches and a Fetch response's records, back to back in
 //! header order, delimited by lengths in the header. Every other message has an empty payload.

@@ -1,5 +1,5 @@
 //! The native protocol's messages as plain Rust types. `codec.rs` turns them into flatbuffers
-//! headers (schema: `server/schema/protocol.fbs`) and back; `frame.rs` puts them on the wire.
+//! headers (schema: `protocol/schema/protocol.fbs`) and back; `frame.rs` puts them on the wire.
 //!
 //! Record batches never go through flatbuffers: a Produce request's batches and a Fetch
 //! response's records follow the header as raw RecordBatch v2 bytes (the header carries their
