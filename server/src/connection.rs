@@ -27,10 +27,10 @@ use crate::limits::{
     REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX,
 };
 use crate::order::AppendOrder;
+use crate::shard::Shard;
 use protocol::codec::{decode_request, encode_response};
 use protocol::frame::{write_chunks, FRAME_BYTES_MAX};
 use protocol::messages::{Request, Response};
-use crate::shard::Shard;
 
 /// A request being served: its correlation id and the task producing its response.
 struct InFlight {

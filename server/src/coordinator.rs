@@ -16,12 +16,12 @@ use engine::group_offsets::{GroupOffsets, GroupOffsetsError, OffsetCommit};
 use glommio::sync::Semaphore;
 
 use crate::groups::Groups;
-use protocol::messages::{
-    CommitOffset, ErrorCode, FetchedOffset, PartitionError, Request, Response, TopicPartition, TopicSettings,
-};
 use crate::router::{ShardRequest, ShardResponse};
 use crate::shard::{now_ms, Shard};
 use crate::topics::TopicTable;
+use protocol::messages::{
+    CommitOffset, ErrorCode, FetchedOffset, PartitionError, Request, Response, TopicPartition, TopicSettings,
+};
 
 pub struct Coordinator {
     /// `None` only while an admin change runs on the blocking pool.

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::limits::{GROUP_MEMBERS_MAX, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN};
-use protocol::messages::{Assignor, ErrorCode, Response, TopicPartition};
 use crate::topics::TopicTable;
+use protocol::messages::{Assignor, ErrorCode, Response, TopicPartition};
 
 struct Member {
     topics: Vec<String>,

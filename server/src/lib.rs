@@ -6,7 +6,7 @@
 //! and `coordinator.rs` (shard 0: catalog and consumer groups).
 
 pub mod broker;
-pub mod client;
+pub use client;
 pub mod config;
 mod connection;
 mod coordinator;

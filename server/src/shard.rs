@@ -20,12 +20,12 @@ use crate::coordinator::Coordinator;
 use crate::limits::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX, RETENTION_CHECK_INTERVAL_MS};
 use crate::metrics::ShardMetrics;
 use crate::order::{AppendOrder, Turn};
+use crate::router::{Envelope, Router, RouterError, ShardRequest, ShardResponse};
+use crate::topics::SharedTopics;
 use protocol::messages::{
     Acks, ErrorCode, FetchPartition, FetchPartitionResult, ListOffsetsPartition, ListOffsetsResult, OffsetSpec,
     PartitionMetadata, ProducePartition, ProducePartitionResult, Request, Response, ShardInfo, TopicMetadata,
 };
-use crate::router::{Envelope, Router, RouterError, ShardRequest, ShardResponse};
-use crate::topics::SharedTopics;
 
 type PartitionKey = (String, u32);
 

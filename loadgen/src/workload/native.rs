@@ -1,4 +1,4 @@
-//! The native-protocol driver: shardlog's Rust client (`server::client`).
+//! The native-protocol driver: shardlog's Rust client (`client`).
 //!
 //! End-to-end timestamp: each record carries a header `lg-t` whose value is the producer's
 //! intended send time as 8 big-endian bytes of microseconds since the Unix epoch. (The
@@ -9,7 +9,7 @@
 use std::pin::Pin;
 use std::rc::Rc;
 
-use server::client::{
+use client::{
     Acks, Client, ClientOptions, Consumer, ConsumerOptions, Delivery, Producer, ProducerOptions, TopicSettings,
 };
 

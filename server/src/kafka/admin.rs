@@ -20,8 +20,8 @@ use kafka_protocol::messages::{
 };
 
 use super::{codes, error_message, kafka_code, KafkaShard};
-use protocol::messages::{ErrorCode, Request, Response, TopicSettings};
 use crate::shard::Shard;
+use protocol::messages::{ErrorCode, Request, Response, TopicSettings};
 
 /// (Kafka error code, message) from a native status reply.
 fn status(response: Response) -> (i16, Option<String>) {

@@ -13,8 +13,8 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use super::{codes, kafka_code};
-use protocol::messages::{FetchPartition, Response};
 use crate::shard::Shard;
+use protocol::messages::{FetchPartition, Response};
 
 /// Per-partition byte cap when a client sends 0 or a negative partition_max_bytes.
 const PARTITION_BYTES_DEFAULT: u32 = 1 << 20;

@@ -8,8 +8,8 @@ use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionRespon
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{codes, kafka_code};
-use protocol::messages::{ListOffsetsPartition, OffsetSpec, Response};
 use crate::shard::Shard;
+use protocol::messages::{ListOffsetsPartition, OffsetSpec, Response};
 
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;

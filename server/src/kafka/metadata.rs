@@ -16,8 +16,8 @@ use kafka_protocol::messages::{
 };
 
 use super::{codes, kafka_code, str_bytes, KafkaSettings, KafkaShard};
-use protocol::messages::{ErrorCode, Request, Response, TopicSettings};
 use crate::shard::Shard;
+use protocol::messages::{ErrorCode, Request, Response, TopicSettings};
 
 /// Kafka's cluster id is a base64 UUID; clients only compare it.
 const CLUSTER_ID: &str = "shardlog";

@@ -35,9 +35,9 @@ use glommio::net::TcpListener;
 
 use crate::config::{KafkaAdvertise, KafkaConfig};
 use crate::order::Turn;
-use protocol::messages::ErrorCode;
 use crate::router::{ShardRequest, ShardResponse};
 use crate::shard::Shard;
+use protocol::messages::ErrorCode;
 
 pub use connection::{
     answer_without_shard, decode, encode, encode_group_reply, Answer, Body, Close, Decoded, WithoutShard,

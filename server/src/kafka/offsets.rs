@@ -14,8 +14,8 @@ use kafka_protocol::messages::{
 };
 
 use super::{codes, kafka_code, str_bytes};
-use protocol::messages::{CommitOffset, Request, Response, TopicPartition};
 use crate::shard::Shard;
+use protocol::messages::{CommitOffset, Request, Response, TopicPartition};
 
 /// Every partition of the request answered with `code`.
 pub fn commit_error(request: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {

@@ -16,8 +16,8 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::idempotence::{Decision, PRODUCER_SCAN_BYTES_MAX, PRODUCER_SCAN_OFFSETS};
 use super::{codes, error_message, kafka_code, on_shard, KafkaShard, ShardCall, ShardReply};
 use crate::order::{AppendOrder, Turn};
-use protocol::messages::Acks;
 use crate::shard::{join_all, Shard};
+use protocol::messages::Acks;
 
 /// Kafka's INVALID_REQUIRED_ACKS.
 const INVALID_REQUIRED_ACKS: i16 = 21;

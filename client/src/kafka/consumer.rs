@@ -1,11 +1,14 @@
-//! A Kafka consumer for the workload: static assignment (member m of n in a group reads every
+//! A Kafka consumer with static assignment (member m of n in a group reads every
 //! n-th partition of the group's topics, counted over topics then partitions), start offsets
 //! from ListOffsets, then one fetch task per leader broker that long-polls (Fetch,
 //! `FETCH_WAIT_MS_MAX`) for all of that broker's partitions and queues what arrives. `poll`
 //! takes what is queued, waiting briefly when nothing is. Kafka's group protocol
 //! (JoinGroup/SyncGroup/Heartbeat) is not used: the load generator fixes membership for a
-//! run, so no rebalance can happen, and offsets are not committed (positions live here, as
-//! in the native driver, which does not commit either).
+//! run, so no rebalance can happen, and offsets are not committed (positions live here).
+//!
+//! Each record is handed to the consumer's `map` as it is taken out of its batch, and the
+//! consumer queues what `map` returns: a caller that needs only a record's size and a header
+//! keeps no record bytes alive.
 //!
 //! Bounds: a fetch task stops fetching while `BUFFERED_RECORDS_MAX` records wait to be
 //! polled; a fetch asks for at most `FETCH_BYTES_MAX` (1 MiB per partition). Fetched
@@ -16,15 +19,13 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
-use engine::batch::split_batches;
+use engine::batch::{split_batches, Record};
 use glommio::Task;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::FetchRequest;
 
 use super::cluster::{topic_name, Cluster, OFFSET_EARLIEST, OFFSET_LATEST, REQUEST_TIMEOUT};
 use super::error::{codes, KafkaError};
-use crate::workload::driver::Received;
-use crate::workload::native::sent_at_us;
 
 /// How long a fetch waits on the broker for data (the native driver's value).
 pub const FETCH_WAIT_MS_MAX: i32 = 100;
@@ -48,9 +49,13 @@ pub struct Assignment {
     pub from_beginning: bool,
 }
 
-struct Shared {
+/// What a consumer keeps of each record.
+pub type RecordMap<T> = Rc<dyn Fn(&Record) -> T>;
+
+struct Shared<T> {
     cluster: Rc<Cluster>,
-    buffer: RefCell<VecDeque<Received>>,
+    map: RecordMap<T>,
+    buffer: RefCell<VecDeque<T>>,
     errors: RefCell<VecDeque<String>>,
     /// A fetch task queued records or an error.
     arrived: event_listener::Event,
@@ -58,7 +63,7 @@ struct Shared {
     drained: event_listener::Event,
 }
 
-impl Shared {
+impl<T> Shared<T> {
     fn error(&self, error: String) {
         let mut errors = self.errors.borrow_mut();
         if errors.len() < ERRORS_KEPT_MAX {
@@ -69,18 +74,20 @@ impl Shared {
     }
 }
 
-pub struct KafkaConsumer {
-    shared: Rc<Shared>,
+pub struct KafkaConsumer<T> {
+    shared: Rc<Shared<T>>,
     assignment: Assignment,
     started: Cell<bool>,
     fetchers: RefCell<Vec<Task<()>>>,
 }
 
-impl KafkaConsumer {
-    pub fn new(cluster: Rc<Cluster>, assignment: Assignment) -> KafkaConsumer {
+impl<T: 'static> KafkaConsumer<T> {
+    /// A consumer of `assignment` that queues `map(record)` for every record it reads.
+    pub fn new(cluster: Rc<Cluster>, assignment: Assignment, map: RecordMap<T>) -> KafkaConsumer<T> {
         assert!(assignment.member < assignment.members.max(1));
         let shared = Rc::new(Shared {
             cluster,
+            map,
             buffer: RefCell::new(VecDeque::new()),
             errors: RefCell::new(VecDeque::new()),
             arrived: event_listener::Event::new(),
@@ -90,7 +97,7 @@ impl KafkaConsumer {
     }
 
     /// Moves the records that arrived into `out`, waiting up to the fetch wait for some.
-    pub async fn poll(&self, out: &mut Vec<Received>) -> Result<(), KafkaError> {
+    pub async fn poll(&self, out: &mut Vec<T>) -> Result<(), KafkaError> {
         if !self.started.get() {
             self.start().await?;
             self.started.set(true);
@@ -156,7 +163,7 @@ struct Position {
     offset: i64,
 }
 
-async fn fetch_loop(shared: Rc<Shared>, node: i32, mut positions: Vec<Position>) {
+async fn fetch_loop<T>(shared: Rc<Shared<T>>, node: i32, mut positions: Vec<Position>) {
     let version = shared.cluster.versions.fetch;
     let timeout = REQUEST_TIMEOUT + Duration::from_millis(FETCH_WAIT_MS_MAX as u64);
     loop {
@@ -192,7 +199,13 @@ async fn fetch_loop(shared: Rc<Shared>, node: i32, mut positions: Vec<Position>)
                             failed = true;
                             continue;
                         }
-                        match take_records(p.records.unwrap_or_default(), position, &mut shared.buffer.borrow_mut()) {
+                        let taken = take_records(
+                            p.records.unwrap_or_default(),
+                            position,
+                            &*shared.map,
+                            &mut shared.buffer.borrow_mut(),
+                        );
+                        match taken {
                             Ok(n) => received += n,
                             Err(reason) => {
                                 shared.error(reason);
@@ -239,7 +252,12 @@ fn fetch_request(positions: &[Position]) -> FetchRequest {
 
 /// Validates the fetched batches, queues the records at or past the position, and moves the
 /// position past the last whole batch. A partial batch at the end is fetched again next time.
-fn take_records(records: bytes::Bytes, position: &mut Position, out: &mut VecDeque<Received>) -> Result<usize, String> {
+fn take_records<T>(
+    records: bytes::Bytes,
+    position: &mut Position,
+    map: &dyn Fn(&Record) -> T,
+    out: &mut VecDeque<T>,
+) -> Result<usize, String> {
     let mut taken = 0;
     for batch in split_batches(records) {
         let batch = batch.map_err(|e| format!("{}-{}: corrupt batch: {e}", position.topic, position.partition))?;
@@ -248,10 +266,7 @@ fn take_records(records: bytes::Bytes, position: &mut Position, out: &mut VecDeq
             if record.offset < position.offset {
                 continue; // Kafka may answer from the start of the batch holding the offset.
             }
-            out.push_back(Received {
-                value_bytes: record.value.as_ref().map_or(0, |v| v.len()),
-                sent_at_us: sent_at_us(&record.headers),
-            });
+            out.push_back(map(&record));
             taken += 1;
         }
         position.offset = position.offset.max(batch.last_offset() + 1);

@@ -386,10 +386,10 @@ fn fail(inner: &Inner, out: Outgoing, error: &ClientError) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::cluster::ClientOptions;
-    use crate::client::partitioner::partition_for_key;
-    use protocol::messages::{PartitionMetadata, ShardInfo, TopicMetadata};
+    use crate::cluster::ClientOptions;
+    use crate::partitioner::partition_for_key;
     use engine::batch::Batch;
+    use protocol::messages::{PartitionMetadata, ShardInfo, TopicMetadata};
     use std::time::Instant;
 
     fn inner(options: ProducerOptions) -> Inner {

@@ -14,6 +14,8 @@
 //! - [`accumulator`]: per-partition batch queues, linger, buffer memory and the sender loop,
 //!   shared by [`Producer`] and the load generator's Kafka producer.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner and the sticky partitioner for null keys.
+//! - [`kafka`]: a minimal Kafka-protocol client (cluster metadata, producer on the same
+//!   accumulator, static-assignment consumer) for the load generator and tests.
 
 pub mod accumulator;
 mod cluster;
@@ -21,6 +23,7 @@ mod connection;
 mod consumer;
 mod delivery;
 mod error;
+pub mod kafka;
 pub mod partitioner;
 mod producer;
 
@@ -30,12 +33,12 @@ pub use consumer::{Consumer, ConsumerOptions, ConsumerRecord};
 pub use error::{error_code_text, ClientError};
 pub use producer::{Delivery, Producer, ProducerOptions, RecordAck};
 
+pub use engine::batch::Header;
 pub use protocol::messages::{
     Acks, Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset, ListOffsetsPartition,
     ListOffsetsResult, OffsetSpec, PartitionError, PartitionMetadata, ProducePartition, ProducePartitionResult,
     Request, Response, ShardInfo, TopicMetadata, TopicPartition, TopicSettings,
 };
-pub use engine::batch::Header;
 
 /// Polls futures concurrently on the current task and returns their outputs in input order.
 /// (No tasks are spawned, so the futures may borrow.)

@@ -17,13 +17,13 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::accumulator::{record_bytes_estimate, Accumulator, AccumulatorOptions, Drained};
 use bytes::Bytes;
 use engine::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
 use futures_channel::oneshot;
 use glommio::Task;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::ProduceRequest;
-use server::client::accumulator::{record_bytes_estimate, Accumulator, AccumulatorOptions, Drained};
 
 use super::cluster::{topic_name, Cluster, REQUEST_TIMEOUT};
 use super::error::{codes, KafkaError};

@@ -1,14 +1,6 @@
 //! The Kafka-protocol driver (`--protocol kafka`): drives any Kafka-compatible broker with
-//! the same workload and report as the native driver. A minimal client on glommio, built
-//! for the load generator's three traits and nothing more:
-//!
-//! - `connection.rs`: one pipelined connection per broker (correlation ids, several requests
-//!   in flight, bounded), frames encoded and decoded by the `kafka-protocol` crate;
-//! - `cluster.rs`: ApiVersions (picks, per API, the newest version both sides speak),
-//!   Metadata (brokers, partition leaders), CreateTopics, ListOffsets;
-//! - `producer.rs`: per-partition RecordBatch v2 batching with the native producer's knobs
-//!   (`batch_bytes`, `linger_ms`, `buffer_bytes`), one Produce per leader;
-//! - `consumer.rs`: static partition assignment, long-poll Fetch per leader.
+//! the same workload and report as the native driver, on the Kafka client of the `client`
+//! crate (`client::kafka`: cluster metadata, producer, static-assignment consumer).
 //!
 //! acks: `--acks none` → Kafka acks=0, `leader` → 1, `durable` → -1. `--durability` becomes
 //! topic configs (`cluster::durability_configs`): `sync` → `flush.messages=1`, `none` and
@@ -16,25 +8,18 @@
 //! timestamp travels in the same `lg-t` header as with the native driver, so either driver's
 //! consumer reads either driver's records.
 
-mod cluster;
-mod connection;
-mod consumer;
-mod error;
-mod producer;
-
 use std::rc::Rc;
 use std::time::Duration;
 
-pub use cluster::durability_configs;
-pub use consumer::{Assignment, KafkaConsumer};
-pub use error::KafkaError;
-pub use producer::{KafkaAck, KafkaProducer, NewRecord, ProducerOptions};
+pub use client::kafka::{
+    durability_configs, Assignment, Cluster, KafkaAck, KafkaConsumer, KafkaError, KafkaProducer, NewRecord,
+    ProducerOptions,
+};
 
 use super::driver::{ConsumerDriver, ConsumerSettings, Driver, Outgoing, ProducerDriver, ProducerSettings, Received};
-use super::native::TIMESTAMP_HEADER;
+use super::native::{sent_at_us, TIMESTAMP_HEADER};
 use crate::config::AckMode;
 use crate::error::LoadgenError;
-use cluster::Cluster;
 
 pub struct KafkaDriver {
     cluster: Rc<Cluster>,
@@ -89,7 +74,11 @@ impl Driver for KafkaDriver {
             members: settings.members,
             from_beginning: settings.from_beginning,
         };
-        KafkaConsumerDriver(KafkaConsumer::new(self.cluster.clone(), assignment))
+        let received = |record: &engine::batch::Record| Received {
+            value_bytes: record.value.as_ref().map_or(0, |v| v.len()),
+            sent_at_us: sent_at_us(&record.headers),
+        };
+        KafkaConsumerDriver(KafkaConsumer::new(self.cluster.clone(), assignment, Rc::new(received)))
     }
 }
 
@@ -117,7 +106,7 @@ impl ProducerDriver for KafkaProducerDriver {
     }
 }
 
-pub struct KafkaConsumerDriver(KafkaConsumer);
+pub struct KafkaConsumerDriver(KafkaConsumer<Received>);
 
 impl ConsumerDriver for KafkaConsumerDriver {
     async fn poll(&self, out: &mut Vec<Received>) -> Result<(), String> {
