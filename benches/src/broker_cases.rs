@@ -1,4 +1,4 @@
-//! Broker benchmarks: the in-process broker (`server::broker::Broker`, 2 shards pinned to CPUs 0
+//! Broker benchmarks: the in-process broker (`shardlog::Node`, 2 shards pinned to CPUs 0
 //! and 1) driven by the Rust client from one more executor, each figure beside a baseline
 //! measured in the same run:
 //!
@@ -24,20 +24,20 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use client::{
+    Acks, Client, ClientOptions, FetchPartition, ListOffsetsPartition, OffsetSpec, ProducePartition,
+    ProducePartitionResult, Routing, TopicSettings,
+};
 use engine::catalog::{partition_dir_name, TopicConfig};
 use engine::{Durability, Log, LogConfig};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
-use server::broker::Broker;
-use server::client::{
-    Acks, Client, ClientOptions, FetchPartition, ListOffsetsPartition, OffsetSpec, ProducePartition,
-    ProducePartitionResult, Routing, TopicSettings,
-};
-use server::config::{ServeArgs, ServeConfig};
-use server::protocol::codec::encode_response;
-use server::protocol::frame::FRAME_PREFIX_BYTES;
-use server::protocol::messages::Response;
+use protocol::codec::encode_response;
+use protocol::frame::FRAME_PREFIX_BYTES;
+use protocol::messages::Response;
+use shardlog::config::{ServeArgs, ServeConfig};
+use shardlog::Node as Broker;
 
 use crate::baseline::{gio, latency_histogram, LatencyUs};
 use crate::engine_cases::{build_batches, BatchSet, RECORD_VALUE_BYTES};

@@ -2,92 +2,94 @@
 //! byte stream, frame after frame (a big-endian u32 size checked against `FRAME_BYTES_MAX`
 //! before anything is allocated: the rule `connection::read_frame_budgeted` applies, here
 //! through `protocol::frame::read_frame`), and every frame — and the whole input as one frame —
-//! goes through `server::kafka::decode`, the function a Kafka connection runs on each frame:
+//! goes through `kafka::decode`, the function a Kafka connection runs on each frame:
 //! request header (v0–v2, flexible versions included), API key and version dispatch, and the
 //! body of every API the listener serves.
 //!
 //! What decodes is then answered by the broker code that needs no shard, exactly as a
 //! connection answers it, and the response must encode at the version the request was
 //! accepted in (a response that does not encode closes the client's connection): ApiVersions,
-//! FindCoordinator and InitProducerId (`kafka::answer_without_shard`), the coordinator-
-//! unavailable reply of every group request (it echoes OffsetCommit's topics), and the group
-//! state machine's Join / Sync / Heartbeat / Leave replies (`KafkaGroups`, fresh per input, so
-//! a JoinGroup, SyncGroup, Heartbeat sequence in one input runs a whole rebalance).
-//! Metadata, Produce, Fetch, ListOffsets, the admin APIs and stored offsets need a shard and
-//! are only decoded here.
+//! FindCoordinator (`kafka::answer_without_shard`), the coordinator-unavailable reply of every
+//! group request (it echoes OffsetCommit's topics), and the group coordinator's Join / Sync /
+//! Heartbeat / Leave answers mapped to Kafka responses (`broker::groups::GroupCoordinator`,
+//! fresh per input, through `kafka::groups`'s mappings, so a JoinGroup, SyncGroup, Heartbeat
+//! sequence in one input runs a whole rebalance). Metadata, Produce, Fetch, ListOffsets,
+//! InitProducerId, the admin APIs and stored offsets need a shard and are only decoded here.
 #![no_main]
 
-use std::sync::Arc;
-
+use broker::groups::{GroupCoordinator, Waiting};
+use broker::NodeId;
 use bytes::Bytes;
 use futures_lite::future::block_on;
 use futures_lite::io::Cursor;
+use kafka::groups::{
+    encode_reply, heartbeat_request, heartbeat_response, join_request, join_response, leave_request, leave_response,
+    sync_request, sync_response, GroupCall, GroupReply,
+};
+use kafka::{answer_without_shard, decode, Body, Close, Decoded, KafkaAdvertise, KafkaOptions, KafkaSettings, WithoutShard};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::Decodable;
 use libfuzzer_sys::fuzz_target;
-use server::config::{KafkaAdvertise, KafkaConfig};
-use server::kafka::{
-    answer_without_shard, decode, encode_group_reply, Body, Close, Decoded, GroupCall, GroupReply, KafkaSettings,
-    KafkaShard, Waiting, WithoutShard,
-};
-use server::protocol::frame::{read_frame, FRAME_BYTES_MAX};
+use protocol::frame::{read_frame, FRAME_BYTES_MAX};
 
 fuzz_target!(|data: &[u8]| {
-    let kafka = broker();
+    let settings = settings();
+    let groups = GroupCoordinator::default();
     let mut stream = Cursor::new(data);
     // Each frame consumes at least its 4-byte prefix, so this ends within the input.
     while let Ok(Some(frame)) = block_on(read_frame(&mut stream, FRAME_BYTES_MAX)) {
-        serve(&kafka, frame);
+        serve(&settings, &groups, frame);
     }
-    serve(&kafka, Bytes::copy_from_slice(data));
+    serve(&settings, &groups, Bytes::copy_from_slice(data));
 });
 
-/// One shard's Kafka state, with no producers and no groups yet.
-fn broker() -> KafkaShard {
+/// What a two-shard node's Kafka listener advertises.
+fn settings() -> KafkaSettings {
     let listen = "127.0.0.1:9092".parse().expect("a socket address");
-    let config = KafkaConfig {
-        listen,
-        shard_base_port: None,
+    let options = KafkaOptions {
         advertise: KafkaAdvertise::Shards,
         advertised_host: None,
         auto_create_topics: true,
         default_partitions: 1,
     };
     let shards = ["127.0.0.1:9093".parse().expect("a socket address"), "127.0.0.1:9094".parse().expect("an address")];
-    KafkaShard::new(Arc::new(KafkaSettings::new(&config, listen, &shards)), 0)
+    KafkaSettings::new(&options, NodeId::default(), listen, &shards)
 }
 
-fn serve(kafka: &KafkaShard, frame: Bytes) {
+fn serve(settings: &KafkaSettings, groups: &GroupCoordinator, frame: Bytes) {
     let Ok(decoded) = decode(frame) else {
         return;
     };
     let (api_key, version, correlation_id) = (decoded.api_key, decoded.version, decoded.correlation_id);
     let Decoded { request: Body::Group(call), .. } = decoded else {
-        if let WithoutShard::Answered(answer) = answer_without_shard(kafka, decoded) {
-            check(api_key, version, correlation_id, answer);
+        if let WithoutShard::Answered(answer) = answer_without_shard(settings, decoded) {
+            check(api_key, version, correlation_id, answer.map(Some));
         }
         return;
     };
     let unavailable = call.unavailable();
-    check(
-        api_key,
-        version,
-        correlation_id,
-        encode_group_reply(api_key, version, correlation_id, &unavailable).map(Some),
-    );
-    let groups = &kafka.groups;
+    check(api_key, version, correlation_id, encode_reply(api_key, version, correlation_id, &unavailable).map(Some));
     let reply = match call {
-        GroupCall::Join(request) => match groups.join(request) {
-            Waiting::Now(response) => Some(GroupReply::Join(response)),
-            // Answered at once when this member completes the barrier (a lone member does).
-            Waiting::Later(mut rx) => rx.try_recv().ok().flatten().map(GroupReply::Join),
+        GroupCall::Join(request) => {
+            let member = request.member_id.to_string();
+            match groups.join(join_request(request)) {
+                Waiting::Now(result) => Some(GroupReply::Join(join_response(result, &member))),
+                // Answered at once when this member completes the barrier (a lone member does).
+                Waiting::Later(mut rx) => {
+                    rx.try_recv().ok().flatten().map(|result| GroupReply::Join(join_response(result, &member)))
+                }
+            }
+        }
+        GroupCall::Sync(request) => match groups.sync(sync_request(request)) {
+            Waiting::Now(result) => Some(GroupReply::Sync(sync_response(result))),
+            Waiting::Later(mut rx) => rx.try_recv().ok().flatten().map(|result| GroupReply::Sync(sync_response(result))),
         },
-        GroupCall::Sync(request) => match groups.sync(request) {
-            Waiting::Now(response) => Some(GroupReply::Sync(response)),
-            Waiting::Later(mut rx) => rx.try_recv().ok().flatten().map(GroupReply::Sync),
-        },
-        GroupCall::Heartbeat(request) => Some(GroupReply::Heartbeat(groups.heartbeat(&request))),
-        GroupCall::Leave(request, version) => Some(GroupReply::Leave(groups.leave(request, version))),
+        GroupCall::Heartbeat(request) => {
+            Some(GroupReply::Heartbeat(heartbeat_response(groups.heartbeat(&heartbeat_request(&request)))))
+        }
+        GroupCall::Leave(request, version) => {
+            Some(GroupReply::Leave(leave_response(groups.leave(leave_request(&request)), version)))
+        }
         GroupCall::Commit(request, _) => {
             let _ = groups.check_commit(
                 request.group_id.0.as_str(),
@@ -99,7 +101,7 @@ fn serve(kafka: &KafkaShard, frame: Bytes) {
         GroupCall::Fetch(_, _) => None,
     };
     if let Some(reply) = reply {
-        check(api_key, version, correlation_id, encode_group_reply(api_key, version, correlation_id, &reply).map(Some));
+        check(api_key, version, correlation_id, encode_reply(api_key, version, correlation_id, &reply).map(Some));
     }
 }
 

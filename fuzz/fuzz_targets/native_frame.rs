@@ -9,8 +9,8 @@ use bytes::Bytes;
 use futures_lite::future::block_on;
 use futures_lite::io::Cursor;
 use libfuzzer_sys::fuzz_target;
-use server::protocol::codec::{decode_request, decode_response, encode_request, encode_response, peek_correlation_id};
-use server::protocol::frame::{read_frame, FRAME_BYTES_MAX, FRAME_PREFIX_BYTES};
+use protocol::codec::{decode_request, decode_response, encode_request, encode_response, peek_correlation_id};
+use protocol::frame::{read_frame, FRAME_BYTES_MAX, FRAME_PREFIX_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     let mut stream = Cursor::new(data);

@@ -8,8 +8,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use engine::batch::{write_base_offset, BatchBuilder};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use server::protocol::codec::{encode_request, encode_response};
-use server::protocol::messages::{
+use protocol::codec::{encode_request, encode_response};
+use protocol::messages::{
     Acks, Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, ListOffsetsPartition, OffsetSpec,
     ProducePartition, ProducePartitionResult, Request, Response, TopicSettings,
 };

@@ -1,4 +1,5 @@
-//! The embedded broker: `server::broker::Broker` started in this process on 127.0.0.1 with
+//! The embedded broker: `shardlog::Node` (the broker core with its native and Kafka
+//! listeners) started in this process on 127.0.0.1 with
 //! port 0 (no port to collide with), on a data directory inside the run's temp directory.
 //! Shards are pinned by the broker to CPUs 0..n (shard i on CPU i mod cores).
 //!
@@ -9,13 +10,13 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use server::broker::Broker;
-use server::config::{KafkaAdvertise, KafkaConfig, ServeConfig};
+use shardlog::config::{KafkaAdvertise, KafkaConfig, ServeConfig};
+use shardlog::Node;
 
 use crate::error::{LoadgenError, LoadgenResult};
 
 pub struct Embedded {
-    broker: Broker,
+    broker: Node,
     pub shards: usize,
     kafka: bool,
 }
@@ -41,12 +42,14 @@ impl Embedded {
             data_dir: data_dir.to_path_buf(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             shards,
+            node: broker::NodeId::default(),
+            pin_shards: true,
             metrics_listen: None,
             shard_base_port: None,
             kafka: kafka_config,
             disk_free_floor_bytes: 0,
         };
-        let broker = Broker::start(config).map_err(|e| LoadgenError::Broker(e.to_string()))?;
+        let broker = Node::start(config).map_err(|e| LoadgenError::Broker(e.to_string()))?;
         if kafka && broker.kafka_listen.is_none() {
             return Err(LoadgenError::Broker("the Kafka listener did not start".to_owned()));
         }

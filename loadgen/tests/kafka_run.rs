@@ -113,7 +113,7 @@ fn kafka_round_trip_durability_and_native_interop() {
             assert_eq!(read.iter().map(|r| r.value_bytes as u64).sum::<u64>(), value_bytes);
 
             // The durability asked over Kafka (flush.* configs) is the topic's durability.
-            let client = server::client::Client::connect(&native_bootstrap, Default::default()).await.unwrap();
+            let client = client::Client::connect(&native_bootstrap, Default::default()).await.unwrap();
             let metadata = client.metadata(Some(topics.to_vec()), false).await.unwrap();
             let durability: Vec<&str> = metadata.topics.iter().map(|t| t.durability.as_str()).collect();
             assert_eq!(durability, ["sync", "none", "interval:50"]);

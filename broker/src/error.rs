@@ -1,0 +1,140 @@
+//! The broker's typed errors. Each crosses shards (so `Send` and `Clone`, messages as owned
+//! text), and each protocol adapter maps them onto its own error codes; nothing here knows a
+//! wire format.
+
+use engine::{AppendError, ReadError};
+
+use crate::ids::ShardId;
+
+/// Why a call to another shard got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// Its channel is closed: the shard is stopping.
+    #[error("shard {shard} is unreachable (shutting down?)")]
+    Unreachable { shard: ShardId },
+    /// No answer before the call's deadline.
+    #[error("shard {shard} did not answer in time")]
+    TimedOut { shard: ShardId },
+}
+
+/// Why an idempotent producer's batch was refused (Kafka's producer-state checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProducerError {
+    /// The batch's producer epoch is older than the producer's current one (a zombie).
+    #[error("producer epoch {epoch} is older than the current {current}")]
+    InvalidProducerEpoch { epoch: i16, current: i16 },
+    /// The batch does not start right after the producer's last sequence.
+    #[error("sequence {first_sequence} does not follow {expected}")]
+    OutOfOrderSequence { first_sequence: i32, expected: i32 },
+    /// An idempotent producer's produce carries exactly one batch per partition (Kafka).
+    #[error("an idempotent produce carries exactly one batch per partition, not {batches}")]
+    SeveralBatches { batches: usize },
+    /// Producer fields that no producer writes (negative sequence or epoch, no records).
+    #[error("invalid producer fields (sequence {first_sequence}, epoch {epoch}, {records} records)")]
+    InvalidFields { first_sequence: i32, epoch: i16, records: i32 },
+}
+
+/// Why an operation on a partition failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PartitionError {
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange { offset: u64, log_start: u64, log_end: u64 },
+    /// A batch failed validation (CRC, framing, record count); nothing was appended.
+    #[error("invalid record batch: {reason}")]
+    InvalidBatch { reason: String },
+    #[error("record batch too large: {reason}")]
+    BatchTooLarge { reason: String },
+    /// The disk is full or below the free-space floor; retry once space is freed.
+    #[error("{reason}")]
+    DiskFull { reason: String },
+    /// A write or fdatasync failed: the partition refuses appends until the broker restarts
+    /// (which re-verifies the log from disk).
+    #[error("partition fenced after an I/O error, until restart: {reason}")]
+    Fenced { reason: String },
+    #[error("storage error: {reason}")]
+    Storage { reason: String },
+    /// A stored batch failed its checks on read; it is never served.
+    #[error("stored data is corrupt: {reason}")]
+    Corrupt { reason: String },
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+impl PartitionError {
+    /// The disk is full: retention should run now rather than at its next interval.
+    pub fn wants_space(&self) -> bool {
+        matches!(self, PartitionError::DiskFull { .. })
+    }
+}
+
+impl From<AppendError> for PartitionError {
+    fn from(e: AppendError) -> Self {
+        let reason = e.to_string();
+        match e {
+            AppendError::InvalidBatch { .. } | AppendError::Empty => PartitionError::InvalidBatch { reason },
+            AppendError::BatchTooLarge { .. } => PartitionError::BatchTooLarge { reason },
+            AppendError::NoSpace(_) | AppendError::DiskFull { .. } => PartitionError::DiskFull { reason },
+            AppendError::Fenced { reason } => PartitionError::Fenced { reason },
+            AppendError::Closed => PartitionError::ShuttingDown,
+            _ => PartitionError::Storage { reason },
+        }
+    }
+}
+
+impl From<ReadError> for PartitionError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::OffsetOutOfRange { offset, log_start_offset, log_end_offset } => {
+                PartitionError::OffsetOutOfRange { offset, log_start: log_start_offset, log_end: log_end_offset }
+            }
+            other if other.is_corrupt() => PartitionError::Corrupt { reason: other.to_string() },
+            other => PartitionError::Storage { reason: other.to_string() },
+        }
+    }
+}
+
+/// Why a catalog change (create or delete a topic, add partitions) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    #[error("invalid topic name: {reason}")]
+    InvalidTopicName { reason: String },
+    #[error("topic {name:?} already exists")]
+    TopicExists { name: String },
+    #[error("unknown topic {name:?}")]
+    UnknownTopic { name: String },
+    #[error("invalid partition count: {reason}")]
+    InvalidPartitions { reason: String },
+    #[error("invalid topic config: {reason}")]
+    InvalidConfig { reason: String },
+    #[error("storage error: {reason}")]
+    Storage { reason: String },
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+impl From<engine::catalog::CatalogError> for AdminError {
+    fn from(e: engine::catalog::CatalogError) -> Self {
+        use engine::catalog::CatalogError;
+        let reason = e.to_string();
+        match e {
+            CatalogError::InvalidTopicName { .. } => AdminError::InvalidTopicName { reason },
+            CatalogError::TopicExists { name } => AdminError::TopicExists { name },
+            CatalogError::UnknownTopic { name } => AdminError::UnknownTopic { name },
+            CatalogError::InvalidPartitionCount { .. } => AdminError::InvalidPartitions { reason },
+            CatalogError::TooManyTopics { .. } | CatalogError::InvalidConfig { .. } => {
+                AdminError::InvalidConfig { reason }
+            }
+            _ => AdminError::Storage { reason },
+        }
+    }
+}

@@ -1,0 +1,827 @@
+//! The consumer-group coordinator, as Kafka's classic group coordinator runs it, on the
+//! coordinator shard; other shards send it group calls. One table of groups, members,
+//! generations, session expiry and commit checks serves both protocols; a group rebalances
+//! in one of two ways, fixed by its protocol type:
+//!
+//! - Kafka groups assign on the client side: a barrier, then the leader's assignment
+//!   relayed through SyncGroup (below).
+//! - Native groups (`assignor::NATIVE_PROTOCOL_TYPE`) assign on the broker's side
+//!   (`join_assigned`): the broker knows every member's subscription, so a join that changes
+//!   the membership completes the new generation at once and answers with the member's
+//!   partitions; other members learn of it from their next heartbeat (RebalanceInProgress)
+//!   and rejoin to get their share, without starting yet another generation. A member that
+//!   leaves or expires (or a topic that grows) starts a generation whose assignment the next
+//!   join computes.
+//!
+//! Client-side states: Empty → PreparingRebalance (a member joined, left or timed out; JoinGroup calls
+//! wait at a barrier until every known member has rejoined or the rebalance timeout passed,
+//! then members that did not rejoin are dropped) → CompletingRebalance (new generation;
+//! the leader got every member's metadata; followers' SyncGroup waits for the leader's) →
+//! Stable. Heartbeat answers RebalanceInProgress while a rebalance is being prepared, so
+//! members rejoin. A member whose heartbeats stop for its session timeout is removed (not
+//! while it waits at the join barrier).
+//!
+//! Bounds: `GROUPS_MAX` groups, `GROUP_MEMBERS_MAX` members per group, member metadata and
+//! assignments of `GROUP_MEMBER_METADATA_BYTES_MAX` each (copied out of request frames, so a
+//! small one never pins a large frame).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+
+use super::assignor::{assign, decode_topics, encode_assignment, Assignor, NATIVE_PROTOCOL_TYPE};
+use super::{
+    AssignedJoin, GroupError, HeartbeatRequest, JoinRequest, Joined, LeaveRequest, MemberLeft, SyncRequest, Synced,
+    Waiting,
+};
+use crate::limits::{
+    GROUPS_MAX, GROUP_MEMBERS_MAX, GROUP_MEMBER_METADATA_BYTES_MAX, REBALANCE_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MAX,
+    SESSION_TIMEOUT_MS_MIN,
+};
+use crate::topics::TopicTable;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    /// Broker-assigned groups only: the membership changed; the next join assigns.
+    Reassigning,
+}
+
+type JoinWaiter = oneshot::Sender<Result<Joined, GroupError>>;
+type SyncWaiter = oneshot::Sender<Result<Synced, GroupError>>;
+
+struct Member {
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    /// (protocol name, member metadata) in the member's order of preference.
+    protocols: Vec<(String, Bytes)>,
+    last_heartbeat: Instant,
+    join_waiter: Option<JoinWaiter>,
+    sync_waiter: Option<SyncWaiter>,
+    assignment: Bytes,
+}
+
+struct Group {
+    state: State,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol_name: Option<String>,
+    leader: Option<String>,
+    /// Ordered by member id, so the choice of leader and protocol is deterministic.
+    members: BTreeMap<String, Member>,
+    /// When the join barrier (or the wait for the leader's SyncGroup) gives up.
+    deadline: Instant,
+    /// The broker computes assignments (native groups): no barrier, no SyncGroup.
+    assigned_by_broker: bool,
+}
+
+impl Group {
+    fn new(assigned_by_broker: bool) -> Group {
+        Group {
+            assigned_by_broker,
+            state: State::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            members: BTreeMap::new(),
+            deadline: Instant::now(),
+        }
+    }
+
+    fn synced(&self, assignment: Bytes) -> Synced {
+        Synced { protocol_type: self.protocol_type.clone(), protocol_name: self.protocol_name.clone(), assignment }
+    }
+}
+
+/// Every group this coordinator runs.
+#[derive(Default)]
+pub struct GroupCoordinator {
+    groups: RefCell<HashMap<String, Group>>,
+    next_member: Cell<u64>,
+}
+
+impl GroupCoordinator {
+    /// The groups it runs now.
+    pub fn group_count(&self) -> usize {
+        self.groups.borrow().len()
+    }
+
+    pub fn join(&self, request: JoinRequest) -> Waiting<Result<Joined, GroupError>> {
+        let now = |e: GroupError| Waiting::Now(Err(e));
+        let JoinRequest {
+            group: group_id,
+            member_id,
+            group_instance_id,
+            protocol_type,
+            protocols,
+            session_timeout_ms,
+            rebalance_timeout_ms,
+        } = request;
+        if group_id.is_empty() || group_id.len() > engine::limits::GROUP_NAME_BYTES_MAX {
+            return now(GroupError::InvalidGroupId);
+        }
+        if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&session_timeout_ms) {
+            return now(GroupError::InvalidSessionTimeout);
+        }
+        let metadata_bytes: usize = protocols.iter().map(|(name, metadata)| name.len() + metadata.len()).sum();
+        if metadata_bytes > GROUP_MEMBER_METADATA_BYTES_MAX {
+            return now(GroupError::MetadataTooLarge);
+        }
+        // Copied: the metadata may be a slice of a request frame far larger than itself.
+        let protocols: Vec<(String, Bytes)> =
+            protocols.into_iter().map(|(name, metadata)| (name, Bytes::copy_from_slice(&metadata))).collect();
+        if protocols.is_empty() || protocol_type.is_empty() {
+            return now(GroupError::InconsistentGroupProtocol);
+        }
+        // Without a rebalance timeout (Kafka's JoinGroup v0) the session timeout is used.
+        let rebalance_ms = rebalance_timeout_ms
+            .filter(|&ms| ms > 0)
+            .map_or(u64::from(session_timeout_ms), u64::from)
+            .min(REBALANCE_TIMEOUT_MS_MAX);
+        let mut groups = self.groups.borrow_mut();
+        if !groups.contains_key(&group_id) && groups.len() >= GROUPS_MAX {
+            return now(GroupError::TooManyGroups);
+        }
+        let g = groups.entry(group_id.clone()).or_insert_with(|| Group::new(false));
+        if g.members.is_empty() {
+            // An empty group takes whichever protocol joins it first.
+            *g = Group { generation: g.generation, ..Group::new(false) };
+        }
+        if g.assigned_by_broker {
+            return now(GroupError::InconsistentGroupProtocol);
+        }
+        if !member_id.is_empty() && !g.members.contains_key(&member_id) {
+            return now(GroupError::UnknownMemberId);
+        }
+        if member_id.is_empty() && g.members.len() >= GROUP_MEMBERS_MAX {
+            return now(GroupError::GroupFull);
+        }
+        let others_share_a_protocol = g
+            .members
+            .iter()
+            .filter(|(id, _)| **id != member_id)
+            .all(|(_, m)| m.protocols.iter().any(|(name, _)| protocols.iter().any(|(mine, _)| mine == name)));
+        if g.protocol_type.as_ref().is_some_and(|t| *t != protocol_type) || !others_share_a_protocol {
+            return now(GroupError::InconsistentGroupProtocol);
+        }
+        let member_id = if member_id.is_empty() {
+            let n = self.next_member.get();
+            self.next_member.set(n + 1);
+            format!("{}-{n}", group_instance_id.as_deref().unwrap_or("member"))
+        } else {
+            member_id
+        };
+        let (tx, rx) = oneshot::channel();
+        let member = g.members.entry(member_id.clone()).or_insert_with(|| Member {
+            session_timeout: Duration::ZERO,
+            rebalance_timeout: Duration::ZERO,
+            protocols: Vec::new(),
+            last_heartbeat: Instant::now(),
+            join_waiter: None,
+            sync_waiter: None,
+            assignment: Bytes::new(),
+        });
+        member.session_timeout = Duration::from_millis(u64::from(session_timeout_ms));
+        member.rebalance_timeout = Duration::from_millis(rebalance_ms);
+        member.protocols = protocols;
+        member.last_heartbeat = Instant::now();
+        member.join_waiter = Some(tx);
+        g.protocol_type = Some(protocol_type);
+        if g.state != State::PreparingRebalance {
+            tracing::info!(group = %group_id, member = %member_id, "member joined; rebalancing");
+            prepare_rebalance(g);
+        }
+        if g.members.values().all(|m| m.join_waiter.is_some()) {
+            complete_join(&group_id, g);
+        }
+        assert!(g.members.len() <= GROUP_MEMBERS_MAX);
+        Waiting::Later(rx)
+    }
+
+    pub fn sync(&self, request: SyncRequest) -> Waiting<Result<Synced, GroupError>> {
+        let error = |e| Waiting::Now(Err(e));
+        let mut groups = self.groups.borrow_mut();
+        let Some(g) = groups.get_mut(&request.group) else {
+            return error(GroupError::UnknownMemberId);
+        };
+        let member_id = request.member_id;
+        if !g.members.contains_key(&member_id) {
+            return error(GroupError::UnknownMemberId);
+        }
+        if request.generation != g.generation {
+            return error(GroupError::IllegalGeneration);
+        }
+        match g.state {
+            State::Empty | State::PreparingRebalance | State::Reassigning => error(GroupError::RebalanceInProgress),
+            State::Stable => {
+                let assignment = g.members.get(&member_id).map(|m| m.assignment.clone()).unwrap_or_default();
+                Waiting::Now(Ok(g.synced(assignment)))
+            }
+            State::CompletingRebalance => {
+                if let Some(m) = g.members.get_mut(&member_id) {
+                    m.last_heartbeat = Instant::now();
+                }
+                if g.leader.as_deref() != Some(member_id.as_str()) {
+                    let (tx, rx) = oneshot::channel();
+                    if let Some(m) = g.members.get_mut(&member_id) {
+                        m.sync_waiter = Some(tx);
+                    }
+                    return Waiting::Later(rx);
+                }
+                if request.assignments.iter().any(|(_, a)| a.len() > GROUP_MEMBER_METADATA_BYTES_MAX) {
+                    return error(GroupError::MetadataTooLarge);
+                }
+                // Copied out of the request frame (see GROUP_MEMBER_METADATA_BYTES_MAX).
+                let mut assignments: HashMap<String, Bytes> =
+                    request.assignments.into_iter().map(|(id, a)| (id, Bytes::copy_from_slice(&a))).collect();
+                for (id, m) in g.members.iter_mut() {
+                    m.assignment = assignments.remove(id).unwrap_or_default();
+                }
+                g.state = State::Stable;
+                let replies: Vec<(SyncWaiter, Bytes)> = g
+                    .members
+                    .values_mut()
+                    .filter_map(|m| m.sync_waiter.take().map(|w| (w, m.assignment.clone())))
+                    .collect();
+                for (waiter, assignment) in replies {
+                    let _ = waiter.send(Ok(g.synced(assignment)));
+                }
+                tracing::info!(generation = g.generation, members = g.members.len(), "group stable");
+                let mine = g.members.get(&member_id).map(|m| m.assignment.clone()).unwrap_or_default();
+                Waiting::Now(Ok(g.synced(mine)))
+            }
+        }
+    }
+
+    pub fn heartbeat(&self, request: &HeartbeatRequest) -> Result<(), GroupError> {
+        let mut groups = self.groups.borrow_mut();
+        let g = groups.get_mut(&request.group).ok_or(GroupError::UnknownMemberId)?;
+        let m = g.members.get_mut(&request.member_id).ok_or(GroupError::UnknownMemberId)?;
+        m.last_heartbeat = Instant::now();
+        if request.generation != g.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        match g.state {
+            State::PreparingRebalance | State::Reassigning => Err(GroupError::RebalanceInProgress),
+            State::Empty => Err(GroupError::UnknownMemberId),
+            State::CompletingRebalance | State::Stable => Ok(()),
+        }
+    }
+
+    /// Removes each member of `request`; the group rebalances if any left.
+    pub fn leave(&self, request: LeaveRequest) -> Result<Vec<MemberLeft>, GroupError> {
+        let mut groups = self.groups.borrow_mut();
+        let g = groups.get_mut(&request.group).ok_or(GroupError::UnknownMemberId)?;
+        let mut results = Vec::with_capacity(request.members.len());
+        for id in request.members {
+            let result = match g.members.remove(&id) {
+                Some(_) => Ok(()),
+                None => Err(GroupError::UnknownMemberId),
+            };
+            results.push(MemberLeft { member_id: id, result });
+        }
+        if results.iter().any(|r| r.result.is_ok()) {
+            tracing::info!(group = %request.group, "members left; rebalancing");
+            membership_changed(&request.group, g);
+        }
+        Ok(results)
+    }
+
+    /// May (`generation`, `member_id`) commit offsets for `group` now? A commit with no
+    /// generation (-1) and no member is a standalone commit, allowed while the group has no
+    /// members.
+    pub fn check_commit(&self, group: &str, generation: i32, member_id: &str) -> Result<(), GroupError> {
+        let mut groups = self.groups.borrow_mut();
+        let Some(g) = groups.get_mut(group) else {
+            return if generation < 0 { Ok(()) } else { Err(GroupError::IllegalGeneration) };
+        };
+        if generation < 0 && member_id.is_empty() {
+            return if g.members.is_empty() { Ok(()) } else { Err(GroupError::IllegalGeneration) };
+        }
+        let m = g.members.get_mut(member_id).ok_or(GroupError::UnknownMemberId)?;
+        m.last_heartbeat = Instant::now();
+        if generation != g.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        match g.state {
+            State::Stable => Ok(()),
+            _ => Err(GroupError::RebalanceInProgress),
+        }
+    }
+
+    /// A join to a broker-assigned (native) group: completes at once with this member's
+    /// partitions, computed with `assignor::assign` from the members' subscriptions (their
+    /// metadata) and `table`. A known member that rejoins with the same subscription while
+    /// the group is stable keeps the generation and its share.
+    pub fn join_assigned(&self, request: JoinRequest, table: &TopicTable) -> Result<AssignedJoin, GroupError> {
+        let JoinRequest { group: group_id, member_id, protocol_type, protocols, session_timeout_ms, .. } = request;
+        if group_id.is_empty() || group_id.len() > engine::limits::GROUP_NAME_BYTES_MAX {
+            return Err(GroupError::InvalidGroupId);
+        }
+        if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&session_timeout_ms) {
+            return Err(GroupError::InvalidSessionTimeout);
+        }
+        let metadata_bytes: usize = protocols.iter().map(|(name, metadata)| name.len() + metadata.len()).sum();
+        if metadata_bytes > GROUP_MEMBER_METADATA_BYTES_MAX {
+            return Err(GroupError::MetadataTooLarge);
+        }
+        let Some((assignor_name, _)) = protocols.first() else {
+            return Err(GroupError::InconsistentGroupProtocol);
+        };
+        let assignor = Assignor::from_name(assignor_name).ok_or(GroupError::InconsistentGroupProtocol)?;
+        if protocol_type != NATIVE_PROTOCOL_TYPE {
+            return Err(GroupError::InconsistentGroupProtocol);
+        }
+        let protocols: Vec<(String, Bytes)> =
+            protocols.into_iter().map(|(name, metadata)| (name, Bytes::copy_from_slice(&metadata))).collect();
+        let mut groups = self.groups.borrow_mut();
+        if !groups.contains_key(&group_id) && groups.len() >= GROUPS_MAX {
+            return Err(GroupError::TooManyGroups);
+        }
+        let g = groups.entry(group_id.clone()).or_insert_with(|| Group::new(true));
+        if g.members.is_empty() {
+            // An empty group takes whichever protocol joins it first.
+            *g = Group { generation: g.generation, ..Group::new(true) };
+        }
+        if !g.assigned_by_broker {
+            return Err(GroupError::InconsistentGroupProtocol);
+        }
+        if !member_id.is_empty() && !g.members.contains_key(&member_id) {
+            return Err(GroupError::UnknownMemberId);
+        }
+        if member_id.is_empty() && g.members.len() >= GROUP_MEMBERS_MAX {
+            return Err(GroupError::GroupFull);
+        }
+        let member_id = if member_id.is_empty() {
+            let n = self.next_member.get();
+            self.next_member.set(n + 1);
+            format!("member-{n}")
+        } else {
+            member_id
+        };
+        let session_timeout = Duration::from_millis(u64::from(session_timeout_ms));
+        let changed = g.members.get(&member_id).is_none_or(|m| m.protocols != protocols);
+        let member = g.members.entry(member_id.clone()).or_insert_with(|| Member {
+            session_timeout,
+            rebalance_timeout: session_timeout,
+            protocols: Vec::new(),
+            last_heartbeat: Instant::now(),
+            join_waiter: None,
+            sync_waiter: None,
+            assignment: Bytes::new(),
+        });
+        member.session_timeout = session_timeout;
+        member.rebalance_timeout = session_timeout;
+        member.protocols = protocols;
+        member.last_heartbeat = Instant::now();
+        g.protocol_type = Some(protocol_type);
+        g.protocol_name = Some(assignor.name().to_owned());
+        if changed || g.state != State::Stable {
+            if changed || g.state == State::Empty {
+                g.generation = next_generation(g.generation);
+            }
+            let subscriptions: Vec<(String, Vec<String>)> = g
+                .members
+                .iter()
+                .map(|(id, m)| (id.clone(), m.protocols.first().map(|(_, md)| decode_topics(md)).unwrap_or_default()))
+                .collect();
+            let mut assignment = assign(assignor, &subscriptions, table);
+            for (id, m) in g.members.iter_mut() {
+                m.assignment = encode_assignment(&assignment.remove(id).unwrap_or_default());
+            }
+            g.leader = g.members.keys().next().cloned();
+            g.state = State::Stable;
+            tracing::info!(group = %group_id, generation = g.generation, members = g.members.len(), "group assigned by the broker");
+        }
+        assert!(g.members.len() <= GROUP_MEMBERS_MAX);
+        let assignment = g.members.get(&member_id).map(|m| m.assignment.clone()).unwrap_or_default();
+        Ok(AssignedJoin { generation: g.generation, member_id, assignment })
+    }
+
+    /// `topic`'s partitions changed: broker-assigned groups subscribed to it reassign (Kafka
+    /// clients notice on their own, through Metadata).
+    pub fn topic_changed(&self, topic: &str) {
+        for (name, g) in self.groups.borrow_mut().iter_mut() {
+            let subscribed = g
+                .members
+                .values()
+                .any(|m| m.protocols.first().is_some_and(|(_, md)| decode_topics(md).iter().any(|t| t == topic)));
+            if g.assigned_by_broker && subscribed {
+                tracing::info!(group = %name, %topic, "topic changed; reassigning");
+                membership_changed(name, g);
+            }
+        }
+    }
+
+    /// Drops members whose session timed out and finishes join barriers past their deadline.
+    pub fn expire(&self, now: Instant) {
+        let mut groups = self.groups.borrow_mut();
+        for (name, g) in groups.iter_mut() {
+            let before = g.members.len();
+            // A member waiting at the barrier or for the leader's assignment is alive.
+            g.members.retain(|_, m| {
+                m.join_waiter.is_some()
+                    || m.sync_waiter.is_some()
+                    || now.duration_since(m.last_heartbeat) <= m.session_timeout
+            });
+            if g.members.len() != before {
+                tracing::info!(group = %name, expired = before - g.members.len(), "members timed out; rebalancing");
+                membership_changed(name, g);
+                continue;
+            }
+            if now >= g.deadline {
+                match g.state {
+                    State::PreparingRebalance => {
+                        // Members that did not rejoin in time are out.
+                        g.members.retain(|_, m| m.join_waiter.is_some());
+                        complete_join(name, g);
+                    }
+                    State::CompletingRebalance => {
+                        tracing::info!(group = %name, "the leader sent no assignment in time; rebalancing");
+                        prepare_rebalance(g);
+                    }
+                    State::Empty | State::Stable | State::Reassigning => {}
+                }
+            }
+        }
+        groups.retain(|_, g| !(g.members.is_empty() && g.state == State::Empty));
+    }
+}
+
+/// A member left or expired: rebalance the rest (or empty the group).
+fn membership_changed(name: &str, g: &mut Group) {
+    if g.assigned_by_broker && !g.members.is_empty() {
+        g.generation = next_generation(g.generation);
+        g.state = State::Reassigning;
+        return;
+    }
+    if g.members.is_empty() {
+        g.state = State::Empty;
+        g.generation = next_generation(g.generation);
+        g.leader = None;
+        g.protocol_name = None;
+        g.protocol_type = None;
+        return;
+    }
+    if g.state != State::PreparingRebalance {
+        prepare_rebalance(g);
+    }
+    if g.members.values().all(|m| m.join_waiter.is_some()) {
+        complete_join(name, g);
+    }
+}
+
+/// The generation after `generation`: from i32::MAX back to 1 (never 0 or negative, which
+/// mean "no generation" in commits). Each JoinGroup or LeaveGroup can start one, so a client
+/// can reach the end of the range; `+= 1` would then panic (debug) or go negative.
+fn next_generation(generation: i32) -> i32 {
+    if generation == i32::MAX {
+        1
+    } else {
+        generation + 1
+    }
+}
+
+/// Opens the join barrier: members learn of it from Heartbeat (or SyncGroup) and rejoin.
+fn prepare_rebalance(g: &mut Group) {
+    g.state = State::PreparingRebalance;
+    let timeout = g.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::ZERO);
+    g.deadline = Instant::now() + timeout;
+    for m in g.members.values_mut() {
+        if let Some(waiter) = m.sync_waiter.take() {
+            let _ = waiter.send(Err(GroupError::RebalanceInProgress));
+        }
+    }
+}
+
+/// Every member rejoined (or the barrier timed out): new generation, answer the joins.
+fn complete_join(name: &str, g: &mut Group) {
+    assert_eq!(g.state, State::PreparingRebalance);
+    g.generation = next_generation(g.generation);
+    if g.members.is_empty() {
+        g.state = State::Empty;
+        g.leader = None;
+        return;
+    }
+    let protocol = choose_protocol(g);
+    if g.leader.as_ref().is_none_or(|l| !g.members.contains_key(l)) {
+        g.leader = g.members.keys().next().cloned();
+    }
+    let leader = g.leader.clone().unwrap_or_default();
+    g.protocol_name = Some(protocol.clone());
+    g.state = State::CompletingRebalance;
+    let timeout = g.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::ZERO);
+    g.deadline = Instant::now() + timeout;
+    let members: Vec<(String, Bytes)> = g
+        .members
+        .iter()
+        .map(|(id, m)| {
+            let metadata =
+                m.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, md)| md.clone()).unwrap_or_default();
+            (id.clone(), metadata)
+        })
+        .collect();
+    tracing::info!(group = name, generation = g.generation, members = g.members.len(), %leader, %protocol, "join barrier complete");
+    for (id, m) in g.members.iter_mut() {
+        m.assignment = Bytes::new();
+        m.last_heartbeat = Instant::now();
+        let Some(waiter) = m.join_waiter.take() else {
+            continue;
+        };
+        let joined = Joined {
+            generation: g.generation,
+            protocol_type: g.protocol_type.clone(),
+            protocol_name: protocol.clone(),
+            leader: leader.clone(),
+            member_id: id.clone(),
+            members: if *id == leader { members.clone() } else { Vec::new() },
+        };
+        let _ = waiter.send(Ok(joined));
+    }
+}
+
+/// The first protocol (in the leader-candidate's order) that every member supports.
+fn choose_protocol(g: &Group) -> String {
+    let Some(first) = g.members.values().next() else {
+        return String::new();
+    };
+    first
+        .protocols
+        .iter()
+        .map(|(name, _)| name)
+        .find(|name| g.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == *name)))
+        .or_else(|| first.protocols.first().map(|(n, _)| n))
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join_request(member: &str, metadata: Bytes) -> JoinRequest {
+        JoinRequest {
+            group: "g".into(),
+            member_id: member.into(),
+            group_instance_id: None,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), metadata)],
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: Some(10_000),
+        }
+    }
+
+    fn join(groups: &GroupCoordinator, member: &str) -> Waiting<Result<Joined, GroupError>> {
+        groups.join(join_request(member, Bytes::from_static(b"meta")))
+    }
+
+    fn now<T>(w: Waiting<T>) -> T {
+        match w {
+            Waiting::Now(t) => t,
+            Waiting::Later(mut rx) => rx.try_recv().unwrap().expect("answered"),
+        }
+    }
+
+    fn joined(w: Waiting<Result<Joined, GroupError>>) -> Joined {
+        now(w).unwrap()
+    }
+
+    fn heartbeat(groups: &GroupCoordinator, member: &str, generation: i32) -> Result<(), GroupError> {
+        groups.heartbeat(&HeartbeatRequest { group: "g".into(), member_id: member.into(), generation })
+    }
+
+    fn sync(
+        groups: &GroupCoordinator,
+        member: &str,
+        generation: i32,
+        assign: &[(&str, &'static [u8])],
+    ) -> Waiting<Result<Synced, GroupError>> {
+        groups.sync(SyncRequest {
+            group: "g".into(),
+            member_id: member.into(),
+            generation,
+            assignments: assign.iter().map(|(m, a)| ((*m).to_owned(), Bytes::from_static(a))).collect(),
+        })
+    }
+
+    #[test]
+    fn oversized_member_metadata_is_refused_and_kept_metadata_does_not_pin_the_frame() {
+        let groups = GroupCoordinator::default();
+        let huge = Bytes::from(vec![7u8; GROUP_MEMBER_METADATA_BYTES_MAX + 1]);
+        assert_eq!(now(groups.join(join_request("", huge))).unwrap_err(), GroupError::MetadataTooLarge);
+
+        // A small metadata sliced from a large frame is copied: the frame is not kept.
+        let frame = Bytes::from(vec![1u8; 4 << 20]);
+        let joined = now(groups.join(join_request("", frame.slice(100..108))));
+        assert!(joined.is_ok());
+        let kept = groups.groups.borrow()["g"].members.values().next().unwrap().protocols[0].1.clone();
+        assert_eq!(&kept[..], &[1u8; 8]);
+        // Only `frame` itself still refers to the 4 MiB buffer: `kept` is its own allocation.
+        assert!(!std::ptr::eq(kept.as_ptr(), frame[100..].as_ptr()));
+    }
+
+    #[test]
+    fn the_generation_wraps_to_1_after_i32_max() {
+        let groups = GroupCoordinator::default();
+        let a = joined(join(&groups, ""));
+        let a_id = a.member_id;
+        groups.groups.borrow_mut().get_mut("g").unwrap().generation = i32::MAX - 1;
+        // A rejoin starts generation i32::MAX, the next one wraps.
+        assert_eq!(joined(join(&groups, &a_id)).generation, i32::MAX);
+        assert_eq!(joined(join(&groups, &a_id)).generation, 1);
+        assert!(now(sync(&groups, &a_id, 1, &[(&a_id, b"p")])).is_ok());
+        assert_eq!(heartbeat(&groups, &a_id, 1), Ok(()));
+    }
+
+    #[test]
+    fn second_member_waits_at_the_barrier_until_the_first_rejoins() {
+        let groups = GroupCoordinator::default();
+        let a = joined(join(&groups, ""));
+        assert_eq!(a.generation, 1);
+        let a_id = a.member_id.clone();
+        assert_eq!(a.leader, a_id);
+        assert_eq!(now(sync(&groups, &a_id, 1, &[(&a_id, b"all")])).unwrap().assignment, Bytes::from_static(b"all"));
+        assert_eq!(heartbeat(&groups, &a_id, 1), Ok(()));
+
+        // B joins: the barrier waits for A.
+        let Waiting::Later(mut b_rx) = join(&groups, "") else { panic!("B must wait") };
+        assert!(b_rx.try_recv().unwrap().is_none());
+        assert_eq!(heartbeat(&groups, &a_id, 1), Err(GroupError::RebalanceInProgress));
+        let a2 = joined(join(&groups, &a_id));
+        let b = b_rx.try_recv().unwrap().unwrap().unwrap();
+        assert_eq!((a2.generation, b.generation), (2, 2));
+        assert_eq!(a2.members.len(), 2, "the leader sees every member");
+        assert!(b.members.is_empty());
+        let b_id = b.member_id.clone();
+
+        // The follower's SyncGroup waits for the leader's assignment.
+        let Waiting::Later(mut b_sync) = sync(&groups, &b_id, 2, &[]) else { panic!("follower must wait") };
+        let a_sync = now(sync(&groups, &a_id, 2, &[(&a_id, b"p0"), (&b_id, b"p1")])).unwrap();
+        assert_eq!(a_sync.assignment, Bytes::from_static(b"p0"));
+        assert_eq!(b_sync.try_recv().unwrap().unwrap().unwrap().assignment, Bytes::from_static(b"p1"));
+
+        // Stale generation, unknown member.
+        assert_eq!(heartbeat(&groups, &a_id, 1), Err(GroupError::IllegalGeneration));
+        assert_eq!(heartbeat(&groups, "nobody", 2), Err(GroupError::UnknownMemberId));
+        assert_eq!(groups.check_commit("g", 2, &b_id), Ok(()));
+        assert_eq!(groups.check_commit("g", 1, &b_id), Err(GroupError::IllegalGeneration));
+
+        // B leaves: A is told to rejoin and gets generation 3 alone.
+        let left = groups.leave(LeaveRequest { group: "g".into(), members: vec![b_id] }).unwrap();
+        assert!(left[0].result.is_ok());
+        assert_eq!(heartbeat(&groups, &a_id, 2), Err(GroupError::RebalanceInProgress));
+        let a3 = joined(join(&groups, &a_id));
+        assert_eq!((a3.generation, a3.members.len()), (3, 1));
+    }
+
+    #[test]
+    fn a_member_that_does_not_rejoin_is_dropped_at_the_deadline() {
+        let groups = GroupCoordinator::default();
+        let a = joined(join(&groups, ""));
+        let a_id = a.member_id;
+        now(sync(&groups, &a_id, 1, &[])).unwrap();
+        let Waiting::Later(mut b_rx) = join(&groups, "") else { panic!() };
+        // A stays silent: past the rebalance timeout the barrier completes without it.
+        groups.expire(Instant::now() + Duration::from_secs(11));
+        let b = b_rx.try_recv().unwrap().unwrap().unwrap();
+        assert_eq!((b.generation, b.members.len()), (2, 1));
+        assert_eq!(heartbeat(&groups, &a_id, 1), Err(GroupError::UnknownMemberId));
+    }
+
+    #[test]
+    fn silent_members_expire_after_their_session_timeout() {
+        let groups = GroupCoordinator::default();
+        let a = joined(join(&groups, ""));
+        let a_id = a.member_id;
+        now(sync(&groups, &a_id, 1, &[])).unwrap();
+        groups.expire(Instant::now() + Duration::from_secs(5));
+        assert_eq!(heartbeat(&groups, &a_id, 1), Ok(()));
+        groups.expire(Instant::now() + Duration::from_secs(11));
+        assert_eq!(heartbeat(&groups, &a_id, 1), Err(GroupError::UnknownMemberId));
+    }
+
+    fn users_table(partitions: u32) -> TopicTable {
+        use engine::catalog::{PartitionInfo, TopicConfig, TopicInfo};
+        let mut topics = HashMap::new();
+        let partitions = (0..partitions).map(|p| PartitionInfo { partition: p, shard: 0 }).collect();
+        topics.insert(
+            "users".to_owned(),
+            TopicInfo { name: "users".into(), id: 1, config: TopicConfig::default(), partitions },
+        );
+        TopicTable { topics, shard_count: 1 }
+    }
+
+    fn native_join(member: &str) -> JoinRequest {
+        JoinRequest {
+            group: "n".into(),
+            member_id: member.into(),
+            group_instance_id: None,
+            protocol_type: NATIVE_PROTOCOL_TYPE.into(),
+            protocols: vec![("range".into(), super::super::assignor::encode_topics(&["users".to_owned()]))],
+            session_timeout_ms: 1_000,
+            rebalance_timeout_ms: None,
+        }
+    }
+
+    fn partitions(joined: &AssignedJoin) -> Vec<u32> {
+        super::super::assignor::decode_assignment(&joined.assignment).into_iter().map(|tp| tp.partition).collect()
+    }
+
+    #[test]
+    fn broker_assigned_groups_answer_joins_at_once_and_reassign_after_a_member_goes() {
+        let groups = GroupCoordinator::default();
+        let table = users_table(4);
+        let a = groups.join_assigned(native_join(""), &table).unwrap();
+        assert_eq!((a.generation, partitions(&a)), (1, vec![0, 1, 2, 3]));
+        // B joins: a new generation, computed at once; A learns it from its heartbeat.
+        let b = groups.join_assigned(native_join(""), &table).unwrap();
+        assert_eq!(b.generation, 2);
+        let heartbeat = |member: &str, generation| {
+            groups.heartbeat(&HeartbeatRequest { group: "n".into(), member_id: member.into(), generation })
+        };
+        assert_eq!(heartbeat(&a.member_id, 1), Err(GroupError::IllegalGeneration));
+        // A rejoins with the same subscription: same generation, its share.
+        let a2 = groups.join_assigned(native_join(&a.member_id), &table).unwrap();
+        assert_eq!(a2.generation, 2);
+        let mut all: Vec<u32> = partitions(&a2).into_iter().chain(partitions(&b)).collect();
+        all.sort();
+        assert_eq!(all, vec![0, 1, 2, 3]);
+        assert_eq!((partitions(&a2).len(), partitions(&b).len()), (2, 2));
+        assert_eq!(groups.check_commit("n", 2, &b.member_id), Ok(()));
+        // B stops heartbeating: past its session it is dropped; A is told to rejoin and gets all.
+        groups.groups.borrow_mut().get_mut("n").unwrap().members.get_mut(&b.member_id).unwrap().last_heartbeat -=
+            Duration::from_secs(5);
+        groups.expire(Instant::now());
+        assert_eq!(heartbeat(&a.member_id, 2), Err(GroupError::IllegalGeneration));
+        assert_eq!(heartbeat(&a.member_id, 3), Err(GroupError::RebalanceInProgress));
+        let a3 = groups.join_assigned(native_join(&a.member_id), &table).unwrap();
+        assert_eq!((a3.generation, partitions(&a3)), (3, vec![0, 1, 2, 3]));
+        assert_eq!(heartbeat(&a.member_id, 3), Ok(()));
+        // The protocols do not mix in one group.
+        let kafka = JoinRequest { group: "n".into(), ..join_request("", Bytes::new()) };
+        assert_eq!(now(groups.join(kafka)).unwrap_err(), GroupError::InconsistentGroupProtocol);
+        joined(join(&groups, ""));
+        let into_kafka_group = JoinRequest { group: "g".into(), ..native_join("") };
+        assert_eq!(groups.join_assigned(into_kafka_group, &table).unwrap_err(), GroupError::InconsistentGroupProtocol);
+    }
+
+    #[test]
+    fn after_a_broker_assigned_member_leaves_the_other_takes_all() {
+        for assignor in ["range", "roundrobin"] {
+            let groups = GroupCoordinator::default();
+            let table = users_table(5);
+            let request = |member: &str| JoinRequest {
+                protocols: vec![(assignor.into(), super::super::assignor::encode_topics(&["users".to_owned()]))],
+                ..native_join(member)
+            };
+            let a = groups.join_assigned(request(""), &table).unwrap();
+            let b = groups.join_assigned(request(""), &table).unwrap();
+            let a = groups.join_assigned(request(&a.member_id), &table).unwrap();
+            assert!(partitions(&a).len().abs_diff(partitions(&b).len()) <= 1, "{assignor}");
+            assert_eq!(partitions(&a).len() + partitions(&b).len(), 5, "{assignor}");
+            let left = groups.leave(LeaveRequest { group: "n".into(), members: vec![b.member_id] }).unwrap();
+            assert!(left[0].result.is_ok());
+            let alone = groups.join_assigned(request(&a.member_id), &table).unwrap();
+            assert_eq!(partitions(&alone), vec![0, 1, 2, 3, 4], "{assignor}");
+            assert!(alone.generation > a.generation);
+        }
+    }
+
+    #[test]
+    fn an_empty_group_takes_either_protocol() {
+        let groups = GroupCoordinator::default();
+        let a = joined(join(&groups, ""));
+        groups.leave(LeaveRequest { group: "g".into(), members: vec![a.member_id] }).unwrap();
+        let native = groups.join_assigned(JoinRequest { group: "g".into(), ..native_join("") }, &users_table(1));
+        assert!(native.unwrap().generation > a.generation, "generations keep counting up");
+    }
+
+    #[test]
+    fn a_grown_topic_reassigns_its_broker_assigned_groups() {
+        let groups = GroupCoordinator::default();
+        let a = groups.join_assigned(native_join(""), &users_table(2)).unwrap();
+        assert_eq!(partitions(&a), vec![0, 1]);
+        groups.topic_changed("users");
+        let again = groups.join_assigned(native_join(&a.member_id), &users_table(3)).unwrap();
+        assert_eq!((again.generation, partitions(&again)), (a.generation + 1, vec![0, 1, 2]));
+    }
+
+    #[test]
+    fn groups_and_members_are_bounded() {
+        let groups = GroupCoordinator::default();
+        let bad_session = JoinRequest { session_timeout_ms: 1, ..join_request("", Bytes::new()) };
+        assert_eq!(now(groups.join(bad_session)).unwrap_err(), GroupError::InvalidSessionTimeout);
+        let no_name = JoinRequest { group: String::new(), ..join_request("", Bytes::new()) };
+        assert_eq!(now(groups.join(no_name)).unwrap_err(), GroupError::InvalidGroupId);
+        let other_type = JoinRequest { protocol_type: "connect".into(), ..join_request("", Bytes::new()) };
+        joined(join(&groups, ""));
+        assert_eq!(now(groups.join(other_type)).unwrap_err(), GroupError::InconsistentGroupProtocol);
+    }
+}

@@ -1,0 +1,134 @@
+//! Consumer groups: one coordinator (`coordinator.rs`, Kafka's classic group protocol) for
+//! both protocols, the broker-side assignors native consumers use (`assignor.rs`), and the
+//! committed-offset store (`offsets.rs`). All of it lives on the coordinator shard; other
+//! shards reach it through `Shard` (typed cross-shard calls).
+//!
+//! The types here are the protocol-neutral requests and answers; each adapter maps its wire
+//! messages onto them.
+
+pub mod assignor;
+pub mod coordinator;
+pub mod offsets;
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+
+pub use coordinator::GroupCoordinator;
+pub use offsets::{CommitError, OffsetStore, OffsetToCommit};
+
+use crate::error::CallError;
+
+/// Why a group call failed (Kafka's group error codes, protocol-neutral).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    #[error("unknown member id; join the group again")]
+    UnknownMemberId,
+    #[error("the group's generation changed; join again")]
+    IllegalGeneration,
+    #[error("the group is rebalancing; join again")]
+    RebalanceInProgress,
+    #[error("protocol type or protocols differ from the group's")]
+    InconsistentGroupProtocol,
+    #[error("invalid group id")]
+    InvalidGroupId,
+    #[error("session timeout out of range")]
+    InvalidSessionTimeout,
+    #[error("member metadata or assignment too large")]
+    MetadataTooLarge,
+    #[error("too many groups on this coordinator")]
+    TooManyGroups,
+    #[error("the group has the most members allowed")]
+    GroupFull,
+    #[error("group coordinator unavailable: {0}")]
+    CoordinatorUnavailable(CallError),
+}
+
+/// A JoinGroup (a member id of "" joins as a new member).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub group: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    /// "consumer" for Kafka consumers; all members of a group share it.
+    pub protocol_type: String,
+    /// (protocol name, member metadata), in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    pub session_timeout_ms: u32,
+    /// `None`: the session timeout (Kafka's JoinGroup v0).
+    pub rebalance_timeout_ms: Option<u32>,
+}
+
+/// A completed join: the new generation, and for the leader every member's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: String,
+    pub leader: String,
+    pub member_id: String,
+    /// (member id, metadata for the chosen protocol); empty unless this member leads.
+    pub members: Vec<(String, Bytes)>,
+}
+
+/// A completed join to a broker-assigned (native) group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignedJoin {
+    pub generation: i32,
+    pub member_id: String,
+    /// This member's partitions (`assignor::encode_assignment`).
+    pub assignment: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRequest {
+    pub group: String,
+    pub member_id: String,
+    pub generation: i32,
+    /// The leader's assignment, (member id, assignment); empty from followers.
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synced {
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    /// This member's assignment, as the leader encoded it.
+    pub assignment: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatRequest {
+    pub group: String,
+    pub member_id: String,
+    pub generation: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaveRequest {
+    pub group: String,
+    pub members: Vec<String>,
+}
+
+/// One member's outcome in a LeaveGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberLeft {
+    pub member_id: String,
+    pub result: Result<(), GroupError>,
+}
+
+/// An answer now, or one that comes when the rebalance gets there.
+pub enum Waiting<T> {
+    Now(T),
+    Later(oneshot::Receiver<T>),
+}
+
+impl<T> Waiting<T> {
+    /// The answer, waiting for it if needed; `gone` if the coordinator dropped the waiter.
+    pub async fn answer(self, gone: T) -> T {
+        match self {
+            Waiting::Now(t) => t,
+            Waiting::Later(rx) => rx.await.unwrap_or(gone),
+        }
+    }
+}

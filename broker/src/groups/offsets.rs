@@ -1,0 +1,151 @@
+//! Committed group offsets, one store for both protocols (on the coordinator shard): a
+//! commit is checked against the group's membership by the caller, then written durably to
+//! the internal offsets log (`engine::group_offsets`, `Durability::Sync`), so an
+//! acknowledged commit survives a crash and a group's offsets are the same whichever
+//! protocol committed or reads them.
+
+use engine::group_offsets::{CommittedOffset, GroupOffsets, GroupOffsetsError, OffsetCommit};
+
+use crate::error::CallError;
+use crate::groups::GroupError;
+use crate::partition::TopicPartition;
+use crate::topics::TopicTable;
+
+/// One partition's offset to commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetToCommit {
+    pub partition: TopicPartition,
+    pub offset: u64,
+    pub metadata: String,
+}
+
+/// Why a partition's commit was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitError {
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("invalid group id: {reason}")]
+    InvalidGroupId { reason: String },
+    #[error("invalid topic name: {reason}")]
+    InvalidTopicName { reason: String },
+    /// Metadata or offset beyond what a commit may carry.
+    #[error("{reason}")]
+    InvalidOffset { reason: String },
+    #[error("storage error: {reason}")]
+    Storage { reason: String },
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+impl From<GroupOffsetsError> for CommitError {
+    fn from(e: GroupOffsetsError) -> Self {
+        let reason = e.to_string();
+        match e {
+            GroupOffsetsError::InvalidGroup { .. } => CommitError::InvalidGroupId { reason },
+            GroupOffsetsError::InvalidTopic(_) => CommitError::InvalidTopicName { reason },
+            GroupOffsetsError::MetadataTooLarge { .. } | GroupOffsetsError::OffsetTooLarge { .. } => {
+                CommitError::InvalidOffset { reason }
+            }
+            _ => CommitError::Storage { reason },
+        }
+    }
+}
+
+/// A committed offset, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub partition: TopicPartition,
+    pub offset: u64,
+    pub metadata: String,
+}
+
+pub struct OffsetStore {
+    offsets: GroupOffsets,
+}
+
+impl OffsetStore {
+    pub fn new(offsets: GroupOffsets) -> OffsetStore {
+        OffsetStore { offsets }
+    }
+
+    /// Stores the commits of existing partitions (one durable append for all of them) and
+    /// answers each in request order.
+    pub async fn commit(
+        &self,
+        table: &TopicTable,
+        group: &str,
+        offsets: Vec<OffsetToCommit>,
+        now_ms: i64,
+    ) -> Vec<Result<(), CommitError>> {
+        let mut results: Vec<Result<(), CommitError>> = Vec::with_capacity(offsets.len());
+        let mut commits = Vec::new();
+        for o in offsets {
+            if table.owner(&o.partition.topic, o.partition.partition).is_none() {
+                results.push(Err(CommitError::UnknownTopicOrPartition));
+                continue;
+            }
+            commits.push(OffsetCommit {
+                topic: o.partition.topic,
+                partition: o.partition.partition,
+                offset: o.offset,
+                metadata: o.metadata,
+            });
+            results.push(Ok(()));
+        }
+        if let Err(e) = self.offsets.commit(group, &commits, now_ms).await {
+            let e = CommitError::from(e);
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(e.clone());
+            }
+        }
+        results
+    }
+
+    /// The committed offset of each partition asked for (`None` where nothing was committed),
+    /// or every committed offset of the group when `partitions` is `None`.
+    pub fn fetch(
+        &self,
+        group: &str,
+        partitions: Option<Vec<TopicPartition>>,
+    ) -> Vec<(TopicPartition, Option<Committed>)> {
+        let committed = |tp: TopicPartition, c: CommittedOffset| Committed {
+            partition: tp,
+            offset: c.offset,
+            metadata: c.metadata,
+        };
+        match partitions {
+            Some(list) => list
+                .into_iter()
+                .map(|tp| {
+                    let found = self.offsets.fetch(group, &tp.topic, tp.partition);
+                    (tp.clone(), found.map(|c| committed(tp, c)))
+                })
+                .collect(),
+            None => self
+                .offsets
+                .fetch_group(group)
+                .into_iter()
+                .map(|(topic, partition, c)| {
+                    let tp = TopicPartition::new(topic, partition);
+                    (tp.clone(), Some(committed(tp, c)))
+                })
+                .collect(),
+        }
+    }
+
+    /// Forgets every group's offsets of a deleted topic.
+    pub async fn delete_topic(&self, topic: &str, now_ms: i64) {
+        if let Err(e) = self.offsets.delete_topic(topic, now_ms).await {
+            tracing::error!(%topic, error = %e, "forgetting committed offsets failed");
+        }
+    }
+
+    pub async fn close(&self) {
+        if let Err(e) = self.offsets.close().await {
+            tracing::error!(error = %e, "closing group offsets failed");
+        }
+    }
+}

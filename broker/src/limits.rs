@@ -1,0 +1,96 @@
+//! The broker's bounds, with units. Engine bounds live in `engine::limits`.
+
+/// Largest request frame (after the 4-byte length) on any listener: the native protocol's
+/// limit, also applied to Kafka requests (Kafka's socket.request.max.bytes is 100 MiB).
+pub const FRAME_BYTES_MAX: u32 = protocol::frame::FRAME_BYTES_MAX;
+
+/// Requests read from one connection and not yet answered. Beyond this the connection's reader
+/// waits, so one client cannot queue unbounded work.
+pub const REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX: usize = 64;
+
+/// Produce bytes one shard holds in requests not yet answered. When spent, connections stop
+/// reading (TCP backpressure) instead of growing memory.
+pub const PRODUCE_MEMORY_BYTES_PER_SHARD_MAX: u64 = 256 << 20;
+
+/// A frame body is read (and charged to the request-memory budget) in pieces of at most this
+/// size; pieces start at `FRAME_FIRST_PIECE_BYTES` and grow with the bytes already received.
+pub const FRAME_READ_CHUNK_BYTES: u32 = 1 << 20;
+
+/// The first piece of a frame body. A peer that announces a large frame and then stalls pins
+/// at most this much budget beyond what it sent: with 256 MiB per shard, it would take 65 536
+/// stalled connections per shard (more than the file-descriptor limit) to spend the budget.
+pub const FRAME_FIRST_PIECE_BYTES: u32 = 4 << 10;
+
+const _: () = assert!(FRAME_FIRST_PIECE_BYTES <= FRAME_READ_CHUNK_BYTES);
+
+/// A frame whose body does not arrive within this long closes the connection (slowloris).
+pub const FRAME_BODY_TIMEOUT_MS: u64 = 30_000;
+
+/// A connection that sends nothing for this long is closed.
+pub const IDLE_CONNECTION_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+/// Longest long-poll a Fetch may ask for.
+pub const FETCH_WAIT_MS_MAX: u32 = 60_000;
+
+/// Largest Fetch response (sum over partitions).
+pub const FETCH_RESPONSE_BYTES_MAX: u32 = 64 << 20;
+
+/// Cross-shard channel depth (messages) between each pair of shards.
+pub const SHARD_CHANNEL_CAPACITY: usize = 1024;
+
+/// How often each shard applies retention to its partitions.
+pub const RETENTION_CHECK_INTERVAL_MS: u64 = 30_000;
+
+/// How often the group coordinator expires members that stopped heartbeating.
+pub const GROUP_EXPIRY_CHECK_INTERVAL_MS: u64 = 250;
+
+/// Session timeouts a consumer may ask for (Kafka's defaults: 6 s .. 30 min).
+pub const SESSION_TIMEOUT_MS_MIN: u32 = 1_000;
+pub const SESSION_TIMEOUT_MS_MAX: u32 = 30 * 60 * 1000;
+
+/// Members per consumer group.
+pub const GROUP_MEMBERS_MAX: usize = 10_000;
+
+/// Consumer groups one coordinator runs.
+pub const GROUPS_MAX: usize = 100_000;
+
+/// A member's protocol metadata (all protocols of one JoinGroup together), and one member's
+/// assignment in a SyncGroup. Kafka bounds both through the 1 MiB record that stores group
+/// metadata; here they are held in memory, copied out of the request frame so that a small
+/// metadata never pins a large frame.
+pub const GROUP_MEMBER_METADATA_BYTES_MAX: usize = 1 << 20;
+
+/// The longest a JoinGroup barrier (or a wait for the leader's SyncGroup) may last, whatever
+/// rebalance timeout the client asks for.
+pub const REBALANCE_TIMEOUT_MS_MAX: u64 = 5 * 60 * 1000;
+
+/// Deadline of a cross-shard call (beyond any wait the call itself asks for, such as a
+/// long-poll): a shard that does not answer in this long is reported unavailable instead of
+/// holding the request forever. Kafka's request.timeout.ms default is the same.
+pub const SHARD_CALL_TIMEOUT_MS: u64 = 30_000;
+
+/// Shards (cores) one broker may run.
+pub const SHARDS_MAX: usize = 256;
+
+/// How long graceful shutdown waits for in-flight requests before closing logs anyway.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+/// How long binding a listening port retries while the port is in use: after SIGKILL the
+/// dead process's sockets stay for 10–70 ms here (io_uring teardown), and a supervisor that
+/// restarts at once must still get a broker.
+pub const BIND_RETRY_MS_MAX: u64 = 2_000;
+
+/// Pause between those retries.
+pub const BIND_RETRY_INTERVAL_MS: u64 = 10;
+
+/// Pending connections a listening socket queues (listen(2) backlog).
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// How often a shard checks whether the broker was asked to stop (signals arrive on
+/// another thread).
+pub const STOP_POLL_MS: u64 = 50;
+
+const _: () = assert!(FETCH_RESPONSE_BYTES_MAX >= engine::limits::READ_BYTES_MAX);
+const _: () = assert!(BIND_RETRY_INTERVAL_MS < BIND_RETRY_MS_MAX);
+const _: () = assert!(FRAME_FIRST_PIECE_BYTES <= FRAME_BYTES_MAX);
+const _: () = assert!(PRODUCE_MEMORY_BYTES_PER_SHARD_MAX >= 2 * engine::limits::BATCH_SIZE_BYTES_MAX as u64);

@@ -1,0 +1,427 @@
+//! The native protocol (docs/protocol.md) on the broker: decode a request (`protocol`
+//! crate), call the typed broker API (`Shard`, `admin`), encode the answer. Nothing below
+//! this adapter sees a native message.
+
+mod groups;
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use engine::catalog::{Durability, TopicConfig};
+use protocol::codec::{decode_request, encode_response};
+use protocol::messages::{
+    CommitOffset, ErrorCode, FetchPartitionResult, FetchedOffset, ListOffsetsResult, OffsetSpec, PartitionMetadata,
+    ProducePartitionResult, Request, Response, ShardInfo, TopicMetadata, TopicSettings,
+};
+
+use crate::admin;
+use crate::broker::{accept_loop, Service};
+use crate::calls::OffsetsCommit;
+use crate::error::{AdminError, CallError, PartitionError};
+use crate::groups::offsets::OffsetToCommit;
+use crate::groups::CommitError;
+use crate::net::{serve_connection, Answer, Decoded, Protocol};
+use crate::order::{AppendOrder, Turn};
+use crate::partition::{Acks, OffsetQuery, TopicPartition};
+use crate::shard::{join_all, FetchPartition, Shard};
+
+/// What every shard's native listener needs to know.
+#[derive(Debug, Clone)]
+pub struct NativeSettings {
+    /// Every shard's own listener address, advertised in Metadata.
+    pub shard_addresses: Vec<String>,
+}
+
+/// The native protocol's listeners: a `Service` for `Broker::start`.
+pub struct NativeService {
+    settings: Arc<NativeSettings>,
+}
+
+impl NativeService {
+    pub fn new(settings: NativeSettings) -> NativeService {
+        NativeService { settings: Arc::new(settings) }
+    }
+}
+
+impl Service for NativeService {
+    fn serve(
+        &self,
+        shard: Rc<Shard>,
+        listener: glommio::net::TcpListener,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        let protocol = Rc::new(Native { settings: self.settings.clone() });
+        Box::pin(accept_loop(shard, listener, move |shard, stream| serve_connection(shard, protocol.clone(), stream)))
+    }
+}
+
+/// The native protocol on one shard.
+pub struct Native {
+    settings: Arc<NativeSettings>,
+}
+
+/// A decoded native request and its correlation id.
+pub struct NativeRequest {
+    correlation_id: u32,
+    request: Request,
+}
+
+impl Protocol for Native {
+    type Request = NativeRequest;
+
+    fn decode(&self, shard: &Shard, frame: Bytes) -> Decoded<NativeRequest> {
+        match decode_request(frame) {
+            Ok((correlation_id, request)) => Decoded::Request(NativeRequest { correlation_id, request }),
+            Err(e) => {
+                shard.metrics().malformed_frame();
+                let Some(correlation_id) = e.correlation_id() else {
+                    return Decoded::Close("undecodable frame");
+                };
+                tracing::debug!(error = %e, "malformed request");
+                Decoded::Answer(encode_response(correlation_id, &Response::status(e.error_code(), e.to_string())))
+            }
+        }
+    }
+
+    fn turns(&self, request: &NativeRequest, order: &AppendOrder) -> Vec<Turn> {
+        match &request.request {
+            Request::Produce { partitions, .. } => {
+                partitions.iter().map(|p| order.take(&p.topic, p.partition)).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    async fn serve(self: Rc<Self>, shard: Rc<Shard>, request: NativeRequest, turns: Vec<Turn>) -> Answer {
+        let NativeRequest { correlation_id, request } = request;
+        let span = tracing::debug_span!("native_request", correlation_id);
+        let _enter = span.enter();
+        let response = match request {
+            Request::Metadata { topics, with_offsets } => Some(self.metadata(&shard, topics, with_offsets).await),
+            Request::Produce { acks, timeout_ms: _, partitions } => {
+                let response = produce(&shard, acks, partitions, turns).await;
+                (acks != protocol::messages::Acks::None).then_some(response)
+            }
+            Request::Fetch { wait_ms_max, bytes_min, bytes_max, partitions } => {
+                Some(fetch(&shard, wait_ms_max, bytes_min, bytes_max, partitions).await)
+            }
+            Request::ListOffsets { partitions } => Some(list_offsets(&shard, partitions).await),
+            Request::CreateTopic { name, partitions, settings } => Some(match topic_config(&settings) {
+                Ok(config) => admin_status(admin::create_topic(&shard, name, partitions, config).await),
+                Err(message) => Response::status(ErrorCode::InvalidConfig, message),
+            }),
+            Request::DeleteTopic { name } => Some(admin_status(admin::delete_topic(&shard, name).await)),
+            Request::CreatePartitions { name, total } => {
+                Some(admin_status(admin::create_partitions(&shard, name, total).await))
+            }
+            Request::OffsetCommit { group, generation_id, member_id, offsets } => {
+                Some(commit(&shard, group, generation_id, member_id, offsets).await)
+            }
+            Request::OffsetFetch { group, partitions } => Some(fetch_offsets(&shard, group, partitions).await),
+            Request::JoinGroup { group, member_id, topics, session_timeout_ms, assignor } => {
+                Some(groups::join(&shard, group, member_id, topics, session_timeout_ms, assignor).await)
+            }
+            Request::Heartbeat { group, generation_id, member_id } => {
+                Some(groups::heartbeat(&shard, group, generation_id, member_id).await)
+            }
+            Request::LeaveGroup { group, member_id } => Some(groups::leave(&shard, group, member_id).await),
+        };
+        Ok(response.map(|r| encode_response(correlation_id, &r)))
+    }
+}
+
+impl Native {
+    async fn metadata(&self, shard: &Rc<Shard>, topics: Option<Vec<String>>, with_offsets: bool) -> Response {
+        let table = shard.topics();
+        let names: Vec<String> = topics.unwrap_or_else(|| {
+            let mut all: Vec<String> = table.topics.keys().cloned().collect();
+            all.sort();
+            all
+        });
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(info) = table.topics.get(&name) else {
+                out.push(TopicMetadata {
+                    name,
+                    error: ErrorCode::UnknownTopicOrPartition,
+                    id: 0,
+                    retention_ms: None,
+                    retention_bytes: None,
+                    segment_bytes: 0,
+                    durability: String::new(),
+                    partitions: Vec::new(),
+                });
+                continue;
+            };
+            let mut partitions = Vec::with_capacity(info.partitions.len());
+            for p in &info.partitions {
+                let bounds = if with_offsets {
+                    shard.bounds(TopicPartition::new(&info.name, p.partition)).await.ok()
+                } else {
+                    None
+                };
+                partitions.push(PartitionMetadata {
+                    partition: p.partition,
+                    shard: p.shard % table.shard_count.max(1),
+                    log_start_offset: bounds.map(|b| b.log_start_offset),
+                    log_end_offset: bounds.map(|b| b.high_watermark),
+                    size_bytes: bounds.map(|b| b.size_bytes),
+                });
+            }
+            out.push(TopicMetadata {
+                name: info.name.clone(),
+                error: ErrorCode::None,
+                id: info.id,
+                retention_ms: info.config.retention_ms,
+                retention_bytes: info.config.retention_bytes,
+                segment_bytes: info.config.segment_bytes,
+                durability: info.config.durability.to_string(),
+                partitions,
+            });
+        }
+        let shards = self
+            .settings
+            .shard_addresses
+            .iter()
+            .enumerate()
+            .map(|(shard, address)| ShardInfo { shard: shard as u32, address: address.clone() })
+            .collect();
+        Response::Metadata { shards, topics: out }
+    }
+}
+
+async fn produce(
+    shard: &Rc<Shard>,
+    acks: protocol::messages::Acks,
+    partitions: Vec<protocol::messages::ProducePartition>,
+    turns: Vec<Turn>,
+) -> Response {
+    let acks = match acks {
+        protocol::messages::Acks::None => Acks::None,
+        protocol::messages::Acks::Leader => Acks::Leader,
+        protocol::messages::Acks::Durable => Acks::Durable,
+    };
+    let turns = turns.into_iter().chain(std::iter::repeat_with(Turn::unordered));
+    let calls = partitions.into_iter().zip(turns).map(|(p, turn)| {
+        let shard = shard.clone();
+        async move {
+            let id = TopicPartition::new(p.topic, p.partition);
+            match shard.produce(id.clone(), p.batches, acks, turn).await {
+                Ok(appended) => ProducePartitionResult {
+                    topic: id.topic,
+                    partition: id.partition,
+                    error: ErrorCode::None,
+                    message: String::new(),
+                    base_offsets: appended.base_offsets,
+                    log_end_offset: appended.log_end_offset,
+                },
+                Err(e) => ProducePartitionResult {
+                    topic: id.topic,
+                    partition: id.partition,
+                    error: partition_code(&e),
+                    message: e.to_string(),
+                    base_offsets: Vec::new(),
+                    log_end_offset: 0,
+                },
+            }
+        }
+    });
+    Response::Produce { partitions: join_all(calls).await }
+}
+
+async fn fetch(
+    shard: &Rc<Shard>,
+    wait_ms_max: u32,
+    bytes_min: u32,
+    bytes_max: u32,
+    partitions: Vec<protocol::messages::FetchPartition>,
+) -> Response {
+    let wanted: Vec<FetchPartition> = partitions
+        .iter()
+        .map(|p| FetchPartition {
+            partition: TopicPartition::new(&p.topic, p.partition),
+            offset: p.offset,
+            bytes_max: p.bytes_max,
+        })
+        .collect();
+    let results = shard.fetch(wanted, bytes_min, bytes_max, wait_ms_max).await;
+    let partitions = partitions
+        .into_iter()
+        .zip(results)
+        .map(|(p, result)| match result {
+            Ok(read) => FetchPartitionResult {
+                topic: p.topic,
+                partition: p.partition,
+                error: ErrorCode::None,
+                log_start_offset: read.bounds.log_start_offset,
+                log_end_offset: read.bounds.high_watermark,
+                next_offset: read.next_offset,
+                records: read.chunks,
+            },
+            Err(e) => {
+                let (log_start_offset, log_end_offset) = match &e {
+                    PartitionError::OffsetOutOfRange { log_start, log_end, .. } => (*log_start, *log_end),
+                    _ => (0, 0),
+                };
+                FetchPartitionResult {
+                    topic: p.topic,
+                    partition: p.partition,
+                    error: partition_code(&e),
+                    log_start_offset,
+                    log_end_offset,
+                    next_offset: p.offset,
+                    records: Vec::new(),
+                }
+            }
+        })
+        .collect();
+    Response::Fetch { partitions }
+}
+
+async fn list_offsets(shard: &Rc<Shard>, partitions: Vec<protocol::messages::ListOffsetsPartition>) -> Response {
+    let calls = partitions.into_iter().map(|p| {
+        let shard = shard.clone();
+        async move {
+            let query = match p.spec {
+                OffsetSpec::Earliest => OffsetQuery::Earliest,
+                OffsetSpec::Latest => OffsetQuery::Latest,
+                OffsetSpec::Timestamp(ts) => OffsetQuery::Timestamp(ts),
+            };
+            let (error, offset) = match shard.list_offset(TopicPartition::new(&p.topic, p.partition), query).await {
+                Ok(listed) => (ErrorCode::None, listed.offset.map_or(-1, |o| o as i64)),
+                Err(e) => (partition_code(&e), -1),
+            };
+            ListOffsetsResult { topic: p.topic, partition: p.partition, error, offset }
+        }
+    });
+    Response::ListOffsets { partitions: join_all(calls).await }
+}
+
+async fn commit(
+    shard: &Rc<Shard>,
+    group: String,
+    generation: i32,
+    member_id: String,
+    offsets: Vec<CommitOffset>,
+) -> Response {
+    let named: Vec<(String, u32)> = offsets.iter().map(|o| (o.topic.clone(), o.partition)).collect();
+    let offsets = offsets
+        .into_iter()
+        .map(|o| OffsetToCommit {
+            partition: TopicPartition::new(o.topic, o.partition),
+            offset: o.offset,
+            metadata: o.metadata,
+        })
+        .collect();
+    // Native commits without a generation are standalone (tools, the crash loop's committer).
+    let results = shard.commit_offsets(OffsetsCommit { group, generation, member_id, offsets }).await;
+    let partitions = named
+        .into_iter()
+        .zip(results)
+        .map(|((topic, partition), result)| protocol::messages::PartitionError {
+            topic,
+            partition,
+            error: result.map_or_else(|e| commit_code(&e), |()| ErrorCode::None),
+        })
+        .collect();
+    Response::OffsetCommit { partitions }
+}
+
+async fn fetch_offsets(
+    shard: &Rc<Shard>,
+    group: String,
+    partitions: Option<Vec<protocol::messages::TopicPartition>>,
+) -> Response {
+    let partitions =
+        partitions.map(|list| list.into_iter().map(|tp| TopicPartition::new(tp.topic, tp.partition)).collect());
+    match shard.fetch_offsets(group, partitions).await {
+        Ok(offsets) => Response::OffsetFetch {
+            error: ErrorCode::None,
+            offsets: offsets
+                .into_iter()
+                .map(|(tp, committed)| FetchedOffset {
+                    topic: tp.topic,
+                    partition: tp.partition,
+                    offset: committed.as_ref().map_or(-1, |c| c.offset as i64),
+                    metadata: committed.map(|c| c.metadata).unwrap_or_default(),
+                    error: ErrorCode::None,
+                })
+                .collect(),
+        },
+        Err(e) => Response::OffsetFetch { error: call_code(e), offsets: Vec::new() },
+    }
+}
+
+/// Broker defaults (`TopicConfig::default()`) overridden by what the request sets.
+fn topic_config(settings: &TopicSettings) -> Result<TopicConfig, String> {
+    let mut config = TopicConfig::default();
+    if settings.retention_ms.is_some() {
+        config.retention_ms = settings.retention_ms;
+    }
+    if settings.retention_bytes.is_some() {
+        config.retention_bytes = settings.retention_bytes;
+    }
+    if let Some(segment_bytes) = settings.segment_bytes {
+        config.segment_bytes = segment_bytes;
+    }
+    if settings.segment_ms.is_some() {
+        config.segment_ms = settings.segment_ms;
+    }
+    if let Some(durability) = &settings.durability {
+        config.durability = durability.parse::<Durability>()?;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn admin_status(result: Result<(), AdminError>) -> Response {
+    match result {
+        Ok(()) => Response::ok(),
+        Err(e) => {
+            let code = match &e {
+                AdminError::InvalidTopicName { .. } => ErrorCode::InvalidTopicName,
+                AdminError::TopicExists { .. } => ErrorCode::TopicAlreadyExists,
+                AdminError::UnknownTopic { .. } => ErrorCode::UnknownTopicOrPartition,
+                AdminError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
+                AdminError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+                AdminError::Call(call) => call_code(*call),
+                _ => ErrorCode::StorageError,
+            };
+            Response::status(code, e.to_string())
+        }
+    }
+}
+
+fn call_code(e: CallError) -> ErrorCode {
+    match e {
+        CallError::TimedOut { .. } => ErrorCode::RequestTimedOut,
+        _ => ErrorCode::ShuttingDown,
+    }
+}
+
+/// The native error code for a partition error.
+pub fn partition_code(e: &PartitionError) -> ErrorCode {
+    match e {
+        PartitionError::UnknownTopicOrPartition => ErrorCode::UnknownTopicOrPartition,
+        PartitionError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        PartitionError::InvalidBatch { .. } | PartitionError::Producer(_) => ErrorCode::CorruptBatch,
+        PartitionError::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
+        PartitionError::DiskFull { .. } => ErrorCode::DiskFull,
+        PartitionError::Corrupt { .. } => ErrorCode::CorruptStoredData,
+        PartitionError::ShuttingDown => ErrorCode::ShuttingDown,
+        PartitionError::Call(call) => call_code(*call),
+        _ => ErrorCode::StorageError,
+    }
+}
+
+fn commit_code(e: &CommitError) -> ErrorCode {
+    match e {
+        CommitError::UnknownTopicOrPartition => ErrorCode::UnknownTopicOrPartition,
+        CommitError::InvalidGroupId { .. } => ErrorCode::InvalidGroupId,
+        CommitError::InvalidTopicName { .. } => ErrorCode::InvalidTopicName,
+        CommitError::InvalidOffset { .. } => ErrorCode::InvalidOffset,
+        CommitError::Group(g) => groups::group_code(*g),
+        CommitError::Call(call) => call_code(*call),
+        _ => ErrorCode::StorageError,
+    }
+}

@@ -1,0 +1,70 @@
+//! A partition's append path on a real log: idempotent producers' checks happen together
+//! with the append, so a batch that fails to append takes no sequence, and a retry of a
+//! batch already appended is acknowledged with its original offset, not appended again.
+#![allow(clippy::unwrap_used)]
+
+use broker::order::Turn;
+use broker::partition::{Acks, Partition, TopicPartition};
+use broker::{PartitionError, ProducerError};
+use bytes::Bytes;
+use engine::batch::BatchBuilder;
+use engine::catalog::TopicConfig;
+
+fn idempotent_batch(producer_id: i64, epoch: i16, first_sequence: i32, records: u32) -> Bytes {
+    let mut builder = BatchBuilder::new().producer(producer_id, epoch, first_sequence);
+    for i in 0..records {
+        builder.push(Some(format!("k{i}").as_bytes()), Some(b"v"), 1_700_000_000_000, &[]);
+    }
+    builder.build().unwrap()
+}
+
+fn run<F: std::future::Future<Output = ()> + 'static>(make: impl FnOnce() -> F + Send + 'static) {
+    glommio::LocalExecutorBuilder::default().spawn(make).unwrap().join().unwrap();
+}
+
+#[test]
+fn idempotent_checks_and_appends_are_one_step() {
+    let dir = tempfile::Builder::new().prefix("shardlog-partition-").tempdir_in(std::env::temp_dir()).unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let partition = Partition::open(&path, TopicPartition::new("t", 0), &TopicConfig::default(), 0).await.unwrap();
+        let append = |batch: Bytes| partition.append(vec![batch], Acks::Durable, Turn::unordered());
+        let first = append(idempotent_batch(7, 0, 0, 3)).await.unwrap();
+        assert_eq!((first.base_offsets.clone(), first.duplicate), (vec![0], false));
+
+        // A batch that fails to append (its CRC is broken) takes no sequence: the retry of the
+        // same sequences is appended.
+        let mut broken = idempotent_batch(7, 0, 3, 2).to_vec();
+        let last = broken.len() - 1;
+        broken[last] ^= 0xff;
+        assert!(matches!(append(Bytes::from(broken)).await, Err(PartitionError::InvalidBatch { .. })));
+        let second = append(idempotent_batch(7, 0, 3, 2)).await.unwrap();
+        assert_eq!(second.base_offsets, vec![3]);
+
+        // A retry of an appended batch gets its original offset and is not stored again.
+        let end = partition.bounds().log_end_offset;
+        let retry = append(idempotent_batch(7, 0, 0, 3)).await.unwrap();
+        assert_eq!((retry.base_offsets, retry.duplicate), (vec![0], true));
+        assert_eq!(partition.bounds().log_end_offset, end);
+
+        // A gap, an old epoch, several batches at once: refused, nothing stored.
+        let gap = append(idempotent_batch(7, 0, 9, 1)).await.unwrap_err();
+        assert_eq!(gap, PartitionError::Producer(ProducerError::OutOfOrderSequence { first_sequence: 9, expected: 5 }));
+        let two = partition
+            .append(vec![idempotent_batch(8, 0, 0, 1), idempotent_batch(8, 0, 1, 1)], Acks::Durable, Turn::unordered())
+            .await
+            .unwrap_err();
+        assert_eq!(two, PartitionError::Producer(ProducerError::SeveralBatches { batches: 2 }));
+        assert_eq!(partition.bounds().log_end_offset, end);
+
+        // After a restart the state is rebuilt from the log: the retry is still recognised.
+        partition.close().await;
+        let reopened = Partition::open(&path, TopicPartition::new("t", 0), &TopicConfig::default(), 0).await.unwrap();
+        let retry =
+            reopened.append(vec![idempotent_batch(7, 0, 3, 2)], Acks::Durable, Turn::unordered()).await.unwrap();
+        assert_eq!((retry.base_offsets, retry.duplicate), (vec![3], true));
+        let next = reopened.append(vec![idempotent_batch(7, 0, 5, 1)], Acks::Durable, Turn::unordered()).await.unwrap();
+        assert_eq!(next.base_offsets, vec![5]);
+        reopened.close().await;
+    });
+}

@@ -1,0 +1,142 @@
+//! `shardlog topic …`: topic administration.
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use client::{ClientError, ErrorCode, TopicSettings};
+
+use super::{BrokerArgs, CliError};
+
+#[derive(Subcommand, Debug)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create(CreateArgs),
+    /// List topic names.
+    List {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Show a topic's settings and, per partition, its shard, offsets and size.
+    Describe {
+        name: String,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Grow a topic to a total number of partitions.
+    AddPartitions {
+        name: String,
+        /// The new total number of partitions (more than now).
+        #[arg(long, value_name = "TOTAL")]
+        partitions: u32,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Delete a topic and its data.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    name: String,
+    /// Number of partitions.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    partitions: u32,
+    /// Delete segments older than this (default: keep forever).
+    #[arg(long, value_name = "MS")]
+    retention_ms: Option<u64>,
+    /// Delete the oldest segments while a partition is larger than this (default: no limit).
+    #[arg(long, value_name = "BYTES")]
+    retention_bytes: Option<u64>,
+    /// Roll to a new segment at this size.
+    #[arg(long, value_name = "BYTES")]
+    segment_bytes: Option<u64>,
+    /// Roll to a new segment after this long.
+    #[arg(long, value_name = "MS")]
+    segment_ms: Option<u64>,
+    /// When an append is acknowledged: after fdatasync (sync), with an fdatasync at most MS
+    /// later (interval:MS), or without syncing (none).
+    #[arg(long, value_name = "sync|interval:MS|none", value_parser = parse_durability)]
+    durability: Option<String>,
+    #[command(flatten)]
+    broker: BrokerArgs,
+}
+
+fn parse_durability(text: &str) -> Result<String, String> {
+    text.parse::<engine::Durability>().map(|d| d.to_string())
+}
+
+pub async fn run(command: TopicCommand) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        TopicCommand::Create(args) => {
+            let client = args.broker.connect().await?;
+            let settings = TopicSettings {
+                retention_ms: args.retention_ms,
+                retention_bytes: args.retention_bytes,
+                segment_bytes: args.segment_bytes,
+                segment_ms: args.segment_ms,
+                durability: args.durability,
+            };
+            client.create_topic(&args.name, args.partitions, settings).await?;
+            writeln!(out, "Created topic {}.", args.name)?;
+        }
+        TopicCommand::List { broker } => {
+            let client = broker.connect().await?;
+            let metadata = client.metadata(None, false).await?;
+            for topic in metadata.topics {
+                writeln!(out, "{}", topic.name)?;
+            }
+        }
+        TopicCommand::Describe { name, broker } => {
+            let client = broker.connect().await?;
+            let metadata = client.metadata(Some(vec![name.clone()]), true).await?;
+            let Some(topic) = metadata.topics.into_iter().find(|t| t.name == name) else {
+                return Err(ClientError::broker(ErrorCode::UnknownTopicOrPartition, &name).into());
+            };
+            if !topic.error.is_ok() {
+                return Err(ClientError::broker(topic.error, &name).into());
+            }
+            let optional = |v: Option<u64>| v.map_or_else(|| "none".to_owned(), |v| v.to_string());
+            writeln!(
+                out,
+                "Topic: {}\tTopicId: {}\tPartitionCount: {}\tDurability: {}\tSegmentBytes: {}\tRetentionMs: {}\tRetentionBytes: {}",
+                topic.name,
+                topic.id,
+                topic.partitions.len(),
+                topic.durability,
+                topic.segment_bytes,
+                optional(topic.retention_ms),
+                optional(topic.retention_bytes),
+            )?;
+            let shown = |v: Option<u64>| v.map_or_else(|| "?".to_owned(), |v| v.to_string());
+            for p in &topic.partitions {
+                writeln!(
+                    out,
+                    "\tTopic: {}\tPartition: {}\tShard: {}\tStartOffset: {}\tEndOffset: {}\tSizeBytes: {}",
+                    topic.name,
+                    p.partition,
+                    p.shard,
+                    shown(p.log_start_offset),
+                    shown(p.log_end_offset),
+                    shown(p.size_bytes),
+                )?;
+            }
+        }
+        TopicCommand::AddPartitions { name, partitions, broker } => {
+            let client = broker.connect().await?;
+            client.add_partitions(&name, partitions).await?;
+            writeln!(out, "Topic {name} now has {partitions} partitions.")?;
+        }
+        TopicCommand::Delete { name, broker } => {
+            let client = broker.connect().await?;
+            client.delete_topic(&name).await?;
+            writeln!(out, "Deleted topic {name}.")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! `shardlog serve` settings: a TOML file and command-line flags; flags win.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use broker::limits::SHARDS_MAX;
+use broker::NodeId;
+pub use kafka::KafkaAdvertise;
+
+/// Flags of `shardlog serve`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Directory for the catalog and partition logs (a real file system, not tmpfs).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address every shard accepts connections on (SO_REUSEPORT spreads them over shards).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Number of shards (one executor pinned per core). Default: every core.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// This broker's node id (0 for a single node). Kafka broker ids are derived from it and
+    /// the shard: node × 1000 + shard.
+    #[arg(long)]
+    pub node_id: Option<u32>,
+    /// Do not pin shards to cores (several brokers on one machine).
+    #[arg(long)]
+    pub no_pin: bool,
+    /// TOML file with the same keys (data_dir, listen, shards, node_id, no_pin,
+    /// metrics_listen, shard_base_port, disk_free_floor_bytes, kafka_*); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Serve Prometheus text metrics at http://ADDR/metrics.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
+    /// Shard i also listens on port BASE + i (advertised in Metadata, for shard-aware
+    /// clients). Default: the listen port + 1 + i, or free ports when listening on port 0.
+    #[arg(long)]
+    pub shard_base_port: Option<u16>,
+    /// Refuse produces (error DiskFull) once the data directory's file system has fewer free
+    /// bytes than this, so a full disk never stops fetches, retention or offset commits.
+    /// Default 0: no floor (a full disk still fails produces cleanly, at fallocate).
+    #[arg(long)]
+    pub disk_free_floor_bytes: Option<u64>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// Flags of the Kafka listener (`server/src/kafka/`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KafkaArgs {
+    /// Also speak the Kafka protocol: the bootstrap address (any shard answers, forwarding
+    /// what it does not own). Off unless set.
+    #[arg(long)]
+    pub kafka_listen: Option<String>,
+    /// Shard i's own Kafka port is BASE + i (advertised as broker i in Metadata). Default:
+    /// the Kafka port + 1 + i, or free ports when the Kafka port is 0.
+    #[arg(long)]
+    pub kafka_shard_base_port: Option<u16>,
+    /// `shards`: every shard is a Kafka broker, leading the partitions it owns (default).
+    /// `single`: only the bootstrap address is advertised, as broker 0 leading everything.
+    #[arg(long)]
+    pub kafka_advertise: Option<String>,
+    /// Host name put in Metadata (clients reconnect to it). Default: the bound IP.
+    #[arg(long)]
+    pub kafka_advertised_host: Option<String>,
+    /// Create a topic when a client asks Metadata for it (Kafka's
+    /// auto.create.topics.enable). Default true.
+    #[arg(long)]
+    pub kafka_auto_create_topics: Option<bool>,
+    /// Partitions of an auto-created topic, and of CreateTopics without a count (Kafka's
+    /// num.partitions). Default 1.
+    #[arg(long)]
+    pub kafka_default_partitions: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    shards: Option<usize>,
+    node_id: Option<u32>,
+    no_pin: Option<bool>,
+    metrics_listen: Option<String>,
+    shard_base_port: Option<u16>,
+    disk_free_floor_bytes: Option<u64>,
+    kafka_listen: Option<String>,
+    kafka_shard_base_port: Option<u16>,
+    kafka_advertise: Option<String>,
+    kafka_advertised_host: Option<String>,
+    kafka_auto_create_topics: Option<bool>,
+    kafka_default_partitions: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub shards: usize,
+    pub node: NodeId,
+    /// Pin shard i to core i.
+    pub pin_shards: bool,
+    pub metrics_listen: Option<SocketAddr>,
+    pub shard_base_port: Option<u16>,
+    /// See `ServeArgs::disk_free_floor_bytes`; 0 = no floor.
+    pub disk_free_floor_bytes: u64,
+    /// `None`: no Kafka listener.
+    pub kafka: Option<KafkaConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub listen: SocketAddr,
+    pub shard_base_port: Option<u16>,
+    pub advertise: KafkaAdvertise,
+    pub advertised_host: Option<String>,
+    pub auto_create_topics: bool,
+    pub default_partitions: u32,
+}
+
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:9292";
+
+impl ServeConfig {
+    pub fn resolve(args: &ServeArgs) -> Result<ServeConfig, String> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args.data_dir.clone().or(file.data_dir.clone()).ok_or("--data-dir is required")?;
+        let listen = resolve_addr(args.listen.as_deref().or(file.listen.as_deref()).unwrap_or(LISTEN_DEFAULT))?;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let shards = args.shards.or(file.shards).unwrap_or(cores);
+        if shards == 0 || shards > SHARDS_MAX {
+            return Err(format!("--shards must be 1..={SHARDS_MAX}, got {shards}"));
+        }
+        let metrics_listen = match args.metrics_listen.as_deref().or(file.metrics_listen.as_deref()) {
+            Some(a) => Some(resolve_addr(a)?),
+            None => None,
+        };
+        let kafka = KafkaConfig::resolve(&args.kafka, &file)?;
+        Ok(ServeConfig {
+            data_dir,
+            listen,
+            shards,
+            node: NodeId::new(args.node_id.or(file.node_id).unwrap_or(0)),
+            pin_shards: !(args.no_pin || file.no_pin.unwrap_or(false)),
+            metrics_listen,
+            shard_base_port: args.shard_base_port.or(file.shard_base_port),
+            disk_free_floor_bytes: args.disk_free_floor_bytes.or(file.disk_free_floor_bytes).unwrap_or(0),
+            kafka,
+        })
+    }
+}
+
+impl KafkaConfig {
+    fn resolve(args: &KafkaArgs, file: &FileConfig) -> Result<Option<KafkaConfig>, String> {
+        let Some(listen) = args.kafka_listen.as_deref().or(file.kafka_listen.as_deref()) else {
+            return Ok(None);
+        };
+        let advertise = match args.kafka_advertise.as_deref().or(file.kafka_advertise.as_deref()).unwrap_or("shards") {
+            "shards" => KafkaAdvertise::Shards,
+            "single" => KafkaAdvertise::Single,
+            other => return Err(format!("--kafka-advertise must be shards or single, got {other:?}")),
+        };
+        let default_partitions = args.kafka_default_partitions.or(file.kafka_default_partitions).unwrap_or(1);
+        if default_partitions == 0 || default_partitions > engine::limits::PARTITIONS_PER_TOPIC_MAX {
+            return Err(format!(
+                "--kafka-default-partitions must be 1..={}, got {default_partitions}",
+                engine::limits::PARTITIONS_PER_TOPIC_MAX
+            ));
+        }
+        Ok(Some(KafkaConfig {
+            listen: resolve_addr(listen)?,
+            shard_base_port: args.kafka_shard_base_port.or(file.kafka_shard_base_port),
+            advertise,
+            advertised_host: args.kafka_advertised_host.clone().or(file.kafka_advertised_host.clone()),
+            auto_create_topics: args.kafka_auto_create_topics.or(file.kafka_auto_create_topics).unwrap_or(true),
+            default_partitions,
+        }))
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn resolve_addr(text: &str) -> Result<SocketAddr, String> {
+    text.to_socket_addrs()
+        .map_err(|e| format!("bad address {text:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("bad address {text:?}: resolves to nothing"))
+}

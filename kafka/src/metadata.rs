@@ -1,0 +1,190 @@
+//! Metadata (brokers, topics, partition leaders; auto-creates topics like Kafka's
+//! auto.create.topics.enable), FindCoordinator and InitProducerId.
+//!
+//! With `--kafka-advertise shards` (default) each shard is a broker and leads the partitions
+//! it owns, so a client's produce and fetch for a partition go straight to the core that
+//! stores it. There is one replica, so replicas = ISR = [leader].
+
+use std::rc::Rc;
+
+use broker::{admin, AdminError, Shard, ShardId};
+use engine::catalog::TopicConfig;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
+    MetadataRequest, MetadataResponse, ProducerId, TopicName,
+};
+
+use crate::{admin_code, codes, str_bytes, KafkaSettings};
+
+/// Kafka's cluster id is a base64 UUID; clients only compare it.
+const CLUSTER_ID: &str = "shardlog";
+
+/// Leader epoch reported for every partition: one replica, always the leader, epoch 0 (the
+/// epoch every stored batch carries).
+const LEADER_EPOCH: i32 = 0;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    settings: &KafkaSettings,
+    version: i16,
+    request: MetadataRequest,
+) -> MetadataResponse {
+    let requested: Option<Vec<String>> = match request.topics {
+        // v0: an empty list means every topic; v1+: null means every topic.
+        Some(topics) if !(version == 0 && topics.is_empty()) => {
+            Some(topics.into_iter().filter_map(|t| t.name.map(|n| n.0.to_string())).collect())
+        }
+        _ => None,
+    };
+    let auto_create = settings.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let mut create_errors: Vec<(String, i16)> = Vec::new();
+    if let (Some(names), true) = (&requested, auto_create) {
+        for name in names {
+            if shard.topics().topics.contains_key(name) {
+                continue;
+            }
+            if let Some(code) = auto_create_topic(shard, settings, name).await {
+                create_errors.push((name.clone(), code));
+            }
+        }
+    }
+    let table = shard.topics();
+    let names: Vec<String> = requested.unwrap_or_else(|| {
+        let mut all: Vec<String> = table.topics.keys().cloned().collect();
+        all.sort();
+        all
+    });
+    let mut topics = Vec::with_capacity(names.len());
+    for name in names {
+        let mut topic = MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(name.clone()))));
+        let Some(info) = table.topics.get(&name) else {
+            let error =
+                create_errors.iter().find(|(n, _)| *n == name).map_or(codes::UNKNOWN_TOPIC_OR_PARTITION, |e| e.1);
+            topics.push(topic.with_error_code(error));
+            continue;
+        };
+        topic.partitions = info
+            .partitions
+            .iter()
+            .map(|p| {
+                let owner = ShardId::new(p.shard % table.shard_count.max(1));
+                let leader = BrokerId(settings.leader_for(owner));
+                MetadataResponsePartition::default()
+                    .with_error_code(codes::NONE)
+                    .with_partition_index(p.partition as i32)
+                    .with_leader_id(leader)
+                    .with_leader_epoch(LEADER_EPOCH)
+                    .with_replica_nodes(vec![leader])
+                    .with_isr_nodes(vec![leader])
+            })
+            .collect();
+        topics.push(topic.with_error_code(codes::NONE));
+    }
+    let brokers = settings
+        .brokers
+        .iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(i32::from(b.port))
+        })
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(CLUSTER_ID)))
+        .with_controller_id(BrokerId(settings.coordinator().node_id))
+        .with_topics(topics)
+}
+
+/// Creates `name` with the default partition count. `None` when it exists afterwards,
+/// otherwise the Kafka error for the topic.
+async fn auto_create_topic(shard: &Rc<Shard>, settings: &KafkaSettings, name: &str) -> Option<i16> {
+    match admin::create_topic(shard, name.to_owned(), settings.default_partitions, TopicConfig::default()).await {
+        Ok(()) | Err(AdminError::TopicExists { .. }) => {
+            tracing::info!(topic = name, "topic auto-created for a Kafka client");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(topic = name, error = %e, "auto-creating a topic failed");
+            Some(admin_code(&e))
+        }
+    }
+}
+
+/// InitProducerId: a new producer id (epoch 0), or the same id with the next epoch when the
+/// client asks to bump its own (KIP-360). Transactions are not supported.
+pub fn init_producer_id(shard: &Shard, request: InitProducerIdRequest) -> InitProducerIdResponse {
+    init_producer_id_with(request, || shard.next_producer_id())
+}
+
+/// `init_producer_id`, with the id allocator given (`next_id` is called only for a new id).
+fn init_producer_id_with(request: InitProducerIdRequest, next_id: impl FnOnce() -> i64) -> InitProducerIdResponse {
+    let response = InitProducerIdResponse::default();
+    if request.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
+        return response
+            .with_error_code(codes::INVALID_REQUEST)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
+    if request.producer_id.0 >= 0 && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX {
+        return response.with_producer_id(request.producer_id).with_producer_epoch(request.producer_epoch + 1);
+    }
+    response.with_producer_id(ProducerId(next_id())).with_producer_epoch(0)
+}
+
+/// Groups are coordinated by the coordinator shard; transactions are not supported.
+pub fn find_coordinator(
+    settings: &KafkaSettings,
+    version: i16,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    /// key_type 1 = transaction coordinator.
+    const KEY_TYPE_TRANSACTION: i8 = 1;
+    let endpoint = settings.coordinator();
+    let error = if request.key_type == KEY_TYPE_TRANSACTION { codes::COORDINATOR_NOT_AVAILABLE } else { codes::NONE };
+    if version >= 4 {
+        let coordinators = request
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(BrokerId(endpoint.node_id))
+                    .with_host(str_bytes(endpoint.host.clone()))
+                    .with_port(i32::from(endpoint.port))
+                    .with_error_code(error)
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    FindCoordinatorResponse::default()
+        .with_error_code(error)
+        .with_node_id(BrokerId(endpoint.node_id))
+        .with_host(str_bytes(endpoint.host.clone()))
+        .with_port(i32::from(endpoint.port))
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::TransactionalId;
+
+    use super::*;
+
+    #[test]
+    fn producer_ids_are_new_and_epochs_bump() {
+        let fresh = init_producer_id_with(InitProducerIdRequest::default().with_producer_id(ProducerId(-1)), || 42);
+        assert_eq!((fresh.error_code, fresh.producer_id, fresh.producer_epoch), (codes::NONE, ProducerId(42), 0));
+        let bump = InitProducerIdRequest::default().with_producer_id(ProducerId(42)).with_producer_epoch(0);
+        let bumped = init_producer_id_with(bump, || panic!("a bump keeps the id"));
+        assert_eq!((bumped.producer_id, bumped.producer_epoch), (ProducerId(42), 1));
+        let transactional = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(str_bytes("tx"))))
+            .with_producer_id(ProducerId(-1));
+        assert_eq!(init_producer_id_with(transactional, || 1).error_code, codes::INVALID_REQUEST);
+    }
+}
