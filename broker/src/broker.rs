@@ -191,7 +191,9 @@ fn install_panic_hook() {
         std::panic::set_hook(Box::new(move |info| {
             default(info);
             let thread = std::thread::current();
-            if let Some(shard) = thread.name().and_then(|n| n.strip_prefix(SHARD_THREAD_PREFIX)) {
+            // glommio appends its executor id to the name: "shard-<index>-<executor id>".
+            let shard = thread.name().and_then(|n| n.strip_prefix(SHARD_THREAD_PREFIX));
+            if let Some(shard) = shard.and_then(|rest| rest.split('-').next()) {
                 eprintln!(
                     "fatal: shard {shard} panicked; the broker exits (status {SHARD_PANIC_EXIT_CODE}) rather than \
                      serve with a shard missing"
@@ -335,7 +337,7 @@ async fn start_shard(
 fn panic_if_asked(id: ShardId) {
     if std::env::var(TEST_PANIC_SHARD_ENV).ok().and_then(|v| v.parse::<u32>().ok()) == Some(id.get()) {
         glommio::spawn_local(async move {
-            glommio::timer::sleep(Duration::from_millis(200)).await;
+            glommio::timer::sleep(Duration::from_millis(500)).await;
             panic!("{TEST_PANIC_SHARD_ENV} asked shard {id} to panic");
         })
         .detach();

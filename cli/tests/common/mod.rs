@@ -40,11 +40,13 @@ pub struct ServerOptions {
     pub metrics: bool,
     /// Also listen for Kafka clients (`--kafka-listen`, one Kafka port per shard).
     pub kafka: bool,
+    /// Extra environment variables for the server process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { shards: 2, metrics: false, kafka: false }
+        ServerOptions { shards: 2, metrics: false, kafka: false, env: Vec::new() }
     }
 }
 
@@ -64,8 +66,9 @@ pub struct Server {
     pub data_dir: PathBuf,
     stderr_path: PathBuf,
     _logs: tempfile::TempDir,
+    options: ServerOptions,
     /// Held until the process is gone.
-    _ports: PortBlock,
+    ports: PortBlock,
 }
 
 impl Server {
@@ -93,18 +96,35 @@ impl Server {
     }
 
     fn try_start(data_dir: &Path, options: &ServerOptions) -> Result<Server, (String, bool)> {
-        let logs = temp_dir("shardlog-itest-logs-");
-        let stderr_path = logs.path().join("server.stderr");
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
         // Ports: listen, one per shard, metrics, then the Kafka bootstrap and one per shard.
         let kafka_ports = if options.kafka { options.shards as u16 + 1 } else { 0 };
         let ports = PortBlock::reserve(options.shards as u16 + 2 + kafka_ports);
+        Server::spawn(data_dir, options, ports)
+    }
+
+    /// SIGKILLs the server and starts it again at once on the same data directory and ports,
+    /// as a supervisor would; the new process must come up on the first try.
+    pub fn kill_and_restart(mut self) -> Server {
+        self.kill();
+        let (data_dir, options) = (self.data_dir.clone(), self.options.clone());
+        let ports = std::mem::replace(&mut self.ports, PortBlock { base: 0, _lock: None });
+        match Server::spawn(&data_dir, &options, ports) {
+            Ok(server) => server,
+            Err((message, _)) => panic!("the server did not come back after SIGKILL:\n{message}"),
+        }
+    }
+
+    fn spawn(data_dir: &Path, options: &ServerOptions, ports: PortBlock) -> Result<Server, (String, bool)> {
+        let logs = temp_dir("shardlog-itest-logs-");
+        let stderr_path = logs.path().join("server.stderr");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
         let listen = format!("127.0.0.1:{}", ports.base);
         let mut command = Command::new(binary());
         command
             .args(["serve", "--listen", &listen, "--shards", &options.shards.to_string(), "--data-dir"])
             .arg(data_dir)
             .args(["--shard-base-port", &(ports.base + 1).to_string()])
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
@@ -138,7 +158,8 @@ impl Server {
             data_dir: data_dir.to_path_buf(),
             stderr_path,
             _logs: logs,
-            _ports: ports,
+            options: options.clone(),
+            ports,
         };
         let expected_lines =
             1 + options.shards + usize::from(options.metrics) + if options.kafka { 1 + options.shards } else { 0 };
@@ -257,6 +278,18 @@ impl Server {
         }
     }
 
+    /// Waits (bounded) for the server to exit on its own; returns its exit status.
+    pub fn wait_exited(&mut self) -> ExitStatus {
+        match self.wait_exit(WAIT) {
+            Some(status) => status,
+            None => {
+                let stderr = self.stderr();
+                self.kill();
+                panic!("the server did not exit within {WAIT:?}; stderr:\n{stderr}");
+            }
+        }
+    }
+
     /// SIGTERM, then waits (bounded) for the graceful shutdown; returns the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
@@ -326,7 +359,7 @@ impl Server {
 /// that is released when its holder exits, however it exits.
 pub struct PortBlock {
     pub base: u16,
-    _lock: std::fs::File,
+    _lock: Option<std::fs::File>,
 }
 
 impl PortBlock {
@@ -352,7 +385,7 @@ impl PortBlock {
             }
             let free = (base..base + count).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
             if free {
-                return PortBlock { base, _lock: lock };
+                return PortBlock { base, _lock: Some(lock) };
             }
         }
         panic!("no free block of {count} ports in {first}..{last}");
