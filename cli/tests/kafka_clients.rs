@@ -132,7 +132,11 @@ fn available(what: &str, program: &str, args: &[&str]) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{what} is not installed, and CI=true requires it (.ci/run installs it)");
     }
-    eprintln!("SKIPPED: {what} is not installed (apt-get install -y kcat; pip install confluent-kafka kafka-python)");
+    // Straight to the stream, past libtest's capture, so the skip is always seen.
+    let line = format!(
+        "\n!!!!! SKIPPED: {what} is not installed (apt-get install -y kcat; pip install confluent-kafka kafka-python) !!!!!\n"
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
     false
 }
 
