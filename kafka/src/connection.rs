@@ -14,20 +14,18 @@ use std::sync::Arc;
 use broker::net::{Answer, Decoded as Framed, Protocol};
 use broker::order::{AppendOrder, Turn};
 use broker::Shard;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest,
     FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
     ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
-    ResponseHeader, SyncGroupRequest,
+    SyncGroupRequest,
 };
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::Decodable;
 
+pub use crate::codec::{encode, Close};
 use crate::groups::GroupCall;
 use crate::{admin, api_versions, fetch, groups, list_offsets, metadata, produce, KafkaSettings};
-
-/// Why a request ends the connection.
-pub type Close = &'static str;
 
 /// The Kafka protocol on one shard.
 pub struct Kafka {
@@ -218,26 +216,10 @@ pub fn answer_without_shard(settings: &KafkaSettings, decoded: Decoded) -> Witho
     WithoutShard::Answered(answer)
 }
 
-/// Size prefix, response header of the version this API uses, then the body.
-pub fn encode<R: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, response: &R) -> Result<Bytes, Close> {
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_u32(0);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let encoded = header
-        .encode(&mut buf, api_key.response_header_version(version))
-        .and_then(|()| response.encode(&mut buf, version));
-    if let Err(e) = encoded {
-        tracing::error!(?api_key, version, error = %e, "cannot encode a Kafka response");
-        return Err("response does not encode");
-    }
-    let size_bytes = u32::try_from(buf.len() - 4).map_err(|_| "response too large")?;
-    buf[..4].copy_from_slice(&size_bytes.to_be_bytes());
-    Ok(buf.freeze())
-}
-
 #[cfg(test)]
 mod tests {
-    use bytes::BufMut;
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::protocol::Encodable;
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
     use kafka_protocol::messages::TopicName;
     use kafka_protocol::protocol::StrBytes;

@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
     SyncGroupRequest, SyncGroupResponse,
 };
 
-use crate::connection::{encode, Close};
+use crate::codec::{encode, Close};
 use crate::{codes, group_code, offsets, str_bytes};
 
 /// A decoded group request.

@@ -21,6 +21,7 @@
 
 mod admin;
 mod api_versions;
+mod codec;
 mod connection;
 mod fetch;
 pub mod groups;
