@@ -7,7 +7,11 @@
 //! Start at `log.rs` (append / read / roll / retention), then `segment/appender.rs` (the write
 //! path and its durability contract) and `recovery.rs` (what happens on open).
 
-pub mod batch;
+/// The RecordBatch v2 codec lives in the `format` crate; `engine::batch::…` paths keep working.
+pub use format::batch;
+/// Typed offsets, epochs, positions and node / shard ids (`format::ids`).
+pub use format::ids;
+
 mod cache;
 pub mod catalog;
 mod disk_space;

@@ -2,20 +2,9 @@
 //! checks that tie them together. A limit lives here so that a reader can see, in one place,
 //! how much memory, disk and time one partition may take.
 
-/// Size of the Kafka RecordBatch v2 header: every field up to and including `recordsCount`.
-pub const BATCH_HEADER_BYTES: usize = 61;
-
-/// Largest RecordBatch accepted on append (Kafka's `message.max.bytes` is ~1 MiB; we allow 8 MiB
-/// so that one large producer batch still fits, while a hostile length cannot make us allocate
-/// more than this per batch).
-pub const BATCH_SIZE_BYTES_MAX: u32 = 8 << 20;
-
-/// Most records one batch may claim. A batch of 1-byte records with minimal framing takes at
-/// least 7 bytes a record, so this is above anything a valid 8 MiB batch can hold.
-pub const BATCH_RECORDS_MAX: u32 = BATCH_SIZE_BYTES_MAX / 7;
-
-/// Most header entries one record may carry (Kafka has no hard limit; this bounds iteration).
-pub const RECORD_HEADERS_MAX: u32 = 1 << 16;
+/// The RecordBatch v2 bounds live with the format (`format::limits`); re-exported here so that
+/// every bound the engine enforces can still be read from one module.
+pub use format::limits::{BATCH_HEADER_BYTES, BATCH_RECORDS_MAX, BATCH_SIZE_BYTES_MAX, RECORD_HEADERS_MAX};
 
 /// O_DIRECT alignment we plan for: the device here reports 512, but 4 KiB covers every
 /// Advanced-Format disk and NVMe namespace we expect.

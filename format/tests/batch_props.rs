@@ -1,15 +1,15 @@
-//! Property and edge-case tests for the RecordBatch v2 codec (`engine::batch`), through its
+//! Property and edge-case tests for the RecordBatch v2 codec (`format::batch`), through its
 //! public API only.
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use engine::batch::{
+use format::batch::{
     peek_batch_size, split_batches, write_base_offset, write_crc, Batch, BatchBuilder, BatchError, BatchHeader, Header,
 };
-use engine::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX, RECORD_HEADERS_MAX};
+use format::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX, RECORD_HEADERS_MAX};
 use proptest::prelude::*;
 
-// Field offsets from the layout table in batch.rs.
+// Field offsets from the layout table in format/src/batch/mod.rs.
 const OFFSET_BASE_OFFSET: usize = 0;
 const OFFSET_BATCH_LENGTH: usize = 8;
 const OFFSET_MAGIC: usize = 16;
