@@ -739,6 +739,9 @@ impl Log {
 }
 
 /// Checks each batch before anything is accepted: an invalid one rejects the whole request.
+/// `Batch::validate_produced`: framing, CRC, every record of an uncompressed batch, and — for
+/// compressed ones too — lastOffsetDelta = recordsCount − 1, so that a batch claims exactly
+/// as many offsets as it holds records.
 fn validate_batches(batches: &[Bytes]) -> Result<Vec<Batch>, AppendError> {
     if batches.is_empty() {
         return Err(AppendError::Empty);
@@ -748,7 +751,7 @@ fn validate_batches(batches: &[Bytes]) -> Result<Vec<Batch>, AppendError> {
         if bytes.len() as u64 > u64::from(BATCH_SIZE_BYTES_MAX) {
             return Err(AppendError::BatchTooLarge { index, size_bytes: bytes.len() as u64 });
         }
-        let batch = Batch::validate(bytes.clone()).map_err(|source| match source {
+        let batch = Batch::validate_produced(bytes.clone()).map_err(|source| match source {
             BatchError::TooLarge { size_bytes } => AppendError::BatchTooLarge { index, size_bytes },
             source => AppendError::InvalidBatch { index, source },
         })?;

@@ -70,6 +70,46 @@ fn client_base_offsets_are_ignored_and_bad_batches_rejected() {
     });
 }
 
+/// Sets the compression bits and the counts of `batch`, and reseals its CRC: the records stay
+/// uncompressed bytes, which the log never looks into once a batch is compressed.
+fn as_compressed(batch: &Bytes, last_offset_delta: i32, records_count: i32) -> Bytes {
+    let mut b = batch.to_vec();
+    b[21..23].copy_from_slice(&1i16.to_be_bytes()); // attributes: gzip
+    b[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
+    b[57..61].copy_from_slice(&records_count.to_be_bytes());
+    engine::batch::write_crc(&mut b);
+    Bytes::from(b)
+}
+
+/// A compressed batch's records cannot be counted, so its lastOffsetDelta must match its
+/// recordsCount: otherwise one batch could claim 2^31 offsets.
+#[test]
+fn compressed_batches_claim_exactly_their_records() {
+    let dir = temp_dir();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let log = Log::open(&path, small_config()).await.unwrap();
+        let plain = batch(1, 3, 10, 0);
+        for (delta, count) in [(i32::MAX - 1, 1), (i32::MAX, 3), (9, 3), (1, 3), (-1, 0)] {
+            let err = log.append(&[as_compressed(&plain, delta, count)], Durability::Sync).await.unwrap_err();
+            assert!(matches!(err, AppendError::InvalidBatch { index: 0, .. }), "delta {delta}, count {count}: {err}");
+            assert_eq!(log.log_end_offset(), 0, "a rejected batch moved the log end");
+        }
+        // One bad batch among good ones rejects the request.
+        let good = as_compressed(&plain, 2, 3);
+        let err = log.append(&[good.clone(), as_compressed(&plain, 1 << 30, 3)], Durability::Sync).await.unwrap_err();
+        assert!(matches!(err, AppendError::InvalidBatch { index: 1, .. }), "{err}");
+        assert_eq!(log.log_end_offset(), 0);
+        // A compressed batch whose counts agree takes exactly its records' offsets.
+        let info = log.append(&[good.clone(), good.clone()], Durability::Sync).await.unwrap();
+        assert_eq!(info.base_offsets, vec![0, 3]);
+        assert_eq!(info.log_end_offset, 6);
+        let read = read_all(&log, 0).await;
+        assert_eq!(read, vec![(0, 3, good.slice(16..)), (3, 3, good.slice(16..))]);
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
 fn reads_return_whole_batches_from_any_offset() {
     let dir = temp_dir();

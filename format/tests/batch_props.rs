@@ -210,6 +210,33 @@ proptest! {
         prop_assert_eq!(batch.base_offset(), base_offset);
         prop_assert_eq!(batch.records().next().unwrap().unwrap().offset, base_offset);
     }
+
+    /// `validate_produced` accepts a batch exactly when `validate` does and its
+    /// lastOffsetDelta is recordsCount − 1, compressed or not.
+    #[test]
+    fn produced_batches_claim_exactly_their_records(
+        records in test_records(),
+        compression in 0..=4i16,
+        last_offset_delta in prop_oneof![Just(None), (-2..i32::MAX).prop_map(Some)],
+    ) {
+        let built = build_records(&records, 0);
+        let count = records.len() as i32;
+        let delta = last_offset_delta.unwrap_or(count - 1);
+        let edited = reseal(&built, |buf| {
+            put(buf, OFFSET_ATTRIBUTES, compression.to_be_bytes());
+            put(buf, OFFSET_LAST_OFFSET_DELTA, delta.to_be_bytes());
+        });
+        let mut buf = built.to_vec();
+        put(&mut buf, OFFSET_ATTRIBUTES, compression.to_be_bytes());
+        put(&mut buf, OFFSET_LAST_OFFSET_DELTA, delta.to_be_bytes());
+        write_crc(&mut buf);
+        let produced = Batch::validate_produced(Bytes::from(buf));
+        let expected_ok = edited.is_ok() && delta == count - 1;
+        prop_assert_eq!(produced.is_ok(), expected_ok, "delta {} count {} codec {}: {:?}", delta, count, compression, produced);
+        if let Ok(batch) = produced {
+            prop_assert_eq!(batch.last_offset() - batch.base_offset() + 1, i64::from(count));
+        }
+    }
 }
 
 #[test]
