@@ -4,7 +4,7 @@
 //!
 //! Batches are kept as the producer's own `Bytes` (no copy): the log assigns a new baseOffset
 //! and leader epoch, which live in the first 16 bytes, outside the CRC; a read hands out the
-//! stored 16-byte head followed by the producer's bytes from byte 16 on.
+//! stored 16-byte head (kept beside the bytes) followed by the producer's bytes from byte 16 on.
 //!
 //! Bound: `budget_bytes`, except that a batch not yet written to disk is never evicted (the
 //! appender's backpressure bounds those to `UNWRITTEN_BYTES_MAX`).
@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::segment::{stored_head, STORED_HEAD_BYTES};
+use crate::segment::STORED_HEAD_BYTES;
 
 pub(crate) struct CachedBatch {
     pub base_offset: u64,
@@ -21,6 +21,8 @@ pub(crate) struct CachedBatch {
     pub segment_base_offset: u64,
     /// File position just past this batch in its segment.
     pub end_position: u64,
+    /// The batch's first bytes as stored: assigned base offset, batchLength, leader epoch.
+    pub head: [u8; STORED_HEAD_BYTES],
     /// The producer's batch; bytes 0..16 hold the producer's (replaced) head.
     pub bytes: Bytes,
 }
@@ -89,7 +91,7 @@ impl TailCache {
             if !chunks.is_empty() && size_bytes + len > bytes_max {
                 break;
             }
-            chunks.push(Bytes::copy_from_slice(&stored_head(b.base_offset, &b.bytes)));
+            chunks.push(Bytes::copy_from_slice(&b.head));
             chunks.push(b.bytes.slice(STORED_HEAD_BYTES..));
             size_bytes += len;
             next_offset = b.last_offset + 1;
@@ -108,6 +110,7 @@ mod tests {
             last_offset: base_offset + count - 1,
             segment_base_offset: 0,
             end_position: 0,
+            head: crate::segment::stored_head(base_offset, crate::ids::LeaderEpoch::ZERO, &[7u8; 16]),
             bytes: Bytes::from(vec![7u8; size]),
         }
     }

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use crate::batch::BatchError;
-use crate::limits::BATCH_SIZE_BYTES_MAX;
+use crate::ids::LeaderEpoch;
+use crate::limits::{BATCH_SIZE_BYTES_MAX, LEADER_EPOCH_ENTRIES_MAX};
 
 /// Why an I/O operation failed, with the file it touched.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +96,24 @@ pub enum OpenError {
     Config(String),
     #[error("corrupt log in {path:?}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Io(IoError),
+}
+
+/// Errors from `Log::begin_epoch`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EpochError {
+    /// Epochs never go backwards: a leader of an older epoch is stale.
+    #[error("leader epoch {epoch} is older than the log's latest epoch {latest}")]
+    Backwards { epoch: LeaderEpoch, latest: LeaderEpoch },
+    #[error("the log already holds {LEADER_EPOCH_ENTRIES_MAX} leader epochs (LEADER_EPOCH_ENTRIES_MAX)")]
+    TooManyEpochs,
+    #[error("log fenced by an earlier I/O error ({reason}); it must be reopened")]
+    Fenced { reason: String },
+    #[error("log is closed")]
+    Closed,
+    /// Writing the epoch checkpoint failed; the log is fenced.
     #[error(transparent)]
     Io(IoError),
 }

@@ -14,7 +14,9 @@ pub use format::ids;
 
 mod cache;
 pub mod catalog;
+mod checkpoint;
 mod disk_space;
+mod epochs;
 pub mod error;
 mod fs;
 pub mod group_offsets;
@@ -31,7 +33,8 @@ mod segment;
 
 pub use catalog::{Catalog, Durability, TopicConfig};
 pub use disk_space::free_bytes;
-pub use error::{AppendError, IoError, MaintenanceError, OpenError, ReadError};
+pub use epochs::EpochEntry;
+pub use error::{AppendError, EpochError, IoError, MaintenanceError, OpenError, ReadError};
 pub use log::{has_clean_shutdown_marker, AppendInfo, Log, LogConfig, LogStats, Queued, ReadBatches, RetentionOutcome};
 pub use recovery::{scan_segment_bytes, ScanStop, SegmentScan};
 pub use segment::appender::AppenderStats;

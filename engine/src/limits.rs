@@ -69,6 +69,12 @@ pub const DISK_FREE_CHECK_INTERVAL_MS: u64 = 100;
 /// cannot run far past the floor on a stale reading.
 pub const DISK_FREE_CHECK_BYTES: u64 = 4 << 20;
 
+/// Most leader-epoch entries one partition keeps (`epochs.rs`): one per leader change whose
+/// batches are still in the log (entries below the log start are trimmed on the next checkpoint
+/// write). Kafka has no bound; 2^16 entries is a 768 KiB checkpoint file, and a partition would
+/// need a leader change every minute for 45 days of retained data to reach it.
+pub const LEADER_EPOCH_ENTRIES_MAX: usize = 1 << 16;
+
 /// Topic names follow Kafka: `[A-Za-z0-9._-]{1,249}`, never `.` or `..`.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 

@@ -29,12 +29,15 @@ use glommio::sync::Semaphore;
 use crate::batch::{Batch, BatchError};
 use crate::cache::{CachedBatch, TailCache};
 use crate::catalog::{Durability, TopicConfig};
+use crate::checkpoint::EPOCHS_FILE;
 use crate::disk_space::FreeSpaceGuard;
-use crate::error::{AppendError, IoError, MaintenanceError, OpenError, ReadError};
+use crate::epochs::{AssignError, EpochEntry, EpochScan, Epochs};
+use crate::error::{AppendError, EpochError, IoError, MaintenanceError, OpenError, ReadError};
 use crate::fs::{
     align_down, create_dir_all, list_dir, prime_direct_io_probe, read_file, remove_dir_all, remove_file, sync_dir,
     write_file_atomic,
 };
+use crate::ids::{LeaderEpoch, Offset};
 use crate::latency::LatencyHistogram;
 use crate::limits::{
     BATCH_SIZE_BYTES_MAX, IO_ALIGN_BYTES, PREALLOCATE_STEP_BYTES, READ_BYTES_MAX, SEGMENT_SIZE_BYTES_DEFAULT,
@@ -210,6 +213,8 @@ struct State {
     segments: BTreeMap<u64, Segment>,
     log_start_offset: u64,
     log_end_offset: u64,
+    /// The leader epochs, as the checkpoint file holds them (changed only after it was written).
+    epochs: Epochs,
     cache: TailCache,
     /// Base offset of a segment whose seal (flush, sync, truncate, index) is running.
     sealing: Option<u64>,
@@ -253,13 +258,15 @@ impl Log {
             }
         }
         let clean = names.iter().any(|n| n == CLEAN_SHUTDOWN_FILE);
+        let stored_epochs = load_epochs(dir).await?;
+        let mut epoch_scan = epoch_scan(dir, stored_epochs.as_ref(), bases.first().copied().unwrap_or(0));
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
             if ends_before(&segments, base) {
                 drop_unreachable_segments(dir, &segments, &bases[i..]).await?;
                 break;
             }
-            let segment = open_segment(dir, base, i + 1 == bases.len(), clean).await?;
+            let segment = open_segment(dir, base, i + 1 == bases.len(), clean, &mut epoch_scan).await?;
             check_overlap(dir, &segments, &segment)?;
             segments.insert(base, segment);
         }
@@ -279,11 +286,16 @@ impl Log {
         start_appender(last).await.map_err(OpenError::Io)?;
         let log_end_offset = last.index.next_offset;
         let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+        let epochs = recovered_epochs(dir, epoch_scan, Offset::new(log_start_offset), Offset::new(log_end_offset))?;
+        if stored_epochs.as_ref() != Some(&epochs) {
+            write_file_atomic(dir, EPOCHS_FILE, &epochs.encode()).await.map_err(OpenError::Io)?;
+        }
         tracing::debug!(dir = %dir.display(), log_start_offset, log_end_offset, clean, "log opened");
         let state = State {
             segments,
             log_start_offset,
             log_end_offset,
+            epochs,
             cache: TailCache::new(config.tail_cache_bytes),
             sealing: None,
             fenced: None,
@@ -351,6 +363,70 @@ impl Log {
         stats
     }
 
+    /// The latest leader epoch: the one `append` stamps into the batches it stores.
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.inner.state.borrow().epochs.latest().epoch
+    }
+
+    /// Every leader epoch the log holds, oldest first, with the offset it starts at.
+    pub fn leader_epochs(&self) -> Vec<EpochEntry> {
+        self.inner.state.borrow().epochs.entries().to_vec()
+    }
+
+    /// Kafka's OffsetForLeaderEpoch: the largest epoch ≤ `epoch` this log knows, and the offset
+    /// where the next larger epoch starts (the log end for the latest epoch). `None` for an
+    /// epoch past the latest (Kafka's UNDEFINED_EPOCH); for one older than every epoch kept,
+    /// `(epoch, start of the oldest)` as Kafka answers.
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        let state = self.inner.state.borrow();
+        state.epochs.end_offset_for(epoch, Offset::new(state.log_end_offset))
+    }
+
+    /// Records that leader epoch `epoch` starts at the current log end: later `append`s stamp
+    /// it into every batch. The checkpoint file is written (atomically, synced) before this
+    /// resolves, and before any batch carries the epoch. The same epoch again is a no-op; an
+    /// older one is `EpochError::Backwards`. A failed write fences the log.
+    pub async fn begin_epoch(&self, epoch: LeaderEpoch) -> Result<(), EpochError> {
+        let _permit = self.inner.append_lock.acquire_permit(1).await.map_err(|_| EpochError::Closed)?;
+        self.check_writable().map_err(|e| match e {
+            AppendError::Fenced { reason } => EpochError::Fenced { reason },
+            _ => EpochError::Closed,
+        })?;
+        let next = {
+            let state = self.inner.state.borrow();
+            let trimmed = state.epochs.trimmed_before(Offset::new(state.log_start_offset));
+            trimmed.with_epoch(epoch, Offset::new(state.log_end_offset))
+        };
+        match next {
+            Ok(None) => Ok(()),
+            Ok(Some(epochs)) => self.persist_epochs(epochs).await.map_err(EpochError::Io),
+            Err(AssignError::Backwards { epoch, latest }) => Err(EpochError::Backwards { epoch, latest }),
+            Err(AssignError::TooMany) => Err(EpochError::TooManyEpochs),
+            Err(AssignError::StartBeforeLatest { .. }) => {
+                unreachable!("the log end never lies before the latest epoch's start")
+            }
+        }
+    }
+
+    /// Writes `epochs` to the checkpoint file, then makes them current. Called with the append
+    /// lock held (every epoch change is). A failure fences the log: the file may or may not
+    /// hold the new epochs, and batches stamped with an epoch the file does not hold would be
+    /// cut by the next recovery.
+    async fn persist_epochs(&self, epochs: Epochs) -> Result<(), IoError> {
+        assert!(epochs.latest().start_offset.get() <= self.log_end_offset());
+        match write_file_atomic(&self.inner.dir, EPOCHS_FILE, &epochs.encode()).await {
+            Ok(()) => {
+                self.inner.state.borrow_mut().epochs = epochs;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(dir = %self.inner.dir.display(), error = %e, "writing the leader epoch checkpoint failed; fencing the log");
+                self.inner.state.borrow_mut().fenced.get_or_insert_with(|| e.to_string());
+                Err(e)
+            }
+        }
+    }
+
     /// Appends `batches` (Kafka RecordBatch v2, one per `Bytes`), assigning offsets from the
     /// log end; the producer's baseOffset is ignored. Resolves per `durability`: `Sync` after
     /// an fdatasync covering the batches, `Interval` and `None` once they are queued (with
@@ -416,10 +492,12 @@ impl Log {
             Some(segment) => segment,
             None => unreachable!("a log always has an active segment"),
         };
+        // A leader stamps its epoch into every batch it appends.
+        let epoch = state.epochs.latest().epoch;
         for (bytes, batch) in batches.iter().zip(validated) {
             let base_offset = state.log_end_offset;
             let last_offset = base_offset + batch.header().last_offset_delta as u64;
-            let head = stored_head(base_offset, bytes);
+            let head = stored_head(base_offset, epoch, bytes);
             let position = appender.push(&head, &bytes[STORED_HEAD_BYTES..], last_offset + 1);
             segment.index.on_batch(base_offset, last_offset, position, bytes.len() as u64, batch.max_timestamp());
             state.cache.push(CachedBatch {
@@ -427,6 +505,7 @@ impl Log {
                 last_offset,
                 segment_base_offset: segment.base_offset,
                 end_position: position + bytes.len() as u64,
+                head,
                 bytes: bytes.clone(),
             });
             state.log_end_offset = last_offset + 1;
@@ -555,6 +634,7 @@ impl Log {
             end_position: plan.end_position,
             offset,
             bytes_max,
+            epochs: &plan.epochs,
         })
         .await?;
         let (bytes, next_offset) = cut_at(read.bytes, read.next_offset, end_offset, offset);
@@ -774,6 +854,8 @@ struct DiskPlan {
     start_position: u64,
     end_position: u64,
     log_end_offset: u64,
+    /// The epochs whose ranges meet the segment (a copy: the read outlives the borrow).
+    epochs: Vec<EpochEntry>,
 }
 
 fn disk_plan(state: &State, offset: u64) -> Result<DiskPlan, ReadError> {
@@ -796,6 +878,10 @@ fn disk_plan(state: &State, offset: u64) -> Result<DiskPlan, ReadError> {
         return Err(corrupt_gap(segment.log_path.clone()));
     }
     let (start_offset, start_position) = segment.index.lookup(offset);
+    let entries = state.epochs.entries();
+    // From the epoch holding the segment's first offset to the last one starting inside it.
+    let first = entries.partition_point(|e| e.start_offset.get() <= segment.base_offset).saturating_sub(1);
+    let end = entries.partition_point(|e| e.start_offset.get() < segment.index.next_offset).max(first + 1);
     Ok(DiskPlan {
         file: segment.file.clone(),
         path: segment.log_path.clone(),
@@ -803,6 +889,7 @@ fn disk_plan(state: &State, offset: u64) -> Result<DiskPlan, ReadError> {
         start_position,
         end_position: segment.readable_end(),
         log_end_offset: state.log_end_offset,
+        epochs: entries[first..end.min(entries.len())].to_vec(),
     })
 }
 
@@ -970,6 +1057,54 @@ async fn seal_segment(log: Log, base_offset: u64) {
     }
     log.inner.sealed.notify(usize::MAX);
     log.inner.appended.notify(usize::MAX);
+}
+
+/// The leader-epoch checkpoint, or `None` when it is missing or fails its checks (recovery then
+/// rebuilds it from the batches).
+async fn load_epochs(dir: &Path) -> Result<Option<Epochs>, OpenError> {
+    let path = dir.join(EPOCHS_FILE);
+    let Some(bytes) = read_file(&path).await.map_err(OpenError::Io)? else {
+        return Ok(None);
+    };
+    match Epochs::decode(&bytes) {
+        Ok(epochs) => Ok(Some(epochs)),
+        Err(reason) => {
+            tracing::warn!(path = %path.display(), reason, "ignoring the leader epoch checkpoint; rebuilding it from the batches");
+            Ok(None)
+        }
+    }
+}
+
+/// How recovery checks epochs: against the checkpoint, if there is one that covers the log
+/// from its first segment on; otherwise by rebuilding them.
+fn epoch_scan(dir: &Path, stored: Option<&Epochs>, first_base_offset: u64) -> EpochScan {
+    match stored {
+        Some(epochs) if epochs.first().start_offset.get() <= first_base_offset => EpochScan::Checkpoint(epochs.clone()),
+        Some(epochs) => {
+            tracing::warn!(
+                dir = %dir.display(),
+                first_epoch_start = %epochs.first().start_offset,
+                first_base_offset,
+                "the leader epoch checkpoint starts after the log; rebuilding it from the batches"
+            );
+            EpochScan::Rebuild(Vec::new())
+        }
+        None => EpochScan::Rebuild(Vec::new()),
+    }
+}
+
+/// The epochs after recovery: the checkpoint without entries past the recovered end, or the
+/// ones rebuilt from the batches (epoch 0 from the log start for an empty log).
+fn recovered_epochs(dir: &Path, scan: EpochScan, log_start: Offset, log_end: Offset) -> Result<Epochs, OpenError> {
+    let epochs = match scan {
+        EpochScan::Checkpoint(epochs) => epochs.without_after(log_end),
+        EpochScan::Rebuild(seen) if seen.is_empty() => Epochs::new(log_start),
+        EpochScan::Rebuild(seen) => Epochs::from_entries(seen)
+            .map_err(|reason| OpenError::Corrupt { path: dir.join(EPOCHS_FILE), reason: reason.to_owned() })?,
+    };
+    assert!(epochs.first().start_offset <= log_start || epochs.entries().len() == 1);
+    assert!(epochs.latest().start_offset <= log_end);
+    Ok(epochs)
 }
 
 /// Reads the clean-shutdown marker (tests use this to tell a clean from an unclean close).

@@ -8,22 +8,30 @@
 //! - any other segment is re-validated from its index's last entry, or from its start when
 //!   the index is missing, corrupt, or points past the end of the file.
 //!
-//! A scan checks every batch — length, magic, CRC-32C, and that its base offset continues the
-//! previous batch — and stops at the first batch that fails: a torn write, the zeroes of a
-//! preallocated tail, or garbage. The file is truncated there, so a torn tail is never served
-//! and the next append overwrites it.
+//! A scan checks every batch — length, magic, CRC-32C, that its base offset continues the
+//! previous batch, and its leader epoch (`EpochScan`: the one the epoch checkpoint holds for
+//! its offset, or, when the checkpoint is missing or corrupt, an epoch that never decreases) —
+//! and stops at the first batch that fails: a torn write, the zeroes of a preallocated tail, or
+//! garbage. The file is truncated there, so a torn tail is never served and the next append
+//! overwrites it.
+//!
+//! Without a usable epoch checkpoint, the epochs are rebuilt from the batches: trusted segments
+//! are walked header by header (`walk_epochs`, no CRC), others scanned from their start, and a
+//! decrease cuts the log there like any invalid batch. That reads the whole log once, which is
+//! the price of a lost checkpoint.
 
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::batch::{peek_batch_size, validate_frame, BatchError, BatchHeader};
+use crate::batch::{check_crc, peek_batch_size, validate_frame, BatchHeader};
+use crate::epochs::EpochScan;
 use crate::error::{IoError, OpenError};
 use crate::fs::{read_file, write_file_atomic};
+use crate::ids::Offset;
 use crate::io::SegmentFile;
 use crate::limits::{BATCH_HEADER_BYTES, RECOVERY_READ_BYTES};
 use crate::segment::index::{SegmentIndex, FLAG_CLEAN};
-use crate::segment::reader::check_stored;
 use crate::segment::{index_file_name, log_file_name, Segment};
 
 /// Why a scan stopped; logged, and used by tests.
@@ -39,15 +47,20 @@ pub enum ScanStop {
     BadCrc,
     /// A valid batch whose base offset does not continue the log (stale bytes).
     OffsetGap,
+    /// A valid batch whose leader epoch is unknown (negative), not the one the epoch checkpoint
+    /// holds for its offset, or (rebuilding without a checkpoint) smaller than an earlier one.
+    BadEpoch,
 }
 
 /// Opens one segment and makes its index agree with its data. `is_last` selects the active
-/// segment rules; `clean` says the clean-shutdown marker was present.
+/// segment rules; `clean` says the clean-shutdown marker was present. `epochs` checks (or,
+/// rebuilding, collects) the leader epochs of the batches read, in log order.
 pub(crate) async fn open_segment(
     dir: &Path,
     base_offset: u64,
     is_last: bool,
     clean: bool,
+    epochs: &mut EpochScan,
 ) -> Result<Segment, OpenError> {
     let log_path = dir.join(log_file_name(base_offset));
     let file = Segment::open_file(&log_path, false).await.map_err(OpenError::Io)?;
@@ -61,7 +74,22 @@ pub(crate) async fn open_segment(
         index.end_position == file_size && (!is_last || (clean && flags & FLAG_CLEAN != 0))
     };
     let mut index = match stored {
-        Some((index, flags)) if trusted(&index, flags) => return Ok(segment(base_offset, log_path, file, index)),
+        Some((index, flags)) if trusted(&index, flags) => {
+            if !epochs.is_rebuild() {
+                return Ok(segment(base_offset, log_path, file, index));
+            }
+            // Rebuilding the epochs: learn them from the headers. If one fails, scan the
+            // segment from its start instead, which cuts it there (and drops the later ones).
+            let before = epochs.clone();
+            let stop = walk_epochs(&file, &log_path, Offset::new(base_offset), index.end_position, epochs).await?;
+            if stop.is_none() {
+                return Ok(segment(base_offset, log_path, file, index));
+            }
+            *epochs = before;
+            SegmentIndex::new(base_offset)
+        }
+        // Rebuilding the epochs needs every batch of the segment: scan it from the start.
+        _ if epochs.is_rebuild() => SegmentIndex::new(base_offset),
         // Otherwise its entries still point into data that was durable when they were saved,
         // so re-validate only from the last one (if the file still reaches it).
         Some((mut index, _)) => {
@@ -74,7 +102,7 @@ pub(crate) async fn open_segment(
         }
         None => SegmentIndex::new(base_offset),
     };
-    let stop = scan(&file, &log_path, &mut index, file_size).await?;
+    let stop = scan(&file, &log_path, &mut index, file_size, epochs).await?;
     if stop != ScanStop::EndOfFile || index.end_position < file_size {
         tracing::info!(
             path = %log_path.display(),
@@ -123,6 +151,7 @@ pub(crate) async fn scan(
     path: &Path,
     index: &mut SegmentIndex,
     file_size: u64,
+    epochs: &mut EpochScan,
 ) -> Result<ScanStop, OpenError> {
     let mut window_bytes = RECOVERY_READ_BYTES;
     loop {
@@ -138,7 +167,7 @@ pub(crate) async fn scan(
         let buf = file.read_at(position, want).await.map_err(|e| OpenError::Io(IoError::new("read", path, e)))?;
         let mut cursor = 0usize;
         while cursor < buf.len() {
-            let (header, size) = match next_batch(&buf[cursor..], index.next_offset) {
+            let (header, size) = match next_batch(&buf[cursor..], index.next_offset, epochs) {
                 Step::Batch { header, size } => (header, size),
                 Step::NeedHeader => break,
                 Step::NeedBytes { size } => {
@@ -185,10 +214,11 @@ enum Step {
     Stop(ScanStop),
 }
 
-/// Checks the batch at the start of `rest` — length, magic, leader epoch, CRC-32C, and that it
-/// starts at `next_offset` — without I/O, so that the file scan and [`scan_segment_bytes`]
-/// apply exactly the same rules.
-fn next_batch(rest: &[u8], next_offset: u64) -> Step {
+/// Checks the batch at the start of `rest` — length, magic, CRC-32C, that it starts at
+/// `next_offset`, and its leader epoch — without I/O, so that the file scan and
+/// [`scan_segment_bytes`] apply exactly the same rules. The epoch comes last: `epochs` records
+/// a batch it accepts, so it only sees batches that pass everything else.
+fn next_batch(rest: &[u8], next_offset: u64, epochs: &mut EpochScan) -> Step {
     let size = match peek_batch_size(rest) {
         Ok(Some(size)) => size,
         Ok(None) => return Step::NeedHeader,
@@ -201,10 +231,8 @@ fn next_batch(rest: &[u8], next_offset: u64) -> Step {
     let Ok(header) = BatchHeader::parse(batch) else {
         return Step::Stop(ScanStop::Invalid);
     };
-    match check_stored(batch, &header) {
-        Ok(()) => {}
-        Err(BatchError::BadLeaderEpoch { .. }) => return Step::Stop(ScanStop::Invalid),
-        Err(_) => return Step::Stop(ScanStop::BadCrc),
+    if check_crc(batch, &header).is_err() {
+        return Step::Stop(ScanStop::BadCrc);
     }
     // Counts and codec too (as validate_crc_only does): every batch the log wrote passed
     // them, so a CRC-valid batch that fails them is not ours and must not be served.
@@ -213,6 +241,13 @@ fn next_batch(rest: &[u8], next_offset: u64) -> Step {
     }
     if header.base_offset < 0 || header.base_offset as u64 != next_offset || header.last_offset() < header.base_offset {
         return Step::Stop(ScanStop::OffsetGap);
+    }
+    // validate_frame checked baseOffset + lastOffsetDelta does not overflow, and ≥ 0 above.
+    let Some(base_offset) = Offset::from_wire(header.base_offset) else {
+        return Step::Stop(ScanStop::OffsetGap);
+    };
+    if epochs.accept(base_offset, header.partition_leader_epoch).is_err() {
+        return Step::Stop(ScanStop::BadEpoch);
     }
     Step::Batch { header, size }
 }
@@ -230,8 +265,10 @@ pub struct SegmentScan {
 
 /// Recovery's scan of a whole segment held in memory: the same per-batch rules as the scan of
 /// a file on open, with the same index bookkeeping, but no I/O. For fuzzing (`fuzz/`) and
-/// tests; `Log::open` uses the file scan.
+/// tests; `Log::open` uses the file scan. Epochs follow the rules of a log without a
+/// checkpoint: known, and never decreasing.
 pub fn scan_segment_bytes(bytes: &[u8], base_offset: u64) -> SegmentScan {
+    let mut epochs = EpochScan::Rebuild(Vec::new());
     let mut index = SegmentIndex::new(base_offset);
     let mut batches = 0u64;
     let stop = loop {
@@ -243,7 +280,7 @@ pub fn scan_segment_bytes(bytes: &[u8], base_offset: u64) -> SegmentScan {
         if rest.len() < BATCH_HEADER_BYTES {
             break if rest.iter().all(|&b| b == 0) { ScanStop::Invalid } else { ScanStop::Torn };
         }
-        match next_batch(rest, index.next_offset) {
+        match next_batch(rest, index.next_offset, &mut epochs) {
             Step::Batch { header, size } => {
                 index.on_batch(
                     header.base_offset as u64,
@@ -261,6 +298,61 @@ pub fn scan_segment_bytes(bytes: &[u8], base_offset: u64) -> SegmentScan {
     assert!(index.end_position <= bytes.len() as u64);
     assert!(index.next_offset >= base_offset);
     SegmentScan { valid_bytes: index.end_position, next_offset: index.next_offset, batches, stop }
+}
+
+/// Checks the leader epochs of a trusted segment's batches, from its start to `end_position`,
+/// reading only their headers (the segment was sealed whole; the CRCs are checked on every
+/// read). Returns the first batch that fails — an epoch `epochs` refuses, or framing or offsets
+/// that do not continue — as `(position, base offset)`; `None` when every batch passes.
+async fn walk_epochs(
+    file: &SegmentFile,
+    path: &Path,
+    base_offset: Offset,
+    end_position: u64,
+    epochs: &mut EpochScan,
+) -> Result<Option<(u64, Offset)>, OpenError> {
+    let mut position = 0u64;
+    let mut next_offset = base_offset;
+    let mut window = bytes::Bytes::new();
+    let mut window_position = 0u64;
+    // Each pass consumes one batch of at least BATCH_HEADER_BYTES, or returns.
+    for _ in 0..=end_position / BATCH_HEADER_BYTES as u64 {
+        if position == end_position {
+            return Ok(None);
+        }
+        let stop = Ok(Some((position, next_offset)));
+        if end_position - position < BATCH_HEADER_BYTES as u64 {
+            return stop;
+        }
+        let in_window = position >= window_position
+            && position + BATCH_HEADER_BYTES as u64 <= window_position + window.len() as u64;
+        if !in_window {
+            let want = (end_position - position).min(RECOVERY_READ_BYTES as u64) as usize;
+            let got = file.read_at(position, want).await.map_err(|e| OpenError::Io(IoError::new("read", path, e)))?;
+            window = bytes::Bytes::copy_from_slice(&got);
+            window_position = position;
+            if window.len() < BATCH_HEADER_BYTES {
+                return stop;
+            }
+        }
+        let at = (position - window_position) as usize;
+        let Ok(header) = BatchHeader::parse(&window[at..]) else {
+            return stop;
+        };
+        let size = header.size_bytes() as u64;
+        let continues = Offset::from_wire(header.base_offset) == Some(next_offset)
+            && header.last_offset() >= header.base_offset
+            && position + size <= end_position;
+        if !continues || epochs.accept(next_offset, header.partition_leader_epoch).is_err() {
+            return stop;
+        }
+        let Some(next) = Offset::from_wire(header.last_offset()).and_then(Offset::next) else {
+            return stop;
+        };
+        position += size;
+        next_offset = next;
+    }
+    Ok(Some((position, next_offset)))
 }
 
 async fn classify_short_tail(file: &SegmentFile, path: &Path, position: u64, left: u64) -> Result<ScanStop, OpenError> {
@@ -284,8 +376,8 @@ mod tests {
             }
             let mut batch = builder.build().unwrap().to_vec();
             write_base_offset(&mut batch, next as i64);
-            // The log stores every batch with this epoch (the field is outside the CRC).
-            batch[12..16].copy_from_slice(&crate::segment::STORED_LEADER_EPOCH.to_be_bytes());
+            // Epoch 0, as a brand-new log stores (the field is outside the CRC).
+            batch[12..16].copy_from_slice(&0i32.to_be_bytes());
             next += count as u64;
             bytes.extend(batch);
             ends.push(bytes.len());
@@ -325,5 +417,25 @@ mod tests {
 
         let gap = scan_segment_bytes(&bytes, 99);
         assert_eq!((gap.valid_bytes, gap.batches, gap.stop), (0, 0, ScanStop::OffsetGap));
+    }
+
+    #[test]
+    fn without_a_checkpoint_epochs_must_be_known_and_never_decrease() {
+        let (bytes, ends) = segment(100, &[1, 3, 2, 1]);
+        let with_epochs = |epochs: [i32; 4]| {
+            let mut b = bytes.clone();
+            let mut start = 0;
+            for (end, epoch) in ends.iter().zip(epochs) {
+                b[start + 12..start + 16].copy_from_slice(&epoch.to_be_bytes());
+                start = *end;
+            }
+            scan_segment_bytes(&b, 100)
+        };
+        let rising = with_epochs([0, 2, 2, 9]);
+        assert_eq!((rising.valid_bytes, rising.stop), (ends[3] as u64, ScanStop::EndOfFile));
+        let falling = with_epochs([0, 2, 1, 9]);
+        assert_eq!((falling.valid_bytes, falling.next_offset, falling.stop), (ends[1] as u64, 104, ScanStop::BadEpoch));
+        let unknown = with_epochs([-1, 0, 0, 0]);
+        assert_eq!((unknown.valid_bytes, unknown.stop), (0, ScanStop::BadEpoch));
     }
 }

@@ -15,7 +15,8 @@ use engine::limits::BATCH_HEADER_BYTES;
 use engine::{scan_segment_bytes, ScanStop};
 use libfuzzer_sys::fuzz_target;
 
-/// partitionLeaderEpoch's field; the log stores 0 there.
+/// partitionLeaderEpoch's field. Without an epoch checkpoint (as here) recovery requires known
+/// (non-negative), never-decreasing epochs; the repair writes 0, which a brand-new log stores.
 const LEADER_EPOCH: std::ops::Range<usize> = 12..16;
 
 fuzz_target!(|data: &[u8]| {

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::error::IoError;
+use crate::ids::LeaderEpoch;
 use crate::io::SegmentFile;
 use appender::Appender;
 use index::SegmentIndex;
@@ -19,22 +20,18 @@ const INDEX_SUFFIX: &str = ".index";
 /// Base offsets are printed as 20 decimal digits, as Kafka does, so names sort by offset.
 const NAME_DIGITS: usize = 20;
 
-/// Every stored batch carries this partitionLeaderEpoch (a single node is leader epoch 0).
-/// Kafka brokers overwrite the field on append too. The CRC does not cover it, so recovery
-/// and readers check it explicitly: a flipped bit there is caught like any other.
-pub(crate) const STORED_LEADER_EPOCH: i32 = 0;
-
 /// Bytes of a batch the log rewrites: baseOffset (0..8), batchLength kept (8..12),
-/// partitionLeaderEpoch (12..16). None of them is covered by the CRC.
+/// partitionLeaderEpoch (12..16). None of them is covered by the CRC, so recovery and readers
+/// check the offset and the epoch explicitly: a flipped bit there is caught like any other.
 pub(crate) const STORED_HEAD_BYTES: usize = 16;
 
-/// The first `STORED_HEAD_BYTES` of a batch as stored: assigned base offset, the producer's
-/// batchLength, and `STORED_LEADER_EPOCH`.
-pub(crate) fn stored_head(base_offset: u64, batch: &[u8]) -> [u8; STORED_HEAD_BYTES] {
+/// The first `STORED_HEAD_BYTES` of a batch as a leader stores it: the assigned base offset,
+/// the producer's batchLength, and the leader epoch that appends it.
+pub(crate) fn stored_head(base_offset: u64, epoch: LeaderEpoch, batch: &[u8]) -> [u8; STORED_HEAD_BYTES] {
     let mut head = [0u8; STORED_HEAD_BYTES];
     head[0..8].copy_from_slice(&base_offset.to_be_bytes());
     head[8..12].copy_from_slice(&batch[8..12]);
-    head[12..16].copy_from_slice(&STORED_LEADER_EPOCH.to_be_bytes());
+    head[12..16].copy_from_slice(&epoch.to_wire().to_be_bytes());
     head
 }
 

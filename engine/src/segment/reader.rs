@@ -16,7 +16,9 @@ use std::path::Path;
 use bytes::Bytes;
 
 use crate::batch::{peek_batch_size, BatchHeader};
+use crate::epochs::{epoch_at, EpochEntry};
 use crate::error::{IoError, ReadError};
+use crate::ids::{LeaderEpoch, Offset};
 use crate::io::SegmentFile;
 use crate::limits::{BATCH_HEADER_BYTES, INDEX_INTERVAL_BYTES, READ_BYTES_MAX};
 
@@ -38,6 +40,9 @@ pub(crate) struct ReadRequest<'a> {
     pub end_position: u64,
     pub offset: u64,
     pub bytes_max: u32,
+    /// The log's leader epochs covering this segment: each batch must carry the epoch whose
+    /// range holds its base offset (the field is outside the CRC).
+    pub epochs: &'a [EpochEntry],
 }
 
 pub(crate) async fn read_batches(req: ReadRequest<'_>) -> Result<DiskRead, ReadError> {
@@ -54,7 +59,7 @@ pub(crate) async fn read_batches(req: ReadRequest<'_>) -> Result<DiskRead, ReadE
             break;
         }
         let buf = read_exact(req.file, req.path, position, want).await?;
-        match scan(&buf, position, &mut expected_base, req.offset, bytes_max, req.path)? {
+        match scan(&buf, position, &mut expected_base, &req, bytes_max)? {
             Scan::Found { start, end, next_offset } => {
                 return Ok(DiskRead { bytes: buf.slice(start..end), next_offset });
             }
@@ -97,10 +102,10 @@ fn scan(
     buf: &[u8],
     position: u64,
     expected_base: &mut u64,
-    offset: u64,
+    req: &ReadRequest<'_>,
     bytes_max: usize,
-    path: &Path,
 ) -> Result<Scan, ReadError> {
+    let (offset, path) = (req.offset, req.path);
     let corrupt = |at: usize, source| ReadError::Corrupt {
         offset,
         path: path.to_path_buf(),
@@ -156,7 +161,9 @@ fn scan(
                 break;
             }
         }
-        if let Err(e) = check_stored(batch, &header) {
+        // base_offset ≥ 0 was checked above, so `from_wire` gives the offset.
+        let expected_epoch = Offset::from_wire(header.base_offset).and_then(|base| epoch_at(req.epochs, base));
+        if let Err(e) = check_stored(batch, &header, expected_epoch) {
             bad!(corrupt(cursor, e));
         }
         first.get_or_insert(cursor);
@@ -170,10 +177,15 @@ fn scan(
     })
 }
 
-/// A stored batch is intact when its leader epoch is the one the log writes (the CRC does not
-/// cover that field) and its CRC matches.
-pub(crate) fn check_stored(batch: &[u8], header: &BatchHeader) -> Result<(), crate::batch::BatchError> {
-    if header.partition_leader_epoch != super::STORED_LEADER_EPOCH {
+/// A stored batch is intact when its leader epoch is `expected` — the one the log's epoch
+/// checkpoint holds for its offset (the CRC does not cover that field) — and its CRC matches.
+pub(crate) fn check_stored(
+    batch: &[u8],
+    header: &BatchHeader,
+    expected: Option<LeaderEpoch>,
+) -> Result<(), crate::batch::BatchError> {
+    let stored = LeaderEpoch::from_wire(header.partition_leader_epoch);
+    if stored.is_none() || stored != expected {
         return Err(crate::batch::BatchError::BadLeaderEpoch { epoch: header.partition_leader_epoch });
     }
     crate::batch::check_crc(batch, header)

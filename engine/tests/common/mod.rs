@@ -88,3 +88,53 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// One batch as a segment file stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredBatch {
+    pub position: u64,
+    pub size: u64,
+    pub base_offset: u64,
+    pub epoch: i32,
+}
+
+/// Walks a segment file's batches (it must hold whole batches only: a sealed or closed one).
+pub fn stored_batches(path: &Path) -> Vec<StoredBatch> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at + 16 <= bytes.len() {
+        let base_offset = u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
+        let size = i32::from_be_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize + 12;
+        let epoch = i32::from_be_bytes(bytes[at + 12..at + 16].try_into().unwrap());
+        out.push(StoredBatch { position: at as u64, size: size as u64, base_offset, epoch });
+        at += size;
+    }
+    assert_eq!(at, bytes.len(), "segment {path:?} is not whole batches");
+    out
+}
+
+/// Overwrites the partitionLeaderEpoch (bytes 12..16, outside the CRC) of the batch at
+/// `position` of the segment file `path`.
+pub fn write_stored_epoch(path: &Path, position: u64, epoch: i32) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(&epoch.to_be_bytes(), position + 12).unwrap();
+    file.sync_all().unwrap();
+}
+
+/// `(base offset, stored epoch)` of every batch a read of the whole log returns.
+pub async fn read_epochs(log: &engine::Log) -> Vec<(u64, i32)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let read = log.read(offset, 256 << 10).await.unwrap();
+        assert!(!read.is_empty());
+        for b in split_batches(read.to_bytes()) {
+            let b = b.unwrap();
+            out.push((b.base_offset() as u64, b.header().partition_leader_epoch));
+        }
+        offset = read.next_offset;
+    }
+    out
+}

@@ -111,7 +111,11 @@ pub enum BatchError {
     BadCompression { compression: u8 },
     #[error("records of a compressed batch cannot be iterated")]
     Compressed,
-    #[error("stored partitionLeaderEpoch is {epoch}, expected 0 (the field is outside the CRC)")]
+    /// A stored batch whose partitionLeaderEpoch (outside the CRC) is not the epoch its log
+    /// holds for its offset.
+    #[error(
+        "stored partitionLeaderEpoch {epoch} is not the leader epoch of its offset (the field is outside the CRC)"
+    )]
     BadLeaderEpoch { epoch: i32 },
     /// A batch offered for append whose lastOffsetDelta does not match its record count: a
     /// compressed batch could otherwise claim up to 2^31 offsets with one record.
