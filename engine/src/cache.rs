@@ -68,6 +68,15 @@ impl TailCache {
         }
     }
 
+    /// Drops every batch at or above `offset` (a truncation cut the log there).
+    pub fn drop_from(&mut self, offset: u64) {
+        while self.batches.back().is_some_and(|b| b.last_offset >= offset) {
+            if let Some(b) = self.batches.pop_back() {
+                self.size_bytes -= b.bytes.len() as u64;
+            }
+        }
+    }
+
     pub fn first_offset(&self) -> Option<u64> {
         self.batches.front().map(|b| b.base_offset)
     }

@@ -15,15 +15,11 @@
 use crate::ids::Offset;
 
 pub(crate) const EPOCHS_FILE: &str = "leader-epoch-checkpoint";
-#[allow(dead_code)] // Used from the follower API on (next commit).
 pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark-checkpoint";
-#[allow(dead_code)] // Used from the follower API on (next commit).
 pub(crate) const TRUNCATE_INTENT_FILE: &str = "truncate-intent";
 
 pub(crate) const EPOCHS_MAGIC: &[u8; 4] = b"SLEP";
-#[allow(dead_code)] // Used from the follower API on (next commit).
 const HIGH_WATERMARK_MAGIC: &[u8; 4] = b"SLHW";
-#[allow(dead_code)] // Used from the follower API on (next commit).
 const TRUNCATE_INTENT_MAGIC: &[u8; 4] = b"SLTI";
 
 const VERSION: u16 = 1;
@@ -65,34 +61,28 @@ pub(crate) fn decode<'a>(magic: &[u8; 4], bytes: &'a [u8]) -> Result<&'a [u8], &
 }
 
 /// A checkpoint holding one offset (the high watermark, or a truncation's end).
-#[allow(dead_code)] // Used from the follower API on (next commit).
 fn encode_offset(magic: &[u8; 4], offset: Offset) -> Vec<u8> {
     encode(magic, &offset.get().to_be_bytes())
 }
 
-#[allow(dead_code)] // Used from the follower API on (next commit).
 fn decode_offset(magic: &[u8; 4], bytes: &[u8]) -> Result<Offset, &'static str> {
     let body = decode(magic, bytes)?;
     let array: [u8; 8] = body.try_into().map_err(|_| "body is not one offset")?;
     Offset::from_wire(i64::from_be_bytes(array)).ok_or("offset beyond i64::MAX")
 }
 
-#[allow(dead_code)] // Used from the follower API on (next commit).
 pub(crate) fn encode_high_watermark(offset: Offset) -> Vec<u8> {
     encode_offset(HIGH_WATERMARK_MAGIC, offset)
 }
 
-#[allow(dead_code)] // Used from the follower API on (next commit).
 pub(crate) fn decode_high_watermark(bytes: &[u8]) -> Result<Offset, &'static str> {
     decode_offset(HIGH_WATERMARK_MAGIC, bytes)
 }
 
-#[allow(dead_code)] // Used from the follower API on (next commit).
 pub(crate) fn encode_truncate_intent(end_offset: Offset) -> Vec<u8> {
     encode_offset(TRUNCATE_INTENT_MAGIC, end_offset)
 }
 
-#[allow(dead_code)] // Used from the follower API on (next commit).
 pub(crate) fn decode_truncate_intent(bytes: &[u8]) -> Result<Offset, &'static str> {
     decode_offset(TRUNCATE_INTENT_MAGIC, bytes)
 }

@@ -111,7 +111,6 @@ impl Epochs {
     /// After the log was cut to end at `end_offset` (Kafka's `truncateFromEnd`): entries that
     /// start at or past it wrote nothing that is left, and go. A log cut to nothing is back at
     /// epoch 0, like a brand-new one, so a follower accepts whatever epoch its leader sends.
-    #[allow(dead_code)] // Used by truncation (next commit).
     pub fn truncated_from(&self, end_offset: Offset) -> Epochs {
         let entries: Vec<EpochEntry> = self.entries.iter().copied().filter(|e| e.start_offset < end_offset).collect();
         if entries.is_empty() {

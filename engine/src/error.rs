@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::batch::BatchError;
-use crate::ids::LeaderEpoch;
+use crate::ids::{LeaderEpoch, Offset};
 use crate::limits::{BATCH_SIZE_BYTES_MAX, LEADER_EPOCH_ENTRIES_MAX};
 
 /// Why an I/O operation failed, with the file it touched.
@@ -55,6 +55,40 @@ pub enum AppendError {
     Closed,
     #[error(transparent)]
     Io(IoError),
+    /// `append_replica`: a batch does not continue the log exactly where it must.
+    #[error("replica batch #{index} has baseOffset {found}, expected {expected}")]
+    ReplicaOffsetMismatch { index: usize, expected: Offset, found: i64 },
+    /// `append_replica`: a batch without a leader epoch (Kafka's −1): a leader stamps one.
+    #[error("replica batch #{index} carries no leader epoch ({epoch})")]
+    ReplicaEpochUnknown { index: usize, epoch: i32 },
+    /// `append_replica`: a batch whose leader epoch is older than the one before it, or than
+    /// the log's latest epoch.
+    #[error("replica batch #{index} has leader epoch {epoch}, older than {latest}")]
+    ReplicaEpochBackwards { index: usize, epoch: LeaderEpoch, latest: LeaderEpoch },
+    #[error("the log already holds {LEADER_EPOCH_ENTRIES_MAX} leader epochs (LEADER_EPOCH_ENTRIES_MAX)")]
+    TooManyEpochs,
+    /// `Queued::durable`: the log was truncated below the end of these batches after they
+    /// were queued (`Log::truncate_to`); they are gone, and were never acknowledged.
+    #[error("batches ending at offset {end_offset} were truncated away (the log was cut to {truncated_to})")]
+    Truncated { end_offset: Offset, truncated_to: Offset },
+}
+
+/// Errors from `Log::truncate_to`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TruncateError {
+    #[error("cannot truncate to offset {offset}: below the log start {log_start_offset}")]
+    BelowLogStart { offset: Offset, log_start_offset: Offset },
+    /// The batch boundary at or below the offset could not be read.
+    #[error("cannot find the batch boundary to truncate at: {0}")]
+    Read(#[source] ReadError),
+    #[error("log fenced by an earlier I/O error ({reason}); it must be reopened")]
+    Fenced { reason: String },
+    #[error("log is closed")]
+    Closed,
+    /// The truncation failed part way; the log is fenced, and the next open finishes it.
+    #[error(transparent)]
+    Io(IoError),
 }
 
 /// Errors from `Log::read` and friends.
@@ -79,6 +113,10 @@ pub enum ReadError {
     CorruptOffset { offset: u64, path: PathBuf, position: u64, expected_base_offset: u64, stored_base_offset: i64 },
     #[error(transparent)]
     Io(IoError),
+    /// Truncations kept cutting the log under this read (`READ_TRUNCATION_RETRIES_MAX` in a
+    /// row); retry later.
+    #[error("the log was truncated under a read at offset {offset}, {retries} times in a row")]
+    ConcurrentTruncation { offset: u64, retries: u32 },
 }
 
 impl ReadError {
@@ -124,6 +162,11 @@ pub enum EpochError {
 pub enum MaintenanceError {
     #[error("log fenced by an earlier I/O error ({reason}); it must be reopened")]
     Fenced { reason: String },
+    /// `checkpoint_high_watermark` past the log end: a high watermark is at most the log end.
+    #[error("high watermark {offset} is past the log end {log_end_offset}")]
+    HighWatermarkBeyondEnd { offset: Offset, log_end_offset: Offset },
+    #[error("log is closed")]
+    Closed,
     #[error(transparent)]
     Io(IoError),
 }

@@ -75,6 +75,16 @@ pub const DISK_FREE_CHECK_BYTES: u64 = 4 << 20;
 /// need a leader change every minute for 45 days of retained data to reach it.
 pub const LEADER_EPOCH_ENTRIES_MAX: usize = 1 << 16;
 
+/// Truncations a log remembers (`Log::truncate_to`), so that a `Queued` append can tell whether
+/// one cut its batches away while it waited. One that waited through more truncations than this
+/// reports `AppendError::Truncated` without checking: a follower truncates once per leader
+/// change, so 64 in the life of one append means something else is wrong.
+pub const TRUNCATIONS_TRACKED_MAX: usize = 64;
+
+/// A disk read that a truncation overtook is retried (the bytes it read may be gone); after this
+/// many in a row it fails with `ReadError::ConcurrentTruncation` rather than loop.
+pub const READ_TRUNCATION_RETRIES_MAX: u32 = 8;
+
 /// Topic names follow Kafka: `[A-Za-z0-9._-]{1,249}`, never `.` or `..`.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 

@@ -16,8 +16,10 @@
 //!
 //! A `Log` is a cheap handle (`Rc`) owned by one executor; clone it into tasks freely.
 
+mod follower;
+
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -40,8 +42,8 @@ use crate::fs::{
 use crate::ids::{LeaderEpoch, Offset};
 use crate::latency::LatencyHistogram;
 use crate::limits::{
-    BATCH_SIZE_BYTES_MAX, IO_ALIGN_BYTES, PREALLOCATE_STEP_BYTES, READ_BYTES_MAX, SEGMENT_SIZE_BYTES_DEFAULT,
-    SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN, TAIL_CACHE_BYTES_DEFAULT,
+    BATCH_SIZE_BYTES_MAX, IO_ALIGN_BYTES, PREALLOCATE_STEP_BYTES, READ_BYTES_MAX, READ_TRUNCATION_RETRIES_MAX,
+    SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN, TAIL_CACHE_BYTES_DEFAULT,
 };
 use crate::recovery::open_segment;
 use crate::segment::appender::{Appender, AppenderStats};
@@ -137,6 +139,8 @@ pub struct Queued {
     /// The segment the batches went to, and where they end in it.
     segment_base: u64,
     end_position: u64,
+    /// `State::truncation_generation` when they were queued.
+    truncation_generation: u64,
 }
 
 impl Queued {
@@ -147,7 +151,8 @@ impl Queued {
 
     /// The second stage of `Log::append`: resolves per `durability` — `Sync` after an
     /// fdatasync covering the batches, `Interval` and `None` at once (with `Interval { ms }`
-    /// an fdatasync is issued within `ms`).
+    /// an fdatasync is issued within `ms`). If `Log::truncate_to` cut the batches away
+    /// meanwhile, `AppendError::Truncated`: they were never acknowledged.
     pub async fn durable(self, durability: Durability) -> Result<AppendInfo, AppendError> {
         match durability {
             Durability::Sync => {
@@ -157,6 +162,8 @@ impl Queued {
             Durability::Interval { ms } => self.appender.sync_by(Instant::now() + Duration::from_millis(u64::from(ms))),
             Durability::None => {}
         }
+        let end_offset = Offset::new(self.info.log_end_offset);
+        self.log.check_not_truncated(self.truncation_generation, end_offset).await?;
         Ok(self.info)
     }
 }
@@ -222,6 +229,16 @@ struct State {
     closed: bool,
     /// Stats of appenders already retired.
     retired: AppenderStats,
+    /// Moves at the start and at the end of every truncation: a disk read that saw it move
+    /// retries (the bytes it read may be gone).
+    truncation_generation: u64,
+    /// A truncation is cutting files: disk reads wait for it.
+    truncating: bool,
+    /// `(truncation_generation at its end, new log end)` of the latest truncations, oldest
+    /// first, at most `TRUNCATIONS_TRACKED_MAX` (for `Queued::durable`).
+    truncations: VecDeque<(u64, Offset)>,
+    /// The last high watermark checkpointed (`checkpoint_high_watermark`), as stored.
+    high_watermark: Offset,
 }
 
 struct Inner {
@@ -234,6 +251,12 @@ struct Inner {
     appended: Event,
     /// A seal finished (or failed).
     sealed: Event,
+    /// A truncation finished (or failed).
+    truncated: Event,
+    /// Serialises retention and truncation (both delete segments).
+    maintenance_lock: Semaphore,
+    /// Serialises writes of the high-watermark checkpoint.
+    high_watermark_lock: Semaphore,
     free_space: FreeSpaceGuard,
 }
 
@@ -275,6 +298,20 @@ impl Log {
             remove_file(&dir.join(CLEAN_SHUTDOWN_FILE)).await.map_err(OpenError::Io)?;
             sync_dir(dir).await.map_err(OpenError::Io)?;
         }
+        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+        let recovered_end = segments.values().next_back().map_or(log_start_offset, |s| s.index.next_offset);
+        let mut epochs = recovered_epochs(dir, epoch_scan, Offset::new(log_start_offset), Offset::new(recovered_end))?;
+        let mut high_watermark = follower::load_high_watermark(dir).await?.unwrap_or(Offset::new(log_start_offset));
+        // A truncation that a crash interrupted is finished before anything else.
+        let truncate_intent = follower::load_truncate_intent(dir).await?;
+        if let Some(cut) = truncate_intent {
+            follower::redo_truncation(dir, &mut segments, cut, &epochs).await?;
+            epochs = epochs.truncated_from(cut);
+            if high_watermark > cut {
+                high_watermark = cut;
+                follower::write_high_watermark(dir, cut).await.map_err(OpenError::Io)?;
+            }
+        }
         if segments.is_empty() {
             let segment = create_segment(dir, 0).await.map_err(OpenError::Io)?;
             segments.insert(0, segment);
@@ -285,10 +322,13 @@ impl Log {
             .ok_or_else(|| OpenError::Corrupt { path: dir.to_path_buf(), reason: "no segment".into() })?;
         start_appender(last).await.map_err(OpenError::Io)?;
         let log_end_offset = last.index.next_offset;
-        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
-        let epochs = recovered_epochs(dir, epoch_scan, Offset::new(log_start_offset), Offset::new(log_end_offset))?;
+        assert!(epochs.latest().start_offset.get() <= log_end_offset);
         if stored_epochs.as_ref() != Some(&epochs) {
             write_file_atomic(dir, EPOCHS_FILE, &epochs.encode()).await.map_err(OpenError::Io)?;
+        }
+        if truncate_intent.is_some() {
+            // Only once the epochs and the high watermark are cut too.
+            follower::remove_truncate_intent(dir).await.map_err(OpenError::Io)?;
         }
         tracing::debug!(dir = %dir.display(), log_start_offset, log_end_offset, clean, "log opened");
         let state = State {
@@ -301,6 +341,10 @@ impl Log {
             fenced: None,
             closed: false,
             retired: AppenderStats::default(),
+            truncation_generation: 0,
+            truncating: false,
+            truncations: VecDeque::new(),
+            high_watermark,
         };
         let free_space = FreeSpaceGuard::new(dir, config.disk_free_floor_bytes);
         Ok(Log {
@@ -311,6 +355,9 @@ impl Log {
                 append_lock: Semaphore::new(1),
                 appended: Event::new(),
                 sealed: Event::new(),
+                truncated: Event::new(),
+                maintenance_lock: Semaphore::new(1),
+                high_watermark_lock: Semaphore::new(1),
                 free_space,
             }),
         })
@@ -395,6 +442,7 @@ impl Log {
         let next = {
             let state = self.inner.state.borrow();
             let trimmed = state.epochs.trimmed_before(Offset::new(state.log_start_offset));
+            assert!(trimmed.latest().start_offset.get() <= state.log_end_offset);
             trimmed.with_epoch(epoch, Offset::new(state.log_end_offset))
         };
         match next {
@@ -413,7 +461,8 @@ impl Log {
     /// hold the new epochs, and batches stamped with an epoch the file does not hold would be
     /// cut by the next recovery.
     async fn persist_epochs(&self, epochs: Epochs) -> Result<(), IoError> {
-        assert!(epochs.latest().start_offset.get() <= self.log_end_offset());
+        // A replica's new epochs may start inside the request about to be pushed, past the log
+        // end; `push_batches` runs right after this resolves, with no await between.
         match write_file_atomic(&self.inner.dir, EPOCHS_FILE, &epochs.encode()).await {
             Ok(()) => {
                 self.inner.state.borrow_mut().epochs = epochs;
@@ -444,9 +493,20 @@ impl Log {
     #[tracing::instrument(level = "trace", skip_all, fields(dir = %self.inner.dir.display(), batches = batches.len()))]
     pub async fn append_queued(&self, batches: &[Bytes]) -> Result<Queued, AppendError> {
         let validated = validate_batches(batches)?;
+        self.queue_batches(batches, &validated, Stamp::Leader).await
+    }
+
+    /// The locked part of `append_queued` and `append_replica_queued`: backpressure, roll,
+    /// reservation, then (for a replica) the epoch checkpoint, then the copy-in.
+    async fn queue_batches(&self, batches: &[Bytes], validated: &[Batch], stamp: Stamp) -> Result<Queued, AppendError> {
         let size_bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
         let permit = self.inner.append_lock.acquire_permit(1).await.map_err(|_| AppendError::Closed)?;
         self.check_writable()?;
+        // A replica's batches must continue the log; checked once the log end cannot move.
+        let new_epochs = match stamp {
+            Stamp::Leader => None,
+            Stamp::AsStored => self.replica_epochs(validated)?,
+        };
         self.inner.free_space.check(size_bytes)?;
         let appender = self.active_appender()?;
         appender.wait_for_capacity().await?;
@@ -457,11 +517,17 @@ impl Log {
         let config = &self.inner.config;
         appender.reserve(size_bytes, config.preallocate_step_bytes, config.segment_bytes).await?;
         self.check_writable()?;
-        let (info, segment_base, end_position) = self.push_batches(&appender, batches, &validated);
+        if let Some(epochs) = new_epochs {
+            // On disk before any batch carrying the new epoch can be.
+            self.persist_epochs(epochs).await?;
+            self.check_writable()?;
+        }
+        let (info, segment_base, end_position) = self.push_batches(&appender, batches, validated, stamp);
         self.inner.free_space.on_append(size_bytes);
+        let truncation_generation = self.inner.state.borrow().truncation_generation;
         drop(permit);
         self.inner.appended.notify(usize::MAX);
-        Ok(Queued { log: self.clone(), appender, info, segment_base, end_position })
+        Ok(Queued { log: self.clone(), appender, info, segment_base, end_position, truncation_generation })
     }
 
     /// Resolves once everything appended before the call is durable (an fdatasync covers it),
@@ -484,7 +550,13 @@ impl Log {
     }
 
     /// The synchronous heart of `append`: offsets, copy-in, index, cache. No `.await` here.
-    fn push_batches(&self, appender: &Appender, batches: &[Bytes], validated: &[Batch]) -> (AppendInfo, u64, u64) {
+    fn push_batches(
+        &self,
+        appender: &Appender,
+        batches: &[Bytes],
+        validated: &[Batch],
+        stamp: Stamp,
+    ) -> (AppendInfo, u64, u64) {
         let mut state = self.inner.state.borrow_mut();
         let state = &mut *state;
         let mut base_offsets = Vec::with_capacity(batches.len());
@@ -492,12 +564,24 @@ impl Log {
             Some(segment) => segment,
             None => unreachable!("a log always has an active segment"),
         };
-        // A leader stamps its epoch into every batch it appends.
-        let epoch = state.epochs.latest().epoch;
         for (bytes, batch) in batches.iter().zip(validated) {
             let base_offset = state.log_end_offset;
             let last_offset = base_offset + batch.header().last_offset_delta as u64;
-            let head = stored_head(base_offset, epoch, bytes);
+            // The epoch the checkpoint holds for this offset: a leader stamps it, a replica's
+            // batch must already carry it (checked before the lock was taken and the epochs
+            // persisted). Write-side half of the check every read makes.
+            let epoch = state.epochs.epoch_at(Offset::new(base_offset));
+            let head = match stamp {
+                Stamp::Leader => stored_head(base_offset, state.epochs.latest().epoch, bytes),
+                Stamp::AsStored => {
+                    let mut head = [0u8; STORED_HEAD_BYTES];
+                    head.copy_from_slice(&bytes[..STORED_HEAD_BYTES]);
+                    head
+                }
+            };
+            let (stored_base, stored_epoch) = head_fields(&head);
+            assert_eq!(stored_base, base_offset as i64, "a stored batch's baseOffset is its offset");
+            assert_eq!(Some(stored_epoch), epoch.map(LeaderEpoch::to_wire), "a stored batch's epoch is its offset's");
             let position = appender.push(&head, &bytes[STORED_HEAD_BYTES..], last_offset + 1);
             segment.index.on_batch(base_offset, last_offset, position, bytes.len() as u64, batch.max_timestamp());
             state.cache.push(CachedBatch {
@@ -596,53 +680,76 @@ impl Log {
     /// one batch), up to the log end.
     #[tracing::instrument(level = "trace", skip(self), fields(dir = %self.inner.dir.display()))]
     pub async fn read(&self, offset: u64, bytes_max: u32) -> Result<ReadBatches, ReadError> {
-        let end_offset = self.log_end_offset();
-        self.read_until(offset, bytes_max, end_offset).await
+        self.read_until(offset, bytes_max, ReadEnd::LogEnd).await
     }
 
     /// Like `read`, but only batches below `durable_end_offset`.
     pub async fn read_durable(&self, offset: u64, bytes_max: u32) -> Result<ReadBatches, ReadError> {
-        let end_offset = self.durable_end_offset();
-        self.read_until(offset, bytes_max, end_offset).await
+        self.read_until(offset, bytes_max, ReadEnd::DurableEnd).await
     }
 
-    async fn read_until(&self, offset: u64, bytes_max: u32, end_offset: u64) -> Result<ReadBatches, ReadError> {
+    async fn read_until(&self, offset: u64, bytes_max: u32, read_end: ReadEnd) -> Result<ReadBatches, ReadError> {
         let bytes_max = bytes_max.clamp(1, READ_BYTES_MAX);
-        let plan = {
-            let state = self.inner.state.borrow();
-            if offset < state.log_start_offset || offset > state.log_end_offset {
-                return Err(ReadError::OffsetOutOfRange {
-                    offset,
-                    log_start_offset: state.log_start_offset,
-                    log_end_offset: state.log_end_offset,
-                });
+        // A truncation that starts while a disk read is in flight may cut what it read: the read
+        // starts over. Bounded, so that back-to-back truncations cannot loop a reader forever.
+        for _ in 0..READ_TRUNCATION_RETRIES_MAX {
+            self.wait_not_truncating().await;
+            let end_offset = match read_end {
+                ReadEnd::LogEnd => self.log_end_offset(),
+                ReadEnd::DurableEnd => self.durable_end_offset(),
+            };
+            let (plan, generation) = {
+                let state = self.inner.state.borrow();
+                if offset < state.log_start_offset || offset > state.log_end_offset {
+                    return Err(ReadError::OffsetOutOfRange {
+                        offset,
+                        log_start_offset: state.log_start_offset,
+                        log_end_offset: state.log_end_offset,
+                    });
+                }
+                let log_end_offset = state.log_end_offset;
+                if offset >= end_offset {
+                    return Ok(ReadBatches { chunks: Vec::new(), next_offset: offset, log_end_offset });
+                }
+                if let Some((chunks, next_offset)) = state.cache.read(offset, end_offset, u64::from(bytes_max)) {
+                    return Ok(ReadBatches { chunks, next_offset, log_end_offset });
+                }
+                (disk_plan(&state, offset)?, state.truncation_generation)
+            };
+            let read = read_batches(ReadRequest {
+                file: &plan.file,
+                path: &plan.path,
+                start_position: plan.start_position,
+                start_offset: plan.start_offset,
+                end_position: plan.end_position,
+                offset,
+                bytes_max,
+                epochs: &plan.epochs,
+            })
+            .await;
+            if self.inner.state.borrow().truncation_generation != generation {
+                continue;
             }
-            let log_end_offset = state.log_end_offset;
-            if offset >= end_offset {
-                return Ok(ReadBatches { chunks: Vec::new(), next_offset: offset, log_end_offset });
+            let read = read?;
+            let (bytes, next_offset) = cut_at(read.bytes, read.next_offset, end_offset, offset);
+            return Ok(ReadBatches {
+                chunks: if bytes.is_empty() { Vec::new() } else { vec![bytes] },
+                next_offset,
+                log_end_offset: plan.log_end_offset,
+            });
+        }
+        Err(ReadError::ConcurrentTruncation { offset, retries: READ_TRUNCATION_RETRIES_MAX })
+    }
+
+    /// Waits while a truncation is cutting files.
+    async fn wait_not_truncating(&self) {
+        loop {
+            let listener = self.inner.truncated.listen();
+            if !self.inner.state.borrow().truncating {
+                return;
             }
-            if let Some((chunks, next_offset)) = state.cache.read(offset, end_offset, u64::from(bytes_max)) {
-                return Ok(ReadBatches { chunks, next_offset, log_end_offset });
-            }
-            disk_plan(&state, offset)?
-        };
-        let read = read_batches(ReadRequest {
-            file: &plan.file,
-            path: &plan.path,
-            start_position: plan.start_position,
-            start_offset: plan.start_offset,
-            end_position: plan.end_position,
-            offset,
-            bytes_max,
-            epochs: &plan.epochs,
-        })
-        .await?;
-        let (bytes, next_offset) = cut_at(read.bytes, read.next_offset, end_offset, offset);
-        Ok(ReadBatches {
-            chunks: if bytes.is_empty() { Vec::new() } else { vec![bytes] },
-            next_offset,
-            log_end_offset: plan.log_end_offset,
-        })
+            listener.await;
+        }
     }
 
     /// Resolves once the log end passes `offset` (data at `offset` exists), or the log closes.
@@ -713,6 +820,8 @@ impl Log {
     /// or a segment's newest batch is older than `retention_ms` before `now_ms`. The active
     /// segment (and one being sealed) is never deleted.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, MaintenanceError> {
+        // Truncation deletes segments too; one at a time.
+        let _maintenance = self.inner.maintenance_lock.acquire_permit(1).await.map_err(|_| MaintenanceError::Closed)?;
         let (doomed, outcome) = {
             let mut state = self.inner.state.borrow_mut();
             if let Some(reason) = &state.fenced {
@@ -795,10 +904,7 @@ impl Log {
             write_file_atomic(dir, &index_file_name(base), &bytes).await.map_err(MaintenanceError::Io)?;
             write_file_atomic(dir, CLEAN_SHUTDOWN_FILE, b"clean\n").await.map_err(MaintenanceError::Io)?;
             let mut state = self.inner.state.borrow_mut();
-            let stats = appender.stats();
-            state.retired.writes_count += stats.writes_count;
-            state.retired.syncs_count += stats.syncs_count;
-            state.retired.sync_latency.merge(&stats.sync_latency);
+            retire_stats(&mut state, &appender);
             if let Some(s) = state.segments.values_mut().next_back() {
                 s.appender = None;
             }
@@ -816,6 +922,31 @@ impl Log {
         let _ = self.close().await;
         remove_dir_all(&self.inner.dir).await.map_err(MaintenanceError::Io)
     }
+}
+
+/// Where a read stops: the log end (`read`) or the durable end (`read_durable`).
+#[derive(Debug, Clone, Copy)]
+enum ReadEnd {
+    LogEnd,
+    DurableEnd,
+}
+
+/// How `push_batches` writes a batch's first 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stamp {
+    /// A leader append: the log's offset and latest epoch.
+    Leader,
+    /// A replica append: the bytes as the leader stored them.
+    AsStored,
+}
+
+/// `(baseOffset, partitionLeaderEpoch)` of a stored head.
+fn head_fields(head: &[u8; STORED_HEAD_BYTES]) -> (i64, i32) {
+    let mut base = [0u8; 8];
+    base.copy_from_slice(&head[0..8]);
+    let mut epoch = [0u8; 4];
+    epoch.copy_from_slice(&head[12..16]);
+    (i64::from_be_bytes(base), i32::from_be_bytes(epoch))
 }
 
 /// Checks each batch before anything is accepted: an invalid one rejects the whole request.
@@ -1031,11 +1162,7 @@ async fn seal_segment(log: Log, base_offset: u64) {
                 }
                 Err(e) => Err(e),
             };
-            let stats = appender.stats();
-            let mut state = log.inner.state.borrow_mut();
-            state.retired.writes_count += stats.writes_count;
-            state.retired.syncs_count += stats.syncs_count;
-            state.retired.sync_latency.merge(&stats.sync_latency);
+            retire_stats(&mut log.inner.state.borrow_mut(), &appender);
             written
         }
         None => Ok(()),
@@ -1105,6 +1232,14 @@ fn recovered_epochs(dir: &Path, scan: EpochScan, log_start: Offset, log_end: Off
     assert!(epochs.first().start_offset <= log_start || epochs.entries().len() == 1);
     assert!(epochs.latest().start_offset <= log_end);
     Ok(epochs)
+}
+
+/// Adds a retiring appender's counters to the log's.
+fn retire_stats(state: &mut State, appender: &Appender) {
+    let stats = appender.stats();
+    state.retired.writes_count += stats.writes_count;
+    state.retired.syncs_count += stats.syncs_count;
+    state.retired.sync_latency.merge(&stats.sync_latency);
 }
 
 /// Reads the clean-shutdown marker (tests use this to tell a clean from an unclean close).

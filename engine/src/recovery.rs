@@ -26,10 +26,10 @@ use std::time::Instant;
 
 use crate::batch::{check_crc, peek_batch_size, validate_frame, BatchHeader};
 use crate::epochs::EpochScan;
-use crate::error::{IoError, OpenError};
-use crate::fs::{read_file, write_file_atomic};
+use crate::error::{IoError, OpenError, ReadError};
+use crate::fs::{read_file, remove_file, sync_dir, write_file_atomic};
 use crate::ids::Offset;
-use crate::io::SegmentFile;
+use crate::io::{crash_point, SegmentFile};
 use crate::limits::{BATCH_HEADER_BYTES, RECOVERY_READ_BYTES};
 use crate::segment::index::{SegmentIndex, FLAG_CLEAN};
 use crate::segment::{index_file_name, log_file_name, Segment};
@@ -300,10 +300,82 @@ pub fn scan_segment_bytes(bytes: &[u8], base_offset: u64) -> SegmentScan {
     SegmentScan { valid_bytes: index.end_position, next_offset: index.next_offset, batches, stop }
 }
 
+/// What `walk_headers` does after one batch.
+pub(crate) enum Visit {
+    Continue,
+    Stop,
+}
+
+/// How a header walk ended: at the end of the data, at a batch the visitor stopped at, or at
+/// one whose framing or offsets do not continue the segment. Positions are file positions,
+/// offsets the base offset of the batch there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WalkEnd {
+    End { next_offset: Offset },
+    Stopped { position: u64, offset: Offset },
+    Broken { position: u64, offset: Offset },
+}
+
+/// Walks the headers of a segment's batches from `position` (where the batch `offset` starts)
+/// to `end_position`, reading only what the headers need (big batches are skipped over), and
+/// shows each to `visit` before stepping past it. Framing and offsets are checked (each batch
+/// continues the one before); CRCs are not: the callers walk sealed data, whose CRCs every
+/// read checks.
+pub(crate) async fn walk_headers(
+    file: &SegmentFile,
+    path: &Path,
+    mut position: u64,
+    mut offset: Offset,
+    end_position: u64,
+    mut visit: impl FnMut(u64, &BatchHeader) -> Visit,
+) -> Result<WalkEnd, IoError> {
+    let mut window = bytes::Bytes::new();
+    let mut window_position = 0u64;
+    // Each pass steps past one batch of at least BATCH_HEADER_BYTES, or returns.
+    for _ in 0..=end_position / BATCH_HEADER_BYTES as u64 {
+        if position == end_position {
+            return Ok(WalkEnd::End { next_offset: offset });
+        }
+        let broken = WalkEnd::Broken { position, offset };
+        if position > end_position || end_position - position < BATCH_HEADER_BYTES as u64 {
+            return Ok(broken);
+        }
+        let in_window = position >= window_position
+            && position + BATCH_HEADER_BYTES as u64 <= window_position + window.len() as u64;
+        if !in_window {
+            let want = (end_position - position).min(RECOVERY_READ_BYTES as u64) as usize;
+            let got = file.read_at(position, want).await.map_err(|e| IoError::new("read", path, e))?;
+            window = bytes::Bytes::copy_from_slice(&got);
+            window_position = position;
+            if window.len() < BATCH_HEADER_BYTES {
+                return Ok(broken);
+            }
+        }
+        let at = (position - window_position) as usize;
+        let Ok(header) = BatchHeader::parse(&window[at..]) else {
+            return Ok(broken);
+        };
+        let size = header.size_bytes() as u64;
+        let next = Offset::from_wire(header.last_offset()).and_then(Offset::next);
+        let continues = Offset::from_wire(header.base_offset) == Some(offset)
+            && header.last_offset() >= header.base_offset
+            && size <= end_position - position;
+        let Some(next) = next.filter(|_| continues) else {
+            return Ok(broken);
+        };
+        if let Visit::Stop = visit(position, &header) {
+            return Ok(WalkEnd::Stopped { position, offset });
+        }
+        position += size;
+        offset = next;
+    }
+    Ok(WalkEnd::Broken { position, offset })
+}
+
 /// Checks the leader epochs of a trusted segment's batches, from its start to `end_position`,
-/// reading only their headers (the segment was sealed whole; the CRCs are checked on every
-/// read). Returns the first batch that fails — an epoch `epochs` refuses, or framing or offsets
-/// that do not continue — as `(position, base offset)`; `None` when every batch passes.
+/// reading only their headers. Returns the first batch that fails — an epoch `epochs` refuses,
+/// or framing or offsets that do not continue — as `(position, base offset)`; `None` when
+/// every batch passes.
 async fn walk_epochs(
     file: &SegmentFile,
     path: &Path,
@@ -311,48 +383,119 @@ async fn walk_epochs(
     end_position: u64,
     epochs: &mut EpochScan,
 ) -> Result<Option<(u64, Offset)>, OpenError> {
-    let mut position = 0u64;
-    let mut next_offset = base_offset;
-    let mut window = bytes::Bytes::new();
-    let mut window_position = 0u64;
-    // Each pass consumes one batch of at least BATCH_HEADER_BYTES, or returns.
-    for _ in 0..=end_position / BATCH_HEADER_BYTES as u64 {
-        if position == end_position {
-            return Ok(None);
+    let walk = walk_headers(file, path, 0, base_offset, end_position, |_, header| {
+        // walk_headers checked the base offset is one.
+        match Offset::from_wire(header.base_offset).map(|base| epochs.accept(base, header.partition_leader_epoch)) {
+            Some(Ok(())) => Visit::Continue,
+            _ => Visit::Stop,
         }
-        let stop = Ok(Some((position, next_offset)));
-        if end_position - position < BATCH_HEADER_BYTES as u64 {
-            return stop;
+    })
+    .await
+    .map_err(OpenError::Io)?;
+    Ok(match walk {
+        WalkEnd::End { .. } => None,
+        WalkEnd::Stopped { position, offset } | WalkEnd::Broken { position, offset } => Some((position, offset)),
+    })
+}
+
+/// The batch of a segment (`file` at `path`, with `index`) holding `target` (which lies inside
+/// the segment's data): its base
+/// offset and file position, found from the index entry at or before it. A truncation cuts
+/// there.
+pub(crate) async fn batch_holding(
+    file: &SegmentFile,
+    path: &Path,
+    index: &SegmentIndex,
+    target: Offset,
+) -> Result<(Offset, u64), ReadError> {
+    assert!(target.get() >= index.base_offset);
+    assert!(target.get() < index.next_offset);
+    let (entry_offset, entry_position) = index.lookup(target.get());
+    let end = index.end_position;
+    let walk = walk_headers(file, path, entry_position, Offset::new(entry_offset), end, |_, header| {
+        if header.last_offset() >= target.to_wire() {
+            Visit::Stop
+        } else {
+            Visit::Continue
         }
-        let in_window = position >= window_position
-            && position + BATCH_HEADER_BYTES as u64 <= window_position + window.len() as u64;
-        if !in_window {
-            let want = (end_position - position).min(RECOVERY_READ_BYTES as u64) as usize;
-            let got = file.read_at(position, want).await.map_err(|e| OpenError::Io(IoError::new("read", path, e)))?;
-            window = bytes::Bytes::copy_from_slice(&got);
-            window_position = position;
-            if window.len() < BATCH_HEADER_BYTES {
-                return stop;
-            }
+    })
+    .await
+    .map_err(ReadError::Io)?;
+    match walk {
+        WalkEnd::Stopped { position, offset } => Ok((offset, position)),
+        WalkEnd::End { .. } | WalkEnd::Broken { .. } => {
+            let position = match walk {
+                WalkEnd::Broken { position, .. } => position,
+                _ => end,
+            };
+            Err(ReadError::Corrupt {
+                offset: target.get(),
+                path: path.to_path_buf(),
+                position,
+                source: crate::batch::BatchError::Truncated { needed_bytes: BATCH_HEADER_BYTES, have_bytes: 0 },
+            })
         }
-        let at = (position - window_position) as usize;
-        let Ok(header) = BatchHeader::parse(&window[at..]) else {
-            return stop;
-        };
-        let size = header.size_bytes() as u64;
-        let continues = Offset::from_wire(header.base_offset) == Some(next_offset)
-            && header.last_offset() >= header.base_offset
-            && position + size <= end_position;
-        if !continues || epochs.accept(next_offset, header.partition_leader_epoch).is_err() {
-            return stop;
-        }
-        let Some(next) = Offset::from_wire(header.last_offset()).and_then(Offset::next) else {
-            return stop;
-        };
-        position += size;
-        next_offset = next;
     }
-    Ok(Some((position, next_offset)))
+}
+
+/// Cuts the log's files so that they end at the batch starting at `cut_position` of the first
+/// segment of `tail` (every segment from the one holding the cut on, oldest first, none with
+/// an appender). Crash-safe step by step: later segments are deleted newest first (what is
+/// left is always a prefix of the log), then the holding segment loses its index, is truncated
+/// and synced, and gets an index rebuilt by scanning from its last entry before the cut. The
+/// returned segment is the log's new last one; its `index.next_offset` is the new log end
+/// (below the cut only if the rebuild scan met a bad batch before it, which is then cut too).
+pub(crate) async fn cut_segment_files(
+    dir: &Path,
+    mut tail: Vec<Segment>,
+    cut_position: u64,
+    epochs: &mut EpochScan,
+) -> Result<Segment, IoError> {
+    assert!(!tail.is_empty());
+    assert!(tail.iter().all(|s| s.appender.is_none()));
+    assert!(tail.windows(2).all(|pair| pair[0].base_offset < pair[1].base_offset));
+    let mut holding = tail.remove(0);
+    assert!(cut_position <= holding.index.end_position);
+    while let Some(doomed) = tail.pop() {
+        // Newest first, each removal synced before the next: whatever a crash leaves is a
+        // prefix of the log. A reader still holding the file keeps reading it (an unlinked file
+        // lives until closed).
+        crash_point("truncate: remove index", &doomed.log_path)?;
+        remove_file(&doomed.index_path()).await?;
+        crash_point("truncate: remove segment", &doomed.log_path)?;
+        remove_file(&doomed.log_path).await?;
+        crash_point("truncate: sync dir after remove", dir)?;
+        sync_dir(dir).await?;
+    }
+    // Without its index, a crash from here on rescans the holding segment whole.
+    crash_point("truncate: remove holding index", &holding.log_path)?;
+    remove_file(&holding.index_path()).await?;
+    crash_point("truncate: sync dir", dir)?;
+    sync_dir(dir).await?;
+    let path = holding.log_path.clone();
+    crash_point("truncate: truncate holding segment", &path)?;
+    holding.file.truncate(cut_position).await.map_err(|e| IoError::new("truncate", &path, e))?;
+    crash_point("truncate: sync holding segment", &path)?;
+    holding.file.fdatasync().await.map_err(|e| IoError::new("fdatasync", &path, e))?;
+    let mut index = holding.index.clone();
+    // Bounded: each pass drops an entry, and an index without entries rewinds to position 0.
+    while index.end_position > cut_position {
+        index.rewind_to_last_entry();
+    }
+    let stop = scan(&holding.file, &path, &mut index, cut_position, epochs).await.map_err(|e| match e {
+        OpenError::Io(io) => io,
+        other => IoError::new("scan", &path, std::io::Error::other(other.to_string())),
+    })?;
+    if index.end_position < cut_position {
+        tracing::warn!(path = %path.display(), ?stop, valid_bytes = index.end_position, "a bad batch before the truncation point; cutting there too");
+        holding.file.truncate(index.end_position).await.map_err(|e| IoError::new("truncate", &path, e))?;
+        holding.file.fdatasync().await.map_err(|e| IoError::new("fdatasync", &path, e))?;
+    }
+    assert!(index.end_position <= cut_position);
+    crash_point("truncate: write holding index", &path)?;
+    write_file_atomic(dir, &index_file_name(holding.base_offset), &index.encode(0)).await?;
+    holding.index = index;
+    Ok(holding)
 }
 
 async fn classify_short_tail(file: &SegmentFile, path: &Path, position: u64, left: u64) -> Result<ScanStop, OpenError> {

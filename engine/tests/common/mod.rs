@@ -138,3 +138,27 @@ pub async fn read_epochs(log: &engine::Log) -> Vec<(u64, i32)> {
     }
     out
 }
+
+/// Every batch of the log from its start, whole (the 16-byte head included), as stored.
+pub async fn read_whole_batches(log: &engine::Log) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let read = log.read(offset, 256 << 10).await.unwrap();
+        assert!(!read.is_empty(), "empty read at {offset}");
+        for b in split_batches(read.to_bytes()) {
+            out.push(b.unwrap().into_bytes());
+        }
+        offset = read.next_offset;
+    }
+    out
+}
+
+/// A batch as a leader stores it: `batch(seed, count, ..)` with `base_offset` and `epoch`
+/// written into its head (outside the CRC).
+pub fn stored_batch(seed: u64, count: u32, value_bytes: usize, base_offset: u64, epoch: i32) -> Bytes {
+    let mut b = batch(seed, count, value_bytes, seed as i64).to_vec();
+    b[0..8].copy_from_slice(&(base_offset as i64).to_be_bytes());
+    b[12..16].copy_from_slice(&epoch.to_be_bytes());
+    Bytes::from(b)
+}
