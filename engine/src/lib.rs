@@ -12,7 +12,7 @@ pub use format::batch;
 /// Typed offsets, epochs, positions and node / shard ids (`format::ids`).
 pub use format::ids;
 
-mod cache;
+pub mod cache;
 pub mod catalog;
 mod checkpoint;
 mod disk_space;

@@ -52,8 +52,31 @@ pub const INDEX_INTERVAL_BYTES: u32 = 32 << 10;
 /// interval, so twice that bound is ample.
 pub const INDEX_ENTRIES_MAX: usize = 2 * (SEGMENT_SIZE_BYTES_MAX / INDEX_INTERVAL_BYTES as u64) as usize;
 
-/// Bytes of recent batches kept in memory per partition so that tail reads need no disk I/O.
-pub const TAIL_CACHE_BYTES_DEFAULT: u64 = 16 << 20;
+/// Bytes of recent batches kept in memory per shard (`cache.rs`), for all of the shard's
+/// partitions together, so that tail reads need no disk I/O. One budget per shard, not per
+/// partition: 2 000 partitions at the old 16 MiB each could pin 32 GiB. 256 MiB is what this
+/// machine's disk writes in ~160 ms at full speed (~1.6 GB/s, docs/benchmarks.md): consumers
+/// that keep up read from memory, and a shard's memory is bounded whatever its partition
+/// count. Settable per shard with `engine::cache::set_shard_budget_bytes`.
+pub const SHARD_CACHE_BYTES_DEFAULT: u64 = 256 << 20;
+
+/// Appends of a shard wait (backpressure) once the bytes accepted by all its logs but not yet
+/// written pass 1/this of the cache budget: unwritten batches cannot be evicted from the cache
+/// (the disk does not have them), so without this bound many logs' windows
+/// (`UNWRITTEN_BYTES_MAX` each) could together pass the budget by far.
+pub const SHARD_UNWRITTEN_BUDGET_DIVISOR: u64 = 2;
+
+/// The shard-wide unwritten bound for a cache budget: half the budget, but never below one
+/// log's own window, so that a single busy log is never held back by the shard bound alone
+/// (a tiny or zero budget still lets appends proceed).
+pub const fn shard_unwritten_bytes_max(budget_bytes: u64) -> u64 {
+    let share = budget_bytes / SHARD_UNWRITTEN_BUDGET_DIVISOR;
+    if share > UNWRITTEN_BYTES_MAX {
+        share
+    } else {
+        UNWRITTEN_BYTES_MAX
+    }
+}
 
 /// Largest read buffer one `read` call allocates; bigger `bytes_max` values are clamped.
 pub const READ_BYTES_MAX: u32 = 16 << 20;
@@ -111,5 +134,8 @@ const _: () = assert!(PREALLOCATE_FIRST_STEP_BYTES.is_multiple_of(IO_ALIGN_BYTES
 const _: () = assert!(PREALLOCATE_FIRST_STEP_BYTES <= PREALLOCATE_STEP_BYTES);
 const _: () = assert!(WRITE_CHUNK_BYTES as u64 > IO_ALIGN_BYTES);
 const _: () = assert!(UNWRITTEN_BYTES_MAX >= 2 * BATCH_SIZE_BYTES_MAX as u64);
+const _: () = assert!(SHARD_UNWRITTEN_BUDGET_DIVISOR >= 1);
+const _: () = assert!(shard_unwritten_bytes_max(SHARD_CACHE_BYTES_DEFAULT) >= UNWRITTEN_BYTES_MAX);
+const _: () = assert!(shard_unwritten_bytes_max(0) == UNWRITTEN_BYTES_MAX);
 const _: () = assert!(READ_BYTES_MAX >= BATCH_SIZE_BYTES_MAX);
 const _: () = assert!(RECOVERY_READ_BYTES >= BATCH_SIZE_BYTES_MAX as usize / 2);

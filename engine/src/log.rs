@@ -29,7 +29,7 @@ use event_listener::Event;
 use glommio::sync::Semaphore;
 
 use crate::batch::{Batch, BatchError};
-use crate::cache::{CachedBatch, TailCache};
+use crate::cache::{self, CachedBatch, LogId};
 use crate::catalog::{Durability, TopicConfig};
 use crate::checkpoint::EPOCHS_FILE;
 use crate::disk_space::FreeSpaceGuard;
@@ -43,7 +43,7 @@ use crate::ids::{LeaderEpoch, Offset};
 use crate::latency::LatencyHistogram;
 use crate::limits::{
     BATCH_SIZE_BYTES_MAX, IO_ALIGN_BYTES, PREALLOCATE_STEP_BYTES, READ_BYTES_MAX, READ_TRUNCATION_RETRIES_MAX,
-    SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN, TAIL_CACHE_BYTES_DEFAULT,
+    SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN,
 };
 use crate::recovery::open_segment;
 use crate::segment::appender::{Appender, AppenderStats};
@@ -67,8 +67,6 @@ pub struct LogConfig {
     pub retention_bytes: Option<u64>,
     /// Delete sealed segments whose newest batch is older than this.
     pub retention_ms: Option<u64>,
-    /// Memory for recent batches served without disk I/O.
-    pub tail_cache_bytes: u64,
     /// fallocate step for the active segment.
     pub preallocate_step_bytes: u64,
     /// Refuse appends (`AppendError::DiskFull`) once the file system holding the log has
@@ -83,7 +81,6 @@ impl Default for LogConfig {
             segment_ms: None,
             retention_bytes: None,
             retention_ms: None,
-            tail_cache_bytes: TAIL_CACHE_BYTES_DEFAULT,
             preallocate_step_bytes: PREALLOCATE_STEP_BYTES,
             disk_free_floor_bytes: 0,
         }
@@ -214,6 +211,8 @@ pub struct LogStats {
     pub syncs_count: u64,
     /// Latency of every fdatasync this log issued since open.
     pub sync_latency: LatencyHistogram,
+    /// DMA write buffers its appenders hold now (one page when idle, see `segment/appender.rs`).
+    pub buffer_bytes: u64,
 }
 
 struct State {
@@ -222,7 +221,6 @@ struct State {
     log_end_offset: u64,
     /// The leader epochs, as the checkpoint file holds them (changed only after it was written).
     epochs: Epochs,
-    cache: TailCache,
     /// Base offset of a segment whose seal (flush, sync, truncate, index) is running.
     sealing: Option<u64>,
     fenced: Option<String>,
@@ -244,6 +242,8 @@ struct State {
 struct Inner {
     dir: PathBuf,
     config: LogConfig,
+    /// This log's key in its shard's batch cache (`cache.rs`).
+    cache_id: LogId,
     state: RefCell<State>,
     /// Serialises appends, rolls and close.
     append_lock: Semaphore,
@@ -336,7 +336,6 @@ impl Log {
             log_start_offset,
             log_end_offset,
             epochs,
-            cache: TailCache::new(config.tail_cache_bytes),
             sealing: None,
             fenced: None,
             closed: false,
@@ -351,6 +350,7 @@ impl Log {
             inner: Rc::new(Inner {
                 dir: dir.to_path_buf(),
                 config,
+                cache_id: LogId::next(),
                 state: RefCell::new(state),
                 append_lock: Semaphore::new(1),
                 appended: Event::new(),
@@ -365,6 +365,12 @@ impl Log {
 
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The first offset this log has in its shard's batch cache (reads from there on need no
+    /// disk I/O), or `None`. For metrics and tests.
+    pub fn cache_first_offset(&self) -> Option<u64> {
+        cache::first_offset(self.inner.cache_id)
     }
 
     pub fn config(&self) -> &LogConfig {
@@ -400,9 +406,11 @@ impl Log {
             writes_count: state.retired.writes_count,
             syncs_count: state.retired.syncs_count,
             sync_latency: state.retired.sync_latency,
+            buffer_bytes: 0,
         };
         for appender in state.segments.values().filter_map(|s| s.appender.as_ref()) {
             let a = appender.stats();
+            stats.buffer_bytes += appender.buffer_bytes();
             stats.writes_count += a.writes_count;
             stats.syncs_count += a.syncs_count;
             stats.sync_latency.merge(&a.sync_latency);
@@ -552,7 +560,7 @@ impl Log {
     /// The synchronous heart of `append`: offsets, copy-in, index, cache. No `.await` here.
     fn push_batches(
         &self,
-        appender: &Appender,
+        appender: &Rc<Appender>,
         batches: &[Bytes],
         validated: &[Batch],
         stamp: Stamp,
@@ -584,14 +592,17 @@ impl Log {
             assert_eq!(Some(stored_epoch), epoch.map(LeaderEpoch::to_wire), "a stored batch's epoch is its offset's");
             let position = appender.push(&head, &bytes[STORED_HEAD_BYTES..], last_offset + 1);
             segment.index.on_batch(base_offset, last_offset, position, bytes.len() as u64, batch.max_timestamp());
-            state.cache.push(CachedBatch {
-                base_offset,
-                last_offset,
-                segment_base_offset: segment.base_offset,
-                end_position: position + bytes.len() as u64,
-                head,
-                bytes: bytes.clone(),
-            });
+            cache::push(
+                self.inner.cache_id,
+                CachedBatch {
+                    base_offset,
+                    last_offset,
+                    appender: Rc::downgrade(appender),
+                    end_position: position + bytes.len() as u64,
+                    head,
+                    bytes: bytes.clone(),
+                },
+            );
             state.log_end_offset = last_offset + 1;
             base_offsets.push(base_offset);
         }
@@ -599,8 +610,8 @@ impl Log {
         let segment_base_offset = segment.base_offset;
         let info =
             AppendInfo { base_offsets, last_offset: state.log_end_offset - 1, log_end_offset: state.log_end_offset };
-        let segments = &state.segments;
-        state.cache.evict(|b| is_on_disk(segments, b));
+        // Shard-wide: the oldest batches of any log of this shard go first.
+        cache::evict();
         (info, segment_base_offset, appender.end_position())
     }
 
@@ -711,7 +722,8 @@ impl Log {
                 if offset >= end_offset {
                     return Ok(ReadBatches { chunks: Vec::new(), next_offset: offset, log_end_offset });
                 }
-                if let Some((chunks, next_offset)) = state.cache.read(offset, end_offset, u64::from(bytes_max)) {
+                let cached = cache::read(self.inner.cache_id, offset, end_offset, u64::from(bytes_max));
+                if let Some((chunks, next_offset)) = cached {
                     return Ok(ReadBatches { chunks, next_offset, log_end_offset });
                 }
                 (disk_plan(&state, offset)?, state.truncation_generation)
@@ -859,7 +871,7 @@ impl Log {
                 state.log_start_offset = first;
             }
             let start = state.log_start_offset;
-            state.cache.drop_before(start);
+            cache::drop_before(self.inner.cache_id, start);
             outcome.log_start_offset = start;
             (removed, outcome)
         };
@@ -931,6 +943,13 @@ enum ReadEnd {
     DurableEnd,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The shard's cache outlives any one log; this one's batches go with it.
+        cache::remove_log(self.cache_id);
+    }
+}
+
 /// How `push_batches` writes a batch's first 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stamp {
@@ -969,13 +988,6 @@ fn validate_batches(batches: &[Bytes]) -> Result<Vec<Batch>, AppendError> {
         validated.push(batch);
     }
     Ok(validated)
-}
-
-fn is_on_disk(segments: &BTreeMap<u64, Segment>, batch: &CachedBatch) -> bool {
-    match segments.get(&batch.segment_base_offset) {
-        Some(segment) => segment.readable_end() >= batch.end_position,
-        None => true, // Deleted by retention; nothing to keep it for.
-    }
 }
 
 struct DiskPlan {

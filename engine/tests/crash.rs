@@ -45,12 +45,7 @@ const PARENT_TASK: u64 = 99;
 
 /// Segments of 1.5 MiB: several rolls per cycle, and each segment crosses a 1 MiB write chunk.
 fn crash_config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 1536 << 10,
-        preallocate_step_bytes: 64 << 10,
-        tail_cache_bytes: 256 << 10,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes: 1536 << 10, preallocate_step_bytes: 64 << 10, ..LogConfig::default() }
 }
 
 fn splitmix64(state: &mut u64) -> u64 {
@@ -119,6 +114,7 @@ fn crash_child() {
     let gen = env_u64(CHILD_GEN_ENV).unwrap();
     let seed = env_u64(CHILD_SEED_ENV).unwrap();
     run(move || async move {
+        engine::cache::set_shard_budget_bytes(256 << 10);
         let log = Log::open(&dir, crash_config()).await.unwrap();
         say(&format!("READY {}", log.log_end_offset()));
         let budget = Rc::new(Cell::new(CHILD_APPENDS_MAX));

@@ -24,12 +24,7 @@ const BATCH_VALUE_BYTES: usize = 4000;
 const APPENDS_MAX: u64 = 1_000;
 
 fn enospc_config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 4 << 20,
-        preallocate_step_bytes: 1 << 20,
-        tail_cache_bytes: 1 << 20,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes: 4 << 20, preallocate_step_bytes: 1 << 20, ..LogConfig::default() }
 }
 
 /// The ~256 KiB batch number `seed`.

@@ -266,9 +266,8 @@ fn a_flipped_epoch_in_a_sealed_segment_is_reported_never_served() {
     let wrong = if victim.epoch == 7 { 3 } else { 7 };
     write_stored_epoch(sealed, victim.position, wrong);
     run(move || async move {
-        let mut config = small_config();
-        config.tail_cache_bytes = 0;
-        let log = Log::open(&probe, config).await.unwrap();
+        engine::cache::set_shard_budget_bytes(0);
+        let log = Log::open(&probe, small_config()).await.unwrap();
         let err = log.read(victim.base_offset, 1).await.unwrap_err();
         assert!(matches!(err, ReadError::Corrupt { .. }), "{err}");
         assert!(err.is_corrupt());

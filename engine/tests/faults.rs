@@ -47,14 +47,11 @@ const ROUNDS_PER_SEED: u32 = 24;
 const REOPENS_PER_SEED_MAX: u32 = 3;
 
 fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 64 << 10,
-        preallocate_step_bytes: 64 << 10,
-        // Small, so most reads go to disk.
-        tail_cache_bytes: 8 << 10,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes: 64 << 10, preallocate_step_bytes: 64 << 10, ..LogConfig::default() }
 }
+
+/// The shard's cache budget: small, so most reads go to disk.
+const SHARD_CACHE_BYTES: u64 = 8 << 10;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")))
@@ -332,6 +329,7 @@ fn run_seeds(name: &str, body: SeedBody) -> BTreeMap<&'static str, u64> {
     let seeds = seeds();
     let count = seeds.len();
     let tally = run(move || async move {
+        engine::cache::set_shard_budget_bytes(SHARD_CACHE_BYTES);
         for seed in seeds {
             let dir = temp_dir();
             body(seed, dir.path().join("p")).await;

@@ -248,9 +248,8 @@ fn reads_racing_a_truncation_see_the_log_before_or_after_it() {
     let dir = temp_dir();
     let path = dir.path().join("p");
     run(move || async move {
-        let mut config = small_config();
-        config.tail_cache_bytes = 0;
-        let log = Log::open(&path, config).await.unwrap();
+        engine::cache::set_shard_budget_bytes(0);
+        let log = Log::open(&path, small_config()).await.unwrap();
         for seed in 0..200u64 {
             log.append(&[batch(seed, 2, 700, 0)], Durability::None).await.unwrap();
         }

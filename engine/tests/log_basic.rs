@@ -115,9 +115,8 @@ fn reads_return_whole_batches_from_any_offset() {
     let dir = temp_dir();
     let path = dir.path().join("t-0");
     run(move || async move {
-        let mut config = small_config();
-        config.tail_cache_bytes = 0; // Force every read to disk once written.
-        let log = Log::open(&path, config).await.unwrap();
+        engine::cache::set_shard_budget_bytes(0); // Force every read to disk once written.
+        let log = Log::open(&path, small_config()).await.unwrap();
         for seed in 0..30u64 {
             log.append(&[batch(seed, 4, 500, 0)], Durability::Sync).await.unwrap();
         }

@@ -36,7 +36,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn config(retention_bytes: Option<u64>) -> LogConfig {
-    LogConfig { tail_cache_bytes: 8 << 10, retention_bytes, ..small_config() }
+    LogConfig { retention_bytes, ..small_config() }
 }
 
 /// The model: every batch still in the log, in order (base offset, count, bytes from 16 on).
@@ -67,6 +67,8 @@ fn run_ops(ops: Vec<Op>) {
     let dir = temp_dir();
     let path = dir.path().join("p-0");
     run(move || async move {
+        // Small, so most reads go to disk.
+        engine::cache::set_shard_budget_bytes(8 << 10);
         // Disarmed: it injects no faults, but tracks what was synced so that it can crash.
         let injector = FaultInjector::install(FaultPlan::default());
         let mut log = Log::open(&path, config(None)).await.unwrap();

@@ -151,9 +151,8 @@ fn corrupt_batch_in_sealed_segment_is_reported_never_served() {
     std::fs::write(&first, &bytes).unwrap();
     let third_offset = all[2].0 as u64;
     run(move || async move {
-        let mut config = small_config();
-        config.tail_cache_bytes = 0;
-        let log = Log::open(&original, config).await.unwrap();
+        engine::cache::set_shard_budget_bytes(0);
+        let log = Log::open(&original, small_config()).await.unwrap();
         // Batches before it are served.
         let read = log.read(0, 1).await.unwrap();
         assert_eq!(batch_bodies(read.to_bytes())[0].2, all[0].2);

@@ -65,7 +65,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn config() -> LogConfig {
-    LogConfig { tail_cache_bytes: 8 << 10, ..small_config() }
+    small_config()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,6 +302,8 @@ fn run_ops(ops: Vec<Op>) {
     let dir = temp_dir();
     let path = dir.path().join("p");
     run(move || async move {
+        // Small, so most reads go to disk.
+        engine::cache::set_shard_budget_bytes(8 << 10);
         let injector = FaultInjector::install(FaultPlan::default());
         let mut log = Log::open(&path, config()).await.unwrap();
         let mut model =

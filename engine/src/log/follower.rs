@@ -150,7 +150,7 @@ impl Log {
         let (tail, mut epoch_scan) = {
             let mut state = self.inner.state.borrow_mut();
             state.log_end_offset = cut.get();
-            state.cache.drop_from(cut.get());
+            crate::cache::drop_from(self.inner.cache_id, cut.get());
             retire_stats(&mut state, &active);
             let mut tail: Vec<Segment> = state.segments.split_off(&holding_base).into_values().collect();
             for segment in &mut tail {
@@ -169,7 +169,7 @@ impl Log {
             let mut state = self.inner.state.borrow_mut();
             state.segments.insert(holding.base_offset, holding);
             state.log_end_offset = new_end.get();
-            state.cache.drop_from(new_end.get());
+            crate::cache::drop_from(self.inner.cache_id, new_end.get());
             state.epochs.truncated_from(new_end).trimmed_before(log_start)
         };
         if epochs != self.inner.state.borrow().epochs {

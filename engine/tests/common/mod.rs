@@ -8,14 +8,26 @@ use bytes::Bytes;
 use engine::batch::{split_batches, BatchBuilder};
 use engine::LogConfig;
 
-/// Runs `f` on a fresh glommio executor and returns its result.
+/// The shard cache budget `run` gives each test executor: small, so that most reads of a test
+/// go to disk (a test sets its own with `engine::cache::set_shard_budget_bytes`).
+pub const TEST_SHARD_CACHE_BYTES: u64 = 16 << 10;
+
+/// Runs `f` on a fresh glommio executor (a shard, with a `TEST_SHARD_CACHE_BYTES` cache) and
+/// returns its result.
 pub fn run<F, Fut, T>(f: F) -> T
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = T> + 'static,
     T: Send + 'static,
 {
-    glommio::LocalExecutorBuilder::default().spawn(f).expect("spawn executor").join().expect("executor panicked")
+    glommio::LocalExecutorBuilder::default()
+        .spawn(move || {
+            engine::cache::set_shard_budget_bytes(TEST_SHARD_CACHE_BYTES);
+            f()
+        })
+        .expect("spawn executor")
+        .join()
+        .expect("executor panicked")
 }
 
 /// A temp dir on the real file system (ext4 here): O_DIRECT does not work on tmpfs.
@@ -42,12 +54,7 @@ pub fn batch(seed: u64, count: u32, value_bytes: usize, timestamp_ms: i64) -> By
 
 /// Small segments so tests roll often; a small preallocation step so they stay small.
 pub fn small_config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 64 << 10,
-        preallocate_step_bytes: 64 << 10,
-        tail_cache_bytes: 16 << 10,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes: 64 << 10, preallocate_step_bytes: 64 << 10, ..LogConfig::default() }
 }
 
 /// The records' payload of a concatenation of batches, with offsets replaced by
