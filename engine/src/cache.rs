@@ -28,6 +28,7 @@ use std::rc::Weak;
 
 use bytes::Bytes;
 
+use crate::ids::{FilePosition, Offset};
 use crate::limits::SHARD_CACHE_BYTES_DEFAULT;
 use crate::segment::appender::Appender;
 use crate::segment::STORED_HEAD_BYTES;
@@ -48,13 +49,13 @@ impl LogId {
 }
 
 pub(crate) struct CachedBatch {
-    pub base_offset: u64,
-    pub last_offset: u64,
+    pub base_offset: Offset,
+    pub last_offset: Offset,
     /// The appender that writes this batch, and the file position just past it: the batch is
     /// on disk once that appender's written prefix reaches it (or the appender is gone: it was
     /// sealed — everything written — or its log was cut or dropped).
     pub appender: Weak<Appender>,
-    pub end_position: u64,
+    pub end_position: FilePosition,
     /// The batch's first bytes as stored: assigned base offset, batchLength, leader epoch.
     pub head: [u8; STORED_HEAD_BYTES],
     /// The producer's batch; bytes 0..16 hold the producer's (replaced) head.
@@ -166,8 +167,9 @@ pub(crate) fn push(log: LogId, batch: CachedBatch) {
         cache.next_sequence += 1;
         let run = cache.runs.entry(log).or_default();
         if let Some((_, last)) = run.batches.back() {
-            assert_eq!(batch.base_offset, last.last_offset + 1, "a log's cached run must stay contiguous");
+            assert_eq!(Some(batch.base_offset), last.last_offset.next(), "a log's cached run must stay contiguous");
         }
+        assert!(batch.last_offset >= batch.base_offset);
         if run.batches.is_empty() {
             cache.fronts.insert(sequence, log);
         }
@@ -182,12 +184,12 @@ pub(crate) fn evict() {
 }
 
 /// Drops `log`'s batches below `offset` (retention moved the log start).
-pub(crate) fn drop_before(log: LogId, offset: u64) {
+pub(crate) fn drop_before(log: LogId, offset: Offset) {
     SHARD_CACHE.with(|cache| cache.borrow_mut().drop_where(log, |b| b.last_offset < offset, true));
 }
 
 /// Drops `log`'s batches at or above `offset` (a truncation cut the log there).
-pub(crate) fn drop_from(log: LogId, offset: u64) {
+pub(crate) fn drop_from(log: LogId, offset: Offset) {
     SHARD_CACHE.with(|cache| cache.borrow_mut().drop_where(log, |b| b.last_offset >= offset, false));
 }
 
@@ -201,7 +203,7 @@ pub(crate) fn remove_log(log: LogId) {
 }
 
 /// The first offset `log` has cached.
-pub(crate) fn first_offset(log: LogId) -> Option<u64> {
+pub(crate) fn first_offset(log: LogId) -> Option<Offset> {
     SHARD_CACHE.with(|cache| {
         let cache = cache.borrow();
         cache.runs.get(&log).and_then(|run| run.batches.front()).map(|(_, b)| b.base_offset)
@@ -211,7 +213,7 @@ pub(crate) fn first_offset(log: LogId) -> Option<u64> {
 /// Whole batches of `log` from the one holding `offset`, ending before `end_offset`, at most
 /// `bytes_max` (but at least one batch). `None` when the cache does not reach back to
 /// `offset`. Returns the chunks to send and the offset after the last batch.
-pub(crate) fn read(log: LogId, offset: u64, end_offset: u64, bytes_max: u64) -> Option<(Vec<Bytes>, u64)> {
+pub(crate) fn read(log: LogId, offset: Offset, end_offset: Offset, bytes_max: u64) -> Option<(Vec<Bytes>, Offset)> {
     SHARD_CACHE.with(|cache| {
         let cache = cache.borrow();
         let run = cache.runs.get(&log)?;
@@ -230,10 +232,13 @@ pub(crate) fn read(log: LogId, offset: u64, end_offset: u64, bytes_max: u64) -> 
             if !chunks.is_empty() && size_bytes + len > bytes_max {
                 break;
             }
+            let Some(after) = b.last_offset.next() else {
+                unreachable!("a cached batch was appended, so an offset follows it")
+            };
             chunks.push(Bytes::copy_from_slice(&b.head));
             chunks.push(b.bytes.slice(STORED_HEAD_BYTES..));
             size_bytes += len;
-            next_offset = b.last_offset + 1;
+            next_offset = after;
         }
         Some((chunks, next_offset))
     })
@@ -310,13 +315,17 @@ impl ShardCache {
 mod tests {
     use super::*;
 
+    fn o(offset: u64) -> Offset {
+        Offset::new(offset)
+    }
+
     fn batch(base_offset: u64, count: u64, size: usize) -> CachedBatch {
         CachedBatch {
-            base_offset,
-            last_offset: base_offset + count - 1,
+            base_offset: o(base_offset),
+            last_offset: o(base_offset + count - 1),
             appender: Weak::new(), // On disk.
-            end_position: 0,
-            head: crate::segment::stored_head(base_offset, crate::ids::LeaderEpoch::ZERO, &[7u8; 16]),
+            end_position: FilePosition::ZERO,
+            head: crate::segment::stored_head(o(base_offset), crate::ids::LeaderEpoch::ZERO, &[7u8; 16]),
             bytes: Bytes::from(vec![7u8; size]),
         }
     }
@@ -327,20 +336,20 @@ mod tests {
         push(log, batch(10, 5, 100));
         push(log, batch(15, 5, 100));
         push(log, batch(20, 1, 100));
-        let (chunks, next) = read(log, 12, 21, 150).unwrap();
-        assert_eq!(next, 15); // one batch: the second would exceed 150 bytes
+        let (chunks, next) = read(log, o(12), o(21), 150).unwrap();
+        assert_eq!(next, o(15)); // one batch: the second would exceed 150 bytes
         assert_eq!(chunks[0][..8], 10u64.to_be_bytes());
         assert_eq!(chunks[1].len(), 84);
-        let (chunks, next) = read(log, 15, 21, 1 << 20).unwrap();
-        assert_eq!(next, 21);
+        let (chunks, next) = read(log, o(15), o(21), 1 << 20).unwrap();
+        assert_eq!(next, o(21));
         assert_eq!(chunks.len(), 4);
-        assert!(read(log, 9, 21, 100).is_none());
+        assert!(read(log, o(9), o(21), 100).is_none());
         // end_offset stops before a batch that is not visible yet.
-        let (_, next) = read(log, 10, 20, 1 << 20).unwrap();
-        assert_eq!(next, 20);
-        drop_from(log, 15);
-        assert_eq!(read(log, 10, 21, 1 << 20).unwrap().1, 15);
-        drop_before(log, 15);
+        let (_, next) = read(log, o(10), o(20), 1 << 20).unwrap();
+        assert_eq!(next, o(20));
+        drop_from(log, o(15));
+        assert_eq!(read(log, o(10), o(21), 1 << 20).unwrap().1, o(15));
+        drop_before(log, o(15));
         assert_eq!(first_offset(log), None);
         remove_log(log);
     }
@@ -356,11 +365,11 @@ mod tests {
         assert_eq!(shard_cache_stats().size_bytes, 400);
         set_shard_budget_bytes(250);
         // a0 then b0 went (inserted first); a1 and b1 stay.
-        assert_eq!((first_offset(a), first_offset(b)), (Some(1), Some(1)));
+        assert_eq!((first_offset(a), first_offset(b)), (Some(o(1)), Some(o(1))));
         assert_eq!(shard_cache_stats().size_bytes, 200);
         push(a, batch(2, 1, 100));
         evict();
-        assert_eq!((first_offset(a), first_offset(b)), (Some(2), Some(1)));
+        assert_eq!((first_offset(a), first_offset(b)), (Some(o(2)), Some(o(1))));
         remove_log(a);
         remove_log(b);
         let stats = shard_cache_stats();

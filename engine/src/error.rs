@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::batch::BatchError;
-use crate::ids::{LeaderEpoch, Offset};
+use crate::ids::{FilePosition, LeaderEpoch, Offset};
 use crate::limits::{BATCH_SIZE_BYTES_MAX, LEADER_EPOCH_ENTRIES_MAX};
 
 /// Why an I/O operation failed, with the file it touched.
@@ -67,6 +67,9 @@ pub enum AppendError {
     ReplicaEpochBackwards { index: usize, epoch: LeaderEpoch, latest: LeaderEpoch },
     #[error("the log already holds {LEADER_EPOCH_ENTRIES_MAX} leader epochs (LEADER_EPOCH_ENTRIES_MAX)")]
     TooManyEpochs,
+    /// The batches would take the log past `Offset::MAX` (the largest offset a batch can carry).
+    #[error("{records} more records would take the log end {log_end_offset} past the largest offset")]
+    OffsetOverflow { log_end_offset: Offset, records: u64 },
     /// `Queued::durable`: the log was truncated below the end of these batches after they
     /// were queued (`Log::truncate_to`); they are gone, and were never acknowledged.
     #[error("batches ending at offset {end_offset} were truncated away (the log was cut to {truncated_to})")]
@@ -96,12 +99,12 @@ pub enum TruncateError {
 #[non_exhaustive]
 pub enum ReadError {
     #[error("offset {offset} out of range [{log_start_offset}, {log_end_offset}]")]
-    OffsetOutOfRange { offset: u64, log_start_offset: u64, log_end_offset: u64 },
+    OffsetOutOfRange { offset: Offset, log_start_offset: Offset, log_end_offset: Offset },
     #[error("corrupt batch at offset {offset} in {path:?} position {position}: {source}")]
     Corrupt {
-        offset: u64,
+        offset: Offset,
         path: PathBuf,
-        position: u64,
+        position: FilePosition,
         #[source]
         source: BatchError,
     },
@@ -110,13 +113,19 @@ pub enum ReadError {
         "corrupt batch at offset {offset} in {path:?} position {position}: stored baseOffset {stored_base_offset}, \
          expected {expected_base_offset}"
     )]
-    CorruptOffset { offset: u64, path: PathBuf, position: u64, expected_base_offset: u64, stored_base_offset: i64 },
+    CorruptOffset {
+        offset: Offset,
+        path: PathBuf,
+        position: FilePosition,
+        expected_base_offset: Offset,
+        stored_base_offset: i64,
+    },
     #[error(transparent)]
     Io(IoError),
     /// Truncations kept cutting the log under this read (`READ_TRUNCATION_RETRIES_MAX` in a
     /// row); retry later.
     #[error("the log was truncated under a read at offset {offset}, {retries} times in a row")]
-    ConcurrentTruncation { offset: u64, retries: u32 },
+    ConcurrentTruncation { offset: Offset, retries: u32 },
 }
 
 impl ReadError {

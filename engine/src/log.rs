@@ -39,7 +39,7 @@ use crate::fs::{
     align_down, create_dir_all, list_dir, prime_direct_io_probe, read_file, remove_dir_all, remove_file, sync_dir,
     write_file_atomic,
 };
-use crate::ids::{LeaderEpoch, Offset};
+use crate::ids::{FilePosition, LeaderEpoch, Offset};
 use crate::latency::LatencyHistogram;
 use crate::limits::{
     BATCH_SIZE_BYTES_MAX, IO_ALIGN_BYTES, PREALLOCATE_STEP_BYTES, READ_BYTES_MAX, READ_TRUNCATION_RETRIES_MAX,
@@ -119,11 +119,11 @@ impl LogConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendInfo {
     /// Assigned base offset of each batch, in request order.
-    pub base_offsets: Vec<u64>,
+    pub base_offsets: Vec<Offset>,
     /// Offset of the last record appended.
-    pub last_offset: u64,
+    pub last_offset: Offset,
     /// The log end offset right after this append.
-    pub log_end_offset: u64,
+    pub log_end_offset: Offset,
 }
 
 /// Batches `Log::append_queued` has given offsets and queued for the disk, not yet known to
@@ -134,8 +134,8 @@ pub struct Queued {
     appender: Rc<Appender>,
     info: AppendInfo,
     /// The segment the batches went to, and where they end in it.
-    segment_base: u64,
-    end_position: u64,
+    segment_base: Offset,
+    end_position: FilePosition,
     /// `State::truncation_generation` when they were queued.
     truncation_generation: u64,
 }
@@ -159,8 +159,7 @@ impl Queued {
             Durability::Interval { ms } => self.appender.sync_by(Instant::now() + Duration::from_millis(u64::from(ms))),
             Durability::None => {}
         }
-        let end_offset = Offset::new(self.info.log_end_offset);
-        self.log.check_not_truncated(self.truncation_generation, end_offset).await?;
+        self.log.check_not_truncated(self.truncation_generation, self.info.log_end_offset).await?;
         Ok(self.info)
     }
 }
@@ -170,9 +169,9 @@ impl Queued {
 pub struct ReadBatches {
     pub chunks: Vec<Bytes>,
     /// The offset after the last returned batch (= the requested offset when empty).
-    pub next_offset: u64,
+    pub next_offset: Offset,
     /// The log end offset when the read was served (Kafka's high watermark here).
-    pub log_end_offset: u64,
+    pub log_end_offset: Offset,
 }
 
 impl ReadBatches {
@@ -199,7 +198,7 @@ impl ReadBatches {
 pub struct RetentionOutcome {
     pub segments_deleted: u32,
     pub bytes_deleted: u64,
-    pub log_start_offset: u64,
+    pub log_start_offset: Offset,
 }
 
 /// Write-path counters, summed over this log's appenders since open.
@@ -216,13 +215,13 @@ pub struct LogStats {
 }
 
 struct State {
-    segments: BTreeMap<u64, Segment>,
-    log_start_offset: u64,
-    log_end_offset: u64,
+    segments: BTreeMap<Offset, Segment>,
+    log_start_offset: Offset,
+    log_end_offset: Offset,
     /// The leader epochs, as the checkpoint file holds them (changed only after it was written).
     epochs: Epochs,
     /// Base offset of a segment whose seal (flush, sync, truncate, index) is running.
-    sealing: Option<u64>,
+    sealing: Option<Offset>,
     fenced: Option<String>,
     closed: bool,
     /// Stats of appenders already retired.
@@ -272,7 +271,7 @@ impl Log {
         create_dir_all(dir).await.map_err(OpenError::Io)?;
         prime_direct_io_probe(dir).await.map_err(OpenError::Io)?;
         let names = list_dir(dir).await.map_err(OpenError::Io)?;
-        let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_log_file_name(n)).collect();
+        let mut bases: Vec<Offset> = names.iter().filter_map(|n| parse_log_file_name(n)).collect();
         bases.sort_unstable();
         for name in &names {
             let orphan_index = parse_index_file_name(name).is_some_and(|b| !bases.contains(&b));
@@ -282,7 +281,7 @@ impl Log {
         }
         let clean = names.iter().any(|n| n == CLEAN_SHUTDOWN_FILE);
         let stored_epochs = load_epochs(dir).await?;
-        let mut epoch_scan = epoch_scan(dir, stored_epochs.as_ref(), bases.first().copied().unwrap_or(0));
+        let mut epoch_scan = epoch_scan(dir, stored_epochs.as_ref(), bases.first().copied().unwrap_or(Offset::ZERO));
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
             if ends_before(&segments, base) {
@@ -298,10 +297,10 @@ impl Log {
             remove_file(&dir.join(CLEAN_SHUTDOWN_FILE)).await.map_err(OpenError::Io)?;
             sync_dir(dir).await.map_err(OpenError::Io)?;
         }
-        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+        let log_start_offset = segments.keys().next().copied().unwrap_or(Offset::ZERO);
         let recovered_end = segments.values().next_back().map_or(log_start_offset, |s| s.index.next_offset);
-        let mut epochs = recovered_epochs(dir, epoch_scan, Offset::new(log_start_offset), Offset::new(recovered_end))?;
-        let mut high_watermark = follower::load_high_watermark(dir).await?.unwrap_or(Offset::new(log_start_offset));
+        let mut epochs = recovered_epochs(dir, epoch_scan, log_start_offset, recovered_end)?;
+        let mut high_watermark = follower::load_high_watermark(dir).await?.unwrap_or(log_start_offset);
         // A truncation that a crash interrupted is finished before anything else.
         let truncate_intent = follower::load_truncate_intent(dir).await?;
         if let Some(cut) = truncate_intent {
@@ -313,8 +312,8 @@ impl Log {
             }
         }
         if segments.is_empty() {
-            let segment = create_segment(dir, 0).await.map_err(OpenError::Io)?;
-            segments.insert(0, segment);
+            let segment = create_segment(dir, Offset::ZERO).await.map_err(OpenError::Io)?;
+            segments.insert(Offset::ZERO, segment);
         }
         let last = segments
             .values_mut()
@@ -322,7 +321,7 @@ impl Log {
             .ok_or_else(|| OpenError::Corrupt { path: dir.to_path_buf(), reason: "no segment".into() })?;
         start_appender(last).await.map_err(OpenError::Io)?;
         let log_end_offset = last.index.next_offset;
-        assert!(epochs.latest().start_offset.get() <= log_end_offset);
+        assert!(epochs.latest().start_offset <= log_end_offset);
         if stored_epochs.as_ref() != Some(&epochs) {
             write_file_atomic(dir, EPOCHS_FILE, &epochs.encode()).await.map_err(OpenError::Io)?;
         }
@@ -330,7 +329,7 @@ impl Log {
             // Only once the epochs and the high watermark are cut too.
             follower::remove_truncate_intent(dir).await.map_err(OpenError::Io)?;
         }
-        tracing::debug!(dir = %dir.display(), log_start_offset, log_end_offset, clean, "log opened");
+        tracing::debug!(dir = %dir.display(), %log_start_offset, %log_end_offset, clean, "log opened");
         let state = State {
             segments,
             log_start_offset,
@@ -369,7 +368,7 @@ impl Log {
 
     /// The first offset this log has in its shard's batch cache (reads from there on need no
     /// disk I/O), or `None`. For metrics and tests.
-    pub fn cache_first_offset(&self) -> Option<u64> {
+    pub fn cache_first_offset(&self) -> Option<Offset> {
         cache::first_offset(self.inner.cache_id)
     }
 
@@ -377,17 +376,17 @@ impl Log {
         &self.inner.config
     }
 
-    pub fn log_start_offset(&self) -> u64 {
+    pub fn log_start_offset(&self) -> Offset {
         self.inner.state.borrow().log_start_offset
     }
 
-    pub fn log_end_offset(&self) -> u64 {
+    pub fn log_end_offset(&self) -> Offset {
         self.inner.state.borrow().log_end_offset
     }
 
     /// The offset after the last batch that survived an fdatasync (every offset below it
     /// would survive a crash now).
-    pub fn durable_end_offset(&self) -> u64 {
+    pub fn durable_end_offset(&self) -> Offset {
         let state = self.inner.state.borrow();
         // Segments seal in order, so the first segment with an appender bounds durability.
         for segment in state.segments.values() {
@@ -434,7 +433,7 @@ impl Log {
     /// `(epoch, start of the oldest)` as Kafka answers.
     pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
         let state = self.inner.state.borrow();
-        state.epochs.end_offset_for(epoch, Offset::new(state.log_end_offset))
+        state.epochs.end_offset_for(epoch, state.log_end_offset)
     }
 
     /// Records that leader epoch `epoch` starts at the current log end: later `append`s stamp
@@ -449,9 +448,9 @@ impl Log {
         })?;
         let next = {
             let state = self.inner.state.borrow();
-            let trimmed = state.epochs.trimmed_before(Offset::new(state.log_start_offset));
-            assert!(trimmed.latest().start_offset.get() <= state.log_end_offset);
-            trimmed.with_epoch(epoch, Offset::new(state.log_end_offset))
+            let trimmed = state.epochs.trimmed_before(state.log_start_offset);
+            assert!(trimmed.latest().start_offset <= state.log_end_offset);
+            trimmed.with_epoch(epoch, state.log_end_offset)
         };
         match next {
             Ok(None) => Ok(()),
@@ -510,6 +509,10 @@ impl Log {
         let size_bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
         let permit = self.inner.append_lock.acquire_permit(1).await.map_err(|_| AppendError::Closed)?;
         self.check_writable()?;
+        let records: u64 = validated.iter().map(|b| u64::from(b.record_count())).sum();
+        if self.log_end_offset().checked_add(records).is_none() {
+            return Err(AppendError::OffsetOverflow { log_end_offset: self.log_end_offset(), records });
+        }
         // A replica's batches must continue the log; checked once the log end cannot move.
         let new_epochs = match stamp {
             Stamp::Leader => None,
@@ -564,7 +567,7 @@ impl Log {
         batches: &[Bytes],
         validated: &[Batch],
         stamp: Stamp,
-    ) -> (AppendInfo, u64, u64) {
+    ) -> (AppendInfo, Offset, FilePosition) {
         let mut state = self.inner.state.borrow_mut();
         let state = &mut *state;
         let mut base_offsets = Vec::with_capacity(batches.len());
@@ -574,11 +577,15 @@ impl Log {
         };
         for (bytes, batch) in batches.iter().zip(validated) {
             let base_offset = state.log_end_offset;
-            let last_offset = base_offset + batch.header().last_offset_delta as u64;
+            // `queue_batches` checked the request fits below Offset::MAX.
+            let last_offset = base_offset.checked_add(u64::from(batch.record_count()) - 1);
+            let (Some(last_offset), Some(next_offset)) = (last_offset, last_offset.and_then(Offset::next)) else {
+                unreachable!("the request was checked to fit below Offset::MAX")
+            };
             // The epoch the checkpoint holds for this offset: a leader stamps it, a replica's
             // batch must already carry it (checked before the lock was taken and the epochs
             // persisted). Write-side half of the check every read makes.
-            let epoch = state.epochs.epoch_at(Offset::new(base_offset));
+            let epoch = state.epochs.epoch_at(base_offset);
             let head = match stamp {
                 Stamp::Leader => stored_head(base_offset, state.epochs.latest().epoch, bytes),
                 Stamp::AsStored => {
@@ -588,28 +595,34 @@ impl Log {
                 }
             };
             let (stored_base, stored_epoch) = head_fields(&head);
-            assert_eq!(stored_base, base_offset as i64, "a stored batch's baseOffset is its offset");
+            assert_eq!(stored_base, base_offset.to_wire(), "a stored batch's baseOffset is its offset");
             assert_eq!(Some(stored_epoch), epoch.map(LeaderEpoch::to_wire), "a stored batch's epoch is its offset's");
-            let position = appender.push(&head, &bytes[STORED_HEAD_BYTES..], last_offset + 1);
+            let position = appender.push(&head, &bytes[STORED_HEAD_BYTES..], next_offset);
             segment.index.on_batch(base_offset, last_offset, position, bytes.len() as u64, batch.max_timestamp());
+            let Some(end_position) = position.checked_add(bytes.len() as u64) else {
+                unreachable!("segments stay below 4 GiB")
+            };
             cache::push(
                 self.inner.cache_id,
                 CachedBatch {
                     base_offset,
                     last_offset,
                     appender: Rc::downgrade(appender),
-                    end_position: position + bytes.len() as u64,
+                    end_position,
                     head,
                     bytes: bytes.clone(),
                 },
             );
-            state.log_end_offset = last_offset + 1;
+            state.log_end_offset = next_offset;
             base_offsets.push(base_offset);
         }
-        debug_assert_eq!(segment.index.end_position, appender.end_position());
+        assert_eq!(segment.index.end_position, appender.end_position());
+        assert_eq!(segment.index.next_offset, state.log_end_offset);
         let segment_base_offset = segment.base_offset;
-        let info =
-            AppendInfo { base_offsets, last_offset: state.log_end_offset - 1, log_end_offset: state.log_end_offset };
+        let Some(last_offset) = state.log_end_offset.checked_sub(1) else {
+            unreachable!("an append adds at least one offset")
+        };
+        let info = AppendInfo { base_offsets, last_offset, log_end_offset: state.log_end_offset };
         // Shard-wide: the oldest batches of any log of this shard go first.
         cache::evict();
         (info, segment_base_offset, appender.end_position())
@@ -643,7 +656,7 @@ impl Log {
         if active.index.is_empty() {
             return false; // Never leave an empty segment behind; a huge batch gets its own.
         }
-        let full = active.index.end_position + size_bytes > self.inner.config.segment_bytes;
+        let full = active.index.end_position.get() + size_bytes > self.inner.config.segment_bytes;
         let old =
             self.inner.config.segment_ms.is_some_and(|ms| active.opened_at.elapsed() >= Duration::from_millis(ms));
         full || old
@@ -653,7 +666,7 @@ impl Log {
     /// Called with the append lock held.
     async fn roll(&self) -> Result<(), AppendError> {
         // One seal at a time bounds the memory and files in flight.
-        self.wait_sealed_before(u64::MAX).await?;
+        self.wait_sealed_before(Offset::MAX).await?;
         let base_offset = self.log_end_offset();
         let mut segment = create_segment(&self.inner.dir, base_offset).await?;
         start_appender(&mut segment).await?;
@@ -671,7 +684,7 @@ impl Log {
     }
 
     /// Waits until no segment below `segment_base` is being sealed.
-    async fn wait_sealed_before(&self, segment_base: u64) -> Result<(), AppendError> {
+    async fn wait_sealed_before(&self, segment_base: Offset) -> Result<(), AppendError> {
         loop {
             let listener = self.inner.sealed.listen();
             {
@@ -690,16 +703,16 @@ impl Log {
     /// Whole batches from the one holding `offset`, up to about `bytes_max` bytes (at least
     /// one batch), up to the log end.
     #[tracing::instrument(level = "trace", skip(self), fields(dir = %self.inner.dir.display()))]
-    pub async fn read(&self, offset: u64, bytes_max: u32) -> Result<ReadBatches, ReadError> {
+    pub async fn read(&self, offset: Offset, bytes_max: u32) -> Result<ReadBatches, ReadError> {
         self.read_until(offset, bytes_max, ReadEnd::LogEnd).await
     }
 
     /// Like `read`, but only batches below `durable_end_offset`.
-    pub async fn read_durable(&self, offset: u64, bytes_max: u32) -> Result<ReadBatches, ReadError> {
+    pub async fn read_durable(&self, offset: Offset, bytes_max: u32) -> Result<ReadBatches, ReadError> {
         self.read_until(offset, bytes_max, ReadEnd::DurableEnd).await
     }
 
-    async fn read_until(&self, offset: u64, bytes_max: u32, read_end: ReadEnd) -> Result<ReadBatches, ReadError> {
+    async fn read_until(&self, offset: Offset, bytes_max: u32, read_end: ReadEnd) -> Result<ReadBatches, ReadError> {
         let bytes_max = bytes_max.clamp(1, READ_BYTES_MAX);
         // A truncation that starts while a disk read is in flight may cut what it read: the read
         // starts over. Bounded, so that back-to-back truncations cannot loop a reader forever.
@@ -766,7 +779,7 @@ impl Log {
 
     /// Resolves once the log end passes `offset` (data at `offset` exists), or the log closes.
     /// Long-poll fetches race it against their timeout.
-    pub async fn wait_for_offset(&self, offset: u64) {
+    pub async fn wait_for_offset(&self, offset: Offset) {
         loop {
             let listener = self.inner.appended.listen();
             {
@@ -782,7 +795,7 @@ impl Log {
     /// The first offset whose record timestamp is ≥ `timestamp_ms`, or `None` if every record
     /// is older (Kafka's ListOffsets by time). For compressed batches the answer is the batch's
     /// base offset.
-    pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<u64>, ReadError> {
+    pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<Offset>, ReadError> {
         let start = {
             let state = self.inner.state.borrow();
             let found = state.segments.values().find(|s| s.index.max_timestamp >= timestamp_ms);
@@ -799,27 +812,26 @@ impl Log {
                 break;
             }
             for batch in crate::batch::split_batches(read.to_bytes()) {
-                let batch = batch.map_err(|source| ReadError::Corrupt {
+                let corrupt = |source| ReadError::Corrupt {
                     offset,
                     path: self.inner.dir.clone(),
-                    position: 0,
+                    position: FilePosition::ZERO,
                     source,
-                })?;
-                if batch.max_timestamp() < timestamp_ms || (batch.last_offset() as u64) < offset {
+                };
+                let batch = batch.map_err(corrupt)?;
+                // A read returns batches at valid offsets (checked on the way), so these exist.
+                let last_offset = Offset::from_wire(batch.last_offset());
+                if batch.max_timestamp() < timestamp_ms || last_offset.is_none_or(|last| last < offset) {
                     continue;
                 }
                 if batch.header().is_compressed() {
-                    return Ok(Some((batch.base_offset() as u64).max(offset)));
+                    return Ok(Offset::from_wire(batch.base_offset()).map(|base| base.max(offset)));
                 }
                 for record in batch.records() {
-                    let record = record.map_err(|source| ReadError::Corrupt {
-                        offset,
-                        path: self.inner.dir.clone(),
-                        position: 0,
-                        source,
-                    })?;
-                    if record.timestamp >= timestamp_ms && record.offset as u64 >= offset {
-                        return Ok(Some(record.offset as u64));
+                    let record = record.map_err(corrupt)?;
+                    let record_offset = Offset::from_wire(record.offset);
+                    if record.timestamp >= timestamp_ms && record_offset.is_some_and(|o| o >= offset) {
+                        return Ok(record_offset);
                     }
                 }
             }
@@ -898,7 +910,7 @@ impl Log {
             return Ok(());
         }
         let fenced = |reason: String| MaintenanceError::Fenced { reason };
-        self.wait_sealed_before(u64::MAX).await.map_err(|e| fenced(e.to_string()))?;
+        self.wait_sealed_before(Offset::MAX).await.map_err(|e| fenced(e.to_string()))?;
         let (appender, index_bytes) = {
             let state = self.inner.state.borrow();
             if let Some(reason) = &state.fenced {
@@ -906,7 +918,7 @@ impl Log {
             }
             match state.segments.values().next_back() {
                 Some(s) => (s.appender.clone(), (s.base_offset, s.index.encode(FLAG_CLEAN))),
-                None => (None, (0, Vec::new())),
+                None => (None, (Offset::ZERO, Vec::new())),
             }
         };
         if let Some(appender) = appender {
@@ -993,19 +1005,19 @@ fn validate_batches(batches: &[Bytes]) -> Result<Vec<Batch>, AppendError> {
 struct DiskPlan {
     file: Rc<crate::io::SegmentFile>,
     path: PathBuf,
-    start_offset: u64,
-    start_position: u64,
-    end_position: u64,
-    log_end_offset: u64,
+    start_offset: Offset,
+    start_position: FilePosition,
+    end_position: FilePosition,
+    log_end_offset: Offset,
     /// The epochs whose ranges meet the segment (a copy: the read outlives the borrow).
     epochs: Vec<EpochEntry>,
 }
 
-fn disk_plan(state: &State, offset: u64) -> Result<DiskPlan, ReadError> {
+fn disk_plan(state: &State, offset: Offset) -> Result<DiskPlan, ReadError> {
     let corrupt_gap = |path: PathBuf| ReadError::Corrupt {
         offset,
         path,
-        position: 0,
+        position: FilePosition::ZERO,
         source: BatchError::Truncated { needed_bytes: 0, have_bytes: 0 },
     };
     let Some((_, segment)) = state.segments.range(..=offset).next_back() else {
@@ -1023,8 +1035,8 @@ fn disk_plan(state: &State, offset: u64) -> Result<DiskPlan, ReadError> {
     let (start_offset, start_position) = segment.index.lookup(offset);
     let entries = state.epochs.entries();
     // From the epoch holding the segment's first offset to the last one starting inside it.
-    let first = entries.partition_point(|e| e.start_offset.get() <= segment.base_offset).saturating_sub(1);
-    let end = entries.partition_point(|e| e.start_offset.get() < segment.index.next_offset).max(first + 1);
+    let first = entries.partition_point(|e| e.start_offset <= segment.base_offset).saturating_sub(1);
+    let end = entries.partition_point(|e| e.start_offset < segment.index.next_offset).max(first + 1);
     Ok(DiskPlan {
         file: segment.file.clone(),
         path: segment.log_path.clone(),
@@ -1037,7 +1049,7 @@ fn disk_plan(state: &State, offset: u64) -> Result<DiskPlan, ReadError> {
 }
 
 /// Drops whole batches at or past `end_offset` from a disk read (for `read_durable`).
-fn cut_at(bytes: Bytes, next_offset: u64, end_offset: u64, offset: u64) -> (Bytes, u64) {
+fn cut_at(bytes: Bytes, next_offset: Offset, end_offset: Offset, offset: Offset) -> (Bytes, Offset) {
     if next_offset <= end_offset {
         return (bytes, next_offset);
     }
@@ -1047,17 +1059,21 @@ fn cut_at(bytes: Bytes, next_offset: u64, end_offset: u64, offset: u64) -> (Byte
         let Ok(header) = crate::batch::BatchHeader::parse(&bytes[cursor..]) else {
             break;
         };
-        if header.last_offset() as u64 >= end_offset {
+        // The reader checked every batch it returned continues the offsets before it.
+        let Some(after) = Offset::from_wire(header.last_offset()).and_then(Offset::next) else {
+            break;
+        };
+        if after > end_offset {
             break;
         }
         cursor += header.size_bytes();
-        next = header.last_offset() as u64 + 1;
+        next = after;
     }
     (bytes.slice(..cursor), next)
 }
 
 /// True when the last opened segment ends before `next_base`: recovery cut it short.
-fn ends_before(segments: &BTreeMap<u64, Segment>, next_base: u64) -> bool {
+fn ends_before(segments: &BTreeMap<Offset, Segment>, next_base: Offset) -> bool {
     segments.values().next_back().is_some_and(|prev| prev.index.next_offset < next_base)
 }
 
@@ -1067,13 +1083,13 @@ fn ends_before(segments: &BTreeMap<u64, Segment>, next_base: u64) -> bool {
 /// the log stays contiguous and appends continue where the valid data ends.
 async fn drop_unreachable_segments(
     dir: &Path,
-    segments: &BTreeMap<u64, Segment>,
-    doomed: &[u64],
+    segments: &BTreeMap<Offset, Segment>,
+    doomed: &[Offset],
 ) -> Result<(), OpenError> {
-    let valid_until = segments.values().next_back().map_or(0, |s| s.index.next_offset);
+    let valid_until = segments.values().next_back().map_or(Offset::ZERO, |s| s.index.next_offset);
     tracing::warn!(
         dir = %dir.display(),
-        valid_until,
+        %valid_until,
         segments_dropped = doomed.len(),
         "recovery cut an unsealed segment short; dropping the unacknowledged segments after it"
     );
@@ -1084,7 +1100,7 @@ async fn drop_unreachable_segments(
     sync_dir(dir).await.map_err(OpenError::Io)
 }
 
-fn check_overlap(dir: &Path, segments: &BTreeMap<u64, Segment>, next: &Segment) -> Result<(), OpenError> {
+fn check_overlap(dir: &Path, segments: &BTreeMap<Offset, Segment>, next: &Segment) -> Result<(), OpenError> {
     let Some(prev) = segments.values().next_back() else {
         return Ok(());
     };
@@ -1100,7 +1116,7 @@ fn check_overlap(dir: &Path, segments: &BTreeMap<u64, Segment>, next: &Segment) 
     Ok(())
 }
 
-async fn create_segment(dir: &Path, base_offset: u64) -> Result<Segment, IoError> {
+async fn create_segment(dir: &Path, base_offset: Offset) -> Result<Segment, IoError> {
     let log_path = dir.join(log_file_name(base_offset));
     let file = Segment::open_file(&log_path, true).await?;
     // The new name must survive a crash before any batch in it is acknowledged as durable.
@@ -1118,7 +1134,8 @@ async fn create_segment(dir: &Path, base_offset: u64) -> Result<Segment, IoError
 /// Makes `segment` the active one: reads back its last partial page (the first write will
 /// rewrite it) and starts an appender at its end.
 async fn start_appender(segment: &mut Segment) -> Result<(), IoError> {
-    let end_position = segment.index.end_position;
+    let end = segment.index.end_position;
+    let end_position = end.get();
     let page_position = align_down(end_position);
     let tail_page = if end_position > page_position {
         read_exact(&segment.file, &segment.log_path, page_position, (end_position - page_position) as usize)
@@ -1140,7 +1157,7 @@ async fn start_appender(segment: &mut Segment) -> Result<(), IoError> {
     let appender = Appender::start(
         segment.file.clone(),
         &segment.log_path,
-        end_position,
+        end,
         segment.index.next_offset,
         &tail_page,
         end_position,
@@ -1152,7 +1169,7 @@ async fn start_appender(segment: &mut Segment) -> Result<(), IoError> {
 
 /// Background half of a roll: flush and sync the old segment, cut its preallocated tail,
 /// persist its index, then retire its appender.
-async fn seal_segment(log: Log, base_offset: u64) {
+async fn seal_segment(log: Log, base_offset: Offset) {
     let target = {
         let state = log.inner.state.borrow();
         state.segments.get(&base_offset).and_then(|s| s.appender.clone().map(|a| (a, s.index.encode(0))))
@@ -1216,14 +1233,14 @@ async fn load_epochs(dir: &Path) -> Result<Option<Epochs>, OpenError> {
 
 /// How recovery checks epochs: against the checkpoint, if there is one that covers the log
 /// from its first segment on; otherwise by rebuilding them.
-fn epoch_scan(dir: &Path, stored: Option<&Epochs>, first_base_offset: u64) -> EpochScan {
+fn epoch_scan(dir: &Path, stored: Option<&Epochs>, first_base_offset: Offset) -> EpochScan {
     match stored {
-        Some(epochs) if epochs.first().start_offset.get() <= first_base_offset => EpochScan::Checkpoint(epochs.clone()),
+        Some(epochs) if epochs.first().start_offset <= first_base_offset => EpochScan::Checkpoint(epochs.clone()),
         Some(epochs) => {
             tracing::warn!(
                 dir = %dir.display(),
                 first_epoch_start = %epochs.first().start_offset,
-                first_base_offset,
+                %first_base_offset,
                 "the leader epoch checkpoint starts after the log; rebuilding it from the batches"
             );
             EpochScan::Rebuild(Vec::new())

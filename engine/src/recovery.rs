@@ -28,7 +28,7 @@ use crate::batch::{check_crc, peek_batch_size, validate_frame, BatchHeader};
 use crate::epochs::EpochScan;
 use crate::error::{IoError, OpenError, ReadError};
 use crate::fs::{read_file, remove_file, sync_dir, write_file_atomic};
-use crate::ids::Offset;
+use crate::ids::{FilePosition, Offset};
 use crate::io::{crash_point, SegmentFile};
 use crate::limits::{BATCH_HEADER_BYTES, RECOVERY_READ_BYTES};
 use crate::segment::index::{SegmentIndex, FLAG_CLEAN};
@@ -57,7 +57,7 @@ pub enum ScanStop {
 /// rebuilding, collects) the leader epochs of the batches read, in log order.
 pub(crate) async fn open_segment(
     dir: &Path,
-    base_offset: u64,
+    base_offset: Offset,
     is_last: bool,
     clean: bool,
     epochs: &mut EpochScan,
@@ -65,6 +65,7 @@ pub(crate) async fn open_segment(
     let log_path = dir.join(log_file_name(base_offset));
     let file = Segment::open_file(&log_path, false).await.map_err(OpenError::Io)?;
     let file_size = file.file_size().await.map_err(|e| OpenError::Io(IoError::new("stat", &log_path, e)))?;
+    let file_size = FilePosition::new(file_size);
     let stored = load_index(dir, base_offset).await?;
     // Trust an index only if it describes the file exactly: sealing and clean close cut the
     // file to its data. A segment written to after its index was saved (reopened after a clean
@@ -81,7 +82,7 @@ pub(crate) async fn open_segment(
             // Rebuilding the epochs: learn them from the headers. If one fails, scan the
             // segment from its start instead, which cuts it there (and drops the later ones).
             let before = epochs.clone();
-            let stop = walk_epochs(&file, &log_path, Offset::new(base_offset), index.end_position, epochs).await?;
+            let stop = walk_epochs(&file, &log_path, base_offset, index.end_position, epochs).await?;
             if stop.is_none() {
                 return Ok(segment(base_offset, log_path, file, index));
             }
@@ -106,14 +107,14 @@ pub(crate) async fn open_segment(
     if stop != ScanStop::EndOfFile || index.end_position < file_size {
         tracing::info!(
             path = %log_path.display(),
-            valid_bytes = index.end_position,
-            file_bytes = file_size,
+            valid_bytes = index.end_position.get(),
+            file_bytes = file_size.get(),
             stop = ?stop,
             "segment recovery truncates the tail"
         );
     }
     if index.end_position < file_size {
-        truncate(&file, &log_path, index.end_position).await?;
+        truncate(&file, &log_path, index.end_position.get()).await?;
     }
     if !is_last {
         // Save the rebuilt index so the next open trusts it.
@@ -122,11 +123,11 @@ pub(crate) async fn open_segment(
     Ok(segment(base_offset, log_path, file, index))
 }
 
-fn segment(base_offset: u64, log_path: std::path::PathBuf, file: Rc<SegmentFile>, index: SegmentIndex) -> Segment {
+fn segment(base_offset: Offset, log_path: std::path::PathBuf, file: Rc<SegmentFile>, index: SegmentIndex) -> Segment {
     Segment { base_offset, log_path, file, index, appender: None, opened_at: Instant::now() }
 }
 
-async fn load_index(dir: &Path, base_offset: u64) -> Result<Option<(SegmentIndex, u16)>, OpenError> {
+async fn load_index(dir: &Path, base_offset: Offset) -> Result<Option<(SegmentIndex, u16)>, OpenError> {
     let path = dir.join(index_file_name(base_offset));
     let Some(bytes) = read_file(&path).await.map_err(OpenError::Io)? else {
         return Ok(None);
@@ -150,12 +151,13 @@ pub(crate) async fn scan(
     file: &SegmentFile,
     path: &Path,
     index: &mut SegmentIndex,
-    file_size: u64,
+    file_size: FilePosition,
     epochs: &mut EpochScan,
 ) -> Result<ScanStop, OpenError> {
+    let file_size = file_size.get();
     let mut window_bytes = RECOVERY_READ_BYTES;
     loop {
-        let position = index.end_position;
+        let position = index.end_position.get();
         let left = file_size - position;
         if left == 0 {
             return Ok(ScanStop::EndOfFile);
@@ -167,8 +169,8 @@ pub(crate) async fn scan(
         let buf = file.read_at(position, want).await.map_err(|e| OpenError::Io(IoError::new("read", path, e)))?;
         let mut cursor = 0usize;
         while cursor < buf.len() {
-            let (header, size) = match next_batch(&buf[cursor..], index.next_offset, epochs) {
-                Step::Batch { header, size } => (header, size),
+            let (batch, size) = match next_batch(&buf[cursor..], index.next_offset, epochs) {
+                Step::Batch { batch, size } => (batch, size),
                 Step::NeedHeader => break,
                 Step::NeedBytes { size } => {
                     if position + (cursor + size) as u64 > file_size {
@@ -179,17 +181,11 @@ pub(crate) async fn scan(
                 }
                 Step::Stop(stop) => return Ok(stop),
             };
-            let batch_position = position + cursor as u64;
-            index.on_batch(
-                header.base_offset as u64,
-                header.last_offset() as u64,
-                batch_position,
-                size as u64,
-                header.max_timestamp,
-            );
+            let batch_position = FilePosition::new(position + cursor as u64);
+            index.on_batch(batch.base_offset, batch.last_offset, batch_position, size as u64, batch.max_timestamp);
             cursor += size;
         }
-        if index.end_position == position {
+        if index.end_position.get() == position {
             // Not one whole batch fitted and the window was not widened: nothing valid here.
             if window_bytes <= want {
                 return Ok(ScanStop::Torn);
@@ -198,11 +194,18 @@ pub(crate) async fn scan(
     }
 }
 
+/// The facts of one valid batch the index needs.
+struct ScannedBatch {
+    base_offset: Offset,
+    last_offset: Offset,
+    max_timestamp: i64,
+}
+
 /// What the bytes at a scan position hold.
 enum Step {
     /// A whole, intact batch continuing the log at the expected offset.
     Batch {
-        header: BatchHeader,
+        batch: ScannedBatch,
         size: usize,
     },
     /// Fewer than the 12 bytes that give a batch's size.
@@ -218,7 +221,7 @@ enum Step {
 /// `next_offset`, and its leader epoch — without I/O, so that the file scan and
 /// [`scan_segment_bytes`] apply exactly the same rules. The epoch comes last: `epochs` records
 /// a batch it accepts, so it only sees batches that pass everything else.
-fn next_batch(rest: &[u8], next_offset: u64, epochs: &mut EpochScan) -> Step {
+fn next_batch(rest: &[u8], next_offset: Offset, epochs: &mut EpochScan) -> Step {
     let size = match peek_batch_size(rest) {
         Ok(Some(size)) => size,
         Ok(None) => return Step::NeedHeader,
@@ -239,17 +242,20 @@ fn next_batch(rest: &[u8], next_offset: u64, epochs: &mut EpochScan) -> Step {
     if validate_frame(batch).is_err() {
         return Step::Stop(ScanStop::Invalid);
     }
-    if header.base_offset < 0 || header.base_offset as u64 != next_offset || header.last_offset() < header.base_offset {
-        return Step::Stop(ScanStop::OffsetGap);
-    }
-    // validate_frame checked baseOffset + lastOffsetDelta does not overflow, and ≥ 0 above.
-    let Some(base_offset) = Offset::from_wire(header.base_offset) else {
+    // validate_frame checked baseOffset + lastOffsetDelta does not overflow; a last offset of
+    // Offset::MAX leaves no next offset, so the log could not continue after it.
+    let base_offset = Offset::from_wire(header.base_offset);
+    let last_offset = Offset::from_wire(header.last_offset()).filter(|last| last.next().is_some());
+    let (Some(base_offset), Some(last_offset)) = (base_offset, last_offset) else {
         return Step::Stop(ScanStop::OffsetGap);
     };
+    if base_offset != next_offset || last_offset < base_offset {
+        return Step::Stop(ScanStop::OffsetGap);
+    }
     if epochs.accept(base_offset, header.partition_leader_epoch).is_err() {
         return Step::Stop(ScanStop::BadEpoch);
     }
-    Step::Batch { header, size }
+    Step::Batch { batch: ScannedBatch { base_offset, last_offset, max_timestamp: header.max_timestamp }, size }
 }
 
 /// The result of [`scan_segment_bytes`].
@@ -258,7 +264,7 @@ pub struct SegmentScan {
     /// Bytes from the start that recovery keeps; the rest would be truncated.
     pub valid_bytes: u64,
     /// The offset the next append would get.
-    pub next_offset: u64,
+    pub next_offset: Offset,
     pub batches: u64,
     pub stop: ScanStop,
 }
@@ -267,12 +273,12 @@ pub struct SegmentScan {
 /// a file on open, with the same index bookkeeping, but no I/O. For fuzzing (`fuzz/`) and
 /// tests; `Log::open` uses the file scan. Epochs follow the rules of a log without a
 /// checkpoint: known, and never decreasing.
-pub fn scan_segment_bytes(bytes: &[u8], base_offset: u64) -> SegmentScan {
+pub fn scan_segment_bytes(bytes: &[u8], base_offset: Offset) -> SegmentScan {
     let mut epochs = EpochScan::Rebuild(Vec::new());
     let mut index = SegmentIndex::new(base_offset);
     let mut batches = 0u64;
     let stop = loop {
-        let position = index.end_position as usize;
+        let position = index.end_position.get() as usize;
         let rest = &bytes[position..];
         if rest.is_empty() {
             break ScanStop::EndOfFile;
@@ -281,23 +287,18 @@ pub fn scan_segment_bytes(bytes: &[u8], base_offset: u64) -> SegmentScan {
             break if rest.iter().all(|&b| b == 0) { ScanStop::Invalid } else { ScanStop::Torn };
         }
         match next_batch(rest, index.next_offset, &mut epochs) {
-            Step::Batch { header, size } => {
-                index.on_batch(
-                    header.base_offset as u64,
-                    header.last_offset() as u64,
-                    position as u64,
-                    size as u64,
-                    header.max_timestamp,
-                );
+            Step::Batch { batch, size } => {
+                let at = FilePosition::new(position as u64);
+                index.on_batch(batch.base_offset, batch.last_offset, at, size as u64, batch.max_timestamp);
                 batches += 1;
             }
             Step::NeedHeader | Step::NeedBytes { .. } => break ScanStop::Torn,
             Step::Stop(stop) => break stop,
         }
     };
-    assert!(index.end_position <= bytes.len() as u64);
+    assert!(index.end_position.get() <= bytes.len() as u64);
     assert!(index.next_offset >= base_offset);
-    SegmentScan { valid_bytes: index.end_position, next_offset: index.next_offset, batches, stop }
+    SegmentScan { valid_bytes: index.end_position.get(), next_offset: index.next_offset, batches, stop }
 }
 
 /// What `walk_headers` does after one batch.
@@ -312,8 +313,8 @@ pub(crate) enum Visit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WalkEnd {
     End { next_offset: Offset },
-    Stopped { position: u64, offset: Offset },
-    Broken { position: u64, offset: Offset },
+    Stopped { position: FilePosition, offset: Offset },
+    Broken { position: FilePosition, offset: Offset },
 }
 
 /// Walks the headers of a segment's batches from `position` (where the batch `offset` starts)
@@ -324,11 +325,12 @@ pub(crate) enum WalkEnd {
 pub(crate) async fn walk_headers(
     file: &SegmentFile,
     path: &Path,
-    mut position: u64,
+    start_position: FilePosition,
     mut offset: Offset,
-    end_position: u64,
-    mut visit: impl FnMut(u64, &BatchHeader) -> Visit,
+    end_position: FilePosition,
+    mut visit: impl FnMut(FilePosition, &BatchHeader) -> Visit,
 ) -> Result<WalkEnd, IoError> {
+    let (mut position, end_position) = (start_position.get(), end_position.get());
     let mut window = bytes::Bytes::new();
     let mut window_position = 0u64;
     // Each pass steps past one batch of at least BATCH_HEADER_BYTES, or returns.
@@ -336,7 +338,7 @@ pub(crate) async fn walk_headers(
         if position == end_position {
             return Ok(WalkEnd::End { next_offset: offset });
         }
-        let broken = WalkEnd::Broken { position, offset };
+        let broken = WalkEnd::Broken { position: FilePosition::new(position), offset };
         if position > end_position || end_position - position < BATCH_HEADER_BYTES as u64 {
             return Ok(broken);
         }
@@ -363,13 +365,13 @@ pub(crate) async fn walk_headers(
         let Some(next) = next.filter(|_| continues) else {
             return Ok(broken);
         };
-        if let Visit::Stop = visit(position, &header) {
-            return Ok(WalkEnd::Stopped { position, offset });
+        if let Visit::Stop = visit(FilePosition::new(position), &header) {
+            return Ok(WalkEnd::Stopped { position: FilePosition::new(position), offset });
         }
         position += size;
         offset = next;
     }
-    Ok(WalkEnd::Broken { position, offset })
+    Ok(WalkEnd::Broken { position: FilePosition::new(position), offset })
 }
 
 /// Checks the leader epochs of a trusted segment's batches, from its start to `end_position`,
@@ -380,10 +382,10 @@ async fn walk_epochs(
     file: &SegmentFile,
     path: &Path,
     base_offset: Offset,
-    end_position: u64,
+    end_position: FilePosition,
     epochs: &mut EpochScan,
-) -> Result<Option<(u64, Offset)>, OpenError> {
-    let walk = walk_headers(file, path, 0, base_offset, end_position, |_, header| {
+) -> Result<Option<(FilePosition, Offset)>, OpenError> {
+    let walk = walk_headers(file, path, FilePosition::ZERO, base_offset, end_position, |_, header| {
         // walk_headers checked the base offset is one.
         match Offset::from_wire(header.base_offset).map(|base| epochs.accept(base, header.partition_leader_epoch)) {
             Some(Ok(())) => Visit::Continue,
@@ -407,12 +409,12 @@ pub(crate) async fn batch_holding(
     path: &Path,
     index: &SegmentIndex,
     target: Offset,
-) -> Result<(Offset, u64), ReadError> {
-    assert!(target.get() >= index.base_offset);
-    assert!(target.get() < index.next_offset);
-    let (entry_offset, entry_position) = index.lookup(target.get());
+) -> Result<(Offset, FilePosition), ReadError> {
+    assert!(target >= index.base_offset);
+    assert!(target < index.next_offset);
+    let (entry_offset, entry_position) = index.lookup(target);
     let end = index.end_position;
-    let walk = walk_headers(file, path, entry_position, Offset::new(entry_offset), end, |_, header| {
+    let walk = walk_headers(file, path, entry_position, entry_offset, end, |_, header| {
         if header.last_offset() >= target.to_wire() {
             Visit::Stop
         } else {
@@ -429,7 +431,7 @@ pub(crate) async fn batch_holding(
                 _ => end,
             };
             Err(ReadError::Corrupt {
-                offset: target.get(),
+                offset: target,
                 path: path.to_path_buf(),
                 position,
                 source: crate::batch::BatchError::Truncated { needed_bytes: BATCH_HEADER_BYTES, have_bytes: 0 },
@@ -448,7 +450,7 @@ pub(crate) async fn batch_holding(
 pub(crate) async fn cut_segment_files(
     dir: &Path,
     mut tail: Vec<Segment>,
-    cut_position: u64,
+    cut_position: FilePosition,
     epochs: &mut EpochScan,
 ) -> Result<Segment, IoError> {
     assert!(!tail.is_empty());
@@ -474,7 +476,7 @@ pub(crate) async fn cut_segment_files(
     sync_dir(dir).await?;
     let path = holding.log_path.clone();
     crash_point("truncate: truncate holding segment", &path)?;
-    holding.file.truncate(cut_position).await.map_err(|e| IoError::new("truncate", &path, e))?;
+    holding.file.truncate(cut_position.get()).await.map_err(|e| IoError::new("truncate", &path, e))?;
     crash_point("truncate: sync holding segment", &path)?;
     holding.file.fdatasync().await.map_err(|e| IoError::new("fdatasync", &path, e))?;
     let mut index = holding.index.clone();
@@ -487,8 +489,8 @@ pub(crate) async fn cut_segment_files(
         other => IoError::new("scan", &path, std::io::Error::other(other.to_string())),
     })?;
     if index.end_position < cut_position {
-        tracing::warn!(path = %path.display(), ?stop, valid_bytes = index.end_position, "a bad batch before the truncation point; cutting there too");
-        holding.file.truncate(index.end_position).await.map_err(|e| IoError::new("truncate", &path, e))?;
+        tracing::warn!(path = %path.display(), ?stop, valid_bytes = %index.end_position, "a bad batch before the truncation point; cutting there too");
+        holding.file.truncate(index.end_position.get()).await.map_err(|e| IoError::new("truncate", &path, e))?;
         holding.file.fdatasync().await.map_err(|e| IoError::new("fdatasync", &path, e))?;
     }
     assert!(index.end_position <= cut_position);
@@ -508,6 +510,10 @@ async fn classify_short_tail(file: &SegmentFile, path: &Path, position: u64, lef
 mod tests {
     use super::*;
     use crate::batch::{write_base_offset, BatchBuilder};
+
+    fn o(offset: u64) -> Offset {
+        Offset::new(offset)
+    }
 
     /// `counts[i]` records per batch, numbered from `base_offset`, back to back.
     fn segment(base_offset: u64, counts: &[usize]) -> (Vec<u8>, Vec<usize>) {
@@ -531,23 +537,23 @@ mod tests {
     #[test]
     fn in_memory_scan_keeps_the_valid_prefix_and_names_the_stop() {
         let (bytes, ends) = segment(100, &[1, 3, 2]);
-        let all = scan_segment_bytes(&bytes, 100);
+        let all = scan_segment_bytes(&bytes, o(100));
         assert_eq!(
             all,
-            SegmentScan { valid_bytes: ends[2] as u64, next_offset: 106, batches: 3, stop: ScanStop::EndOfFile }
+            SegmentScan { valid_bytes: ends[2] as u64, next_offset: o(106), batches: 3, stop: ScanStop::EndOfFile }
         );
 
-        let torn = scan_segment_bytes(&bytes[..ends[2] - 1], 100);
-        assert_eq!((torn.valid_bytes, torn.next_offset, torn.stop), (ends[1] as u64, 104, ScanStop::Torn));
+        let torn = scan_segment_bytes(&bytes[..ends[2] - 1], o(100));
+        assert_eq!((torn.valid_bytes, torn.next_offset, torn.stop), (ends[1] as u64, o(104), ScanStop::Torn));
 
         let mut zeroed = bytes.clone();
         zeroed.extend([0u8; 4096]);
-        let zeroed = scan_segment_bytes(&zeroed, 100);
+        let zeroed = scan_segment_bytes(&zeroed, o(100));
         assert_eq!((zeroed.valid_bytes, zeroed.stop), (ends[2] as u64, ScanStop::Invalid));
 
         let mut flipped = bytes.clone();
         *flipped.last_mut().unwrap() ^= 1;
-        let flipped = scan_segment_bytes(&flipped, 100);
+        let flipped = scan_segment_bytes(&flipped, o(100));
         assert_eq!((flipped.valid_bytes, flipped.stop), (ends[1] as u64, ScanStop::BadCrc));
 
         // Found by the segment_recovery fuzz target: a batch with a valid CRC but
@@ -555,10 +561,10 @@ mod tests {
         let mut zero_count = bytes.clone();
         zero_count[ends[1] + 57..ends[1] + 61].copy_from_slice(&0i32.to_be_bytes());
         crate::batch::write_crc(&mut zero_count[ends[1]..ends[2]]);
-        let zero_count = scan_segment_bytes(&zero_count, 100);
+        let zero_count = scan_segment_bytes(&zero_count, o(100));
         assert_eq!((zero_count.valid_bytes, zero_count.stop), (ends[1] as u64, ScanStop::Invalid));
 
-        let gap = scan_segment_bytes(&bytes, 99);
+        let gap = scan_segment_bytes(&bytes, o(99));
         assert_eq!((gap.valid_bytes, gap.batches, gap.stop), (0, 0, ScanStop::OffsetGap));
     }
 
@@ -572,12 +578,15 @@ mod tests {
                 b[start + 12..start + 16].copy_from_slice(&epoch.to_be_bytes());
                 start = *end;
             }
-            scan_segment_bytes(&b, 100)
+            scan_segment_bytes(&b, o(100))
         };
         let rising = with_epochs([0, 2, 2, 9]);
         assert_eq!((rising.valid_bytes, rising.stop), (ends[3] as u64, ScanStop::EndOfFile));
         let falling = with_epochs([0, 2, 1, 9]);
-        assert_eq!((falling.valid_bytes, falling.next_offset, falling.stop), (ends[1] as u64, 104, ScanStop::BadEpoch));
+        assert_eq!(
+            (falling.valid_bytes, falling.next_offset, falling.stop),
+            (ends[1] as u64, o(104), ScanStop::BadEpoch)
+        );
         let unknown = with_epochs([-1, 0, 0, 0]);
         assert_eq!((unknown.valid_bytes, unknown.stop), (0, ScanStop::BadEpoch));
     }

@@ -90,14 +90,14 @@ fn eviction_takes_the_oldest_inserted_batch_across_logs() {
         append(a, 1).await; // a0
         append(b, 2).await; // b0
         append(a, 3).await; // a1
-        assert_eq!(firsts(), (Some(0), Some(0)));
+        assert_eq!(firsts(), (Some(o(0)), Some(o(0))));
         append(b, 4).await; // b1: a0, the oldest, goes
-        assert_eq!(firsts(), (Some(1), Some(0)));
+        assert_eq!(firsts(), (Some(o(1)), Some(o(0))));
         append(a, 5).await; // a2: b0 goes
-        assert_eq!(firsts(), (Some(1), Some(1)));
+        assert_eq!(firsts(), (Some(o(1)), Some(o(1))));
         append(a, 6).await; // a3: a1 goes
         append(a, 7).await; // a4: b1 goes — b is a quiet log, its batches are old
-        assert_eq!(firsts(), (Some(2), None));
+        assert_eq!(firsts(), (Some(o(2)), None));
         for log in logs {
             log.close().await.unwrap();
         }
@@ -114,18 +114,18 @@ fn reads_after_eviction_come_from_disk_and_are_identical() {
         for seed in 0..200u64 {
             log.append(&[batch(seed, 1 + (seed % 3) as u32, 700, seed as i64)], Durability::None).await.unwrap();
         }
-        assert_eq!(log.cache_first_offset(), Some(0), "everything fits");
+        assert_eq!(log.cache_first_offset(), Some(o(0)), "everything fits");
         // One whole batch per read (a disk read's window may hold fewer batches than the cache
         // returns for the same bytes_max, so compare batch by batch).
         let mut cached = Vec::new();
-        for offset in 0..log.log_end_offset() {
-            cached.push(log.read(offset, 1).await.unwrap().to_bytes());
+        for offset in 0..log.log_end_offset().get() {
+            cached.push(log.read(o(offset), 1).await.unwrap().to_bytes());
         }
         log.flush().await.unwrap();
         set_shard_budget_bytes(0);
         assert_eq!(log.cache_first_offset(), None, "a zero budget evicts every written batch");
         for (offset, expected) in cached.iter().enumerate() {
-            let from_disk = log.read(offset as u64, 1).await.unwrap().to_bytes();
+            let from_disk = log.read(o(offset as u64), 1).await.unwrap().to_bytes();
             assert!(from_disk == *expected, "read at {offset} differs between the cache and the disk");
         }
         log.close().await.unwrap();

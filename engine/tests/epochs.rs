@@ -170,7 +170,7 @@ fn a_missing_or_corrupt_checkpoint_is_rebuilt_from_the_batches() {
         run(move || async move {
             let log = Log::open(&dir, small_config()).await.unwrap();
             assert_eq!(log.leader_epochs(), entries(&[(0, 0), (3, 180), (7, 360)]), "{name}");
-            assert_eq!(log.log_end_offset(), 540, "{name}");
+            assert_eq!(log.log_end_offset(), o(540), "{name}");
             assert_eq!(read_epochs(&log).await, expected, "{name}");
             log.close().await.unwrap();
         });
@@ -206,14 +206,14 @@ fn rebuilding_cuts_the_log_where_an_epoch_decreases() {
     let probe = original.clone();
     run(move || async move {
         let log = Log::open(&original, small_config()).await.unwrap();
-        assert_eq!(log.log_end_offset(), cut, "the log ends just before the decrease");
+        assert_eq!(log.log_end_offset(), o(cut), "the log ends just before the decrease");
         assert_eq!(log.leader_epochs(), entries(&[(0, 0), (3, 180)]));
         let epochs = read_epochs(&log).await;
         assert_eq!(epochs.last().unwrap().0 + 3, cut);
         assert!(epochs.iter().all(|&(_, epoch)| epoch == 0 || epoch == 3));
         // Appends continue there, in the latest epoch kept.
         let info = log.append(&[batch(999, 1, 10, 0)], Durability::Sync).await.unwrap();
-        assert_eq!(info.base_offsets, vec![cut]);
+        assert_eq!(info.base_offsets, vec![o(cut)]);
         log.close().await.unwrap();
     });
     let last = segment_files(&probe).pop().unwrap();
@@ -239,7 +239,7 @@ fn recovery_cuts_an_unsealed_tail_whose_epoch_is_not_checkpointed() {
     write_stored_epoch(&last, victim.position, 0);
     run(move || async move {
         let log = Log::open(&probe, small_config()).await.unwrap();
-        assert_eq!(log.log_end_offset(), 9);
+        assert_eq!(log.log_end_offset(), o(9));
         assert_eq!(read_epochs(&log).await, vec![(0, 0), (3, 0), (6, 2)]);
         assert_eq!(log.leader_epoch(), e(2));
         log.close().await.unwrap();
@@ -268,14 +268,14 @@ fn a_flipped_epoch_in_a_sealed_segment_is_reported_never_served() {
     run(move || async move {
         engine::cache::set_shard_budget_bytes(0);
         let log = Log::open(&probe, small_config()).await.unwrap();
-        let err = log.read(victim.base_offset, 1).await.unwrap_err();
+        let err = log.read(o(victim.base_offset), 1).await.unwrap_err();
         assert!(matches!(err, ReadError::Corrupt { .. }), "{err}");
         assert!(err.is_corrupt());
         // A read from the segment's start stops before it.
-        let read = log.read(batches[0].base_offset, 1 << 20).await.unwrap();
-        assert_eq!(read.next_offset, victim.base_offset);
+        let read = log.read(o(batches[0].base_offset), 1 << 20).await.unwrap();
+        assert_eq!(read.next_offset, o(victim.base_offset));
         // The batch after it reads fine.
-        let after = log.read(batches[3].base_offset, 1).await.unwrap();
+        let after = log.read(o(batches[3].base_offset), 1).await.unwrap();
         assert_eq!(
             engine::batch::split_batches(after.to_bytes()).next().unwrap().unwrap().base_offset() as u64,
             batches[3].base_offset
@@ -306,7 +306,7 @@ fn checkpoint_entries_past_the_recovered_end_are_dropped() {
     std::fs::OpenOptions::new().write(true).open(&last).unwrap().set_len(cut.position).unwrap();
     run(move || async move {
         let log = Log::open(&probe, small_config()).await.unwrap();
-        assert_eq!(log.log_end_offset(), 15);
+        assert_eq!(log.log_end_offset(), o(15));
         assert_eq!(log.leader_epochs(), entries(&[(0, 0), (1, 12)]));
         assert_ne!(std::fs::read(probe.join(EPOCHS_FILE)).unwrap(), written, "the checkpoint is rewritten");
         log.close().await.unwrap();

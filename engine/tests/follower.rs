@@ -9,16 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use engine::ids::{LeaderEpoch, Offset};
+use engine::ids::LeaderEpoch;
 use engine::io::faulty::{FaultInjector, FaultPlan};
 use engine::{AppendError, Durability, EpochEntry, Log, MaintenanceError, TruncateError};
 
 fn e(epoch: u32) -> LeaderEpoch {
     LeaderEpoch::new(epoch)
-}
-
-fn o(offset: u64) -> Offset {
-    Offset::new(offset)
 }
 
 fn entries(pairs: &[(u32, u64)]) -> Vec<EpochEntry> {
@@ -86,7 +82,7 @@ fn replica_batches_must_continue_the_log_exactly() {
             let log = log.clone();
             async move {
                 let err = log.append_replica(&batches, Durability::Sync).await.unwrap_err();
-                assert_eq!(log.log_end_offset(), 3, "a rejected request moved the log end: {err}");
+                assert_eq!(log.log_end_offset(), o(3), "a rejected request moved the log end: {err}");
                 assert_eq!(log.leader_epochs(), entries(&[(2, 0)]), "a rejected request changed the epochs: {err}");
                 err
             }
@@ -114,7 +110,7 @@ fn replica_batches_must_continue_the_log_exactly() {
         // New epochs inside one request each get an entry.
         let batches = [stored_batch(4, 2, 10, 3, 2), stored_batch(5, 1, 10, 5, 6), stored_batch(6, 1, 10, 6, 9)];
         let info = log.append_replica(&batches, Durability::Sync).await.unwrap();
-        assert_eq!(info.base_offsets, vec![3, 5, 6]);
+        assert_eq!(info.base_offsets, vec![o(3), o(5), o(6)]);
         assert_eq!(log.leader_epochs(), entries(&[(2, 0), (6, 5), (9, 6)]));
         assert_eq!(read_epochs(&log).await, vec![(0, 2), (3, 2), (5, 6), (6, 9)]);
         // A leader append after that stamps the latest epoch.
@@ -133,7 +129,7 @@ fn truncate_to_cuts_at_batch_boundaries_everywhere() {
         let log = leader(&path).await;
         let all = read_whole_batches(&log).await;
         let epochs = log.leader_epochs();
-        let end = log.log_end_offset();
+        let end = log.log_end_offset().get();
         log.close().await.unwrap();
         let bases: Vec<u64> = all.iter().map(|b| i64::from_be_bytes(b[0..8].try_into().unwrap()) as u64).collect();
         let segment_bases: Vec<u64> =
@@ -156,7 +152,7 @@ fn truncate_to_cuts_at_batch_boundaries_everywhere() {
             assert!(cut <= target);
             let new_end = log.truncate_to(o(target)).await.unwrap();
             assert_eq!(new_end, o(cut), "truncate_to({target})");
-            assert_eq!(log.log_end_offset(), cut);
+            assert_eq!(log.log_end_offset(), o(cut));
             assert_eq!(log.checkpointed_high_watermark(), o(cut));
             let expected_epochs: Vec<EpochEntry> = epochs.iter().copied().filter(|x| x.start_offset < o(cut)).collect();
             let expected_epochs = if expected_epochs.is_empty() { entries(&[(0, cut)]) } else { expected_epochs };
@@ -164,10 +160,10 @@ fn truncate_to_cuts_at_batch_boundaries_everywhere() {
             assert_eq!(read_whole_batches(&log).await, all[..keep], "truncate_to({target})");
             // Appends continue at the cut, in the latest epoch kept.
             let info = log.append(&[batch(900, 2, 10, 0)], Durability::Sync).await.unwrap();
-            assert_eq!(info.base_offsets, vec![cut]);
+            assert_eq!(info.base_offsets, vec![o(cut)]);
             log.close().await.unwrap();
             let log = Log::open(&case, small_config()).await.unwrap();
-            assert_eq!(log.log_end_offset(), cut + 2);
+            assert_eq!(log.log_end_offset(), o(cut + 2));
             assert_eq!(read_whole_batches(&log).await[..keep], all[..keep]);
             assert!(!case.join("truncate-intent").exists());
             log.close().await.unwrap();
@@ -196,7 +192,7 @@ fn truncate_to_edges() {
             log.append(&[batch(seed, 2, 2000, 0)], Durability::None).await.unwrap();
         }
         log.apply_retention(0).await.unwrap();
-        let (start, end) = (log.log_start_offset(), log.log_end_offset());
+        let (start, end) = (log.log_start_offset().get(), log.log_end_offset().get());
         assert!(start > 0);
         // Past the end: nothing to do. Below the start: an error.
         assert_eq!(log.truncate_to(o(end + 10)).await.unwrap(), o(end));
@@ -206,16 +202,16 @@ fn truncate_to_edges() {
         // To the start: an empty log there, back at epoch 0.
         log.begin_epoch(e(3)).await.unwrap();
         assert_eq!(log.truncate_to(o(start)).await.unwrap(), o(start));
-        assert_eq!((log.log_start_offset(), log.log_end_offset()), (start, start));
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (o(start), o(start)));
         assert_eq!(log.leader_epochs(), entries(&[(0, start)]));
-        assert!(log.read(start, 100).await.unwrap().is_empty());
+        assert!(log.read(o(start), 100).await.unwrap().is_empty());
         // A replica may then start over at any epoch.
         log.append_replica(&[stored_batch(1, 2, 10, start, 7)], Durability::Sync).await.unwrap();
         assert_eq!(log.leader_epochs(), entries(&[(7, start)]));
         log.close().await.unwrap();
         assert!(matches!(log.truncate_to(o(start)).await, Err(TruncateError::Closed)));
         let log = Log::open(&path, small_config()).await.unwrap();
-        assert_eq!((log.log_start_offset(), log.log_end_offset()), (start, start + 2));
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (o(start), o(start + 2)));
         log.close().await.unwrap();
     });
 }
@@ -230,7 +226,7 @@ fn an_append_waiting_when_its_batches_are_truncated_is_not_acknowledged() {
         let kept = log.append_queued(&[batch(2, 2, 10, 0)]).await.unwrap();
         let cut = log.append_queued(&[batch(3, 2, 10, 0)]).await.unwrap();
         assert_eq!(log.truncate_to(o(4)).await.unwrap(), o(4));
-        assert_eq!(kept.durable(Durability::Sync).await.unwrap().log_end_offset, 4);
+        assert_eq!(kept.durable(Durability::Sync).await.unwrap().log_end_offset, o(4));
         let err = cut.durable(Durability::Sync).await.unwrap_err();
         assert!(
             matches!(err, AppendError::Truncated { end_offset, truncated_to } if end_offset == o(6) && truncated_to == o(4)),
@@ -238,7 +234,7 @@ fn an_append_waiting_when_its_batches_are_truncated_is_not_acknowledged() {
         );
         // New batches at the same offsets are not confused with the old ones.
         let again = log.append_queued(&[batch(4, 2, 10, 0)]).await.unwrap();
-        assert_eq!(again.durable(Durability::None).await.unwrap().base_offsets, vec![4]);
+        assert_eq!(again.durable(Durability::None).await.unwrap().base_offsets, vec![o(4)]);
         log.close().await.unwrap();
     });
 }
@@ -263,7 +259,7 @@ fn reads_racing_a_truncation_see_the_log_before_or_after_it() {
                     let mut reads = 0;
                     for i in 0..200u64 {
                         let offset = (i * 37 + r * 11) % 400;
-                        match log.read(offset, 16 << 10).await {
+                        match log.read(o(offset), 16 << 10).await {
                             Ok(read) => {
                                 for b in engine::batch::split_batches(read.to_bytes()) {
                                     let b = b.unwrap().into_bytes();
@@ -318,7 +314,7 @@ fn the_high_watermark_checkpoint_survives_reopen_clamped_to_the_log() {
     let path = probe.clone();
     run(move || async move {
         let log = Log::open(&path, small_config()).await.unwrap();
-        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(log.log_end_offset(), o(0));
         assert_eq!(log.checkpointed_high_watermark(), o(0));
         log.close().await.unwrap();
     });
@@ -344,7 +340,7 @@ fn a_truncation_interrupted_at_any_step_is_finished_or_never_happened() {
     let root = dir.path().to_path_buf();
     run(move || async move {
         let log = leader(&original).await;
-        log.checkpoint_high_watermark(Offset::new(log.log_end_offset())).await.unwrap();
+        log.checkpoint_high_watermark(log.log_end_offset()).await.unwrap();
         let before = read_whole_batches(&log).await;
         let epochs_before = log.leader_epochs();
         log.close().await.unwrap();

@@ -57,10 +57,10 @@ fn segment_sizes(dir: &std::path::Path) -> Vec<u64> {
 }
 
 async fn check(log: &Log, model: &Model) {
-    assert_eq!(log.log_end_offset(), model.end);
-    let start = log.log_start_offset();
+    assert_eq!(log.log_end_offset(), o(model.end));
+    let start = log.log_start_offset().get();
     assert_eq!(start, model.batches.first().map_or(model.end, |b| b.0 as u64));
-    assert_eq!(read_all(log, start).await, model.batches);
+    assert_eq!(read_all(log, o(start)).await, model.batches);
 }
 
 fn run_ops(ops: Vec<Op>) {
@@ -87,19 +87,19 @@ fn run_ops(ops: Vec<Op>) {
                     let durability = if sync { Durability::Sync } else { Durability::None };
                     let info = log.append(&bytes, durability).await.unwrap();
                     for ((b, &(count, _)), base) in bytes.iter().zip(&batches).zip(&info.base_offsets) {
-                        assert_eq!(*base, model.end, "offsets assigned contiguously");
-                        model.batches.push((*base as i64, count, b.slice(16..)));
+                        assert_eq!(base.get(), model.end, "offsets assigned contiguously");
+                        model.batches.push((base.to_wire(), count, b.slice(16..)));
                         model.end += u64::from(count);
                     }
                     if sync {
-                        assert_eq!(log.durable_end_offset(), model.end);
+                        assert_eq!(log.durable_end_offset(), o(model.end));
                         model.durable_end = model.end;
                     }
                 }
                 Op::Read { at_permille, bytes_max } => {
-                    let start = log.log_start_offset();
+                    let start = log.log_start_offset().get();
                     let offset = start + (model.end - start) * u64::from(at_permille) / 1000;
-                    let read = log.read(offset, bytes_max).await.unwrap();
+                    let read = log.read(o(offset), bytes_max).await.unwrap();
                     if offset == model.end {
                         assert!(read.is_empty());
                         continue;
@@ -126,7 +126,7 @@ fn run_ops(ops: Vec<Op>) {
                         let _ = std::fs::remove_file(path.join("clean_shutdown"));
                     }
                     log = Log::open(&path, config(None)).await.unwrap();
-                    let end = log.log_end_offset();
+                    let end = log.log_end_offset().get();
                     assert!(
                         end >= model.durable_end,
                         "synced offsets lost: log ends at {end}, {} synced",
@@ -152,8 +152,8 @@ fn run_ops(ops: Vec<Op>) {
                     let total_before: u64 = sizes.iter().sum();
                     assert_eq!(log.stats().size_bytes, total_before);
                     let outcome = log.apply_retention(0).await.unwrap();
-                    let start = log.log_start_offset();
-                    assert_eq!(outcome.log_start_offset, start);
+                    let start = log.log_start_offset().get();
+                    assert_eq!(outcome.log_start_offset, o(start));
                     // Whole batches (whole segments) from the front only.
                     let keep_from = model.batches.partition_point(|b| (b.0 as u64) < start);
                     if keep_from < model.batches.len() {

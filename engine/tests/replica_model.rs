@@ -145,7 +145,7 @@ impl Model {
 }
 
 async fn check(log: &Log, model: &Model) {
-    assert_eq!(log.log_end_offset(), model.end, "log end");
+    assert_eq!(log.log_end_offset(), Offset::new(model.end), "log end");
     let got: Vec<ModelBatch> = read_whole_batches(log)
         .await
         .into_iter()
@@ -188,7 +188,7 @@ async fn run_op(log: &mut Log, model: &mut Model, injector: &FaultInjector, path
             let durability = if sync { Durability::Sync } else { Durability::None };
             let info = log.append(&bytes, durability).await.unwrap();
             let epoch = model.latest_epoch() as i32;
-            for ((b, &(count, _)), &base) in bytes.iter().zip(&batches).zip(&info.base_offsets) {
+            for ((b, &(count, _)), base) in bytes.iter().zip(&batches).zip(info.base_offsets.iter().map(|b| b.get())) {
                 assert_eq!(base, model.end);
                 model.batches.push(ModelBatch { base, count, epoch, body: b.slice(16..) });
                 model.end += u64::from(count);
@@ -216,7 +216,7 @@ async fn run_op(log: &mut Log, model: &mut Model, injector: &FaultInjector, path
             }
             let durability = if sync { Durability::Sync } else { Durability::None };
             let info = log.append_replica(&bytes, durability).await.unwrap();
-            assert_eq!(info.log_end_offset, base);
+            assert_eq!(info.log_end_offset, Offset::new(base));
             model.end = base;
             if sync {
                 model.durable_end = model.end;
@@ -254,7 +254,7 @@ async fn run_op(log: &mut Log, model: &mut Model, injector: &FaultInjector, path
         }
         Op::Read { at_permille, bytes_max } => {
             let offset = model.end * u64::from(at_permille) / 1000;
-            let read = log.read(offset, bytes_max).await.unwrap();
+            let read = log.read(Offset::new(offset), bytes_max).await.unwrap();
             if offset == model.end {
                 assert!(read.is_empty());
                 return;
@@ -281,7 +281,7 @@ async fn run_op(log: &mut Log, model: &mut Model, injector: &FaultInjector, path
             // The dead log's handles fail every call; close only waits for its background work.
             let _ = log.close().await;
             *log = Log::open(path, config()).await.unwrap();
-            let end = log.log_end_offset();
+            let end = log.log_end_offset().get();
             assert!(
                 end >= model.durable_end,
                 "synced offsets lost: log ends at {end}, {} were synced",

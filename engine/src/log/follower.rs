@@ -48,14 +48,14 @@ impl Log {
     /// themselves) continue the log, and returns the epochs with theirs added, if that adds one.
     pub(super) fn replica_epochs(&self, validated: &[Batch]) -> Result<Option<Epochs>, AppendError> {
         let state = self.inner.state.borrow();
-        let log_end = Offset::new(state.log_end_offset);
+        let log_end = state.log_end_offset;
         let Some(first) = validated.first() else {
             return Err(AppendError::Empty);
         };
         if Offset::from_wire(first.base_offset()) != Some(log_end) {
             return Err(AppendError::ReplicaOffsetMismatch { index: 0, expected: log_end, found: first.base_offset() });
         }
-        let mut epochs = state.epochs.trimmed_before(Offset::new(state.log_start_offset));
+        let mut epochs = state.epochs.trimmed_before(state.log_start_offset);
         let mut changed = false;
         for (index, batch) in validated.iter().enumerate() {
             let stored = batch.header().partition_leader_epoch;
@@ -96,10 +96,10 @@ impl Log {
         let _append = self.inner.append_lock.acquire_permit(1).await.map_err(|_| TruncateError::Closed)?;
         let _maintenance = self.inner.maintenance_lock.acquire_permit(1).await.map_err(|_| TruncateError::Closed)?;
         self.check_writable().map_err(truncate_error)?;
-        self.wait_sealed_before(u64::MAX).await.map_err(truncate_error)?;
+        self.wait_sealed_before(Offset::MAX).await.map_err(truncate_error)?;
         let (log_start, log_end) = {
             let state = self.inner.state.borrow();
-            (Offset::new(state.log_start_offset), Offset::new(state.log_end_offset))
+            (state.log_start_offset, state.log_end_offset)
         };
         if end_offset >= log_end {
             return Ok(log_end);
@@ -116,7 +116,7 @@ impl Log {
         // 2. The batch boundary at or below `end_offset`.
         let (holding_base, file, path, index) = {
             let state = self.inner.state.borrow();
-            let Some((&base, segment)) = state.segments.range(..=end_offset.get()).next_back() else {
+            let Some((&base, segment)) = state.segments.range(..=end_offset).next_back() else {
                 unreachable!("a segment starts at the log start, at or below the offset")
             };
             (base, segment.file.clone(), segment.log_path.clone(), segment.index.clone())
@@ -149,8 +149,8 @@ impl Log {
         // 4. Memory first (readers wait while `truncating`), then the files.
         let (tail, mut epoch_scan) = {
             let mut state = self.inner.state.borrow_mut();
-            state.log_end_offset = cut.get();
-            crate::cache::drop_from(self.inner.cache_id, cut.get());
+            state.log_end_offset = cut;
+            crate::cache::drop_from(self.inner.cache_id, cut);
             retire_stats(&mut state, &active);
             let mut tail: Vec<Segment> = state.segments.split_off(&holding_base).into_values().collect();
             for segment in &mut tail {
@@ -161,15 +161,15 @@ impl Log {
         drop(active);
         let mut holding =
             cut_segment_files(dir, tail, cut_position, &mut epoch_scan).await.map_err(|e| self.fence_truncation(e))?;
-        let new_end = Offset::new(holding.index.next_offset);
+        let new_end = holding.index.next_offset;
         assert!(new_end <= cut);
         guard.cut_at(new_end);
         start_appender(&mut holding).await.map_err(|e| self.fence_truncation(e))?;
         let epochs = {
             let mut state = self.inner.state.borrow_mut();
             state.segments.insert(holding.base_offset, holding);
-            state.log_end_offset = new_end.get();
-            crate::cache::drop_from(self.inner.cache_id, new_end.get());
+            state.log_end_offset = new_end;
+            crate::cache::drop_from(self.inner.cache_id, new_end);
             state.epochs.truncated_from(new_end).trimmed_before(log_start)
         };
         if epochs != self.inner.state.borrow().epochs {
@@ -233,8 +233,7 @@ impl Log {
     /// the log may end below what was checkpointed). The log start when none was.
     pub fn checkpointed_high_watermark(&self) -> Offset {
         let state = self.inner.state.borrow();
-        let high_watermark = state.high_watermark.get().clamp(state.log_start_offset, state.log_end_offset);
-        Offset::new(high_watermark)
+        state.high_watermark.clamp(state.log_start_offset, state.log_end_offset)
     }
 
     /// Writes the high-watermark checkpoint atomically (temp, fdatasync, rename, dir fsync):
@@ -248,7 +247,7 @@ impl Log {
             if state.closed {
                 return Err(MaintenanceError::Closed);
             }
-            let log_end_offset = Offset::new(state.log_end_offset);
+            let log_end_offset = state.log_end_offset;
             if offset > log_end_offset {
                 return Err(MaintenanceError::HighWatermarkBeyondEnd { offset, log_end_offset });
             }
@@ -372,15 +371,15 @@ pub(super) async fn load_truncate_intent(dir: &std::path::Path) -> Result<Option
 /// recovered ones (the holding segment's rebuilt index is checked against them).
 pub(super) async fn redo_truncation(
     dir: &std::path::Path,
-    segments: &mut std::collections::BTreeMap<u64, Segment>,
+    segments: &mut std::collections::BTreeMap<Offset, Segment>,
     cut: Offset,
     epochs: &Epochs,
 ) -> Result<(), OpenError> {
-    let log_end = segments.values().next_back().map_or(0, |s| s.index.next_offset);
-    if cut.get() >= log_end {
+    let log_end = segments.values().next_back().map_or(Offset::ZERO, |s| s.index.next_offset);
+    if cut >= log_end {
         return Ok(());
     }
-    let Some((&holding_base, holding)) = segments.range(..=cut.get()).next_back() else {
+    let Some((&holding_base, holding)) = segments.range(..=cut).next_back() else {
         return Err(OpenError::Corrupt {
             path: dir.join(TRUNCATE_INTENT_FILE),
             reason: format!("truncation to {cut} lies below every segment"),
@@ -392,7 +391,7 @@ pub(super) async fn redo_truncation(
         reason: format!("cannot find the batch boundary of an interrupted truncation to {cut}: {e}"),
     })?;
     assert!(base <= cut);
-    tracing::warn!(dir = %dir.display(), %cut, log_end, "finishing a truncation a crash interrupted");
+    tracing::warn!(dir = %dir.display(), %cut, %log_end, "finishing a truncation a crash interrupted");
     let tail: Vec<Segment> = segments.split_off(&holding_base).into_values().collect();
     let mut scan = EpochScan::Checkpoint(epochs.clone());
     let holding = cut_segment_files(dir, tail, cut_position, &mut scan).await.map_err(OpenError::Io)?;

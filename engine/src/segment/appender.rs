@@ -6,7 +6,8 @@
 //!   durable** — not even written — until `wait_durable` (or `seal`) says so.
 //! - One pusher at a time: the owning `Log` serialises appends; the appender itself only runs
 //!   a background flusher task that writes and syncs.
-//! - Positions are file positions. `end_position` ≥ `written_position` ≥ `durable_position`.
+//! - Positions are file positions (`FilePosition` at this API; plain bytes inside, where
+//!   only positions meet). `end_position` ≥ `written_position` ≥ `durable_position`.
 //!   The prefix `[0, durable_position)` survived an fdatasync that completed successfully.
 //! - After any write or fdatasync error the appender is *fenced*: every waiter and every later
 //!   call gets the error. A failed fdatasync is never retried, because the kernel may have
@@ -47,6 +48,7 @@ use glommio::io::DmaBuffer;
 
 use crate::error::IoError;
 use crate::fs::{align_down, align_up};
+use crate::ids::{FilePosition, Offset};
 use crate::io::SegmentFile;
 use crate::latency::LatencyHistogram;
 use crate::limits::{
@@ -97,8 +99,8 @@ struct State {
     /// log can say which offsets are durable. Bounded: past `DURABLE_MARKS_MAX` the newest
     /// mark is overwritten, which only makes `durable_next_offset` lag (never lead) until a
     /// sync covers it.
-    durable_marks: VecDeque<(u64, u64)>,
-    durable_next_offset: u64,
+    durable_marks: VecDeque<(FilePosition, Offset)>,
+    durable_next_offset: Offset,
     sync_deadline: Option<Instant>,
     sync_in_flight: bool,
     /// Bytes reserved on disk with fallocate.
@@ -153,11 +155,12 @@ impl Appender {
     pub fn start(
         file: Rc<SegmentFile>,
         path: &Path,
-        end_position: u64,
-        next_offset: u64,
+        end_position: FilePosition,
+        next_offset: Offset,
         tail_page: &[u8],
         allocated_bytes: u64,
     ) -> Appender {
+        let end_position = end_position.get();
         let chunk_position = align_down(end_position);
         assert_eq!(tail_page.len() as u64, end_position - chunk_position);
         assert!((tail_page.len() as u64) < IO_ALIGN_BYTES);
@@ -199,16 +202,16 @@ impl Appender {
         Appender { inner }
     }
 
-    pub fn end_position(&self) -> u64 {
-        self.inner.state.borrow().end_position
+    pub fn end_position(&self) -> FilePosition {
+        FilePosition::new(self.inner.state.borrow().end_position)
     }
 
-    pub fn written_position(&self) -> u64 {
-        self.inner.state.borrow().written_position
+    pub fn written_position(&self) -> FilePosition {
+        FilePosition::new(self.inner.state.borrow().written_position)
     }
 
     /// The offset after the last batch known durable in this segment.
-    pub fn durable_next_offset(&self) -> u64 {
+    pub fn durable_next_offset(&self) -> Offset {
         self.inner.state.borrow().durable_next_offset
     }
 
@@ -305,7 +308,7 @@ impl Appender {
     /// Copies one batch, given as `head` (the rewritten first bytes) then `body`, into the
     /// write buffers; `next_offset` is the offset after this batch. Returns the file position
     /// the batch starts at. The caller must have called `reserve` for these bytes.
-    pub fn push(&self, head: &[u8], body: &[u8], next_offset: u64) -> u64 {
+    pub fn push(&self, head: &[u8], body: &[u8], next_offset: Offset) -> FilePosition {
         let mut state = self.inner.state.borrow_mut();
         assert!(state.fenced.is_none(), "push on a fenced appender");
         assert!(!state.stopping, "push on a stopping appender");
@@ -323,7 +326,7 @@ impl Appender {
         self.copy_in(&mut state, body);
         state.end_position += size_bytes;
         account(&mut state);
-        let mark = (state.end_position, next_offset);
+        let mark = (FilePosition::new(state.end_position), next_offset);
         if state.durable_marks.len() >= DURABLE_MARKS_MAX {
             if let Some(last) = state.durable_marks.back_mut() {
                 *last = mark;
@@ -334,7 +337,7 @@ impl Appender {
         debug_assert_eq!(state.open.end_position(), state.end_position);
         drop(state);
         self.inner.work.notify(usize::MAX);
-        position
+        FilePosition::new(position)
     }
 
     fn copy_in(&self, state: &mut State, mut bytes: &[u8]) {
@@ -356,7 +359,8 @@ impl Appender {
     }
 
     /// Resolves once every byte below `position` survived an fdatasync.
-    pub async fn wait_durable(&self, position: u64) -> Result<(), IoError> {
+    pub async fn wait_durable(&self, position: FilePosition) -> Result<(), IoError> {
+        let position = position.get();
         {
             let mut state = self.inner.state.borrow_mut();
             assert!(position <= state.end_position);
@@ -396,16 +400,17 @@ impl Appender {
 
     /// Writes and syncs everything, stops the flusher and cuts the preallocated tail off the
     /// file. Returns the final data length. The file stays open for reads.
-    pub async fn seal(&self) -> Result<u64, IoError> {
-        let end_position = self.end_position();
-        self.wait_durable(end_position).await?;
+    pub async fn seal(&self) -> Result<FilePosition, IoError> {
+        let end = self.end_position();
+        self.wait_durable(end).await?;
+        let end_position = end.get();
         self.stop().await;
         self.wait_until(|s| !s.preallocating).await?;
         let file = &self.inner.file;
         file.truncate(end_position).await.map_err(|e| IoError::new("truncate", &self.inner.path, e))?;
         file.fdatasync().await.map_err(|e| IoError::new("fdatasync", &self.inner.path, e))?;
         self.inner.state.borrow_mut().allocated_bytes = end_position;
-        Ok(end_position)
+        Ok(end)
     }
 
     /// Stops the flusher once nothing is in flight (used by `seal` and on drop of a fenced log).
@@ -660,7 +665,7 @@ async fn sync_file(inner: Rc<Inner>, position: u64) {
         Ok(()) => {
             state.durable_position = state.durable_position.max(position);
             while let Some(&(end_position, next_offset)) = state.durable_marks.front() {
-                if end_position > state.durable_position {
+                if end_position.get() > state.durable_position {
                     break;
                 }
                 state.durable_next_offset = next_offset;

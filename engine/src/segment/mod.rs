@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::error::IoError;
-use crate::ids::LeaderEpoch;
+use crate::ids::{FilePosition, LeaderEpoch, Offset};
 use crate::io::SegmentFile;
 use appender::Appender;
 use index::SegmentIndex;
@@ -27,41 +27,42 @@ pub(crate) const STORED_HEAD_BYTES: usize = 16;
 
 /// The first `STORED_HEAD_BYTES` of a batch as a leader stores it: the assigned base offset,
 /// the producer's batchLength, and the leader epoch that appends it.
-pub(crate) fn stored_head(base_offset: u64, epoch: LeaderEpoch, batch: &[u8]) -> [u8; STORED_HEAD_BYTES] {
+pub(crate) fn stored_head(base_offset: Offset, epoch: LeaderEpoch, batch: &[u8]) -> [u8; STORED_HEAD_BYTES] {
     let mut head = [0u8; STORED_HEAD_BYTES];
-    head[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    head[0..8].copy_from_slice(&base_offset.to_wire().to_be_bytes());
     head[8..12].copy_from_slice(&batch[8..12]);
     head[12..16].copy_from_slice(&epoch.to_wire().to_be_bytes());
     head
 }
 
-pub(crate) fn log_file_name(base_offset: u64) -> String {
-    format!("{base_offset:020}{LOG_SUFFIX}")
+pub(crate) fn log_file_name(base_offset: Offset) -> String {
+    format!("{:020}{LOG_SUFFIX}", base_offset.get())
 }
 
-pub(crate) fn index_file_name(base_offset: u64) -> String {
-    format!("{base_offset:020}{INDEX_SUFFIX}")
+pub(crate) fn index_file_name(base_offset: Offset) -> String {
+    format!("{:020}{INDEX_SUFFIX}", base_offset.get())
 }
 
-/// `Some(base_offset)` for a segment file name, `None` for anything else.
-pub(crate) fn parse_file_name(name: &str, suffix: &str) -> Option<u64> {
+/// `Some(base_offset)` for a segment file name, `None` for anything else (a number past
+/// `Offset::MAX` included: no batch can start there).
+pub(crate) fn parse_file_name(name: &str, suffix: &str) -> Option<Offset> {
     let digits = name.strip_suffix(suffix)?;
     if digits.len() != NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse::<i64>().ok().and_then(Offset::from_wire)
 }
 
-pub(crate) fn parse_log_file_name(name: &str) -> Option<u64> {
+pub(crate) fn parse_log_file_name(name: &str) -> Option<Offset> {
     parse_file_name(name, LOG_SUFFIX)
 }
 
-pub(crate) fn parse_index_file_name(name: &str) -> Option<u64> {
+pub(crate) fn parse_index_file_name(name: &str) -> Option<Offset> {
     parse_file_name(name, INDEX_SUFFIX)
 }
 
 pub(crate) struct Segment {
-    pub base_offset: u64,
+    pub base_offset: Offset,
     pub log_path: PathBuf,
     pub file: Rc<SegmentFile>,
     pub index: SegmentIndex,
@@ -74,7 +75,7 @@ pub(crate) struct Segment {
 impl Segment {
     /// Bytes a reader may read from disk: the written prefix while an appender runs (newer
     /// bytes are served from the tail cache), the whole data once sealed.
-    pub fn readable_end(&self) -> u64 {
+    pub fn readable_end(&self) -> FilePosition {
         match &self.appender {
             Some(appender) => appender.written_position(),
             None => self.index.end_position,
@@ -82,7 +83,7 @@ impl Segment {
     }
 
     pub fn size_bytes(&self) -> u64 {
-        self.index.end_position
+        self.index.end_position.get()
     }
 
     /// Opens a segment file for reading and writing with O_DIRECT (creating it if asked).

@@ -6,7 +6,13 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use engine::batch::{split_batches, BatchBuilder};
+use engine::ids::Offset;
 use engine::LogConfig;
+
+/// An offset, for short test literals.
+pub fn o(offset: u64) -> Offset {
+    Offset::new(offset)
+}
 
 /// The shard cache budget `run` gives each test executor: small, so that most reads of a test
 /// go to disk (a test sets its own with `engine::cache::set_shard_budget_bytes`).
@@ -69,7 +75,7 @@ pub fn batch_bodies(bytes: Bytes) -> Vec<(i64, u32, Bytes)> {
 }
 
 /// Reads the whole log from `from` to the end, asserting offsets are contiguous.
-pub async fn read_all(log: &engine::Log, from: u64) -> Vec<(i64, u32, Bytes)> {
+pub async fn read_all(log: &engine::Log, from: Offset) -> Vec<(i64, u32, Bytes)> {
     let mut out = Vec::new();
     let mut offset = from;
     let end = log.log_end_offset();
@@ -77,8 +83,8 @@ pub async fn read_all(log: &engine::Log, from: u64) -> Vec<(i64, u32, Bytes)> {
         let read = log.read(offset, 256 << 10).await.unwrap();
         assert!(!read.is_empty(), "empty read at {offset} before end {end}");
         for (base, count, body) in batch_bodies(read.to_bytes()) {
-            assert_eq!(base as u64, offset, "offsets must be contiguous");
-            offset += u64::from(count);
+            assert_eq!(Offset::from_wire(base), Some(offset), "offsets must be contiguous");
+            offset = offset.checked_add(u64::from(count)).unwrap();
             out.push((base, count, body));
         }
         assert_eq!(read.next_offset, offset);
