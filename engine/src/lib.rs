@@ -5,7 +5,9 @@
 //! is owned by one glommio executor and is `!Send`; the broker pins each partition to a shard.
 //!
 //! Start at `log.rs` (append / read / roll / retention), then `segment/appender.rs` (the write
-//! path and its durability contract) and `recovery.rs` (what happens on open).
+//! path and its durability contract) and `recovery.rs` (what happens on open). The follower
+//! half — replica appends, truncation, the high-watermark checkpoint — is `log/follower.rs`;
+//! leader epochs are `epochs.rs`; the shard-wide batch cache is `cache.rs`.
 
 /// The RecordBatch v2 codec lives in the `format` crate; `engine::batch::…` paths keep working.
 pub use format::batch;
