@@ -706,7 +706,7 @@ async fn read_logs(
 ) -> BenchResult<(Instant, Instant, u64, u64)> {
     for (p, log) in logs.iter() {
         let expected = layout.end_offsets[*p as usize];
-        if log.log_end_offset() != expected {
+        if log.log_end_offset().get() != expected {
             return Err(
                 format!("partition {p}: log end {} on disk, broker said {expected}", log.log_end_offset()).into()
             );
@@ -723,9 +723,9 @@ async fn read_logs(
                 read_range(range, shape, |offset, bytes_max| {
                     let log = log.clone();
                     async move {
-                        let read = log.read(offset, bytes_max).await?;
+                        let read = log.read(engine::ids::Offset::new(offset), bytes_max).await?;
                         let bytes: u64 = read.chunks.iter().map(|c| c.len() as u64).sum();
-                        Ok((bytes, read.next_offset))
+                        Ok((bytes, read.next_offset.get()))
                     }
                 })
                 .await

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use engine::batch::BatchBuilder;
+use engine::ids::Offset;
 use engine::{Durability, Log, LogConfig, LogStats};
 use hdrhistogram::Histogram;
 
@@ -231,7 +232,7 @@ pub async fn cold_read(dir: &Path, set: &BatchSet, bytes_total: u64, readers: us
     let reopen_elapsed = reopen_start.elapsed();
     // The last batch is the one-record closing append of `produce`; read whole benchmark
     // batches only, so each range's bytes follow from its offsets.
-    let batches_total = log.log_end_offset() / set.records_per_batch;
+    let batches_total = log.log_end_offset().get() / set.records_per_batch;
     let readers = readers.clamp(1, batches_total.max(1) as usize);
     let meter = Meter::start();
     let tasks: Vec<_> = (0..readers as u64)
@@ -267,13 +268,13 @@ async fn read_range(log: Log, range: (u64, u64), records_per_batch: u64, batch_b
     while offset < end_offset {
         let left_bytes = (end_offset - offset) / records_per_batch * batch_bytes;
         let bytes_max = left_bytes.min(u64::from(READ_BYTES)) as u32;
-        let read = log.read(offset, bytes_max).await?;
-        if read.is_empty() || read.next_offset > end_offset {
+        let read = log.read(Offset::new(offset), bytes_max).await?;
+        if read.is_empty() || read.next_offset.get() > end_offset {
             return Err(format!("read at {offset} returned up to {} (range end {end_offset})", read.next_offset).into());
         }
         bytes_total += read.size_bytes() as u64;
         reads_count += 1;
-        offset = read.next_offset;
+        offset = read.next_offset.get();
     }
     Ok((bytes_total, reads_count))
 }

@@ -107,8 +107,9 @@ impl Plan {
             // As many readers as the raw read baseline has reads in flight: like for like.
             cold_readers: baseline::IO_IN_FLIGHT,
             tail_batch_bytes: 16 << 10,
-            // Half the default tail cache, so nothing is evicted.
-            tail_resident_bytes: engine::limits::TAIL_CACHE_BYTES_DEFAULT / 2,
+            // 8 MiB (what half the old per-partition tail cache was): far inside the shard's
+            // cache budget (SHARD_CACHE_BYTES_DEFAULT), so nothing is evicted.
+            tail_resident_bytes: (8 * MIB).min(engine::limits::SHARD_CACHE_BYTES_DEFAULT / 2),
             tail_reread_bytes: if quick { 1 << 30 } else { 4 << 30 },
             tail_appends_count: if quick { 5_000 } else { 20_000 },
         }

@@ -26,13 +26,13 @@ pub fn environment(report: &mut Report, plan: &Plan, dir: &Path, fs_type: &env::
         "engine limits",
         format!(
             "write chunk {} KiB x {} in flight, segment {} MiB, preallocate step {} MiB, unwritten max {} MiB, \
-             tail cache {} MiB",
+             shard cache {} MiB",
             engine::limits::WRITE_CHUNK_BYTES >> 10,
             engine::limits::WRITES_IN_FLIGHT_MAX,
             engine::limits::SEGMENT_SIZE_BYTES_DEFAULT / MIB,
             engine::limits::PREALLOCATE_STEP_BYTES / MIB,
             engine::limits::UNWRITTEN_BYTES_MAX / MIB,
-            engine::limits::TAIL_CACHE_BYTES_DEFAULT / MIB,
+            engine::limits::SHARD_CACHE_BYTES_DEFAULT / MIB,
         ),
     );
     report.env(

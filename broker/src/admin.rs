@@ -12,7 +12,7 @@ use engine::catalog::{TopicConfig, TopicInfo};
 
 use crate::calls::ShardCall;
 use crate::error::AdminError;
-use crate::ids::ShardId;
+use crate::ids::{ShardId, COORDINATOR_SHARD};
 use crate::limits::SHARD_CALL_TIMEOUT_MS;
 use crate::router::deadline_in;
 use crate::shard::{now_ms, CoordinatorState, Shard};
@@ -27,7 +27,7 @@ pub async fn create_topic(
         Some(c) => create_topic_here(shard, c, name, partitions, config).await,
         None => {
             let call = |reply| ShardCall::CreateTopic { name, partitions, config, reply };
-            shard.router().call(ShardId::COORDINATOR, call, deadline_in(SHARD_CALL_TIMEOUT_MS)).await?
+            shard.router().call(COORDINATOR_SHARD, call, deadline_in(SHARD_CALL_TIMEOUT_MS)).await?
         }
     }
 }
@@ -37,7 +37,7 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> Result<(), AdminEr
         Some(c) => delete_topic_here(shard, c, name).await,
         None => {
             let call = |reply| ShardCall::DeleteTopic { name, reply };
-            shard.router().call(ShardId::COORDINATOR, call, deadline_in(SHARD_CALL_TIMEOUT_MS)).await?
+            shard.router().call(COORDINATOR_SHARD, call, deadline_in(SHARD_CALL_TIMEOUT_MS)).await?
         }
     }
 }
@@ -48,7 +48,7 @@ pub async fn create_partitions(shard: &Rc<Shard>, name: String, total: u32) -> R
         Some(c) => create_partitions_here(shard, c, name, total).await,
         None => {
             let call = |reply| ShardCall::CreatePartitions { name, total, reply };
-            shard.router().call(ShardId::COORDINATOR, call, deadline_in(SHARD_CALL_TIMEOUT_MS)).await?
+            shard.router().call(COORDINATOR_SHARD, call, deadline_in(SHARD_CALL_TIMEOUT_MS)).await?
         }
     }
 }

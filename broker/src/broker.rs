@@ -22,7 +22,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::calls::ShardCall;
 use crate::catalog::CatalogService;
 use crate::groups::{GroupCoordinator, OffsetStore};
-use crate::ids::{NodeId, ShardId};
+use crate::ids::{shard_at, NodeId, ShardId, COORDINATOR_SHARD};
 use crate::limits::{
     GROUP_EXPIRY_CHECK_INTERVAL_MS, PRODUCE_MEMORY_BYTES_PER_SHARD_MAX, SHARD_CHANNEL_CAPACITY, SHUTDOWN_GRACE_MS,
     STOP_POLL_MS,
@@ -69,6 +69,9 @@ pub struct BrokerConfig {
     pub pin_shards: bool,
     /// Refuse produces once the data directory's file system has fewer free bytes than this.
     pub disk_free_floor_bytes: u64,
+    /// Each shard's batch cache budget (recent batches served from memory; also bounds the
+    /// bytes a shard accepts ahead of the disk): `engine::cache`.
+    pub batch_cache_bytes: u64,
 }
 
 /// Starts serving one protocol on a shard's listener; implemented by each protocol adapter.
@@ -122,16 +125,16 @@ impl Broker {
         }
         let mut threads = Vec::with_capacity(config.shards);
         for (index, listeners) in per_shard.into_iter().enumerate() {
-            let id = ShardId::from_index(index);
+            let id = shard_at(index);
             let plan = ShardPlan {
                 id,
                 config: config.clone(),
                 topics: topics.clone(),
-                catalog: if id == ShardId::COORDINATOR { catalog.take() } else { None },
+                catalog: if id == COORDINATOR_SHARD { catalog.take() } else { None },
                 senders: channels.take_senders(index),
                 receivers: channels.take_receivers(index),
                 listeners,
-                metrics: if id == ShardId::COORDINATOR { metrics_listener.take() } else { None },
+                metrics: if id == COORDINATOR_SHARD { metrics_listener.take() } else { None },
                 stop: stop.clone(),
                 ready: ready_tx.clone(),
             };
@@ -285,6 +288,8 @@ async fn start_shard(
     senders: Vec<Option<SharedSender<ShardCall>>>,
     receivers: Vec<SharedReceiver<ShardCall>>,
 ) -> Result<Rc<Shard>, String> {
+    // This executor's cache budget, before any log opens.
+    engine::cache::set_shard_budget_bytes(config.batch_cache_bytes);
     // Each end of a shared channel waits in `connect` for the other end, so connect every
     // end at once: receivers in background tasks, then the senders.
     let receivers: Vec<_> =

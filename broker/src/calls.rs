@@ -14,6 +14,7 @@ use crate::groups::{
     AssignedJoin, CommitError, GroupError, HeartbeatRequest, JoinRequest, Joined, LeaveRequest, MemberLeft,
     OffsetToCommit, SyncRequest, Synced,
 };
+use crate::ids::Offset;
 use crate::metrics::ShardMetricsSnapshot;
 use crate::partition::{Acks, Appended, ListedOffset, OffsetQuery, PartitionBounds, Read, TopicPartition};
 
@@ -31,14 +32,14 @@ pub enum ShardCall {
     },
     Read {
         partition: TopicPartition,
-        offset: u64,
+        offset: Offset,
         bytes_max: u32,
         reply: Reply<Result<Read, PartitionError>>,
     },
     /// Answer once data exists at `offset`, or after `wait_ms`.
     Wait {
         partition: TopicPartition,
-        offset: u64,
+        offset: Offset,
         wait_ms: u32,
         reply: Reply<()>,
     },

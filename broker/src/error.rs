@@ -4,7 +4,7 @@
 
 use engine::{AppendError, ReadError};
 
-use crate::ids::ShardId;
+use crate::ids::{Offset, ShardId};
 
 /// Why a call to another shard got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -43,7 +43,7 @@ pub enum PartitionError {
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
     #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
-    OffsetOutOfRange { offset: u64, log_start: u64, log_end: u64 },
+    OffsetOutOfRange { offset: Offset, log_start: Offset, log_end: Offset },
     /// A batch failed validation (CRC, framing, record count); nothing was appended.
     #[error("invalid record batch: {reason}")]
     InvalidBatch { reason: String },

@@ -76,8 +76,14 @@ impl ShardMetrics {
         self.connections.set(self.connections.get().saturating_sub(1));
     }
 
-    /// `fdatasync_latency` is merged over this shard's logs by the caller (the engine keeps it).
-    pub fn snapshot(&self, shard: usize, fdatasync_latency: LatencyHistogram) -> ShardMetricsSnapshot {
+    /// `fdatasync_latency` is merged over this shard's logs by the caller (the engine keeps it);
+    /// `storage` is what the engine reports about the shard's partitions and cache.
+    pub fn snapshot(
+        &self,
+        shard: usize,
+        fdatasync_latency: LatencyHistogram,
+        storage: StorageGauges,
+    ) -> ShardMetricsSnapshot {
         let quantiles =
             self.append_latency_us.borrow().as_ref().map(|h| [0.5, 0.99, 0.999].map(|q| (q, h.value_at_quantile(q))));
         ShardMetricsSnapshot {
@@ -93,11 +99,30 @@ impl ShardMetrics {
                 ("forwards_in_total", self.forwards_in.get()),
                 ("malformed_frames_total", self.malformed_frames.get()),
             ],
-            gauges: vec![("connections", self.connections.get()), ("partitions", self.partitions.get())],
+            gauges: vec![
+                ("connections", self.connections.get()),
+                ("partitions", self.partitions.get()),
+                ("partitions_fenced", storage.partitions_fenced),
+                ("batch_cache_bytes", storage.batch_cache_bytes),
+                ("batch_cache_budget_bytes", storage.batch_cache_budget_bytes),
+                ("unwritten_bytes", storage.unwritten_bytes),
+            ],
             append_latency_us: quantiles.map(|q| q.to_vec()).unwrap_or_default(),
             fdatasync_latency,
         }
     }
+}
+
+/// What the engine reports about a shard's storage, for the gauges.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StorageGauges {
+    /// Partitions whose log refuses appends after a failed write or fdatasync (until restart).
+    pub partitions_fenced: u64,
+    /// The shard's batch cache: bytes held, and its budget.
+    pub batch_cache_bytes: u64,
+    pub batch_cache_budget_bytes: u64,
+    /// Bytes accepted by the shard's logs and not yet written to disk.
+    pub unwritten_bytes: u64,
 }
 
 /// A `Send` copy of one shard's metrics.

@@ -18,6 +18,7 @@ use engine::{Log, LogConfig, OpenError, ReadBatches};
 use glommio::sync::Semaphore;
 
 use crate::error::{PartitionError, ProducerError};
+use crate::ids::{LeaderEpoch, Offset};
 use crate::order::Turn;
 use crate::producers::{Check, ProducerBatch, ProducerStates, PRODUCER_SCAN_BYTES_MAX, PRODUCER_SCAN_OFFSETS};
 
@@ -56,9 +57,9 @@ pub enum Acks {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     /// Base offset of each batch, in request order.
-    pub base_offsets: Vec<u64>,
-    pub log_start_offset: u64,
-    pub log_end_offset: u64,
+    pub base_offsets: Vec<Offset>,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
     /// An idempotent retry of a batch already appended: acknowledged, not appended again.
     pub duplicate: bool,
 }
@@ -66,11 +67,11 @@ pub struct Appended {
 /// A partition's offsets, read at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionBounds {
-    pub log_start_offset: u64,
+    pub log_start_offset: Offset,
     /// Consumers read below it.
-    pub high_watermark: u64,
-    pub log_end_offset: u64,
-    pub leader_epoch: i32,
+    pub high_watermark: Offset,
+    pub log_end_offset: Offset,
+    pub leader_epoch: LeaderEpoch,
     /// Bytes of the log on disk.
     pub size_bytes: u64,
 }
@@ -81,7 +82,7 @@ pub struct Read {
     /// Stored batches, as chunks to send back to back (the engine's `Bytes`, not copied).
     pub chunks: Vec<Bytes>,
     /// The offset after the last batch returned (the requested offset when none).
-    pub next_offset: u64,
+    pub next_offset: Offset,
     pub bounds: PartitionBounds,
 }
 
@@ -99,8 +100,8 @@ pub enum OffsetQuery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListedOffset {
     /// `None` when no record is that recent.
-    pub offset: Option<u64>,
-    pub leader_epoch: i32,
+    pub offset: Option<Offset>,
+    pub leader_epoch: LeaderEpoch,
 }
 
 pub struct Partition {
@@ -147,14 +148,20 @@ impl Partition {
     }
 
     /// Where consumers may read up to. One replica: the log end.
-    pub fn high_watermark(&self) -> u64 {
+    pub fn high_watermark(&self) -> Offset {
         self.log.log_end_offset()
     }
 
-    /// The epoch of the current leader (this replica). One replica that is always leader:
-    /// epoch 0, as every stored batch says.
-    pub fn leader_epoch(&self) -> i32 {
-        0
+    /// The epoch of the current leader (this replica), which the log stamps on every batch
+    /// it appends as leader.
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.log.leader_epoch()
+    }
+
+    /// Why the partition refuses appends after a failed write or fdatasync (until the broker
+    /// restarts and re-verifies the log); `None` while it is healthy.
+    pub fn fenced(&self) -> Option<String> {
+        self.log.fenced()
     }
 
     pub fn bounds(&self) -> PartitionBounds {
@@ -202,7 +209,7 @@ impl Partition {
                     Check::Duplicate { base_offset } => {
                         drop(lock);
                         turn.pass();
-                        tracing::debug!(partition = %self.id, base_offset, "duplicate batch acknowledged, not appended");
+                        tracing::debug!(partition = %self.id, %base_offset, "duplicate batch acknowledged, not appended");
                         if durability == Durability::Sync {
                             self.log.flush().await?;
                         }
@@ -241,7 +248,8 @@ impl Partition {
             return;
         }
         let end = self.log.log_end_offset();
-        let mut offset = end.saturating_sub(PRODUCER_SCAN_OFFSETS).max(self.log.log_start_offset());
+        let back = end.checked_sub(PRODUCER_SCAN_OFFSETS).unwrap_or(Offset::ZERO);
+        let mut offset = back.max(self.log.log_start_offset());
         let (mut read_bytes, mut batches) = (0u64, 0u64);
         while offset < end && read_bytes < PRODUCER_SCAN_BYTES_MAX {
             let Ok(read) = self.log.read(offset, engine::limits::READ_BYTES_MAX).await else {
@@ -253,8 +261,8 @@ impl Partition {
             for chunk in batch_chunks(&read) {
                 read_bytes += chunk.len() as u64;
                 if let Ok(header) = BatchHeader::parse(&chunk) {
-                    if let Some(producer) = ProducerBatch::of(&header) {
-                        let base_offset = u64::try_from(header.base_offset).unwrap_or(0);
+                    let base_offset = Offset::from_wire(header.base_offset);
+                    if let (Some(producer), Some(base_offset)) = (ProducerBatch::of(&header), base_offset) {
                         self.producers.borrow_mut().record(&producer, base_offset);
                         batches += 1;
                     }
@@ -268,7 +276,7 @@ impl Partition {
 
     /// Whole batches from the one holding `offset`, up to about `bytes_max` (at least one
     /// batch), below the high watermark.
-    pub async fn read(&self, offset: u64, bytes_max: u32) -> Result<Read, PartitionError> {
+    pub async fn read(&self, offset: Offset, bytes_max: u32) -> Result<Read, PartitionError> {
         let read = self.log.read(offset, bytes_max).await?;
         let bounds = self.bounds();
         debug_assert!(read.next_offset >= offset);
@@ -278,7 +286,7 @@ impl Partition {
 
     /// Resolves once there is data at `offset` below the high watermark, or the partition
     /// closes or is fenced. Long-poll fetches race it against their deadline.
-    pub async fn wait_for_data(&self, offset: u64) {
+    pub async fn wait_for_data(&self, offset: Offset) {
         self.log.wait_for_offset(offset).await;
     }
 

@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use engine::batch::BatchHeader;
 
 use crate::error::ProducerError;
-use crate::ids::ShardId;
+use crate::ids::{Offset, ShardId};
 use crate::limits::SHARDS_MAX;
 
 /// Batches remembered per producer and partition for duplicate detection (Kafka keeps 5,
@@ -85,7 +85,7 @@ pub enum Check {
     Append,
     /// Already appended at this base offset: acknowledge it, do not append it again.
     Duplicate {
-        base_offset: u64,
+        base_offset: Offset,
     },
     Reject(ProducerError),
 }
@@ -94,7 +94,7 @@ pub enum Check {
 struct BatchSeen {
     first_sequence: i32,
     last_sequence: i32,
-    base_offset: u64,
+    base_offset: Offset,
 }
 
 #[derive(Debug)]
@@ -172,7 +172,7 @@ impl ProducerStates {
 
     /// `batch` was appended at `base_offset` (after `check` said `Append`), or read back from
     /// the log at `base_offset` while rebuilding. Batches older than what is known are ignored.
-    pub fn record(&mut self, batch: &ProducerBatch, base_offset: u64) {
+    pub fn record(&mut self, batch: &ProducerBatch, base_offset: Offset) {
         self.clock += 1;
         if !self.states.contains_key(&batch.producer_id) && self.states.len() >= PRODUCERS_PER_PARTITION_MAX {
             self.evict_least_recently_used();
@@ -244,6 +244,7 @@ mod tests {
     }
 
     fn append(states: &mut ProducerStates, epoch: i16, first: i32, count: i32, offset: u64) {
+        let offset = Offset::new(offset);
         let b = batch(7, epoch, first, count);
         assert_eq!(states.check(&b), Check::Append);
         states.record(&b, offset);
@@ -258,8 +259,8 @@ mod tests {
         let mut states = ProducerStates::default();
         append(&mut states, 0, 0, 3, 100);
         append(&mut states, 0, 3, 2, 103);
-        assert_eq!(states.check(&batch(7, 0, 0, 3)), Check::Duplicate { base_offset: 100 });
-        assert_eq!(states.check(&batch(7, 0, 3, 2)), Check::Duplicate { base_offset: 103 });
+        assert_eq!(states.check(&batch(7, 0, 0, 3)), Check::Duplicate { base_offset: Offset::new(100) });
+        assert_eq!(states.check(&batch(7, 0, 3, 2)), Check::Duplicate { base_offset: Offset::new(103) });
         // A gap is out of order; a sequence from the past that was not a batch start, too.
         assert_eq!(states.check(&batch(7, 0, 6, 1)), out_of_order(6, 5));
         assert_eq!(states.check(&batch(7, 0, 1, 1)), out_of_order(1, 5));
@@ -301,10 +302,10 @@ mod tests {
     fn the_least_recently_used_producer_is_forgotten_at_the_bound() {
         let mut states = ProducerStates::default();
         for id in 0..PRODUCERS_PER_PARTITION_MAX as i64 {
-            states.record(&batch(id, 0, 0, 1), id as u64);
+            states.record(&batch(id, 0, 0, 1), Offset::new(id as u64));
         }
         assert_eq!(states.check(&batch(0, 0, 1, 1)), Check::Append, "producer 0 used again: now the newest");
-        states.record(&batch(10_000, 0, 0, 1), 10_000);
+        states.record(&batch(10_000, 0, 0, 1), Offset::new(10_000));
         assert_eq!(states.len(), PRODUCERS_PER_PARTITION_MAX);
         // Producer 1 was the least recently used: forgotten, so any sequence is taken.
         assert_eq!(states.check(&batch(1, 0, 99, 1)), Check::Append);

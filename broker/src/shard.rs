@@ -24,9 +24,9 @@ use crate::groups::{
     AssignedJoin, CommitError, GroupCoordinator, GroupError, HeartbeatRequest, JoinRequest, Joined, LeaveRequest,
     MemberLeft, OffsetStore, SyncRequest, Synced,
 };
-use crate::ids::{NodeId, ShardId};
+use crate::ids::{shard_at, NodeId, Offset, ShardId, COORDINATOR_SHARD};
 use crate::limits::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX, RETENTION_CHECK_INTERVAL_MS, SHARD_CALL_TIMEOUT_MS};
-use crate::metrics::{ShardMetrics, ShardMetricsSnapshot};
+use crate::metrics::{ShardMetrics, ShardMetricsSnapshot, StorageGauges};
 use crate::order::Turn;
 use crate::partition::{Acks, Appended, ListedOffset, OffsetQuery, Partition, PartitionBounds, Read, TopicPartition};
 use crate::producers::ProducerIds;
@@ -62,7 +62,7 @@ pub struct ShardSetup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchPartition {
     pub partition: TopicPartition,
-    pub offset: u64,
+    pub offset: Offset,
     pub bytes_max: u32,
 }
 
@@ -89,7 +89,7 @@ pub struct Shard {
 impl Shard {
     pub fn new(setup: ShardSetup) -> Shard {
         assert!(setup.id.index() < setup.shard_count);
-        assert_eq!(setup.coordinator.is_some(), setup.id == ShardId::COORDINATOR);
+        assert_eq!(setup.coordinator.is_some(), setup.id == COORDINATOR_SHARD);
         Shard {
             id: setup.id,
             shard_count: setup.shard_count,
@@ -163,7 +163,7 @@ impl Shard {
 
     /// The shard that owns `partition`, if it exists.
     pub fn owner(&self, partition: &TopicPartition) -> Option<ShardId> {
-        self.topics.load().owner(&partition.topic, partition.partition).map(ShardId::from_index)
+        self.topics.load().owner(&partition.topic, partition.partition).map(shard_at)
     }
 
     /// A partition this shard owns.
@@ -245,19 +245,29 @@ impl Shard {
         }
     }
 
-    /// This shard's counters, with the fdatasync latency of all its logs merged.
+    /// This shard's counters, with the fdatasync latency of all its logs merged, fenced
+    /// partitions counted, and its batch cache.
     pub fn metrics_snapshot(&self) -> ShardMetricsSnapshot {
         let mut fdatasync = engine::latency::LatencyHistogram::default();
+        let mut partitions_fenced = 0;
         for partition in self.partitions.borrow().values() {
             fdatasync.merge(&partition.log().stats().sync_latency);
+            partitions_fenced += u64::from(partition.fenced().is_some());
         }
-        self.metrics.snapshot(self.id.index(), fdatasync)
+        let cache = engine::cache::shard_cache_stats();
+        let storage = StorageGauges {
+            partitions_fenced,
+            batch_cache_bytes: cache.size_bytes,
+            batch_cache_budget_bytes: cache.budget_bytes,
+            unwritten_bytes: cache.appender_unwritten_bytes,
+        };
+        self.metrics.snapshot(self.id.index(), fdatasync, storage)
     }
 
     /// Every shard's metrics, this one's first.
     pub async fn metrics_all(self: &Rc<Self>) -> Vec<ShardMetricsSnapshot> {
         let mut snapshots = vec![self.metrics_snapshot()];
-        for other in (0..self.shard_count).map(ShardId::from_index).filter(|&s| s != self.id) {
+        for other in (0..self.shard_count).map(shard_at).filter(|&s| s != self.id) {
             let call = |reply| ShardCall::Metrics { reply };
             if let Ok(snapshot) = self.router.call(other, call, deadline_in(SHARD_CALL_TIMEOUT_MS)).await {
                 snapshots.push(snapshot);
@@ -341,7 +351,7 @@ impl Shard {
     pub async fn read(
         self: &Rc<Self>,
         partition: TopicPartition,
-        offset: u64,
+        offset: Offset,
         bytes_max: u32,
     ) -> Result<Read, PartitionError> {
         let owner = self.owner(&partition).ok_or(PartitionError::UnknownTopicOrPartition)?;
@@ -356,7 +366,7 @@ impl Shard {
     pub(crate) async fn read_here(
         &self,
         partition: &TopicPartition,
-        offset: u64,
+        offset: Offset,
         bytes_max: u32,
     ) -> Result<Read, PartitionError> {
         let p = self.local_partition(partition).ok_or(PartitionError::UnknownTopicOrPartition)?;
@@ -440,7 +450,7 @@ impl Shard {
     }
 
     /// Resolves once `partition` has data at `offset`, or after `wait_ms`, or at shutdown.
-    pub async fn wait_for_data(self: &Rc<Self>, partition: TopicPartition, offset: u64, wait_ms: u32) {
+    pub async fn wait_for_data(self: &Rc<Self>, partition: TopicPartition, offset: Offset, wait_ms: u32) {
         match self.owner(&partition) {
             Some(owner) if owner == self.id => self.wait_here(&partition, offset, wait_ms).await,
             Some(owner) => {
@@ -452,7 +462,7 @@ impl Shard {
         }
     }
 
-    pub(crate) async fn wait_here(&self, partition: &TopicPartition, offset: u64, wait_ms: u32) {
+    pub(crate) async fn wait_here(&self, partition: &TopicPartition, offset: Offset, wait_ms: u32) {
         let Some(p) = self.local_partition(partition) else {
             return;
         };
@@ -502,7 +512,7 @@ impl Shard {
     ) -> Result<T, CallError> {
         match &self.coordinator {
             Some(coordinator) => Ok(local(coordinator).await),
-            None => self.router.call(ShardId::COORDINATOR, remote, deadline_in(timeout_ms)).await,
+            None => self.router.call(COORDINATOR_SHARD, remote, deadline_in(timeout_ms)).await,
         }
     }
 

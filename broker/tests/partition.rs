@@ -3,6 +3,7 @@
 //! batch already appended is acknowledged with its original offset, not appended again.
 #![allow(clippy::unwrap_used)]
 
+use broker::ids::Offset;
 use broker::order::Turn;
 use broker::partition::{Acks, Partition, TopicPartition};
 use broker::{PartitionError, ProducerError};
@@ -30,7 +31,7 @@ fn idempotent_checks_and_appends_are_one_step() {
         let partition = Partition::open(&path, TopicPartition::new("t", 0), &TopicConfig::default(), 0).await.unwrap();
         let append = |batch: Bytes| partition.append(vec![batch], Acks::Durable, Turn::unordered());
         let first = append(idempotent_batch(7, 0, 0, 3)).await.unwrap();
-        assert_eq!((first.base_offsets.clone(), first.duplicate), (vec![0], false));
+        assert_eq!((first.base_offsets.clone(), first.duplicate), (vec![Offset::ZERO], false));
 
         // A batch that fails to append (its CRC is broken) takes no sequence: the retry of the
         // same sequences is appended.
@@ -39,12 +40,12 @@ fn idempotent_checks_and_appends_are_one_step() {
         broken[last] ^= 0xff;
         assert!(matches!(append(Bytes::from(broken)).await, Err(PartitionError::InvalidBatch { .. })));
         let second = append(idempotent_batch(7, 0, 3, 2)).await.unwrap();
-        assert_eq!(second.base_offsets, vec![3]);
+        assert_eq!(second.base_offsets, vec![Offset::new(3)]);
 
         // A retry of an appended batch gets its original offset and is not stored again.
         let end = partition.bounds().log_end_offset;
         let retry = append(idempotent_batch(7, 0, 0, 3)).await.unwrap();
-        assert_eq!((retry.base_offsets, retry.duplicate), (vec![0], true));
+        assert_eq!((retry.base_offsets, retry.duplicate), (vec![Offset::ZERO], true));
         assert_eq!(partition.bounds().log_end_offset, end);
 
         // A gap, an old epoch, several batches at once: refused, nothing stored.
@@ -62,9 +63,9 @@ fn idempotent_checks_and_appends_are_one_step() {
         let reopened = Partition::open(&path, TopicPartition::new("t", 0), &TopicConfig::default(), 0).await.unwrap();
         let retry =
             reopened.append(vec![idempotent_batch(7, 0, 3, 2)], Acks::Durable, Turn::unordered()).await.unwrap();
-        assert_eq!((retry.base_offsets, retry.duplicate), (vec![3], true));
+        assert_eq!((retry.base_offsets, retry.duplicate), (vec![Offset::new(3)], true));
         let next = reopened.append(vec![idempotent_batch(7, 0, 5, 1)], Acks::Durable, Turn::unordered()).await.unwrap();
-        assert_eq!(next.base_offsets, vec![5]);
+        assert_eq!(next.base_offsets, vec![Offset::new(5)]);
         reopened.close().await;
     });
 }

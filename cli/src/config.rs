@@ -29,7 +29,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_pin: bool,
     /// TOML file with the same keys (data_dir, listen, shards, node_id, no_pin,
-    /// metrics_listen, shard_base_port, disk_free_floor_bytes, kafka_*); flags override it.
+    /// metrics_listen, shard_base_port, disk_free_floor_bytes, batch_cache_bytes, kafka_*);
+    /// flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Serve Prometheus text metrics at http://ADDR/metrics.
@@ -44,6 +45,11 @@ pub struct ServeArgs {
     /// Default 0: no floor (a full disk still fails produces cleanly, at fallocate).
     #[arg(long)]
     pub disk_free_floor_bytes: Option<u64>,
+    /// Memory per shard for recent batches, served to consumers without disk reads; it also
+    /// bounds the bytes a shard accepts before the disk has them. One budget for all of the
+    /// shard's partitions, however many. Default 256 MiB.
+    #[arg(long)]
+    pub batch_cache_bytes: Option<u64>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -87,6 +93,7 @@ struct FileConfig {
     metrics_listen: Option<String>,
     shard_base_port: Option<u16>,
     disk_free_floor_bytes: Option<u64>,
+    batch_cache_bytes: Option<u64>,
     kafka_listen: Option<String>,
     kafka_shard_base_port: Option<u16>,
     kafka_advertise: Option<String>,
@@ -107,6 +114,8 @@ pub struct ServeConfig {
     pub shard_base_port: Option<u16>,
     /// See `ServeArgs::disk_free_floor_bytes`; 0 = no floor.
     pub disk_free_floor_bytes: u64,
+    /// See `ServeArgs::batch_cache_bytes`.
+    pub batch_cache_bytes: u64,
     /// `None`: no Kafka listener.
     pub kafka: Option<KafkaConfig>,
 }
@@ -122,6 +131,10 @@ pub struct KafkaConfig {
 }
 
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:9292";
+
+/// The smallest batch cache a shard may have: the shard-wide bound on unwritten bytes is a
+/// share of it, and one append of the largest batch must still fit.
+pub const BATCH_CACHE_BYTES_MIN: u64 = 2 * engine::limits::UNWRITTEN_BYTES_MAX;
 
 impl ServeConfig {
     pub fn resolve(args: &ServeArgs) -> Result<ServeConfig, String> {
@@ -141,6 +154,13 @@ impl ServeConfig {
             None => None,
         };
         let kafka = KafkaConfig::resolve(&args.kafka, &file)?;
+        let batch_cache_bytes =
+            args.batch_cache_bytes.or(file.batch_cache_bytes).unwrap_or(engine::limits::SHARD_CACHE_BYTES_DEFAULT);
+        if batch_cache_bytes < BATCH_CACHE_BYTES_MIN {
+            return Err(format!(
+                "--batch-cache-bytes must be at least {BATCH_CACHE_BYTES_MIN} (twice the largest batch), got {batch_cache_bytes}"
+            ));
+        }
         Ok(ServeConfig {
             data_dir,
             listen,
@@ -150,6 +170,7 @@ impl ServeConfig {
             metrics_listen,
             shard_base_port: args.shard_base_port.or(file.shard_base_port),
             disk_free_floor_bytes: args.disk_free_floor_bytes.or(file.disk_free_floor_bytes).unwrap_or(0),
+            batch_cache_bytes,
             kafka,
         })
     }

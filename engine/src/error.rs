@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use crate::batch::BatchError;
-use crate::limits::BATCH_SIZE_BYTES_MAX;
+use crate::ids::{FilePosition, LeaderEpoch, Offset};
+use crate::limits::{BATCH_SIZE_BYTES_MAX, LEADER_EPOCH_ENTRIES_MAX};
 
 /// Why an I/O operation failed, with the file it touched.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,43 @@ pub enum AppendError {
     Closed,
     #[error(transparent)]
     Io(IoError),
+    /// `append_replica`: a batch does not continue the log exactly where it must.
+    #[error("replica batch #{index} has baseOffset {found}, expected {expected}")]
+    ReplicaOffsetMismatch { index: usize, expected: Offset, found: i64 },
+    /// `append_replica`: a batch without a leader epoch (Kafka's −1): a leader stamps one.
+    #[error("replica batch #{index} carries no leader epoch ({epoch})")]
+    ReplicaEpochUnknown { index: usize, epoch: i32 },
+    /// `append_replica`: a batch whose leader epoch is older than the one before it, or than
+    /// the log's latest epoch.
+    #[error("replica batch #{index} has leader epoch {epoch}, older than {latest}")]
+    ReplicaEpochBackwards { index: usize, epoch: LeaderEpoch, latest: LeaderEpoch },
+    #[error("the log already holds {LEADER_EPOCH_ENTRIES_MAX} leader epochs (LEADER_EPOCH_ENTRIES_MAX)")]
+    TooManyEpochs,
+    /// The batches would take the log past `Offset::MAX` (the largest offset a batch can carry).
+    #[error("{records} more records would take the log end {log_end_offset} past the largest offset")]
+    OffsetOverflow { log_end_offset: Offset, records: u64 },
+    /// `Queued::durable`: the log was truncated below the end of these batches after they
+    /// were queued (`Log::truncate_to`); they are gone, and were never acknowledged.
+    #[error("batches ending at offset {end_offset} were truncated away (the log was cut to {truncated_to})")]
+    Truncated { end_offset: Offset, truncated_to: Offset },
+}
+
+/// Errors from `Log::truncate_to`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TruncateError {
+    #[error("cannot truncate to offset {offset}: below the log start {log_start_offset}")]
+    BelowLogStart { offset: Offset, log_start_offset: Offset },
+    /// The batch boundary at or below the offset could not be read.
+    #[error("cannot find the batch boundary to truncate at: {0}")]
+    Read(#[source] ReadError),
+    #[error("log fenced by an earlier I/O error ({reason}); it must be reopened")]
+    Fenced { reason: String },
+    #[error("log is closed")]
+    Closed,
+    /// The truncation failed part way; the log is fenced, and the next open finishes it.
+    #[error(transparent)]
+    Io(IoError),
 }
 
 /// Errors from `Log::read` and friends.
@@ -61,12 +99,12 @@ pub enum AppendError {
 #[non_exhaustive]
 pub enum ReadError {
     #[error("offset {offset} out of range [{log_start_offset}, {log_end_offset}]")]
-    OffsetOutOfRange { offset: u64, log_start_offset: u64, log_end_offset: u64 },
+    OffsetOutOfRange { offset: Offset, log_start_offset: Offset, log_end_offset: Offset },
     #[error("corrupt batch at offset {offset} in {path:?} position {position}: {source}")]
     Corrupt {
-        offset: u64,
+        offset: Offset,
         path: PathBuf,
-        position: u64,
+        position: FilePosition,
         #[source]
         source: BatchError,
     },
@@ -75,9 +113,19 @@ pub enum ReadError {
         "corrupt batch at offset {offset} in {path:?} position {position}: stored baseOffset {stored_base_offset}, \
          expected {expected_base_offset}"
     )]
-    CorruptOffset { offset: u64, path: PathBuf, position: u64, expected_base_offset: u64, stored_base_offset: i64 },
+    CorruptOffset {
+        offset: Offset,
+        path: PathBuf,
+        position: FilePosition,
+        expected_base_offset: Offset,
+        stored_base_offset: i64,
+    },
     #[error(transparent)]
     Io(IoError),
+    /// Truncations kept cutting the log under this read (`READ_TRUNCATION_RETRIES_MAX` in a
+    /// row); retry later.
+    #[error("the log was truncated under a read at offset {offset}, {retries} times in a row")]
+    ConcurrentTruncation { offset: Offset, retries: u32 },
 }
 
 impl ReadError {
@@ -99,12 +147,35 @@ pub enum OpenError {
     Io(IoError),
 }
 
+/// Errors from `Log::begin_epoch`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EpochError {
+    /// Epochs never go backwards: a leader of an older epoch is stale.
+    #[error("leader epoch {epoch} is older than the log's latest epoch {latest}")]
+    Backwards { epoch: LeaderEpoch, latest: LeaderEpoch },
+    #[error("the log already holds {LEADER_EPOCH_ENTRIES_MAX} leader epochs (LEADER_EPOCH_ENTRIES_MAX)")]
+    TooManyEpochs,
+    #[error("log fenced by an earlier I/O error ({reason}); it must be reopened")]
+    Fenced { reason: String },
+    #[error("log is closed")]
+    Closed,
+    /// Writing the epoch checkpoint failed; the log is fenced.
+    #[error(transparent)]
+    Io(IoError),
+}
+
 /// Errors from `Log::close`, retention and other maintenance.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MaintenanceError {
     #[error("log fenced by an earlier I/O error ({reason}); it must be reopened")]
     Fenced { reason: String },
+    /// `checkpoint_high_watermark` past the log end: a high watermark is at most the log end.
+    #[error("high watermark {offset} is past the log end {log_end_offset}")]
+    HighWatermarkBeyondEnd { offset: Offset, log_end_offset: Offset },
+    #[error("log is closed")]
+    Closed,
     #[error(transparent)]
     Io(IoError),
 }

@@ -24,6 +24,7 @@ use crate::batch::{split_batches, BatchBuilder, BatchError};
 use crate::catalog::{validate_topic_name, CatalogError, Durability};
 use crate::error::{AppendError, IoError, MaintenanceError, OpenError, ReadError};
 use crate::fs::{remove_dir_all, sync_dir};
+use crate::ids::Offset;
 use crate::limits::{GROUP_NAME_BYTES_MAX, GROUP_OFFSETS_COMPACT_BYTES, OFFSET_METADATA_BYTES_MAX, READ_BYTES_MAX};
 use crate::log::{Log, LogConfig};
 
@@ -88,7 +89,7 @@ struct Key {
 struct Entry {
     value: CommittedOffset,
     /// Offset of the record in the internal log that set this value.
-    log_offset: u64,
+    log_offset: Offset,
 }
 
 pub struct GroupOffsets {
@@ -141,7 +142,7 @@ impl GroupOffsets {
                 let key = Key { group: group.to_owned(), topic: c.topic.clone(), partition: c.partition };
                 let value =
                     CommittedOffset { offset: c.offset, metadata: c.metadata.clone(), commit_timestamp_ms: now_ms };
-                apply(&mut entries, key, Some(value), info.base_offsets[0] + i as u64);
+                apply(&mut entries, key, Some(value), record_offset(&info, i)?);
             }
         }
         drop(permit);
@@ -182,7 +183,7 @@ impl GroupOffsets {
         let info = log.append(&[batch], Durability::Sync).await?;
         let mut entries = self.entries.borrow_mut();
         for (i, k) in keys.into_iter().enumerate() {
-            apply(&mut entries, k, None, info.base_offsets[0] + i as u64);
+            apply(&mut entries, k, None, record_offset(&info, i)?);
         }
         drop(permit);
         Ok(())
@@ -290,7 +291,9 @@ async fn replay(log: &Log) -> Result<HashMap<Key, Entry>, GroupOffsetsError> {
                     Some(v) => Some(decode_value(&v)?),
                     None => None,
                 };
-                apply(&mut entries, key, value, record.offset as u64);
+                let log_offset = Offset::from_wire(record.offset)
+                    .ok_or_else(|| GroupOffsetsError::Corrupt(format!("record at offset {}", record.offset)))?;
+                apply(&mut entries, key, value, log_offset);
             }
         }
         offset = read.next_offset;
@@ -298,7 +301,15 @@ async fn replay(log: &Log) -> Result<HashMap<Key, Entry>, GroupOffsetsError> {
     Ok(entries)
 }
 
-fn apply(entries: &mut HashMap<Key, Entry>, key: Key, value: Option<CommittedOffset>, log_offset: u64) {
+/// The log offset of the `i`-th record of a one-batch append.
+fn record_offset(info: &crate::AppendInfo, i: usize) -> Result<Offset, GroupOffsetsError> {
+    let base = info.base_offsets.first().copied();
+    base.and_then(|b| b.checked_add(i as u64))
+        .filter(|o| *o < info.log_end_offset)
+        .ok_or_else(|| GroupOffsetsError::Corrupt(format!("record {i} outside the append {info:?}")))
+}
+
+fn apply(entries: &mut HashMap<Key, Entry>, key: Key, value: Option<CommittedOffset>, log_offset: Offset) {
     if entries.get(&key).is_some_and(|e| e.log_offset > log_offset) {
         return; // A newer record already set this key.
     }

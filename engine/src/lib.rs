@@ -5,12 +5,20 @@
 //! is owned by one glommio executor and is `!Send`; the broker pins each partition to a shard.
 //!
 //! Start at `log.rs` (append / read / roll / retention), then `segment/appender.rs` (the write
-//! path and its durability contract) and `recovery.rs` (what happens on open).
+//! path and its durability contract) and `recovery.rs` (what happens on open). The follower
+//! half — replica appends, truncation, the high-watermark checkpoint — is `log/follower.rs`;
+//! leader epochs are `epochs.rs`; the shard-wide batch cache is `cache.rs`.
 
-pub mod batch;
-mod cache;
+/// The RecordBatch v2 codec lives in the `format` crate; `engine::batch::…` paths keep working.
+pub use format::batch;
+/// Typed offsets, epochs, positions and node / shard ids (`format::ids`).
+pub use format::ids;
+
+pub mod cache;
 pub mod catalog;
+mod checkpoint;
 mod disk_space;
+mod epochs;
 pub mod error;
 mod fs;
 pub mod group_offsets;
@@ -27,7 +35,8 @@ mod segment;
 
 pub use catalog::{Catalog, Durability, TopicConfig};
 pub use disk_space::free_bytes;
-pub use error::{AppendError, IoError, MaintenanceError, OpenError, ReadError};
+pub use epochs::EpochEntry;
+pub use error::{AppendError, EpochError, IoError, MaintenanceError, OpenError, ReadError, TruncateError};
 pub use log::{has_clean_shutdown_marker, AppendInfo, Log, LogConfig, LogStats, Queued, ReadBatches, RetentionOutcome};
 pub use recovery::{scan_segment_bytes, ScanStop, SegmentScan};
 pub use segment::appender::AppenderStats;

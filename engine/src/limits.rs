@@ -2,20 +2,9 @@
 //! checks that tie them together. A limit lives here so that a reader can see, in one place,
 //! how much memory, disk and time one partition may take.
 
-/// Size of the Kafka RecordBatch v2 header: every field up to and including `recordsCount`.
-pub const BATCH_HEADER_BYTES: usize = 61;
-
-/// Largest RecordBatch accepted on append (Kafka's `message.max.bytes` is ~1 MiB; we allow 8 MiB
-/// so that one large producer batch still fits, while a hostile length cannot make us allocate
-/// more than this per batch).
-pub const BATCH_SIZE_BYTES_MAX: u32 = 8 << 20;
-
-/// Most records one batch may claim. A batch of 1-byte records with minimal framing takes at
-/// least 7 bytes a record, so this is above anything a valid 8 MiB batch can hold.
-pub const BATCH_RECORDS_MAX: u32 = BATCH_SIZE_BYTES_MAX / 7;
-
-/// Most header entries one record may carry (Kafka has no hard limit; this bounds iteration).
-pub const RECORD_HEADERS_MAX: u32 = 1 << 16;
+/// The RecordBatch v2 bounds live with the format (`format::limits`); re-exported here so that
+/// every bound the engine enforces can still be read from one module.
+pub use format::limits::{BATCH_HEADER_BYTES, BATCH_RECORDS_MAX, BATCH_SIZE_BYTES_MAX, RECORD_HEADERS_MAX};
 
 /// O_DIRECT alignment we plan for: the device here reports 512, but 4 KiB covers every
 /// Advanced-Format disk and NVMe namespace we expect.
@@ -63,8 +52,31 @@ pub const INDEX_INTERVAL_BYTES: u32 = 32 << 10;
 /// interval, so twice that bound is ample.
 pub const INDEX_ENTRIES_MAX: usize = 2 * (SEGMENT_SIZE_BYTES_MAX / INDEX_INTERVAL_BYTES as u64) as usize;
 
-/// Bytes of recent batches kept in memory per partition so that tail reads need no disk I/O.
-pub const TAIL_CACHE_BYTES_DEFAULT: u64 = 16 << 20;
+/// Bytes of recent batches kept in memory per shard (`cache.rs`), for all of the shard's
+/// partitions together, so that tail reads need no disk I/O. One budget per shard, not per
+/// partition: 2 000 partitions at the old 16 MiB each could pin 32 GiB. 256 MiB is what this
+/// machine's disk writes in ~160 ms at full speed (~1.6 GB/s, docs/benchmarks.md): consumers
+/// that keep up read from memory, and a shard's memory is bounded whatever its partition
+/// count. Settable per shard with `engine::cache::set_shard_budget_bytes`.
+pub const SHARD_CACHE_BYTES_DEFAULT: u64 = 256 << 20;
+
+/// Appends of a shard wait (backpressure) once the bytes accepted by all its logs but not yet
+/// written pass 1/this of the cache budget: unwritten batches cannot be evicted from the cache
+/// (the disk does not have them), so without this bound many logs' windows
+/// (`UNWRITTEN_BYTES_MAX` each) could together pass the budget by far.
+pub const SHARD_UNWRITTEN_BUDGET_DIVISOR: u64 = 2;
+
+/// The shard-wide unwritten bound for a cache budget: half the budget, but never below one
+/// log's own window, so that a single busy log is never held back by the shard bound alone
+/// (a tiny or zero budget still lets appends proceed).
+pub const fn shard_unwritten_bytes_max(budget_bytes: u64) -> u64 {
+    let share = budget_bytes / SHARD_UNWRITTEN_BUDGET_DIVISOR;
+    if share > UNWRITTEN_BYTES_MAX {
+        share
+    } else {
+        UNWRITTEN_BYTES_MAX
+    }
+}
 
 /// Largest read buffer one `read` call allocates; bigger `bytes_max` values are clamped.
 pub const READ_BYTES_MAX: u32 = 16 << 20;
@@ -79,6 +91,22 @@ pub const DISK_FREE_CHECK_INTERVAL_MS: u64 = 100;
 /// ... or once a log appended this much since its last reading, so that one fast producer
 /// cannot run far past the floor on a stale reading.
 pub const DISK_FREE_CHECK_BYTES: u64 = 4 << 20;
+
+/// Most leader-epoch entries one partition keeps (`epochs.rs`): one per leader change whose
+/// batches are still in the log (entries below the log start are trimmed on the next checkpoint
+/// write). Kafka has no bound; 2^16 entries is a 768 KiB checkpoint file, and a partition would
+/// need a leader change every minute for 45 days of retained data to reach it.
+pub const LEADER_EPOCH_ENTRIES_MAX: usize = 1 << 16;
+
+/// Truncations a log remembers (`Log::truncate_to`), so that a `Queued` append can tell whether
+/// one cut its batches away while it waited. One that waited through more truncations than this
+/// reports `AppendError::Truncated` without checking: a follower truncates once per leader
+/// change, so 64 in the life of one append means something else is wrong.
+pub const TRUNCATIONS_TRACKED_MAX: usize = 64;
+
+/// A disk read that a truncation overtook is retried (the bytes it read may be gone); after this
+/// many in a row it fails with `ReadError::ConcurrentTruncation` rather than loop.
+pub const READ_TRUNCATION_RETRIES_MAX: u32 = 8;
 
 /// Topic names follow Kafka: `[A-Za-z0-9._-]{1,249}`, never `.` or `..`.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -106,5 +134,8 @@ const _: () = assert!(PREALLOCATE_FIRST_STEP_BYTES.is_multiple_of(IO_ALIGN_BYTES
 const _: () = assert!(PREALLOCATE_FIRST_STEP_BYTES <= PREALLOCATE_STEP_BYTES);
 const _: () = assert!(WRITE_CHUNK_BYTES as u64 > IO_ALIGN_BYTES);
 const _: () = assert!(UNWRITTEN_BYTES_MAX >= 2 * BATCH_SIZE_BYTES_MAX as u64);
+const _: () = assert!(SHARD_UNWRITTEN_BUDGET_DIVISOR >= 1);
+const _: () = assert!(shard_unwritten_bytes_max(SHARD_CACHE_BYTES_DEFAULT) >= UNWRITTEN_BYTES_MAX);
+const _: () = assert!(shard_unwritten_bytes_max(0) == UNWRITTEN_BYTES_MAX);
 const _: () = assert!(READ_BYTES_MAX >= BATCH_SIZE_BYTES_MAX);
 const _: () = assert!(RECOVERY_READ_BYTES >= BATCH_SIZE_BYTES_MAX as usize / 2);

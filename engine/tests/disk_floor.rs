@@ -40,8 +40,8 @@ fn a_floor_above_the_free_space_refuses_appends_and_keeps_the_log_intact() {
             assert!(err.to_string().contains("disk_free_floor_bytes"), "{err}");
         }
         // Nothing accepted, nothing fenced, everything still readable.
-        assert_eq!(log.log_end_offset(), 8);
-        let read = log.read(0, 1 << 20).await.unwrap();
+        assert_eq!(log.log_end_offset(), o(8));
+        let read = log.read(o(0), 1 << 20).await.unwrap();
         assert_eq!(batch_bodies(read.to_bytes())[0].2, first.slice(16..));
         log.close().await.unwrap();
 
@@ -49,7 +49,7 @@ fn a_floor_above_the_free_space_refuses_appends_and_keeps_the_log_intact() {
         let config = LogConfig { disk_free_floor_bytes: 1 << 20, ..small_config() };
         let log = Log::open(&path, config).await.unwrap();
         let info = log.append(&[batch(9, 1, 10, 0)], Durability::Sync).await.unwrap();
-        assert_eq!(info.base_offsets, vec![8]);
+        assert_eq!(info.base_offsets, vec![o(8)]);
         log.close().await.unwrap();
     });
 }

@@ -24,12 +24,7 @@ const BATCH_VALUE_BYTES: usize = 4000;
 const APPENDS_MAX: u64 = 1_000;
 
 fn enospc_config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 4 << 20,
-        preallocate_step_bytes: 1 << 20,
-        tail_cache_bytes: 1 << 20,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes: 4 << 20, preallocate_step_bytes: 1 << 20, ..LogConfig::default() }
 }
 
 /// The ~256 KiB batch number `seed`.
@@ -46,7 +41,7 @@ async fn fill(log: &Log, first: u64, expected: &mut Vec<(i64, u32, Bytes)>) -> A
         match log.append(std::slice::from_ref(&b), Durability::Sync).await {
             Ok(info) => {
                 assert_eq!(info.base_offsets, vec![end]);
-                expected.push((end as i64, BATCH_RECORDS, b.slice(16..)));
+                expected.push((end.to_wire(), BATCH_RECORDS, b.slice(16..)));
             }
             Err(e) => {
                 assert_eq!(log.log_end_offset(), end, "a failed append moved the log end");
@@ -63,10 +58,10 @@ async fn append_ok(log: &Log, seed: u64, expected: &mut Vec<(i64, u32, Bytes)>) 
     let end = log.log_end_offset();
     let info = log.append(std::slice::from_ref(&b), Durability::Sync).await.unwrap();
     assert_eq!(info.base_offsets, vec![end]);
-    assert_eq!(log.durable_end_offset(), end + u64::from(BATCH_RECORDS));
+    assert_eq!(log.durable_end_offset(), end.checked_add(u64::from(BATCH_RECORDS)).unwrap());
     let read = log.read(end, 1 << 20).await.unwrap();
-    assert_eq!(batch_bodies(read.to_bytes()), vec![(end as i64, BATCH_RECORDS, b.slice(16..))]);
-    expected.push((end as i64, BATCH_RECORDS, b.slice(16..)));
+    assert_eq!(batch_bodies(read.to_bytes()), vec![(end.to_wire(), BATCH_RECORDS, b.slice(16..))]);
+    expected.push((end.to_wire(), BATCH_RECORDS, b.slice(16..)));
 }
 
 #[test]
@@ -88,9 +83,9 @@ fn append_fails_with_no_space_and_resumes_when_space_is_freed() {
         let full_end = log.log_end_offset();
         println!("{} batches acknowledged before {err}", expected.len());
         assert!(expected.len() > 8, "only {} batches fitted before NoSpace", expected.len());
-        assert_eq!(full_end, expected.len() as u64 * u64::from(BATCH_RECORDS));
+        assert_eq!(full_end, o(expected.len() as u64 * u64::from(BATCH_RECORDS)));
         // Still readable, exactly what was acknowledged; nothing of the failed append.
-        assert_eq!(read_all(&log, 0).await, expected);
+        assert_eq!(read_all(&log, o(0)).await, expected);
         assert_eq!(log.durable_end_offset(), full_end);
         // Still full: the same clear error again, nothing fenced, nothing moved.
         let err = log.append(&[big_batch(10_000)], Durability::Sync).await.unwrap_err();
@@ -101,7 +96,7 @@ fn append_fails_with_no_space_and_resumes_when_space_is_freed() {
         match log.append(std::slice::from_ref(&small), Durability::Sync).await {
             Ok(info) => {
                 assert_eq!(info.base_offsets, vec![full_end]);
-                expected.push((full_end as i64, 1, small.slice(16..)));
+                expected.push((full_end.to_wire(), 1, small.slice(16..)));
             }
             Err(err) => assert!(matches!(err, AppendError::NoSpace(_)), "small append on a full disk: {err:?}"),
         }
@@ -110,17 +105,17 @@ fn append_fails_with_no_space_and_resumes_when_space_is_freed() {
         std::fs::remove_file(&filler).unwrap();
         let freed_end = log.log_end_offset();
         append_ok(&log, 20_000, &mut expected).await;
-        assert_eq!(expected.last().unwrap().0 as u64, freed_end);
+        assert_eq!(o(expected.last().unwrap().0 as u64), freed_end);
         for seed in 20_001..20_024 {
             append_ok(&log, seed, &mut expected).await;
         }
-        assert_eq!(read_all(&log, 0).await, expected);
+        assert_eq!(read_all(&log, o(0)).await, expected);
         let end = log.log_end_offset();
         log.close().await.unwrap();
 
         let log = Log::open(&path, enospc_config()).await.unwrap();
         assert_eq!(log.log_end_offset(), end);
-        assert_eq!(read_all(&log, 0).await, expected);
+        assert_eq!(read_all(&log, o(0)).await, expected);
         append_ok(&log, 30_000, &mut expected).await;
         log.close().await.unwrap();
     });
@@ -138,7 +133,7 @@ fn retention_frees_space_after_no_space() {
         let mut expected = Vec::new();
         let err = fill(&log, 0, &mut expected).await;
         assert!(matches!(err, AppendError::NoSpace(_)), "expected NoSpace, got {err:?}");
-        assert_eq!(read_all(&log, 0).await, expected);
+        assert_eq!(read_all(&log, o(0)).await, expected);
         let segments_before = log.stats().segments;
         assert!(segments_before > 3, "{segments_before} segments on a full disk");
 
@@ -147,20 +142,20 @@ fn retention_frees_space_after_no_space() {
         assert_eq!(log.stats().segments, segments_before - outcome.segments_deleted);
         let start = log.log_start_offset();
         assert_eq!(outcome.log_start_offset, start);
-        assert!(start > 0);
+        assert!(start > o(0));
         // Whole batches only: the retained log is a suffix of what was acknowledged.
-        let kept: Vec<_> = expected.iter().filter(|b| b.0 as u64 >= start).cloned().collect();
-        assert_eq!(kept.first().unwrap().0 as u64, start);
+        let kept: Vec<_> = expected.iter().filter(|b| o(b.0 as u64) >= start).cloned().collect();
+        assert_eq!(o(kept.first().unwrap().0 as u64), start);
         assert_eq!(read_all(&log, start).await, kept);
 
         // Appends fit again, at the log end.
         let end = log.log_end_offset();
         append_ok(&log, 20_000, &mut expected).await;
-        assert_eq!(expected.last().unwrap().0 as u64, end);
+        assert_eq!(o(expected.last().unwrap().0 as u64), end);
         for seed in 20_001..20_012 {
             append_ok(&log, seed, &mut expected).await;
         }
-        let kept: Vec<_> = expected.iter().filter(|b| b.0 as u64 >= start).cloned().collect();
+        let kept: Vec<_> = expected.iter().filter(|b| o(b.0 as u64) >= start).cloned().collect();
         assert_eq!(read_all(&log, start).await, kept);
         let end = log.log_end_offset();
         log.close().await.unwrap();
@@ -202,7 +197,7 @@ fn a_failed_preallocation_gives_its_partial_allocation_back() {
             free_after + (1 << 20) >= free_before,
             "a failed fallocate kept the space: {free_before} bytes free before, {free_after} after"
         );
-        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(log.log_end_offset(), o(0));
         log.close().await.unwrap();
         // A batch whose first (1 MiB) step fits works: the failed attempt gave its space back.
         let config = LogConfig { segment_bytes: 64 << 20, preallocate_step_bytes: 32 << 20, ..enospc_config() };

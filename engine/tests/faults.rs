@@ -47,14 +47,11 @@ const ROUNDS_PER_SEED: u32 = 24;
 const REOPENS_PER_SEED_MAX: u32 = 3;
 
 fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 64 << 10,
-        preallocate_step_bytes: 64 << 10,
-        // Small, so most reads go to disk.
-        tail_cache_bytes: 8 << 10,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes: 64 << 10, preallocate_step_bytes: 64 << 10, ..LogConfig::default() }
 }
+
+/// The shard's cache budget: small, so most reads go to disk.
+const SHARD_CACHE_BYTES: u64 = 8 << 10;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")))
@@ -169,8 +166,8 @@ fn check_read(model: &Model, offset: u64, chunks: &[Bytes], next_offset: u64) {
 
 /// Reads the whole log after a reopen, checks it against the model, and makes it the model.
 async fn verify_reopened(log: &Log, model: &mut Model) {
-    let start = log.log_start_offset();
-    let end = log.log_end_offset();
+    let start = log.log_start_offset().get();
+    let end = log.log_end_offset().get();
     assert!(
         end >= model.durable_end,
         "acknowledged-durable offsets lost: log ends at {end}, {} were acknowledged",
@@ -179,14 +176,14 @@ async fn verify_reopened(log: &Log, model: &mut Model) {
     let mut found = BTreeMap::new();
     let mut offset = start;
     while offset < end {
-        let read = log.read(offset, 64 << 10).await.unwrap_or_else(|e| panic!("read at {offset} after reopen: {e}"));
+        let read = log.read(o(offset), 64 << 10).await.unwrap_or_else(|e| panic!("read at {offset} after reopen: {e}"));
         assert!(!read.is_empty(), "empty read at {offset} before end {end}");
-        check_read(model, offset, &read.chunks, read.next_offset);
+        check_read(model, offset, &read.chunks, read.next_offset.get());
         for b in split_batches(read.to_bytes()) {
             let b = b.unwrap();
             found.insert(b.base_offset() as u64, Stored { count: b.record_count(), body: b.bytes().slice(16..) });
         }
-        offset = read.next_offset;
+        offset = read.next_offset.get();
     }
     for (base, stored) in &model.batches {
         if *base < model.durable_end {
@@ -263,11 +260,11 @@ async fn append_round(log: &Log, injector: &FaultInjector, model: &mut Model, rn
                 );
                 for (b, &base) in batches.iter().zip(&info.base_offsets) {
                     let count = model.attempted[&b.slice(16..)];
-                    model.batches.insert(base, Stored { count, body: b.slice(16..) });
+                    model.batches.insert(base.get(), Stored { count, body: b.slice(16..) });
                 }
                 if durability == Durability::Sync {
                     tally("sync appends ok", 1);
-                    model.durable_end = model.durable_end.max(info.log_end_offset);
+                    model.durable_end = model.durable_end.max(info.log_end_offset.get());
                 }
             }
             Err(AppendError::Fenced { .. }) | Err(AppendError::Io(_)) => tally("appends failed", 1),
@@ -281,14 +278,14 @@ async fn append_round(log: &Log, injector: &FaultInjector, model: &mut Model, rn
 }
 
 async fn read_round(log: &Log, injector: &FaultInjector, model: &Model, rng: &mut fastrand::Rng) {
-    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    let (start, end) = (log.log_start_offset().get(), log.log_end_offset().get());
     if start == end {
         return;
     }
     let offset = rng.u64(start..end);
     let bytes_max = rng.u32(1..(96 << 10));
-    match log.read(offset, bytes_max).await {
-        Ok(read) => check_read(model, offset, &read.chunks, read.next_offset),
+    match log.read(o(offset), bytes_max).await {
+        Ok(read) => check_read(model, offset, &read.chunks, read.next_offset.get()),
         Err(ReadError::Io(_)) => {
             let read_faults = injector.events().iter().filter(|e| e.kind == "read EIO").count();
             assert!(read_faults > 0, "read at {offset} failed with no read fault injected");
@@ -318,9 +315,9 @@ async fn reopen(log: Log, dir: &Path, injector: &FaultInjector, model: &mut Mode
     drop(log);
     let log = Log::open(dir, config()).await.unwrap_or_else(|e| panic!("open after a fault (crash={crash}): {e}"));
     if !crash {
-        assert!(log.log_end_offset() >= model.batches.keys().next_back().map_or(0, |b| b + 1));
+        assert!(log.log_end_offset() >= o(model.batches.keys().next_back().map_or(0, |b| b + 1)));
     }
-    model.cut(log.log_end_offset());
+    model.cut(log.log_end_offset().get());
     verify_reopened(&log, model).await;
     model.events_before_reopen = injector.events().len();
     log
@@ -332,6 +329,7 @@ fn run_seeds(name: &str, body: SeedBody) -> BTreeMap<&'static str, u64> {
     let seeds = seeds();
     let count = seeds.len();
     let tally = run(move || async move {
+        engine::cache::set_shard_budget_bytes(SHARD_CACHE_BYTES);
         for seed in seeds {
             let dir = temp_dir();
             body(seed, dir.path().join("p")).await;
@@ -379,7 +377,7 @@ async fn run_bit_flip_seed(seed: u64, dir: &Path) {
         let batches: Vec<Bytes> = (0..rng.u32(1..=4)).map(|_| model.new_batch(&mut rng)).collect();
         let info = log.append(&batches, Durability::None).await.unwrap();
         for (b, &base) in batches.iter().zip(&info.base_offsets) {
-            model.batches.insert(base, Stored { count: model.attempted[&b.slice(16..)], body: b.slice(16..) });
+            model.batches.insert(base.get(), Stored { count: model.attempted[&b.slice(16..)], body: b.slice(16..) });
         }
     }
     log.close().await.unwrap();
@@ -398,12 +396,12 @@ async fn run_bit_flip_seed(seed: u64, dir: &Path) {
     for pass in 0..2 {
         let log = Log::open(dir, config()).await.unwrap();
         for (&base, stored) in &model.batches {
-            let result = log.read(base, 1).await;
+            let result = log.read(o(base), 1).await;
             let in_victim = victim_bases.contains(&base);
             match result {
                 Ok(read) => {
                     assert_ne!(base, bad_base, "pass {pass}: the batch holding the flipped bit was served");
-                    check_read(&model, base, &read.chunks, read.next_offset);
+                    check_read(&model, base, &read.chunks, read.next_offset.get());
                     let first = split_batches(read.to_bytes()).next().unwrap().unwrap();
                     assert_eq!(first.bytes().slice(16..), stored.body);
                 }
@@ -415,10 +413,10 @@ async fn run_bit_flip_seed(seed: u64, dir: &Path) {
         }
         // A bigger read from the victim's start stops before the corrupt batch (or fails at it).
         let first_base = victim_bases[0];
-        match log.read(first_base, 1 << 20).await {
+        match log.read(o(first_base), 1 << 20).await {
             Ok(read) => {
-                check_read(&model, first_base, &read.chunks, read.next_offset);
-                assert!(read.next_offset <= bad_base, "read past the corrupt batch {bad_base}");
+                check_read(&model, first_base, &read.chunks, read.next_offset.get());
+                assert!(read.next_offset <= o(bad_base), "read past the corrupt batch {bad_base}");
             }
             Err(e) => assert!(e.is_corrupt() && first_base == bad_base, "{e:?}"),
         }
@@ -463,16 +461,16 @@ fn a_flipped_base_offset_is_reported_never_served() {
         file.sync_all().unwrap();
 
         let log = Log::open(&path, config()).await.unwrap();
-        let err = log.read(victim_base, 1).await.unwrap_err();
+        let err = log.read(o(victim_base), 1).await.unwrap_err();
         assert!(matches!(err, ReadError::CorruptOffset { .. }), "{err:?}");
         // A read from the segment's start returns the two batches before it, and stops.
-        let read = log.read(0, 1 << 20).await.unwrap();
-        assert_eq!(read.next_offset, victim_base);
+        let read = log.read(o(0), 1 << 20).await.unwrap();
+        assert_eq!(read.next_offset, o(victim_base));
         assert_eq!(split_batches(read.to_bytes()).count(), 2);
         // The batch after it is readable through the index only if an entry points past the
         // corrupt one; either way it is never served at a wrong offset.
         let (_, _, next_base) = positions[3];
-        if let Ok(read) = log.read(next_base, 1).await {
+        if let Ok(read) = log.read(o(next_base), 1).await {
             let b = split_batches(read.to_bytes()).next().unwrap().unwrap();
             assert_eq!(b.base_offset() as u64, next_base);
         }

@@ -28,7 +28,7 @@ fn build_log(path: PathBuf, count: u64) -> Vec<(i64, u32, Bytes)> {
         for seed in 0..count {
             log.append(&[batch(seed, 3, 20 + seed as usize % 50, seed as i64)], Durability::Sync).await.unwrap();
         }
-        let all = read_all(&log, 0).await;
+        let all = read_all(&log, o(0)).await;
         log.close().await.unwrap();
         std::fs::remove_file(path.join("clean_shutdown")).unwrap();
         all
@@ -39,9 +39,9 @@ fn build_log(path: PathBuf, count: u64) -> Vec<(i64, u32, Bytes)> {
 fn reopen_and_check(dir: PathBuf, expected: Vec<(i64, u32, Bytes)>, what: String) {
     run(move || async move {
         let log = Log::open(&dir, small_config()).await.unwrap();
-        let end: u64 = expected.last().map_or(0, |(base, count, _)| *base as u64 + u64::from(*count));
+        let end = o(expected.last().map_or(0, |(base, count, _)| *base as u64 + u64::from(*count)));
         assert_eq!(log.log_end_offset(), end, "{what}: log end");
-        assert_eq!(read_all(&log, 0).await, expected, "{what}: contents");
+        assert_eq!(read_all(&log, o(0)).await, expected, "{what}: contents");
         let info = log.append(&[batch(999, 2, 10, 0)], Durability::Sync).await.unwrap();
         assert_eq!(info.base_offsets, vec![end], "{what}: next append offset");
         log.close().await.unwrap();
@@ -149,24 +149,23 @@ fn corrupt_batch_in_sealed_segment_is_reported_never_served() {
     let at = first_len + second_len + 30;
     bytes[at] ^= 0x55;
     std::fs::write(&first, &bytes).unwrap();
-    let third_offset = all[2].0 as u64;
+    let third_offset = o(all[2].0 as u64);
     run(move || async move {
-        let mut config = small_config();
-        config.tail_cache_bytes = 0;
-        let log = Log::open(&original, config).await.unwrap();
+        engine::cache::set_shard_budget_bytes(0);
+        let log = Log::open(&original, small_config()).await.unwrap();
         // Batches before it are served.
-        let read = log.read(0, 1).await.unwrap();
+        let read = log.read(o(0), 1).await.unwrap();
         assert_eq!(batch_bodies(read.to_bytes())[0].2, all[0].2);
         // The corrupt one is an error, not data.
         let err = log.read(third_offset, 1).await.unwrap_err();
         assert!(matches!(err, ReadError::Corrupt { .. }), "{err}");
         // A read that would include it stops before it or reports it; it never returns it.
-        match log.read(0, 1 << 20).await {
+        match log.read(o(0), 1 << 20).await {
             Ok(read) => assert!(read.next_offset <= third_offset),
             Err(e) => assert!(matches!(e, ReadError::Corrupt { .. })),
         }
         // Later segments are unaffected.
-        let later = all[all.len() - 1].0 as u64;
+        let later = o(all[all.len() - 1].0 as u64);
         assert!(log.read(later, 1).await.is_ok());
         log.close().await.unwrap();
     });

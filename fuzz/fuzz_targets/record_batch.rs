@@ -1,4 +1,4 @@
-//! The RecordBatch v2 parser (engine/src/batch/mod.rs) on arbitrary bytes: `peek_batch_size`,
+//! The RecordBatch v2 parser (format/src/batch/mod.rs) on arbitrary bytes: `peek_batch_size`,
 //! `BatchHeader::parse`, `Batch::validate` / `validate_crc_only`, `records()` and
 //! `split_batches`. No input may panic or allocate beyond itself; a batch that validates must
 //! keep the invariants `Batch` documents.
@@ -12,7 +12,7 @@ use engine::batch::{peek_batch_size, split_batches, write_crc, Batch, BatchHeade
 use engine::limits::BATCH_HEADER_BYTES;
 use libfuzzer_sys::fuzz_target;
 
-/// batchLength's field: bytes 8..12 (see the layout in engine/src/batch/mod.rs).
+/// batchLength's field: bytes 8..12 (see the layout in format/src/batch/mod.rs).
 const BATCH_LENGTH: std::ops::Range<usize> = 8..12;
 const BATCH_LENGTH_PREFIX_BYTES: usize = 12;
 

@@ -219,9 +219,9 @@ pub fn answer_without_shard(settings: &KafkaSettings, decoded: Decoded) -> Witho
 #[cfg(test)]
 mod tests {
     use bytes::{BufMut, BytesMut};
-    use kafka_protocol::protocol::Encodable;
     use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
     use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::Encodable;
     use kafka_protocol::protocol::StrBytes;
 
     use super::*;

@@ -8,6 +8,7 @@
 
 use std::rc::Rc;
 
+use broker::ids::Offset;
 use broker::{FetchPartition, PartitionError, Shard, TopicPartition};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -26,11 +27,11 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest) -> FetchResponse {
         let mut indexes = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
             indexes.push((p.partition, p.fetch_offset));
-            if p.partition >= 0 && p.fetch_offset >= 0 {
+            if let (Ok(index), Some(offset)) = (u32::try_from(p.partition), Offset::from_wire(p.fetch_offset)) {
                 let bytes_max = u32::try_from(p.partition_max_bytes).ok().filter(|&b| b > 0);
                 wanted.push(FetchPartition {
-                    partition: TopicPartition::new(name.clone(), p.partition as u32),
-                    offset: p.fetch_offset as u64,
+                    partition: TopicPartition::new(name.clone(), index),
+                    offset,
                     bytes_max: bytes_max.unwrap_or(PARTITION_BYTES_DEFAULT),
                 });
             }
@@ -57,17 +58,17 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest) -> FetchResponse {
                     match results.next() {
                         None => data.with_error_code(codes::UNKNOWN_SERVER_ERROR),
                         Some(Ok(read)) => {
-                            let high_watermark = read.bounds.high_watermark as i64;
+                            let high_watermark = read.bounds.high_watermark.to_wire();
                             data.with_error_code(codes::NONE)
                                 .with_high_watermark(high_watermark)
                                 .with_last_stable_offset(high_watermark)
-                                .with_log_start_offset(read.bounds.log_start_offset as i64)
+                                .with_log_start_offset(read.bounds.log_start_offset.to_wire())
                                 .with_records(Some(concat(read.chunks)))
                         }
                         Some(Err(e)) => {
                             let (log_start, high_watermark) = match &e {
                                 PartitionError::OffsetOutOfRange { log_start, log_end, .. } => {
-                                    (*log_start as i64, *log_end as i64)
+                                    (log_start.to_wire(), log_end.to_wire())
                                 }
                                 _ => (-1, -1),
                             };

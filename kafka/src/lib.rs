@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 use broker::broker::accept_loop;
 use broker::groups::{CommitError, GroupError};
+use broker::ids::{shard_at, COORDINATOR_SHARD};
 use broker::net::serve_connection;
 use broker::{AdminError, CallError, NodeId, PartitionError, ProducerError, Service, Shard, ShardId};
 
@@ -206,13 +207,13 @@ impl KafkaSettings {
                 .iter()
                 .enumerate()
                 .map(|(shard, addr)| Endpoint {
-                    node_id: kafka_broker_id(node, ShardId::from_index(shard)),
+                    node_id: kafka_broker_id(node, shard_at(shard)),
                     host: host(addr),
                     port: addr.port(),
                 })
                 .collect(),
             KafkaAdvertise::Single => vec![Endpoint {
-                node_id: kafka_broker_id(node, ShardId::COORDINATOR),
+                node_id: kafka_broker_id(node, COORDINATOR_SHARD),
                 host: host(&bootstrap),
                 port: bootstrap.port(),
             }],
@@ -231,7 +232,7 @@ impl KafkaSettings {
     pub fn leader_for(&self, shard: ShardId) -> i32 {
         match self.advertise {
             KafkaAdvertise::Shards => kafka_broker_id(self.node, shard),
-            KafkaAdvertise::Single => kafka_broker_id(self.node, ShardId::COORDINATOR),
+            KafkaAdvertise::Single => kafka_broker_id(self.node, COORDINATOR_SHARD),
         }
     }
 
@@ -308,7 +309,7 @@ mod tests {
         assert_eq!(kafka_broker_id(NodeId::new(0), ShardId::new(0)), 0);
         assert_eq!(kafka_broker_id(NodeId::new(0), ShardId::new(7)), 7);
         assert_eq!(kafka_broker_id(NodeId::new(2), ShardId::new(3)), 2003);
-        let last_of_node_1 = kafka_broker_id(NodeId::new(1), ShardId::from_index(broker::limits::SHARDS_MAX - 1));
+        let last_of_node_1 = kafka_broker_id(NodeId::new(1), shard_at(broker::limits::SHARDS_MAX - 1));
         assert!(last_of_node_1 < kafka_broker_id(NodeId::new(2), ShardId::new(0)));
     }
 }

@@ -41,8 +41,8 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ListOffsetsRequest
                 match shard.list_offset(TopicPartition::new(name, index), query).await {
                     Ok(listed) => response
                         .with_error_code(codes::NONE)
-                        .with_offset(listed.offset.map_or(-1, |o| o as i64))
-                        .with_leader_epoch(if version >= 4 { listed.leader_epoch } else { unknown_epoch }),
+                        .with_offset(listed.offset.map_or(-1, |o| o.to_wire()))
+                        .with_leader_epoch(if version >= 4 { listed.leader_epoch.to_wire() } else { unknown_epoch }),
                     Err(e) => response.with_error_code(partition_code(&e)),
                 }
             }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use broker::calls::OffsetsCommit;
 use broker::groups::OffsetToCommit;
+use broker::ids::Offset;
 use broker::{Shard, TopicPartition};
 use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
@@ -51,10 +52,11 @@ pub async fn commit(shard: &Rc<Shard>, request: OffsetCommitRequest) -> OffsetCo
     let mut offsets = Vec::new();
     for t in &request.topics {
         for p in &t.partitions {
-            if p.partition_index >= 0 && p.committed_offset >= 0 {
+            if let (Ok(index), Some(offset)) = (u32::try_from(p.partition_index), Offset::from_wire(p.committed_offset))
+            {
                 offsets.push(OffsetToCommit {
-                    partition: TopicPartition::new(t.name.0.as_str(), p.partition_index as u32),
-                    offset: p.committed_offset as u64,
+                    partition: TopicPartition::new(t.name.0.as_str(), index),
+                    offset,
                     metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
                 });
             }
@@ -97,7 +99,7 @@ pub async fn fetch(shard: &Rc<Shard>, request: OffsetFetchRequest) -> OffsetFetc
     for (tp, committed) in offsets {
         let partition = OffsetFetchResponsePartition::default()
             .with_partition_index(tp.partition as i32)
-            .with_committed_offset(committed.as_ref().map_or(-1, |c| c.offset as i64))
+            .with_committed_offset(committed.as_ref().map_or(-1, |c| c.offset.to_wire()))
             .with_committed_leader_epoch(-1)
             .with_metadata(Some(str_bytes(committed.map(|c| c.metadata).unwrap_or_default())))
             .with_error_code(codes::NONE);

@@ -81,8 +81,8 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, turns: Vec<Turn>
                 match shard.produce(TopicPartition::new(name, partition), batches, acks, turn).await {
                     Ok(appended) => PartitionProduced {
                         error: codes::NONE,
-                        base_offset: appended.base_offsets.first().map_or(-1, |&o| o as i64),
-                        log_start_offset: appended.log_start_offset as i64,
+                        base_offset: appended.base_offsets.first().map_or(-1, |o| o.to_wire()),
+                        log_start_offset: appended.log_start_offset.to_wire(),
                         message: None,
                     },
                     Err(e) => PartitionProduced::error(partition_code(&e), e.to_string()),

@@ -8,6 +8,7 @@ use engine::group_offsets::{CommittedOffset, GroupOffsets, GroupOffsetsError, Of
 
 use crate::error::CallError;
 use crate::groups::GroupError;
+use crate::ids::Offset;
 use crate::partition::TopicPartition;
 use crate::topics::TopicTable;
 
@@ -15,7 +16,7 @@ use crate::topics::TopicTable;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetToCommit {
     pub partition: TopicPartition,
-    pub offset: u64,
+    pub offset: Offset,
     pub metadata: String,
 }
 
@@ -58,7 +59,7 @@ impl From<GroupOffsetsError> for CommitError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
     pub partition: TopicPartition,
-    pub offset: u64,
+    pub offset: Offset,
     pub metadata: String,
 }
 
@@ -90,7 +91,7 @@ impl OffsetStore {
             commits.push(OffsetCommit {
                 topic: o.partition.topic,
                 partition: o.partition.partition,
-                offset: o.offset,
+                offset: o.offset.get(),
                 metadata: o.metadata,
             });
             results.push(Ok(()));
@@ -111,9 +112,10 @@ impl OffsetStore {
         group: &str,
         partitions: Option<Vec<TopicPartition>>,
     ) -> Vec<(TopicPartition, Option<Committed>)> {
+        // The store refuses offsets beyond i64::MAX, so every stored one is an `Offset`.
         let committed = |tp: TopicPartition, c: CommittedOffset| Committed {
             partition: tp,
-            offset: c.offset,
+            offset: Offset::new(c.offset),
             metadata: c.metadata,
         };
         match partitions {

@@ -21,6 +21,7 @@ use crate::calls::OffsetsCommit;
 use crate::error::{AdminError, CallError, PartitionError};
 use crate::groups::offsets::OffsetToCommit;
 use crate::groups::CommitError;
+use crate::ids::Offset;
 use crate::net::{serve_connection, Answer, Decoded, Protocol};
 use crate::order::{AppendOrder, Turn};
 use crate::partition::{Acks, OffsetQuery, TopicPartition};
@@ -163,8 +164,8 @@ impl Native {
                 partitions.push(PartitionMetadata {
                     partition: p.partition,
                     shard: p.shard % table.shard_count.max(1),
-                    log_start_offset: bounds.map(|b| b.log_start_offset),
-                    log_end_offset: bounds.map(|b| b.high_watermark),
+                    log_start_offset: bounds.map(|b| b.log_start_offset.get()),
+                    log_end_offset: bounds.map(|b| b.high_watermark.get()),
                     size_bytes: bounds.map(|b| b.size_bytes),
                 });
             }
@@ -212,8 +213,8 @@ async fn produce(
                     partition: id.partition,
                     error: ErrorCode::None,
                     message: String::new(),
-                    base_offsets: appended.base_offsets,
-                    log_end_offset: appended.log_end_offset,
+                    base_offsets: appended.base_offsets.iter().map(|o| o.get()).collect(),
+                    log_end_offset: appended.log_end_offset.get(),
                 },
                 Err(e) => ProducePartitionResult {
                     topic: id.topic,
@@ -236,31 +237,45 @@ async fn fetch(
     bytes_max: u32,
     partitions: Vec<protocol::messages::FetchPartition>,
 ) -> Response {
+    // An offset beyond any Kafka offset (i64::MAX) is out of every partition's range; it is
+    // answered without asking the partition.
     let wanted: Vec<FetchPartition> = partitions
         .iter()
-        .map(|p| FetchPartition {
-            partition: TopicPartition::new(&p.topic, p.partition),
-            offset: p.offset,
-            bytes_max: p.bytes_max,
+        .filter_map(|p| {
+            Some(FetchPartition {
+                partition: TopicPartition::new(&p.topic, p.partition),
+                offset: wire_offset(p.offset)?,
+                bytes_max: p.bytes_max,
+            })
         })
         .collect();
-    let results = shard.fetch(wanted, bytes_min, bytes_max, wait_ms_max).await;
+    let mut results = shard.fetch(wanted, bytes_min, bytes_max, wait_ms_max).await.into_iter();
     let partitions = partitions
         .into_iter()
-        .zip(results)
+        .map(|p| {
+            let result = match wire_offset(p.offset) {
+                Some(_) => results.next().unwrap_or(Err(PartitionError::ShuttingDown)),
+                None => Err(PartitionError::OffsetOutOfRange {
+                    offset: Offset::MAX,
+                    log_start: Offset::ZERO,
+                    log_end: Offset::ZERO,
+                }),
+            };
+            (p, result)
+        })
         .map(|(p, result)| match result {
             Ok(read) => FetchPartitionResult {
                 topic: p.topic,
                 partition: p.partition,
                 error: ErrorCode::None,
-                log_start_offset: read.bounds.log_start_offset,
-                log_end_offset: read.bounds.high_watermark,
-                next_offset: read.next_offset,
+                log_start_offset: read.bounds.log_start_offset.get(),
+                log_end_offset: read.bounds.high_watermark.get(),
+                next_offset: read.next_offset.get(),
                 records: read.chunks,
             },
             Err(e) => {
                 let (log_start_offset, log_end_offset) = match &e {
-                    PartitionError::OffsetOutOfRange { log_start, log_end, .. } => (*log_start, *log_end),
+                    PartitionError::OffsetOutOfRange { log_start, log_end, .. } => (log_start.get(), log_end.get()),
                     _ => (0, 0),
                 };
                 FetchPartitionResult {
@@ -288,7 +303,7 @@ async fn list_offsets(shard: &Rc<Shard>, partitions: Vec<protocol::messages::Lis
                 OffsetSpec::Timestamp(ts) => OffsetQuery::Timestamp(ts),
             };
             let (error, offset) = match shard.list_offset(TopicPartition::new(&p.topic, p.partition), query).await {
-                Ok(listed) => (ErrorCode::None, listed.offset.map_or(-1, |o| o as i64)),
+                Ok(listed) => (ErrorCode::None, listed.offset.map_or(-1, Offset::to_wire)),
                 Err(e) => (partition_code(&e), -1),
             };
             ListOffsetsResult { topic: p.topic, partition: p.partition, error, offset }
@@ -305,23 +320,31 @@ async fn commit(
     offsets: Vec<CommitOffset>,
 ) -> Response {
     let named: Vec<(String, u32)> = offsets.iter().map(|o| (o.topic.clone(), o.partition)).collect();
+    // An offset beyond i64::MAX is kept out of the store and reported (Kafka's offsets are i64).
+    let valid: Vec<bool> = offsets.iter().map(|o| wire_offset(o.offset).is_some()).collect();
     let offsets = offsets
         .into_iter()
-        .map(|o| OffsetToCommit {
-            partition: TopicPartition::new(o.topic, o.partition),
-            offset: o.offset,
-            metadata: o.metadata,
+        .filter_map(|o| {
+            Some(OffsetToCommit {
+                offset: wire_offset(o.offset)?,
+                partition: TopicPartition::new(o.topic, o.partition),
+                metadata: o.metadata,
+            })
         })
         .collect();
     // Native commits without a generation are standalone (tools, the crash loop's committer).
-    let results = shard.commit_offsets(OffsetsCommit { group, generation, member_id, offsets }).await;
+    let mut results = shard.commit_offsets(OffsetsCommit { group, generation, member_id, offsets }).await.into_iter();
     let partitions = named
         .into_iter()
-        .zip(results)
-        .map(|((topic, partition), result)| protocol::messages::PartitionError {
-            topic,
-            partition,
-            error: result.map_or_else(|e| commit_code(&e), |()| ErrorCode::None),
+        .zip(valid)
+        .map(|((topic, partition), valid)| {
+            let error = match valid {
+                false => ErrorCode::InvalidOffset,
+                true => results
+                    .next()
+                    .map_or(ErrorCode::Internal, |r| r.map_or_else(|e| commit_code(&e), |()| ErrorCode::None)),
+            };
+            protocol::messages::PartitionError { topic, partition, error }
         })
         .collect();
     Response::OffsetCommit { partitions }
@@ -342,7 +365,7 @@ async fn fetch_offsets(
                 .map(|(tp, committed)| FetchedOffset {
                     topic: tp.topic,
                     partition: tp.partition,
-                    offset: committed.as_ref().map_or(-1, |c| c.offset as i64),
+                    offset: committed.as_ref().map_or(-1, |c| c.offset.to_wire()),
                     metadata: committed.map(|c| c.metadata).unwrap_or_default(),
                     error: ErrorCode::None,
                 })
@@ -390,6 +413,11 @@ fn admin_status(result: Result<(), AdminError>) -> Response {
             Response::status(code, e.to_string())
         }
     }
+}
+
+/// A native (u64) offset as an `Offset`; `None` beyond i64::MAX, which no log reaches.
+fn wire_offset(offset: u64) -> Option<Offset> {
+    i64::try_from(offset).ok().and_then(Offset::from_wire)
 }
 
 fn call_code(e: CallError) -> ErrorCode {

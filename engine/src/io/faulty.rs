@@ -16,7 +16,11 @@
 //!   synced may hold garbage. Sectors are atomic, as on real disks; bytes a successful sync
 //!   covered are never touched, because the appender only appends (every version of a sector
 //!   holds the same synced prefix);
-//! - a flipped bit at rest (`flip_bit_at_rest`), for sealed segments.
+//! - a flipped bit at rest (`flip_bit_at_rest`), for sealed segments;
+//! - a process death at a named step (`stop_at_step`): multi-file operations (truncation)
+//!   call `io::crash_point` before each durable step; the n-th such step fails, and so does
+//!   every later one, as if the process had died there. What the steps before it did stays on
+//!   disk (each one is synced before the next begins).
 //!
 //! Scope: one injector per executor thread (`install`); files opened while it is installed
 //! are wrapped. Index files and directory entries do not go through this layer (they are
@@ -116,6 +120,10 @@ struct State {
     plan: FaultPlan,
     rng: fastrand::Rng,
     armed: bool,
+    /// Crash points passed so far, the one to stop at, and whether it was reached.
+    steps_taken: u64,
+    stop_at_step: Option<u64>,
+    stopped_at: Option<&'static str>,
     counts: [u64; 4],
     files: BTreeMap<PathBuf, FileTrack>,
     events: Vec<FaultEvent>,
@@ -152,6 +160,9 @@ impl FaultInjector {
             rng: fastrand::Rng::with_seed(plan.seed ^ 0x5eed_fa17),
             plan,
             armed: false,
+            steps_taken: 0,
+            stop_at_step: None,
+            stopped_at: None,
             counts: [0; 4],
             files: BTreeMap::new(),
             events: Vec::new(),
@@ -188,6 +199,41 @@ impl FaultInjector {
     /// No more faults fire (a crash can still be simulated).
     pub fn disarm(&self) {
         self.inner.state.borrow_mut().armed = false;
+    }
+
+    /// Makes the `n`-th crash point from now on (1-based) and every later one fail: the
+    /// process "dies" just before that step. `None` disables it.
+    pub fn stop_at_step(&self, n: Option<u64>) {
+        let mut state = self.inner.state.borrow_mut();
+        state.steps_taken = 0;
+        state.stop_at_step = n;
+        state.stopped_at = None;
+    }
+
+    /// Crash points passed since `stop_at_step`, and the step the process died before.
+    pub fn steps(&self) -> (u64, Option<&'static str>) {
+        let state = self.inner.state.borrow();
+        (state.steps_taken, state.stopped_at)
+    }
+
+    pub(crate) fn crash_point(&self, step: &'static str) -> std::io::Result<()> {
+        let mut state = self.inner.state.borrow_mut();
+        if state.stopped_at.is_some() {
+            return Err(eio("process stopped at an earlier crash point"));
+        }
+        state.steps_taken += 1;
+        if state.stop_at_step.is_some_and(|n| state.steps_taken >= n) {
+            state.stopped_at = Some(step);
+            let position = state.steps_taken;
+            state.events.push(FaultEvent {
+                kind: "stopped at step",
+                path: PathBuf::new(),
+                position,
+                detail: step.to_owned(),
+            });
+            return Err(eio("simulated process death at a crash point"));
+        }
+        Ok(())
     }
 
     /// Every fault that fired so far.

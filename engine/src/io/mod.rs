@@ -21,6 +21,18 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
 use crate::error::IoError;
 use crate::fs::io_err;
 
+/// A step of a multi-file operation at which a test may stop the process (`faulty.rs`,
+/// `FaultInjector::stop_at_step`). Compiles to nothing without the `fault-injection` feature.
+#[inline]
+pub(crate) fn crash_point(step: &'static str, path: &Path) -> Result<(), IoError> {
+    #[cfg(feature = "fault-injection")]
+    if let Some(injector) = faulty::FaultInjector::installed() {
+        injector.crash_point(step).map_err(|e| IoError::new(step, path, e))?;
+    }
+    let _ = (step, path);
+    Ok(())
+}
+
 /// One segment file, opened for reading and writing with O_DIRECT.
 pub(crate) enum SegmentFile {
     Dma(DmaFile),

@@ -6,7 +6,8 @@
 //!   durable** — not even written — until `wait_durable` (or `seal`) says so.
 //! - One pusher at a time: the owning `Log` serialises appends; the appender itself only runs
 //!   a background flusher task that writes and syncs.
-//! - Positions are file positions. `end_position` ≥ `written_position` ≥ `durable_position`.
+//! - Positions are file positions (`FilePosition` at this API; plain bytes inside, where
+//!   only positions meet). `end_position` ≥ `written_position` ≥ `durable_position`.
 //!   The prefix `[0, durable_position)` survived an fdatasync that completed successfully.
 //! - After any write or fdatasync error the appender is *fenced*: every waiter and every later
 //!   call gets the error. A failed fdatasync is never retried, because the kernel may have
@@ -21,12 +22,22 @@
 //! same page at once: a chunk that starts inside the last page of a write still in flight waits
 //! for it, otherwise the older write could land last and zero newer bytes.
 //!
+//! Idle partitions are cheap: once everything pushed is written and nothing is pending, the
+//! open chunk's 1 MiB buffer goes back to the shard's pool and only its partial last page is
+//! kept (in a one-page buffer); the next push that does not fit there takes a chunk from the
+//! pool again. So 2 000 quiet partitions hold ~8 MiB of buffers, not 2 GiB.
+//!
+//! Backpressure: a push waits (`wait_for_capacity`) while this appender has more than
+//! `UNWRITTEN_BYTES_MAX` bytes not yet written, or while all appenders of the shard together
+//! have more than `shard_unwritten_bytes_max(cache budget)` (unwritten batches cannot leave the
+//! shard's cache, `cache.rs`).
+//!
 //! Group commit: a `Sync` waiter raises `sync_wanted_position`. The flusher issues one
 //! fdatasync covering everything written so far; waiters that arrive while it is in flight
 //! are covered by the next one. Writes continue while a sync is in flight, so the disk never
 //! idles waiting for the sync.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -37,11 +48,12 @@ use glommio::io::DmaBuffer;
 
 use crate::error::IoError;
 use crate::fs::{align_down, align_up};
+use crate::ids::{FilePosition, Offset};
 use crate::io::SegmentFile;
 use crate::latency::LatencyHistogram;
 use crate::limits::{
-    CHUNK_POOL_BUFFERS_MAX, IO_ALIGN_BYTES, PREALLOCATE_FIRST_STEP_BYTES, UNWRITTEN_BYTES_MAX, WRITES_IN_FLIGHT_MAX,
-    WRITE_CHUNK_BYTES,
+    shard_unwritten_bytes_max, CHUNK_POOL_BUFFERS_MAX, IO_ALIGN_BYTES, PREALLOCATE_FIRST_STEP_BYTES,
+    UNWRITTEN_BYTES_MAX, WRITES_IN_FLIGHT_MAX, WRITE_CHUNK_BYTES,
 };
 
 /// A DMA buffer that holds the file bytes `[file_position, file_position + len)`.
@@ -87,12 +99,14 @@ struct State {
     /// log can say which offsets are durable. Bounded: past `DURABLE_MARKS_MAX` the newest
     /// mark is overwritten, which only makes `durable_next_offset` lag (never lead) until a
     /// sync covers it.
-    durable_marks: VecDeque<(u64, u64)>,
-    durable_next_offset: u64,
+    durable_marks: VecDeque<(FilePosition, Offset)>,
+    durable_next_offset: Offset,
     sync_deadline: Option<Instant>,
     sync_in_flight: bool,
     /// Bytes reserved on disk with fallocate.
     allocated_bytes: u64,
+    /// This appender's share of `SHARD_UNWRITTEN_BYTES` (see `account`).
+    accounted_unwritten_bytes: u64,
     fenced: Option<String>,
     stopping: bool,
     flusher_running: bool,
@@ -141,14 +155,17 @@ impl Appender {
     pub fn start(
         file: Rc<SegmentFile>,
         path: &Path,
-        end_position: u64,
-        next_offset: u64,
+        end_position: FilePosition,
+        next_offset: Offset,
         tail_page: &[u8],
         allocated_bytes: u64,
     ) -> Appender {
+        let end_position = end_position.get();
         let chunk_position = align_down(end_position);
         assert_eq!(tail_page.len() as u64, end_position - chunk_position);
-        let mut buf = file.alloc_dma_buffer(WRITE_CHUNK_BYTES);
+        assert!((tail_page.len() as u64) < IO_ALIGN_BYTES);
+        // One page: an appender that never gets a push holds no chunk (see "Idle partitions").
+        let mut buf = file.alloc_dma_buffer(IO_ALIGN_BYTES as usize);
         buf.as_bytes_mut()[..tail_page.len()].copy_from_slice(tail_page);
         let state = State {
             end_position,
@@ -165,6 +182,7 @@ impl Appender {
             sync_deadline: None,
             sync_in_flight: false,
             allocated_bytes,
+            accounted_unwritten_bytes: 0,
             fenced: None,
             stopping: false,
             flusher_running: true,
@@ -184,17 +202,23 @@ impl Appender {
         Appender { inner }
     }
 
-    pub fn end_position(&self) -> u64 {
-        self.inner.state.borrow().end_position
+    pub fn end_position(&self) -> FilePosition {
+        FilePosition::new(self.inner.state.borrow().end_position)
     }
 
-    pub fn written_position(&self) -> u64 {
-        self.inner.state.borrow().written_position
+    pub fn written_position(&self) -> FilePosition {
+        FilePosition::new(self.inner.state.borrow().written_position)
     }
 
     /// The offset after the last batch known durable in this segment.
-    pub fn durable_next_offset(&self) -> u64 {
+    pub fn durable_next_offset(&self) -> Offset {
         self.inner.state.borrow().durable_next_offset
+    }
+
+    /// Bytes of DMA buffers this appender holds (the open chunk and full ones not yet written).
+    pub fn buffer_bytes(&self) -> u64 {
+        let state = self.inner.state.borrow();
+        (state.open.buf.len() + state.sealed.iter().map(|c| c.buf.len()).sum::<usize>()) as u64
     }
 
     pub fn fenced(&self) -> Option<String> {
@@ -256,17 +280,24 @@ impl Appender {
         Ok(())
     }
 
-    /// Waits while more than `UNWRITTEN_BYTES_MAX` accepted bytes are not yet on disk, so that
-    /// producers faster than the disk are slowed instead of growing memory without bound.
+    /// Waits while more than `UNWRITTEN_BYTES_MAX` accepted bytes are not yet on disk, or
+    /// while the whole shard has more than `shard_unwritten_bytes_max` of them, so that
+    /// producers faster than the disk are slowed instead of growing memory without bound. The
+    /// shard bound is soft: appends that passed the check together may each overshoot it by
+    /// one request.
     pub async fn wait_for_capacity(&self) -> Result<(), IoError> {
         loop {
-            let listener = self.inner.progress.listen();
+            // Every appender's written progress (and fence) notifies the shard's event.
+            let listener = SHARD_WRITE_PROGRESS.with(|event| event.listen());
             {
                 let state = self.inner.state.borrow();
                 if let Some(reason) = &state.fenced {
                     return Err(self.fenced_error(reason));
                 }
-                if state.end_position - state.written_position <= UNWRITTEN_BYTES_MAX {
+                let own_ok = state.end_position - state.written_position <= UNWRITTEN_BYTES_MAX;
+                let shard_max = shard_unwritten_bytes_max(crate::cache::shard_budget_bytes());
+                let shard_ok = SHARD_UNWRITTEN_BYTES.with(Cell::get) <= shard_max;
+                if own_ok && shard_ok {
                     return Ok(());
                 }
             }
@@ -277,17 +308,25 @@ impl Appender {
     /// Copies one batch, given as `head` (the rewritten first bytes) then `body`, into the
     /// write buffers; `next_offset` is the offset after this batch. Returns the file position
     /// the batch starts at. The caller must have called `reserve` for these bytes.
-    pub fn push(&self, head: &[u8], body: &[u8], next_offset: u64) -> u64 {
+    pub fn push(&self, head: &[u8], body: &[u8], next_offset: Offset) -> FilePosition {
         let mut state = self.inner.state.borrow_mut();
         assert!(state.fenced.is_none(), "push on a fenced appender");
         assert!(!state.stopping, "push on a stopping appender");
         let position = state.end_position;
         let size_bytes = (head.len() + body.len()) as u64;
         assert!(position + size_bytes <= state.allocated_bytes, "push beyond the reservation");
+        if state.open.len + size_bytes as usize > state.open.buf.len() && state.open.buf.len() < WRITE_CHUNK_BYTES {
+            // An idle appender's one-page chunk: take a full one (its page copied over).
+            let mut buf = take_buffer(&self.inner.file);
+            let len = state.open.len;
+            buf.as_bytes_mut()[..len].copy_from_slice(&state.open.buf.as_bytes()[..len]);
+            state.open.buf = buf;
+        }
         self.copy_in(&mut state, head);
         self.copy_in(&mut state, body);
         state.end_position += size_bytes;
-        let mark = (state.end_position, next_offset);
+        account(&mut state);
+        let mark = (FilePosition::new(state.end_position), next_offset);
         if state.durable_marks.len() >= DURABLE_MARKS_MAX {
             if let Some(last) = state.durable_marks.back_mut() {
                 *last = mark;
@@ -298,7 +337,7 @@ impl Appender {
         debug_assert_eq!(state.open.end_position(), state.end_position);
         drop(state);
         self.inner.work.notify(usize::MAX);
-        position
+        FilePosition::new(position)
     }
 
     fn copy_in(&self, state: &mut State, mut bytes: &[u8]) {
@@ -320,7 +359,8 @@ impl Appender {
     }
 
     /// Resolves once every byte below `position` survived an fdatasync.
-    pub async fn wait_durable(&self, position: u64) -> Result<(), IoError> {
+    pub async fn wait_durable(&self, position: FilePosition) -> Result<(), IoError> {
+        let position = position.get();
         {
             let mut state = self.inner.state.borrow_mut();
             assert!(position <= state.end_position);
@@ -360,16 +400,17 @@ impl Appender {
 
     /// Writes and syncs everything, stops the flusher and cuts the preallocated tail off the
     /// file. Returns the final data length. The file stays open for reads.
-    pub async fn seal(&self) -> Result<u64, IoError> {
-        let end_position = self.end_position();
-        self.wait_durable(end_position).await?;
+    pub async fn seal(&self) -> Result<FilePosition, IoError> {
+        let end = self.end_position();
+        self.wait_durable(end).await?;
+        let end_position = end.get();
         self.stop().await;
         self.wait_until(|s| !s.preallocating).await?;
         let file = &self.inner.file;
         file.truncate(end_position).await.map_err(|e| IoError::new("truncate", &self.inner.path, e))?;
         file.fdatasync().await.map_err(|e| IoError::new("fdatasync", &self.inner.path, e))?;
         self.inner.state.borrow_mut().allocated_bytes = end_position;
-        Ok(end_position)
+        Ok(end)
     }
 
     /// Stops the flusher once nothing is in flight (used by `seal` and on drop of a fenced log).
@@ -393,6 +434,32 @@ thread_local! {
     /// faulting in a fresh 1 MiB buffer costs ~15× filling a reused one. Only untrimmed,
     /// full-size buffers come back here.
     static CHUNK_POOL: RefCell<Vec<DmaBuffer>> = const { RefCell::new(Vec::new()) };
+    /// Bytes pushed to this shard's appenders and not yet written (fenced ones excluded).
+    static SHARD_UNWRITTEN_BYTES: Cell<u64> = const { Cell::new(0) };
+    /// Notified whenever `SHARD_UNWRITTEN_BYTES` drops: appends waiting for capacity recheck.
+    static SHARD_WRITE_PROGRESS: Event = const { Event::new() };
+}
+
+/// Brings this appender's share of `SHARD_UNWRITTEN_BYTES` up to date: its pushed but
+/// unwritten bytes, or none once fenced (they will never be written, and must not hold the
+/// shard's other appends back). Called after every change of either position and on fence.
+fn account(state: &mut State) {
+    let unwritten_bytes = if state.fenced.is_some() { 0 } else { state.end_position - state.written_position };
+    let before = state.accounted_unwritten_bytes;
+    state.accounted_unwritten_bytes = unwritten_bytes;
+    SHARD_UNWRITTEN_BYTES.with(|total| {
+        let shard = total.get();
+        assert!(shard >= before, "the shard's unwritten bytes include every appender's share");
+        total.set(shard - before + unwritten_bytes);
+    });
+    if unwritten_bytes < before {
+        SHARD_WRITE_PROGRESS.with(|event| event.notify(usize::MAX));
+    }
+}
+
+/// This shard's bytes pushed and not yet written, over all its appenders.
+pub(crate) fn shard_unwritten_bytes() -> u64 {
+    SHARD_UNWRITTEN_BYTES.with(Cell::get)
 }
 
 /// A chunk buffer from this shard's pool, or a new one.
@@ -499,7 +566,25 @@ fn next_step(inner: &Inner) -> Step {
     if state.stopping && idle && state.end_position == state.written_position {
         return Step::Stop;
     }
+    if idle && state.sealed.is_empty() && state.written_position == state.end_position {
+        release_idle_chunk(&mut state, &inner.file);
+    }
     Step::Wait(state.sync_deadline)
+}
+
+/// Everything pushed is written and nothing is in flight: keep only the open chunk's partial
+/// last page (in a one-page buffer) and give its full-size buffer back to the shard's pool.
+fn release_idle_chunk(state: &mut State, file: &SegmentFile) {
+    if state.open.buf.len() <= IO_ALIGN_BYTES as usize {
+        return;
+    }
+    assert!((state.open.len as u64) < IO_ALIGN_BYTES, "an idle open chunk holds only its last partial page");
+    assert_eq!(state.open.end_position(), state.end_position);
+    let mut page = file.alloc_dma_buffer(IO_ALIGN_BYTES as usize);
+    let len = state.open.len;
+    page.as_bytes_mut()[..len].copy_from_slice(&state.open.buf.as_bytes()[..len]);
+    let chunk = std::mem::replace(&mut state.open.buf, page);
+    return_buffer(chunk);
 }
 
 fn dispatch(state: &mut State, mut chunk: Chunk) -> Step {
@@ -545,6 +630,7 @@ async fn write_chunk(inner: Rc<Inner>, chunk: Chunk) {
                     state.written_position = state.written_position.max(w.data_end_position);
                 }
             }
+            account(&mut state);
             if let Ok(buf) = Rc::try_unwrap(buf) {
                 return_buffer(buf);
             }
@@ -560,6 +646,10 @@ async fn write_chunk(inner: Rc<Inner>, chunk: Chunk) {
         state.in_flight.retain(|w| w.data_end_position != data_end_position);
     }
     drop(state);
+    // Bytes just written may be evicted now: keep the shard's cache within its budget as
+    // soon as it can be, not only at the next append (with the state borrow released: the
+    // cache asks appenders how far they have written).
+    crate::cache::evict();
     inner.work.notify(usize::MAX);
     inner.progress.notify(usize::MAX);
 }
@@ -575,7 +665,7 @@ async fn sync_file(inner: Rc<Inner>, position: u64) {
         Ok(()) => {
             state.durable_position = state.durable_position.max(position);
             while let Some(&(end_position, next_offset)) = state.durable_marks.front() {
-                if end_position > state.durable_position {
+                if end_position.get() > state.durable_position {
                     break;
                 }
                 state.durable_next_offset = next_offset;
@@ -594,4 +684,5 @@ fn fence(state: &mut State, path: &Path, reason: String) {
     if state.fenced.is_none() {
         state.fenced = Some(reason);
     }
+    account(state);
 }

@@ -26,6 +26,7 @@
 //! the active segment at a clean shutdown; so `end_position` and `next_offset` say exactly
 //! where the segment's data ends.
 
+use crate::ids::{FilePosition, Offset};
 use crate::limits::{INDEX_ENTRIES_MAX, INDEX_INTERVAL_BYTES};
 
 const MAGIC: &[u8; 4] = b"SLIX";
@@ -43,30 +44,31 @@ pub(crate) struct IndexEntry {
 }
 
 /// The in-memory index of one segment, plus the facts about its data that the index file
-/// records (where the data ends, the next offset, the newest timestamp).
+/// records (where the data ends, the next offset, the newest timestamp). Offsets and file
+/// positions meet here, so they are typed: a swap cannot compile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SegmentIndex {
-    pub base_offset: u64,
-    pub next_offset: u64,
-    pub end_position: u64,
+    pub base_offset: Offset,
+    pub next_offset: Offset,
+    pub end_position: FilePosition,
     /// Largest batch max-timestamp in the segment; `i64::MIN` while empty.
     pub max_timestamp: i64,
     entries: Vec<IndexEntry>,
 }
 
 impl SegmentIndex {
-    pub fn new(base_offset: u64) -> SegmentIndex {
+    pub fn new(base_offset: Offset) -> SegmentIndex {
         SegmentIndex {
             base_offset,
             next_offset: base_offset,
-            end_position: 0,
+            end_position: FilePosition::ZERO,
             max_timestamp: i64::MIN,
             entries: Vec::new(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.end_position == 0
+        self.end_position == FilePosition::ZERO
     }
 
     #[cfg(test)]
@@ -75,64 +77,83 @@ impl SegmentIndex {
     }
 
     /// Records one appended batch. Batches arrive in order, back to back.
-    pub fn on_batch(&mut self, base_offset: u64, last_offset: u64, position: u64, size_bytes: u64, max_timestamp: i64) {
+    pub fn on_batch(
+        &mut self,
+        base_offset: Offset,
+        last_offset: Offset,
+        position: FilePosition,
+        size_bytes: u64,
+        max_timestamp: i64,
+    ) {
         assert_eq!(base_offset, self.next_offset, "offsets must be contiguous");
         assert_eq!(position, self.end_position, "batches must be back to back");
         assert!(last_offset >= base_offset);
         let due = match self.entries.last() {
             None => true,
-            Some(last) => position - u64::from(last.position) >= u64::from(INDEX_INTERVAL_BYTES),
+            Some(last) => position.get() - u64::from(last.position) >= u64::from(INDEX_INTERVAL_BYTES),
         };
         if due && self.entries.len() < INDEX_ENTRIES_MAX {
-            let relative_offset = base_offset - self.base_offset;
+            let Some(relative_offset) = base_offset.delta_from(self.base_offset) else {
+                unreachable!("a batch of a segment starts at or after the segment's base")
+            };
             assert!(relative_offset <= u64::from(u32::MAX));
-            assert!(position <= u64::from(u32::MAX));
+            assert!(position.get() <= u64::from(u32::MAX));
             self.entries.push(IndexEntry {
                 relative_offset: relative_offset as u32,
-                position: position as u32,
+                position: position.get() as u32,
                 max_timestamp_before: self.max_timestamp,
             });
         }
-        self.next_offset = last_offset + 1;
-        self.end_position = position + size_bytes;
+        let (Some(next_offset), Some(end_position)) = (last_offset.next(), position.checked_add(size_bytes)) else {
+            unreachable!("validated batches end below Offset::MAX, and segments below 4 GiB")
+        };
+        self.next_offset = next_offset;
+        self.end_position = end_position;
         self.max_timestamp = self.max_timestamp.max(max_timestamp);
     }
 
+    /// The offset and file position of an entry.
+    fn at(&self, entry: &IndexEntry) -> (Offset, FilePosition) {
+        let Some(offset) = self.base_offset.checked_add(u64::from(entry.relative_offset)) else {
+            unreachable!("entries lie inside the segment, below its next offset")
+        };
+        (offset, FilePosition::new(u64::from(entry.position)))
+    }
+
     /// The last entry at or before `offset`: `(offset, position)` from which to scan forward.
-    pub fn lookup(&self, offset: u64) -> (u64, u64) {
+    pub fn lookup(&self, offset: Offset) -> (Offset, FilePosition) {
         debug_assert!(offset >= self.base_offset);
-        let relative = offset.saturating_sub(self.base_offset);
+        let relative = offset.delta_from(self.base_offset).unwrap_or(0);
         let at = self.entries.partition_point(|e| u64::from(e.relative_offset) <= relative);
         match at.checked_sub(1).and_then(|i| self.entries.get(i)) {
-            Some(e) => (self.base_offset + u64::from(e.relative_offset), u64::from(e.position)),
-            None => (self.base_offset, 0),
+            Some(e) => self.at(e),
+            None => (self.base_offset, FilePosition::ZERO),
         }
     }
 
     /// The last entry whose preceding batches are all older than `timestamp`: a scan for the
     /// first batch with max-timestamp ≥ `timestamp` may start at its `(offset, position)`.
-    pub fn lookup_time(&self, timestamp: i64) -> (u64, u64) {
+    pub fn lookup_time(&self, timestamp: i64) -> (Offset, FilePosition) {
         let at = self.entries.partition_point(|e| e.max_timestamp_before < timestamp);
         match at.checked_sub(1).and_then(|i| self.entries.get(i)) {
-            Some(e) => (self.base_offset + u64::from(e.relative_offset), u64::from(e.position)),
-            None => (self.base_offset, 0),
+            Some(e) => self.at(e),
+            None => (self.base_offset, FilePosition::ZERO),
         }
     }
 
     /// Drops the last entry and restarts the data facts at its batch, so that recovery can
     /// re-feed batches from there through `on_batch`. Returns `(offset, position)` to rescan
     /// from; `(base_offset, 0)` when there are no entries.
-    pub fn rewind_to_last_entry(&mut self) -> (u64, u64) {
+    pub fn rewind_to_last_entry(&mut self) -> (Offset, FilePosition) {
         match self.entries.pop() {
             Some(e) => {
-                self.next_offset = self.base_offset + u64::from(e.relative_offset);
-                self.end_position = u64::from(e.position);
+                (self.next_offset, self.end_position) = self.at(&e);
                 // By definition the max timestamp of everything before this entry's batch.
                 self.max_timestamp = e.max_timestamp_before;
             }
             None => {
                 self.next_offset = self.base_offset;
-                self.end_position = 0;
+                self.end_position = FilePosition::ZERO;
                 self.max_timestamp = i64::MIN;
             }
         }
@@ -144,9 +165,9 @@ impl SegmentIndex {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_be_bytes());
         out.extend_from_slice(&flags.to_be_bytes());
-        out.extend_from_slice(&self.base_offset.to_be_bytes());
-        out.extend_from_slice(&self.next_offset.to_be_bytes());
-        out.extend_from_slice(&self.end_position.to_be_bytes());
+        out.extend_from_slice(&self.base_offset.get().to_be_bytes());
+        out.extend_from_slice(&self.next_offset.get().to_be_bytes());
+        out.extend_from_slice(&self.end_position.get().to_be_bytes());
         out.extend_from_slice(&self.max_timestamp.to_be_bytes());
         out.extend_from_slice(&(self.entries.len() as u32).to_be_bytes());
         for e in &self.entries {
@@ -160,7 +181,7 @@ impl SegmentIndex {
     }
 
     /// Decodes an index file; returns it with its flags, or why it cannot be trusted.
-    pub fn decode(bytes: &[u8], expected_base_offset: u64) -> Result<(SegmentIndex, u16), &'static str> {
+    pub fn decode(bytes: &[u8], expected_base_offset: Offset) -> Result<(SegmentIndex, u16), &'static str> {
         if bytes.len() < HEADER_BYTES + CRC_BYTES {
             return Err("shorter than its header");
         }
@@ -175,7 +196,7 @@ impl SegmentIndex {
             return Err("unknown version");
         }
         let flags = be_u16(body, 6);
-        let base_offset = be_u64(body, 8);
+        let base_offset = Offset::from_wire(be_u64(body, 8) as i64).ok_or("base offset beyond i64::MAX")?;
         if base_offset != expected_base_offset {
             return Err("base offset does not match the file name");
         }
@@ -183,10 +204,11 @@ impl SegmentIndex {
         if entry_count > INDEX_ENTRIES_MAX || body.len() != HEADER_BYTES + entry_count * ENTRY_BYTES {
             return Err("entry count does not match the length");
         }
+        let next_offset = Offset::from_wire(be_u64(body, 16) as i64).ok_or("next offset beyond i64::MAX")?;
         let mut index = SegmentIndex {
             base_offset,
-            next_offset: be_u64(body, 16),
-            end_position: be_u64(body, 24),
+            next_offset,
+            end_position: FilePosition::new(be_u64(body, 24)),
             max_timestamp: be_u64(body, 32) as i64,
             entries: Vec::with_capacity(entry_count),
         };
@@ -213,8 +235,8 @@ impl SegmentIndex {
             }
         }
         if let Some(last) = self.entries.last() {
-            if u64::from(last.position) >= self.end_position
-                || self.base_offset + u64::from(last.relative_offset) >= self.next_offset
+            let last_offset = self.base_offset.checked_add(u64::from(last.relative_offset));
+            if u64::from(last.position) >= self.end_position.get() || last_offset.is_none_or(|o| o >= self.next_offset)
             {
                 return Err("entry beyond the end of the data");
             }
@@ -243,12 +265,20 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
 mod tests {
     use super::*;
 
+    fn o(offset: u64) -> Offset {
+        Offset::new(offset)
+    }
+
+    fn p(position: u64) -> FilePosition {
+        FilePosition::new(position)
+    }
+
     fn sample() -> SegmentIndex {
-        let mut index = SegmentIndex::new(100);
+        let mut index = SegmentIndex::new(o(100));
         let mut position = 0u64;
         for i in 0..50u64 {
             let size = 10_000;
-            index.on_batch(100 + i * 3, 100 + i * 3 + 2, position, size, 1000 + i as i64);
+            index.on_batch(o(100 + i * 3), o(100 + i * 3 + 2), p(position), size, 1000 + i as i64);
             position += size;
         }
         index
@@ -259,34 +289,34 @@ mod tests {
         let index = sample();
         assert!(index.entries().len() < 50);
         assert!(index.entries().len() > 5);
-        assert_eq!(index.lookup(100), (100, 0));
-        let (offset, position) = index.lookup(130);
-        assert!(offset <= 130 && position <= 10 * 10_000);
-        assert_eq!(index.next_offset, 250);
-        assert_eq!(index.end_position, 500_000);
+        assert_eq!(index.lookup(o(100)), (o(100), p(0)));
+        let (offset, position) = index.lookup(o(130));
+        assert!(offset <= o(130) && position <= p(10 * 10_000));
+        assert_eq!(index.next_offset, o(250));
+        assert_eq!(index.end_position, p(500_000));
         assert_eq!(index.max_timestamp, 1049);
         // Everything before the returned entry is older than the target.
         let (offset, _) = index.lookup_time(1020);
-        assert!(offset <= 100 + 20 * 3);
-        assert_eq!(index.lookup_time(i64::MIN), (100, 0));
+        assert!(offset <= o(100 + 20 * 3));
+        assert_eq!(index.lookup_time(i64::MIN), (o(100), p(0)));
     }
 
     #[test]
     fn encode_decode_round_trip_and_corruption() {
         let index = sample();
         let bytes = index.encode(FLAG_CLEAN);
-        let (back, flags) = SegmentIndex::decode(&bytes, 100).unwrap();
+        let (back, flags) = SegmentIndex::decode(&bytes, o(100)).unwrap();
         assert_eq!(back, index);
         assert_eq!(flags, FLAG_CLEAN);
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;
-            assert!(SegmentIndex::decode(&bad, 100).is_err(), "flip at {i} accepted");
+            assert!(SegmentIndex::decode(&bad, o(100)).is_err(), "flip at {i} accepted");
         }
         for len in 0..bytes.len() {
-            assert!(SegmentIndex::decode(&bytes[..len], 100).is_err());
+            assert!(SegmentIndex::decode(&bytes[..len], o(100)).is_err());
         }
-        assert!(SegmentIndex::decode(&bytes, 101).is_err());
+        assert!(SegmentIndex::decode(&bytes, o(101)).is_err());
     }
 
     #[test]
@@ -296,13 +326,13 @@ mod tests {
         let (offset, position) = index.rewind_to_last_entry();
         assert_eq!(index.next_offset, offset);
         assert_eq!(index.end_position, position);
-        assert!(index.entries().iter().all(|e| u64::from(e.position) < position));
+        assert!(index.entries().iter().all(|e| u64::from(e.position) < position.get()));
         // Re-feed the batches from there, as recovery does.
-        let mut at = position;
-        let mut next = offset;
-        while at < full.end_position {
+        let mut at = position.get();
+        let mut next = offset.get();
+        while at < full.end_position.get() {
             let i = (next - 100) / 3;
-            index.on_batch(next, next + 2, at, 10_000, 1000 + i as i64);
+            index.on_batch(o(next), o(next + 2), p(at), 10_000, 1000 + i as i64);
             at += 10_000;
             next += 3;
         }

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::error::IoError;
+use crate::ids::{FilePosition, LeaderEpoch, Offset};
 use crate::io::SegmentFile;
 use appender::Appender;
 use index::SegmentIndex;
@@ -19,52 +20,49 @@ const INDEX_SUFFIX: &str = ".index";
 /// Base offsets are printed as 20 decimal digits, as Kafka does, so names sort by offset.
 const NAME_DIGITS: usize = 20;
 
-/// Every stored batch carries this partitionLeaderEpoch (a single node is leader epoch 0).
-/// Kafka brokers overwrite the field on append too. The CRC does not cover it, so recovery
-/// and readers check it explicitly: a flipped bit there is caught like any other.
-pub(crate) const STORED_LEADER_EPOCH: i32 = 0;
-
 /// Bytes of a batch the log rewrites: baseOffset (0..8), batchLength kept (8..12),
-/// partitionLeaderEpoch (12..16). None of them is covered by the CRC.
+/// partitionLeaderEpoch (12..16). None of them is covered by the CRC, so recovery and readers
+/// check the offset and the epoch explicitly: a flipped bit there is caught like any other.
 pub(crate) const STORED_HEAD_BYTES: usize = 16;
 
-/// The first `STORED_HEAD_BYTES` of a batch as stored: assigned base offset, the producer's
-/// batchLength, and `STORED_LEADER_EPOCH`.
-pub(crate) fn stored_head(base_offset: u64, batch: &[u8]) -> [u8; STORED_HEAD_BYTES] {
+/// The first `STORED_HEAD_BYTES` of a batch as a leader stores it: the assigned base offset,
+/// the producer's batchLength, and the leader epoch that appends it.
+pub(crate) fn stored_head(base_offset: Offset, epoch: LeaderEpoch, batch: &[u8]) -> [u8; STORED_HEAD_BYTES] {
     let mut head = [0u8; STORED_HEAD_BYTES];
-    head[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    head[0..8].copy_from_slice(&base_offset.to_wire().to_be_bytes());
     head[8..12].copy_from_slice(&batch[8..12]);
-    head[12..16].copy_from_slice(&STORED_LEADER_EPOCH.to_be_bytes());
+    head[12..16].copy_from_slice(&epoch.to_wire().to_be_bytes());
     head
 }
 
-pub(crate) fn log_file_name(base_offset: u64) -> String {
-    format!("{base_offset:020}{LOG_SUFFIX}")
+pub(crate) fn log_file_name(base_offset: Offset) -> String {
+    format!("{:020}{LOG_SUFFIX}", base_offset.get())
 }
 
-pub(crate) fn index_file_name(base_offset: u64) -> String {
-    format!("{base_offset:020}{INDEX_SUFFIX}")
+pub(crate) fn index_file_name(base_offset: Offset) -> String {
+    format!("{:020}{INDEX_SUFFIX}", base_offset.get())
 }
 
-/// `Some(base_offset)` for a segment file name, `None` for anything else.
-pub(crate) fn parse_file_name(name: &str, suffix: &str) -> Option<u64> {
+/// `Some(base_offset)` for a segment file name, `None` for anything else (a number past
+/// `Offset::MAX` included: no batch can start there).
+pub(crate) fn parse_file_name(name: &str, suffix: &str) -> Option<Offset> {
     let digits = name.strip_suffix(suffix)?;
     if digits.len() != NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse::<i64>().ok().and_then(Offset::from_wire)
 }
 
-pub(crate) fn parse_log_file_name(name: &str) -> Option<u64> {
+pub(crate) fn parse_log_file_name(name: &str) -> Option<Offset> {
     parse_file_name(name, LOG_SUFFIX)
 }
 
-pub(crate) fn parse_index_file_name(name: &str) -> Option<u64> {
+pub(crate) fn parse_index_file_name(name: &str) -> Option<Offset> {
     parse_file_name(name, INDEX_SUFFIX)
 }
 
 pub(crate) struct Segment {
-    pub base_offset: u64,
+    pub base_offset: Offset,
     pub log_path: PathBuf,
     pub file: Rc<SegmentFile>,
     pub index: SegmentIndex,
@@ -77,7 +75,7 @@ pub(crate) struct Segment {
 impl Segment {
     /// Bytes a reader may read from disk: the written prefix while an appender runs (newer
     /// bytes are served from the tail cache), the whole data once sealed.
-    pub fn readable_end(&self) -> u64 {
+    pub fn readable_end(&self) -> FilePosition {
         match &self.appender {
             Some(appender) => appender.written_position(),
             None => self.index.end_position,
@@ -85,7 +83,7 @@ impl Segment {
     }
 
     pub fn size_bytes(&self) -> u64 {
-        self.index.end_position
+        self.index.end_position.get()
     }
 
     /// Opens a segment file for reading and writing with O_DIRECT (creating it if asked).

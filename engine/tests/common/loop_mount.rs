@@ -56,8 +56,7 @@ impl LoopMount {
             Ok(mount) => Some(mount),
             Err(e) if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") => {
                 // Straight to the stream, past libtest's capture, so the skip is always seen.
-                let line =
-                    format!("\n!!!!! SKIPPED {test}: cannot mount a loop file system ({e}); {SKIP_ENV}=1 !!!!!\n");
+                let line = format!("\nSKIPPED: {test}: cannot mount a loop file system ({e}); {SKIP_ENV}=1\n");
                 let _ = std::io::stderr().write_all(line.as_bytes());
                 None
             }

@@ -111,8 +111,19 @@ pub enum BatchError {
     BadCompression { compression: u8 },
     #[error("records of a compressed batch cannot be iterated")]
     Compressed,
-    #[error("stored partitionLeaderEpoch is {epoch}, expected 0 (the field is outside the CRC)")]
+    /// A stored batch whose partitionLeaderEpoch (outside the CRC) is not the epoch its log
+    /// holds for its offset.
+    #[error(
+        "stored partitionLeaderEpoch {epoch} is not the leader epoch of its offset (the field is outside the CRC)"
+    )]
     BadLeaderEpoch { epoch: i32 },
+    /// A batch offered for append whose lastOffsetDelta does not match its record count: a
+    /// compressed batch could otherwise claim up to 2^31 offsets with one record.
+    #[error(
+        "lastOffsetDelta {last_offset_delta} does not match recordsCount {records_count} \
+         (a produced batch must have lastOffsetDelta = recordsCount - 1)"
+    )]
+    OffsetDeltaMismatch { records_count: i32, last_offset_delta: i32 },
 }
 
 /// The fixed 61-byte header, decoded. Plain data: parsing checks only what framing needs.
@@ -268,6 +279,19 @@ impl Batch {
         Ok(Batch { bytes, header })
     }
 
+    /// What a batch offered for append must pass: everything `validate` checks, and
+    /// lastOffsetDelta = recordsCount − 1 whether compressed or not, with 1 ≤ recordsCount ≤
+    /// `BATCH_RECORDS_MAX`. Kafka's producers always write a batch so (offset deltas 0, 1, 2, …,
+    /// before any compression), and Kafka's broker requires it too (`LogValidator`: "inner
+    /// record count must match"). Without it the offsets of a compressed batch cannot be
+    /// counted, so one such batch could claim 2^31 offsets. `validate` alone stays lenient for
+    /// compressed batches read back from elsewhere: compaction leaves gaps in them.
+    pub fn validate_produced(bytes: Bytes) -> Result<Batch, BatchError> {
+        let batch = Batch::validate(bytes)?;
+        check_produced_counts(&batch.header)?;
+        Ok(batch)
+    }
+
     /// Validates header, length, CRC and counts without walking records: for recovery and
     /// reads of bytes that were fully validated before they were written.
     pub fn validate_crc_only(bytes: Bytes) -> Result<Batch, BatchError> {
@@ -361,6 +385,20 @@ fn check_counts(header: &BatchHeader) -> Result<(), BatchError> {
     let base_offset = header.base_offset;
     if base_offset.checked_add(i64::from(last_offset_delta)).is_none() {
         return Err(BatchError::OffsetOverflow { base_offset, last_offset_delta });
+    }
+    Ok(())
+}
+
+/// The rule `Batch::validate_produced` adds, on a header: the offsets a batch claims are
+/// exactly its records.
+pub fn check_produced_counts(header: &BatchHeader) -> Result<(), BatchError> {
+    let records_count = header.records_count;
+    let last_offset_delta = header.last_offset_delta;
+    if records_count < 1 || records_count as u32 > BATCH_RECORDS_MAX {
+        return Err(BatchError::BadRecordCount { records_count, last_offset_delta });
+    }
+    if i64::from(last_offset_delta) != i64::from(records_count) - 1 {
+        return Err(BatchError::OffsetDeltaMismatch { records_count, last_offset_delta });
     }
     Ok(())
 }
@@ -900,6 +938,45 @@ mod tests {
             buf[OFFSET_RECORDS..].fill(0xff);
         });
         assert_eq!(batch.unwrap().last_offset(), 9);
+    }
+
+    #[test]
+    fn produced_batches_claim_exactly_their_records() {
+        let bytes = build(&[(Some(b"k"), Some(b"v"), 0), (None, Some(b"v"), 0)]);
+        assert_eq!(Batch::validate_produced(bytes.clone()).unwrap().last_offset(), 1);
+        for compression in 0..=4i16 {
+            let with = |last_offset_delta: i32, records_count: i32| {
+                let mut buf = bytes.to_vec();
+                put(&mut buf, OFFSET_ATTRIBUTES, compression.to_be_bytes());
+                put(&mut buf, OFFSET_LAST_OFFSET_DELTA, last_offset_delta.to_be_bytes());
+                put(&mut buf, OFFSET_RECORDS_COUNT, records_count.to_be_bytes());
+                write_crc(&mut buf);
+                Batch::validate_produced(Bytes::from(buf))
+            };
+            // Compressed records are opaque, so the counts must agree on their own.
+            if compression != 0 {
+                assert_eq!(with(1, 2).unwrap().last_offset(), 1);
+                assert_eq!(with(0, 1).unwrap().last_offset(), 0);
+            }
+            let huge = with(i32::MAX, 2).unwrap_err();
+            assert!(
+                matches!(huge, BatchError::OffsetDeltaMismatch { .. } | BatchError::BadRecordCount { .. }),
+                "codec {compression}: {huge:?}"
+            );
+            assert!(with(9, 2).is_err(), "codec {compression}: a gap was accepted");
+            assert!(with(0, 2).is_err(), "codec {compression}: fewer offsets than records were accepted");
+            assert!(with(-1, 0).is_err(), "codec {compression}: an empty batch was accepted");
+            let too_many = BATCH_RECORDS_MAX as i32 + 1;
+            assert!(with(too_many - 1, too_many).is_err(), "codec {compression}: too many records");
+        }
+        // The header-level check gives the same answers.
+        let mut header = BatchHeader::parse(&bytes).unwrap();
+        assert_eq!(check_produced_counts(&header), Ok(()));
+        header.last_offset_delta = 1 << 30;
+        assert_eq!(
+            check_produced_counts(&header),
+            Err(BatchError::OffsetDeltaMismatch { records_count: 2, last_offset_delta: 1 << 30 })
+        );
     }
 
     #[test]

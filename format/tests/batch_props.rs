@@ -1,15 +1,15 @@
-//! Property and edge-case tests for the RecordBatch v2 codec (`engine::batch`), through its
+//! Property and edge-case tests for the RecordBatch v2 codec (`format::batch`), through its
 //! public API only.
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use engine::batch::{
+use format::batch::{
     peek_batch_size, split_batches, write_base_offset, write_crc, Batch, BatchBuilder, BatchError, BatchHeader, Header,
 };
-use engine::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX, RECORD_HEADERS_MAX};
+use format::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX, RECORD_HEADERS_MAX};
 use proptest::prelude::*;
 
-// Field offsets from the layout table in batch.rs.
+// Field offsets from the layout table in format/src/batch/mod.rs.
 const OFFSET_BASE_OFFSET: usize = 0;
 const OFFSET_BATCH_LENGTH: usize = 8;
 const OFFSET_MAGIC: usize = 16;
@@ -209,6 +209,33 @@ proptest! {
         let batch = Batch::validate(Bytes::from(buf)).unwrap();
         prop_assert_eq!(batch.base_offset(), base_offset);
         prop_assert_eq!(batch.records().next().unwrap().unwrap().offset, base_offset);
+    }
+
+    /// `validate_produced` accepts a batch exactly when `validate` does and its
+    /// lastOffsetDelta is recordsCount − 1, compressed or not.
+    #[test]
+    fn produced_batches_claim_exactly_their_records(
+        records in test_records(),
+        compression in 0..=4i16,
+        last_offset_delta in prop_oneof![Just(None), (-2..i32::MAX).prop_map(Some)],
+    ) {
+        let built = build_records(&records, 0);
+        let count = records.len() as i32;
+        let delta = last_offset_delta.unwrap_or(count - 1);
+        let edited = reseal(&built, |buf| {
+            put(buf, OFFSET_ATTRIBUTES, compression.to_be_bytes());
+            put(buf, OFFSET_LAST_OFFSET_DELTA, delta.to_be_bytes());
+        });
+        let mut buf = built.to_vec();
+        put(&mut buf, OFFSET_ATTRIBUTES, compression.to_be_bytes());
+        put(&mut buf, OFFSET_LAST_OFFSET_DELTA, delta.to_be_bytes());
+        write_crc(&mut buf);
+        let produced = Batch::validate_produced(Bytes::from(buf));
+        let expected_ok = edited.is_ok() && delta == count - 1;
+        prop_assert_eq!(produced.is_ok(), expected_ok, "delta {} count {} codec {}: {:?}", delta, count, compression, produced);
+        if let Ok(batch) = produced {
+            prop_assert_eq!(batch.last_offset() - batch.base_offset() + 1, i64::from(count));
+        }
     }
 }
 
