@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use engine::catalog::{TopicConfig, TopicInfo};
+use engine::catalog::{PartitionInfo, TopicConfig, TopicInfo};
 
 use crate::calls::ShardCall;
 use crate::error::AdminError;
@@ -120,6 +120,8 @@ async fn open_on_owners(
     shard_count: u32,
 ) -> Result<(), AdminError> {
     for (owner, partitions) in by_owner(info, partitions, shard_count) {
+        let partitions: Vec<PartitionInfo> =
+            partitions.iter().filter_map(|&p| info.partitions.get(p as usize).cloned()).collect();
         if owner == shard.id() {
             shard.open_partitions(&info.name, &partitions, &info.config).await?;
             continue;

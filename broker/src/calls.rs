@@ -5,7 +5,7 @@
 //! other thread).
 
 use bytes::Bytes;
-use engine::catalog::TopicConfig;
+use engine::catalog::{PartitionInfo, TopicConfig};
 use futures_channel::oneshot;
 
 use crate::error::{AdminError, PartitionError};
@@ -55,7 +55,7 @@ pub enum ShardCall {
     /// Open (create) partitions the catalog assigned to the receiving shard.
     OpenPartitions {
         topic: String,
-        partitions: Vec<u32>,
+        partitions: Vec<PartitionInfo>,
         config: TopicConfig,
         reply: Reply<Result<(), AdminError>>,
     },

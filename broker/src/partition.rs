@@ -22,6 +22,15 @@ use crate::ids::{LeaderEpoch, Offset};
 use crate::order::Turn;
 use crate::producers::{Check, ProducerBatch, ProducerStates, PRODUCER_SCAN_BYTES_MAX, PRODUCER_SCAN_OFFSETS};
 
+/// Why a partition could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionOpenError {
+    #[error(transparent)]
+    Log(#[from] OpenError),
+    #[error("leader epoch: {0}")]
+    Epoch(#[from] engine::EpochError),
+}
+
 /// A topic's partition: the name and the index, as every protocol names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -118,16 +127,24 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Opens (creating if needed) the partition's log under `data_dir`.
+    /// Opens (creating if needed) the partition's log under `data_dir`, as leader in
+    /// `leader_epoch` (the catalog's): the log stamps it on every batch appended from now on.
     pub async fn open(
         data_dir: &Path,
         id: TopicPartition,
         config: &TopicConfig,
+        leader_epoch: LeaderEpoch,
         disk_free_floor_bytes: u64,
-    ) -> Result<Partition, OpenError> {
+    ) -> Result<Partition, PartitionOpenError> {
         let dir = data_dir.join(partition_dir_name(&id.topic, id.partition));
         let log_config = LogConfig { disk_free_floor_bytes, ..LogConfig::from_topic(config) };
         let log = Log::open(&dir, log_config).await?;
+        if log.leader_epoch() != leader_epoch {
+            // A newer epoch starts at the log end; an older one than the log's is refused
+            // (epochs never go back).
+            log.begin_epoch(leader_epoch).await?;
+        }
+        assert_eq!(log.leader_epoch(), leader_epoch);
         Ok(Partition {
             id,
             log,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use engine::catalog::TopicConfig;
+use engine::catalog::{PartitionInfo, TopicConfig};
 use glommio::sync::Semaphore;
 
 use crate::calls::{OffsetsCommit, ShardCall};
@@ -24,7 +24,7 @@ use crate::groups::{
     AssignedJoin, CommitError, GroupCoordinator, GroupError, HeartbeatRequest, JoinRequest, Joined, LeaveRequest,
     MemberLeft, OffsetStore, SyncRequest, Synced,
 };
-use crate::ids::{shard_at, NodeId, Offset, ShardId, COORDINATOR_SHARD};
+use crate::ids::{shard_at, LeaderEpoch, NodeId, Offset, ShardId, COORDINATOR_SHARD};
 use crate::limits::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX, RETENTION_CHECK_INTERVAL_MS, SHARD_CALL_TIMEOUT_MS};
 use crate::metrics::{ShardMetrics, ShardMetricsSnapshot, StorageGauges};
 use crate::order::Turn;
@@ -182,11 +182,11 @@ impl Shard {
     pub async fn open_owned_partitions(&self) -> Result<(), AdminError> {
         let table = self.topics.load_full();
         for info in table.topics.values() {
-            let mine: Vec<u32> = info
+            let mine: Vec<PartitionInfo> = info
                 .partitions
                 .iter()
                 .filter(|p| (p.shard % table.shard_count.max(1)) as usize == self.id.index())
-                .map(|p| p.partition)
+                .cloned()
                 .collect();
             self.open_partitions(&info.name, &mine, &info.config).await?;
         }
@@ -196,15 +196,16 @@ impl Shard {
     pub(crate) async fn open_partitions(
         &self,
         topic: &str,
-        partitions: &[u32],
+        partitions: &[PartitionInfo],
         config: &TopicConfig,
     ) -> Result<(), AdminError> {
-        for &index in partitions {
-            let id = TopicPartition::new(topic, index);
+        for info in partitions {
+            let id = TopicPartition::new(topic, info.partition);
             if self.partitions.borrow().contains_key(&id) {
                 continue;
             }
-            let partition = Partition::open(&self.data_dir, id.clone(), config, self.disk_free_floor_bytes)
+            let epoch = LeaderEpoch::new(info.leader_epoch);
+            let partition = Partition::open(&self.data_dir, id.clone(), config, epoch, self.disk_free_floor_bytes)
                 .await
                 .map_err(|e| AdminError::Storage { reason: format!("opening {id}: {e}") })?;
             self.partitions.borrow_mut().insert(id, Rc::new(partition));

@@ -3,7 +3,7 @@
 //! batch already appended is acknowledged with its original offset, not appended again.
 #![allow(clippy::unwrap_used)]
 
-use broker::ids::Offset;
+use broker::ids::{LeaderEpoch, Offset};
 use broker::order::Turn;
 use broker::partition::{Acks, Partition, TopicPartition};
 use broker::{PartitionError, ProducerError};
@@ -28,7 +28,10 @@ fn idempotent_checks_and_appends_are_one_step() {
     let dir = tempfile::Builder::new().prefix("shardlog-partition-").tempdir_in(std::env::temp_dir()).unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let partition = Partition::open(&path, TopicPartition::new("t", 0), &TopicConfig::default(), 0).await.unwrap();
+        let partition =
+            Partition::open(&path, TopicPartition::new("t", 0), &TopicConfig::default(), LeaderEpoch::ZERO, 0)
+                .await
+                .unwrap();
         let append = |batch: Bytes| partition.append(vec![batch], Acks::Durable, Turn::unordered());
         let first = append(idempotent_batch(7, 0, 0, 3)).await.unwrap();
         assert_eq!((first.base_offsets.clone(), first.duplicate), (vec![Offset::ZERO], false));
@@ -60,12 +63,49 @@ fn idempotent_checks_and_appends_are_one_step() {
 
         // After a restart the state is rebuilt from the log: the retry is still recognised.
         partition.close().await;
-        let reopened = Partition::open(&path, TopicPartition::new("t", 0), &TopicConfig::default(), 0).await.unwrap();
+        let reopened =
+            Partition::open(&path, TopicPartition::new("t", 0), &TopicConfig::default(), LeaderEpoch::ZERO, 0)
+                .await
+                .unwrap();
         let retry =
             reopened.append(vec![idempotent_batch(7, 0, 3, 2)], Acks::Durable, Turn::unordered()).await.unwrap();
         assert_eq!((retry.base_offsets, retry.duplicate), (vec![Offset::new(3)], true));
         let next = reopened.append(vec![idempotent_batch(7, 0, 5, 1)], Acks::Durable, Turn::unordered()).await.unwrap();
         assert_eq!(next.base_offsets, vec![Offset::new(5)]);
         reopened.close().await;
+    });
+}
+
+/// A partition opened in a newer leader epoch stamps it on the batches it appends from then
+/// on; the older ones keep theirs; an older epoch than the log's is refused.
+#[test]
+fn the_leader_epoch_is_stamped_on_appended_batches() {
+    let dir = tempfile::Builder::new().prefix("shardlog-partition-epoch-").tempdir_in(std::env::temp_dir()).unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let id = || TopicPartition::new("t", 0);
+        let config = TopicConfig::default();
+        let batch = |value: &str| {
+            let mut builder = BatchBuilder::new();
+            builder.push(None, Some(value.as_bytes()), 1_700_000_000_000, &[]);
+            builder.build().unwrap()
+        };
+        let first = Partition::open(&path, id(), &config, LeaderEpoch::ZERO, 0).await.unwrap();
+        first.append(vec![batch("a")], Acks::Durable, Turn::unordered()).await.unwrap();
+        first.close().await;
+        let second = Partition::open(&path, id(), &config, LeaderEpoch::new(2), 0).await.unwrap();
+        assert_eq!(second.leader_epoch(), LeaderEpoch::new(2));
+        second.append(vec![batch("b")], Acks::Durable, Turn::unordered()).await.unwrap();
+        let read = second.read(Offset::ZERO, 1 << 20).await.unwrap();
+        let mut all = Vec::new();
+        for chunk in &read.chunks {
+            all.extend_from_slice(chunk);
+        }
+        let epochs: Vec<i32> = engine::batch::split_batches(Bytes::from(all))
+            .map(|b| b.unwrap().header().partition_leader_epoch)
+            .collect();
+        assert_eq!(epochs, vec![0, 2]);
+        second.close().await;
+        assert!(Partition::open(&path, id(), &config, LeaderEpoch::new(1), 0).await.is_err(), "epochs never go back");
     });
 }

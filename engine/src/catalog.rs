@@ -181,13 +181,18 @@ impl TopicConfig {
     }
 }
 
-/// One partition of a topic and the shard it was placed on.
+/// One partition of a topic, the shard it was placed on, and its leader epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionInfo {
     pub partition: u32,
     /// Shard recorded at placement time; may be ≥ the current shard count (see
     /// [`Catalog::effective_shard`]).
     pub shard: u32,
+    /// The partition's leader epoch (Kafka's partitionLeaderEpoch): what Metadata reports and
+    /// what the log stamps on every batch it appends as leader. A single node leads every
+    /// partition from epoch 0 on; catalogs written before epochs existed read as 0.
+    #[serde(default)]
+    pub leader_epoch: u32,
 }
 
 /// Everything the catalog records about one topic.
@@ -421,7 +426,7 @@ impl Catalog {
             let Some(Reverse((shard_load, shard))) = heap.pop() else {
                 unreachable!("the shard heap is never empty");
             };
-            partitions.push(PartitionInfo { partition, shard });
+            partitions.push(PartitionInfo { partition, shard, leader_epoch: 0 });
             heap.push(Reverse((shard_load + 1, shard)));
         }
         assert_eq!(partitions.len(), total as usize);
@@ -556,7 +561,7 @@ mod tests {
             name: name.to_owned(),
             id,
             config: TopicConfig::default(),
-            partitions: (0..partitions).map(|p| PartitionInfo { partition: p, shard: p }).collect(),
+            partitions: (0..partitions).map(|p| PartitionInfo { partition: p, shard: p, leader_epoch: 0 }).collect(),
         }
     }
 

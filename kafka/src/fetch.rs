@@ -8,7 +8,7 @@
 
 use std::rc::Rc;
 
-use broker::ids::Offset;
+use broker::ids::{LeaderEpoch, Offset};
 use broker::{FetchPartition, PartitionError, Shard, TopicPartition};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -26,7 +26,7 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest) -> FetchResponse {
         let name = topic.topic.0.to_string();
         let mut indexes = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
-            indexes.push((p.partition, p.fetch_offset));
+            indexes.push((p.partition, p.fetch_offset, p.current_leader_epoch));
             if let (Ok(index), Some(offset)) = (u32::try_from(p.partition), Offset::from_wire(p.fetch_offset)) {
                 let bytes_max = u32::try_from(p.partition_max_bytes).ok().filter(|&b| b > 0);
                 wanted.push(FetchPartition {
@@ -47,7 +47,7 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest) -> FetchResponse {
         .map(|(topic, indexes)| {
             let partitions = indexes
                 .into_iter()
-                .map(|(index, offset)| {
+                .map(|(index, offset, asked_epoch)| {
                     let data = PartitionData::default()
                         .with_partition_index(index)
                         .with_aborted_transactions(Some(Vec::new()))
@@ -59,6 +59,10 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest) -> FetchResponse {
                         None => data.with_error_code(codes::UNKNOWN_SERVER_ERROR),
                         Some(Ok(read)) => {
                             let high_watermark = read.bounds.high_watermark.to_wire();
+                            if let Some(code) = epoch_mismatch(asked_epoch, read.bounds.leader_epoch) {
+                                // Kafka fences a fetch from a client that knows another epoch.
+                                return data.with_error_code(code).with_high_watermark(high_watermark);
+                            }
                             data.with_error_code(codes::NONE)
                                 .with_high_watermark(high_watermark)
                                 .with_last_stable_offset(high_watermark)
@@ -87,6 +91,17 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest) -> FetchResponse {
     FetchResponse::default().with_error_code(codes::NONE).with_session_id(0).with_responses(responses)
 }
 
+/// Kafka's check of a fetch's current_leader_epoch (-1: the client does not say): an older
+/// epoch than the partition's is FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH.
+fn epoch_mismatch(asked: i32, current: LeaderEpoch) -> Option<i16> {
+    let asked = LeaderEpoch::from_wire(asked)?;
+    match asked.cmp(&current) {
+        std::cmp::Ordering::Less => Some(codes::FENCED_LEADER_EPOCH),
+        std::cmp::Ordering::Greater => Some(codes::UNKNOWN_LEADER_EPOCH),
+        std::cmp::Ordering::Equal => None,
+    }
+}
+
 /// The broker returns whole batches as one or more chunks; Kafka carries one records field.
 fn concat(chunks: Vec<Bytes>) -> Bytes {
     if chunks.len() == 1 {
@@ -97,4 +112,18 @@ fn concat(chunks: Vec<Bytes>) -> Bytes {
         out.extend_from_slice(&chunk);
     }
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_from_another_epoch_is_fenced_or_unknown() {
+        let current = LeaderEpoch::new(3);
+        assert_eq!(epoch_mismatch(-1, current), None, "the client does not say");
+        assert_eq!(epoch_mismatch(3, current), None);
+        assert_eq!(epoch_mismatch(2, current), Some(codes::FENCED_LEADER_EPOCH));
+        assert_eq!(epoch_mismatch(4, current), Some(codes::UNKNOWN_LEADER_EPOCH));
+    }
 }

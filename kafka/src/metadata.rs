@@ -3,7 +3,8 @@
 //!
 //! With `--kafka-advertise shards` (default) each shard is a broker and leads the partitions
 //! it owns, so a client's produce and fetch for a partition go straight to the core that
-//! stores it. There is one replica, so replicas = ISR = [leader].
+//! stores it. There is one replica, so replicas = ISR = [leader]; each partition's leader
+//! epoch is the catalog's, the one its log stamps on every batch.
 
 use std::rc::Rc;
 
@@ -22,10 +23,6 @@ use crate::{admin_code, codes, str_bytes, KafkaSettings};
 
 /// Kafka's cluster id is a base64 UUID; clients only compare it.
 const CLUSTER_ID: &str = "shardlog";
-
-/// Leader epoch reported for every partition: one replica, always the leader, epoch 0 (the
-/// epoch every stored batch carries).
-const LEADER_EPOCH: i32 = 0;
 
 pub async fn handle(
     shard: &Rc<Shard>,
@@ -77,7 +74,7 @@ pub async fn handle(
                     .with_error_code(codes::NONE)
                     .with_partition_index(p.partition as i32)
                     .with_leader_id(leader)
-                    .with_leader_epoch(LEADER_EPOCH)
+                    .with_leader_epoch(i32::try_from(p.leader_epoch).unwrap_or(i32::MAX))
                     .with_replica_nodes(vec![leader])
                     .with_isr_nodes(vec![leader])
             })

@@ -132,7 +132,9 @@ mod tests {
                 name: "users".into(),
                 id: 1,
                 config: TopicConfig::default(),
-                partitions: (0..partitions).map(|p| PartitionInfo { partition: p, shard: p % 2 }).collect(),
+                partitions: (0..partitions)
+                    .map(|p| PartitionInfo { partition: p, shard: p % 2, leader_epoch: 0 })
+                    .collect(),
             },
         );
         TopicTable { topics, shard_count: 2 }

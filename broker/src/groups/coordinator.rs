@@ -710,7 +710,7 @@ mod tests {
     fn users_table(partitions: u32) -> TopicTable {
         use engine::catalog::{PartitionInfo, TopicConfig, TopicInfo};
         let mut topics = HashMap::new();
-        let partitions = (0..partitions).map(|p| PartitionInfo { partition: p, shard: 0 }).collect();
+        let partitions = (0..partitions).map(|p| PartitionInfo { partition: p, shard: 0, leader_epoch: 0 }).collect();
         topics.insert(
             "users".to_owned(),
             TopicInfo { name: "users".into(), id: 1, config: TopicConfig::default(), partitions },
