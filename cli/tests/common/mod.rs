@@ -42,11 +42,13 @@ pub struct ServerOptions {
     pub kafka: bool,
     /// Extra environment variables for the server process.
     pub env: Vec<(String, String)>,
+    /// Extra `serve` flags.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { shards: 2, metrics: false, kafka: false, env: Vec::new() }
+        ServerOptions { shards: 2, metrics: false, kafka: false, env: Vec::new(), extra_args: Vec::new() }
     }
 }
 
@@ -124,6 +126,7 @@ impl Server {
             .args(["serve", "--listen", &listen, "--shards", &options.shards.to_string(), "--data-dir"])
             .arg(data_dir)
             .args(["--shard-base-port", &(ports.base + 1).to_string()])
+            .args(&options.extra_args)
             .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
