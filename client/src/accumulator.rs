@@ -18,8 +18,8 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use engine::batch::BatchBuilder;
-use engine::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
+use format::batch::BatchBuilder;
+use format::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
 use glommio::sync::Semaphore;
 
 use super::partitioner::{partition_for_key, StickyPartitioner};

@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use engine::batch::{split_batches, BatchError, Header};
+use format::batch::{split_batches, BatchError, Header};
 use glommio::Task;
 
 use super::cluster::Client;
@@ -642,7 +642,7 @@ fn batch_runs(chunks: &[Bytes]) -> Vec<Bytes> {
     for (i, chunk) in chunks.iter().enumerate() {
         let chunk_end = chunk_start + chunk.len();
         while next_batch >= chunk_start && next_batch < chunk_end {
-            match engine::batch::peek_batch_size(&chunk[next_batch - chunk_start..]) {
+            match format::batch::peek_batch_size(&chunk[next_batch - chunk_start..]) {
                 Ok(Some(size_bytes)) if size_bytes > 0 => next_batch += size_bytes,
                 _ => {
                     runs.push(join(&chunks[run_first..]));
@@ -697,7 +697,7 @@ async fn heartbeat_loop(shared: Rc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::batch::BatchBuilder;
+    use format::batch::BatchBuilder;
 
     fn fetched(base_offset: i64, values: &[&str]) -> Bytes {
         let mut b = BatchBuilder::new().base_offset(base_offset);

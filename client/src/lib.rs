@@ -33,7 +33,7 @@ pub use consumer::{Consumer, ConsumerOptions, ConsumerRecord};
 pub use error::{error_code_text, ClientError};
 pub use producer::{Delivery, Producer, ProducerOptions, RecordAck};
 
-pub use engine::batch::Header;
+pub use format::batch::Header;
 pub use protocol::messages::{
     Acks, Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset, ListOffsetsPartition,
     ListOffsetsResult, OffsetSpec, PartitionError, PartitionMetadata, ProducePartition, ProducePartitionResult,

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
+use format::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
 use glommio::Task;
 
 use super::accumulator::{record_bytes_estimate, Accumulator, AccumulatorOptions, Drained};
@@ -388,7 +388,7 @@ mod tests {
     use super::*;
     use crate::cluster::ClientOptions;
     use crate::partitioner::partition_for_key;
-    use engine::batch::Batch;
+    use format::batch::Batch;
     use protocol::messages::{PartitionMetadata, ShardInfo, TopicMetadata};
     use std::time::Instant;
 

@@ -1,5 +1,5 @@
 //! A batching Kafka producer with the native producer's knobs (`server::client::Producer`):
-//! records go into their partition's open RecordBatch v2 (`engine::batch::BatchBuilder`); a
+//! records go into their partition's open RecordBatch v2 (`format::batch::BatchBuilder`); a
 //! batch is ready once it reaches `batch_bytes`, `linger_ms` after its first record, or on
 //! `flush`. A sender task groups ready batches by partition leader into one Produce request
 //! per broker (several partitions, split at `REQUEST_BYTES_MAX`) and resolves each record's
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::accumulator::{record_bytes_estimate, Accumulator, AccumulatorOptions, Drained};
 use bytes::Bytes;
-use engine::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
+use format::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
 use futures_channel::oneshot;
 use glommio::Task;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
