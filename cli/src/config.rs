@@ -47,7 +47,8 @@ pub struct ServeArgs {
     pub disk_free_floor_bytes: Option<u64>,
     /// Memory per shard for recent batches, served to consumers without disk reads; it also
     /// bounds the bytes a shard accepts before the disk has them. One budget for all of the
-    /// shard's partitions, however many. Default 256 MiB.
+    /// shard's partitions, however many. Default: an eighth of the machine's memory shared by
+    /// the shards (at most 4 GiB each).
     #[arg(long)]
     pub batch_cache_bytes: Option<u64>,
     #[command(flatten)]
@@ -135,6 +136,30 @@ pub const LISTEN_DEFAULT: &str = "127.0.0.1:9292";
 /// The smallest batch cache a shard may have: the shard-wide bound on unwritten bytes is a
 /// share of it, and one append of the largest batch must still fit.
 pub const BATCH_CACHE_BYTES_MIN: u64 = 2 * engine::limits::UNWRITTEN_BYTES_MAX;
+
+/// By default the batch caches of all shards take 1/this of the machine's memory (Redpanda
+/// likewise sizes its batch cache from the memory it has). Measured here (docs/benchmarks.md,
+/// issue #11): a hot-tail consumer at ~900 MB/s of 1 KiB records kept up 25 % worse with
+/// 256 MiB per shard than with 1 GiB, because it fell out of the cache.
+pub const BATCH_CACHE_MEMORY_DIVISOR: u64 = 8;
+
+/// The default never gives one shard more than this.
+pub const BATCH_CACHE_DEFAULT_BYTES_MAX: u64 = 4 << 30;
+
+const _: () = assert!(BATCH_CACHE_BYTES_MIN < BATCH_CACHE_DEFAULT_BYTES_MAX);
+
+/// Each shard's default batch cache: an eighth of the machine's memory shared by `shards`,
+/// within `BATCH_CACHE_BYTES_MIN..=BATCH_CACHE_DEFAULT_BYTES_MAX` (the engine's own default when
+/// the memory size cannot be read).
+pub fn default_batch_cache_bytes(shards: usize) -> u64 {
+    // SAFETY: sysconf only reads system configuration.
+    let (pages, page_bytes) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let (Ok(pages), Ok(page_bytes)) = (u64::try_from(pages), u64::try_from(page_bytes)) else {
+        return engine::limits::SHARD_CACHE_BYTES_DEFAULT;
+    };
+    let share = pages.saturating_mul(page_bytes) / BATCH_CACHE_MEMORY_DIVISOR / (shards.max(1) as u64);
+    share.clamp(BATCH_CACHE_BYTES_MIN, BATCH_CACHE_DEFAULT_BYTES_MAX)
+}
 
 impl ServeConfig {
     pub fn resolve(args: &ServeArgs) -> Result<ServeConfig, String> {

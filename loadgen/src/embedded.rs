@@ -48,7 +48,7 @@ impl Embedded {
             shard_base_port: None,
             kafka: kafka_config,
             disk_free_floor_bytes: 0,
-            batch_cache_bytes: engine::limits::SHARD_CACHE_BYTES_DEFAULT,
+            batch_cache_bytes: shardlog::config::default_batch_cache_bytes(shards),
         };
         let broker = Node::start(config).map_err(|e| LoadgenError::Broker(e.to_string()))?;
         if kafka && broker.kafka_listen.is_none() {
