@@ -109,3 +109,38 @@ fn the_leader_epoch_is_stamped_on_appended_batches() {
         assert!(Partition::open(&path, id(), &config, LeaderEpoch::new(1), 0).await.is_err(), "epochs never go back");
     });
 }
+
+/// A failed fdatasync fences the partition: the append it covered is not acknowledged, every
+/// later append gets `Fenced` and `fenced()` says why, until the partition is reopened (the
+/// broker restarts), which re-verifies the log and serves again.
+#[test]
+fn a_failed_fdatasync_fences_the_partition_until_it_is_reopened() {
+    use engine::io::faulty::{FaultInjector, FaultPlan};
+    let dir = tempfile::Builder::new().prefix("shardlog-partition-fenced-").tempdir_in(std::env::temp_dir()).unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let id = || TopicPartition::new("t", 0);
+        let config = TopicConfig::default();
+        let batch = || {
+            let mut builder = BatchBuilder::new();
+            builder.push(None, Some(b"v"), 1_700_000_000_000, &[]);
+            builder.build().unwrap()
+        };
+        let injector = FaultInjector::install(FaultPlan { seed: 11, sync_error_at: Some(1), ..FaultPlan::default() });
+        let partition = Partition::open(&path, id(), &config, LeaderEpoch::ZERO, 0).await.unwrap();
+        assert_eq!(partition.fenced(), None);
+        injector.arm();
+        let first = partition.append(vec![batch()], Acks::Durable, Turn::unordered()).await;
+        assert!(first.is_err(), "an append whose fdatasync failed is not acknowledged: {first:?}");
+        let reason = partition.fenced().expect("fenced");
+        let second = partition.append(vec![batch()], Acks::Leader, Turn::unordered()).await;
+        assert_eq!(second, Err(PartitionError::Fenced { reason }));
+        injector.disarm();
+        drop(partition);
+        FaultInjector::uninstall();
+        let reopened = Partition::open(&path, id(), &config, LeaderEpoch::ZERO, 0).await.unwrap();
+        assert_eq!(reopened.fenced(), None);
+        reopened.append(vec![batch()], Acks::Durable, Turn::unordered()).await.unwrap();
+        reopened.close().await;
+    });
+}
