@@ -127,12 +127,14 @@ impl Broker {
         for (index, listeners) in per_shard.into_iter().enumerate() {
             let id = shard_at(index);
             let plan = ShardPlan {
-                id,
-                config: config.clone(),
-                topics: topics.clone(),
-                catalog: if id == COORDINATOR_SHARD { catalog.take() } else { None },
-                senders: channels.take_senders(index),
-                receivers: channels.take_receivers(index),
+                start: ShardStart {
+                    id,
+                    config: config.clone(),
+                    topics: topics.clone(),
+                    catalog: if id == COORDINATOR_SHARD { catalog.take() } else { None },
+                    senders: channels.take_senders(index),
+                    receivers: channels.take_receivers(index),
+                },
                 listeners,
                 metrics: if id == COORDINATOR_SHARD { metrics_listener.take() } else { None },
                 stop: stop.clone(),
@@ -239,27 +241,29 @@ impl Channels {
     }
 }
 
+/// What a shard's thread starts from.
 struct ShardPlan {
-    id: ShardId,
-    config: BrokerConfig,
-    topics: SharedTopics,
-    catalog: Option<Catalog>,
-    senders: Vec<Option<SharedSender<ShardCall>>>,
-    receivers: Vec<SharedReceiver<ShardCall>>,
+    start: ShardStart,
     listeners: Vec<(Arc<dyn Service>, StdListener)>,
     metrics: Option<StdListener>,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<ShardId, (ShardId, String)>>,
 }
 
+/// What building the shard itself takes (before it serves anything).
+struct ShardStart {
+    id: ShardId,
+    config: BrokerConfig,
+    topics: SharedTopics,
+    catalog: Option<Catalog>,
+    senders: Vec<Option<SharedSender<ShardCall>>>,
+    receivers: Vec<SharedReceiver<ShardCall>>,
+}
+
 async fn run_shard(plan: ShardPlan) {
-    let id = plan.id;
-    let ready = plan.ready.clone();
-    let stop = plan.stop.clone();
-    let listeners = plan.listeners;
-    let metrics_listener = plan.metrics;
-    let started = start_shard(plan.id, plan.config, plan.topics, plan.catalog, plan.senders, plan.receivers).await;
-    match started {
+    let ShardPlan { start, listeners, metrics: metrics_listener, stop, ready } = plan;
+    let id = start.id;
+    match start_shard(start).await {
         Ok(shard) => {
             let accepting: Vec<glommio::Task<()>> = listeners
                 .into_iter()
@@ -280,14 +284,8 @@ async fn run_shard(plan: ShardPlan) {
     }
 }
 
-async fn start_shard(
-    id: ShardId,
-    config: BrokerConfig,
-    topics: SharedTopics,
-    catalog: Option<Catalog>,
-    senders: Vec<Option<SharedSender<ShardCall>>>,
-    receivers: Vec<SharedReceiver<ShardCall>>,
-) -> Result<Rc<Shard>, String> {
+async fn start_shard(start: ShardStart) -> Result<Rc<Shard>, String> {
+    let ShardStart { id, config, topics, catalog, senders, receivers } = start;
     // This executor's cache budget, before any log opens.
     engine::cache::set_shard_budget_bytes(config.batch_cache_bytes);
     // Each end of a shared channel waits in `connect` for the other end, so connect every

@@ -12,94 +12,53 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use bytes::Bytes;
 use client::partitioner::partition_for_key;
-use common::{binary, run_program as run, temp_dir, CliOutput, WAIT};
+use common::raw::Raw;
+use common::{binary, run_program as run, temp_dir, CliOutput, Server, ServerOptions};
 use engine::batch::split_batches;
-use protocol::codec::{decode_response, encode_request};
 use protocol::messages::{ErrorCode, FetchPartition, Request, Response};
 
 /// The longest one client script may run.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A `shardlog serve --kafka-listen` process on ephemeral ports; killed on drop.
+/// A `shardlog serve --kafka-listen` process (the common test server, with Kafka on);
+/// killed on drop.
 struct KafkaServer {
-    child: Child,
     native: String,
     kafka: String,
+    _server: Server,
     _data: tempfile::TempDir,
 }
 
 impl KafkaServer {
     fn start(extra: &[&str]) -> KafkaServer {
         let data = temp_dir("shardlog-kafka-clients-");
-        let shards = 2;
-        let mut child = Command::new(binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--shards", "2"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (mut native, mut kafka) = (String::new(), String::new());
-        let last = format!("kafka broker {}: ", shards - 1);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!("the server did not print its Kafka addresses within {WAIT:?}")
-            });
-            let line = line.trim();
-            if let Some(rest) = line.strip_prefix("shardlog listening on ") {
-                native = rest.split_whitespace().next().unwrap().to_owned();
-            } else if let Some(addr) = line.strip_prefix("kafka: ") {
-                kafka = addr.to_owned();
-            } else if line.starts_with(&last) {
-                break;
-            }
-        }
-        assert!(!native.is_empty() && !kafka.is_empty());
-        KafkaServer { child, native, kafka, _data: data }
+        let options = ServerOptions {
+            kafka: true,
+            extra_args: extra.iter().map(|a| (*a).to_owned()).collect(),
+            ..ServerOptions::default()
+        };
+        let server = Server::start_with(data.path(), options);
+        let kafka = server.kafka_addr.clone().unwrap();
+        KafkaServer { native: server.addr.clone(), kafka, _server: server, _data: data }
     }
 
     /// Every batch of a partition, read over the native protocol.
     fn native_batches(&self, topic: &str, partition: u32) -> Vec<engine::batch::Batch> {
-        let mut stream = TcpStream::connect(&self.native).unwrap();
-        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut raw = Raw::connect(&self.native);
         let request = Request::Fetch {
             wait_ms_max: 0,
             bytes_min: 0,
             bytes_max: 8 << 20,
             partitions: vec![FetchPartition { topic: topic.into(), partition, offset: 0, bytes_max: 8 << 20 }],
         };
-        for chunk in encode_request(1, &request) {
-            stream.write_all(&chunk).unwrap();
-        }
-        let mut prefix = [0u8; 4];
-        stream.read_exact(&mut prefix).unwrap();
-        let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
-        stream.read_exact(&mut body).unwrap();
-        match decode_response(Bytes::from(body)).unwrap().1 {
+        match raw.call(request) {
             Response::Fetch { partitions } => {
                 assert_eq!(partitions[0].error, ErrorCode::None);
                 let all: Vec<u8> = partitions[0].records.iter().flat_map(|c| c.iter().copied()).collect();
@@ -107,13 +66,6 @@ impl KafkaServer {
             }
             other => panic!("{other:?}"),
         }
-    }
-}
-
-impl Drop for KafkaServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -108,6 +108,14 @@ pub struct GroupCoordinator {
 }
 
 impl GroupCoordinator {
+    /// A member id no member of this coordinator had: the static member's instance id (or
+    /// "member") and a counter.
+    fn new_member_id(&self, group_instance_id: Option<&str>) -> String {
+        let n = self.next_member.get();
+        self.next_member.set(n + 1);
+        format!("{}-{n}", group_instance_id.unwrap_or("member"))
+    }
+
     /// The groups it runs now.
     pub fn group_count(&self) -> usize {
         self.groups.borrow().len()
@@ -124,19 +132,10 @@ impl GroupCoordinator {
             session_timeout_ms,
             rebalance_timeout_ms,
         } = request;
-        if group_id.is_empty() || group_id.len() > engine::limits::GROUP_NAME_BYTES_MAX {
-            return now(GroupError::InvalidGroupId);
+        if let Err(e) = check_join(&group_id, session_timeout_ms, &protocols) {
+            return now(e);
         }
-        if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&session_timeout_ms) {
-            return now(GroupError::InvalidSessionTimeout);
-        }
-        let metadata_bytes: usize = protocols.iter().map(|(name, metadata)| name.len() + metadata.len()).sum();
-        if metadata_bytes > GROUP_MEMBER_METADATA_BYTES_MAX {
-            return now(GroupError::MetadataTooLarge);
-        }
-        // Copied: the metadata may be a slice of a request frame far larger than itself.
-        let protocols: Vec<(String, Bytes)> =
-            protocols.into_iter().map(|(name, metadata)| (name, Bytes::copy_from_slice(&metadata))).collect();
+        let protocols = copied(protocols);
         if protocols.is_empty() || protocol_type.is_empty() {
             return now(GroupError::InconsistentGroupProtocol);
         }
@@ -146,23 +145,10 @@ impl GroupCoordinator {
             .map_or(u64::from(session_timeout_ms), u64::from)
             .min(REBALANCE_TIMEOUT_MS_MAX);
         let mut groups = self.groups.borrow_mut();
-        if !groups.contains_key(&group_id) && groups.len() >= GROUPS_MAX {
-            return now(GroupError::TooManyGroups);
-        }
-        let g = groups.entry(group_id.clone()).or_insert_with(|| Group::new(false));
-        if g.members.is_empty() {
-            // An empty group takes whichever protocol joins it first.
-            *g = Group { generation: g.generation, ..Group::new(false) };
-        }
-        if g.assigned_by_broker {
-            return now(GroupError::InconsistentGroupProtocol);
-        }
-        if !member_id.is_empty() && !g.members.contains_key(&member_id) {
-            return now(GroupError::UnknownMemberId);
-        }
-        if member_id.is_empty() && g.members.len() >= GROUP_MEMBERS_MAX {
-            return now(GroupError::GroupFull);
-        }
+        let g = match admit(&mut groups, &group_id, &member_id, false) {
+            Ok(g) => g,
+            Err(e) => return now(e),
+        };
         let others_share_a_protocol = g
             .members
             .iter()
@@ -171,13 +157,7 @@ impl GroupCoordinator {
         if g.protocol_type.as_ref().is_some_and(|t| *t != protocol_type) || !others_share_a_protocol {
             return now(GroupError::InconsistentGroupProtocol);
         }
-        let member_id = if member_id.is_empty() {
-            let n = self.next_member.get();
-            self.next_member.set(n + 1);
-            format!("{}-{n}", group_instance_id.as_deref().unwrap_or("member"))
-        } else {
-            member_id
-        };
+        let member_id = if member_id.is_empty() { self.new_member_id(group_instance_id.as_deref()) } else { member_id };
         let (tx, rx) = oneshot::channel();
         let member = g.members.entry(member_id.clone()).or_insert_with(|| Member {
             session_timeout: Duration::ZERO,
@@ -322,16 +302,7 @@ impl GroupCoordinator {
     /// the group is stable keeps the generation and its share.
     pub fn join_assigned(&self, request: JoinRequest, table: &TopicTable) -> Result<AssignedJoin, GroupError> {
         let JoinRequest { group: group_id, member_id, protocol_type, protocols, session_timeout_ms, .. } = request;
-        if group_id.is_empty() || group_id.len() > engine::limits::GROUP_NAME_BYTES_MAX {
-            return Err(GroupError::InvalidGroupId);
-        }
-        if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&session_timeout_ms) {
-            return Err(GroupError::InvalidSessionTimeout);
-        }
-        let metadata_bytes: usize = protocols.iter().map(|(name, metadata)| name.len() + metadata.len()).sum();
-        if metadata_bytes > GROUP_MEMBER_METADATA_BYTES_MAX {
-            return Err(GroupError::MetadataTooLarge);
-        }
+        check_join(&group_id, session_timeout_ms, &protocols)?;
         let Some((assignor_name, _)) = protocols.first() else {
             return Err(GroupError::InconsistentGroupProtocol);
         };
@@ -339,33 +310,10 @@ impl GroupCoordinator {
         if protocol_type != NATIVE_PROTOCOL_TYPE {
             return Err(GroupError::InconsistentGroupProtocol);
         }
-        let protocols: Vec<(String, Bytes)> =
-            protocols.into_iter().map(|(name, metadata)| (name, Bytes::copy_from_slice(&metadata))).collect();
+        let protocols = copied(protocols);
         let mut groups = self.groups.borrow_mut();
-        if !groups.contains_key(&group_id) && groups.len() >= GROUPS_MAX {
-            return Err(GroupError::TooManyGroups);
-        }
-        let g = groups.entry(group_id.clone()).or_insert_with(|| Group::new(true));
-        if g.members.is_empty() {
-            // An empty group takes whichever protocol joins it first.
-            *g = Group { generation: g.generation, ..Group::new(true) };
-        }
-        if !g.assigned_by_broker {
-            return Err(GroupError::InconsistentGroupProtocol);
-        }
-        if !member_id.is_empty() && !g.members.contains_key(&member_id) {
-            return Err(GroupError::UnknownMemberId);
-        }
-        if member_id.is_empty() && g.members.len() >= GROUP_MEMBERS_MAX {
-            return Err(GroupError::GroupFull);
-        }
-        let member_id = if member_id.is_empty() {
-            let n = self.next_member.get();
-            self.next_member.set(n + 1);
-            format!("member-{n}")
-        } else {
-            member_id
-        };
+        let g = admit(&mut groups, &group_id, &member_id, true)?;
+        let member_id = if member_id.is_empty() { self.new_member_id(None) } else { member_id };
         let session_timeout = Duration::from_millis(u64::from(session_timeout_ms));
         let changed = g.members.get(&member_id).is_none_or(|m| m.protocols != protocols);
         let member = g.members.entry(member_id.clone()).or_insert_with(|| Member {
@@ -453,6 +401,56 @@ impl GroupCoordinator {
         }
         groups.retain(|_, g| !(g.members.is_empty() && g.state == State::Empty));
     }
+}
+
+/// The checks every join passes first: a group id, a session timeout in range, member
+/// metadata within its bound.
+fn check_join(group: &str, session_timeout_ms: u32, protocols: &[(String, Bytes)]) -> Result<(), GroupError> {
+    if group.is_empty() || group.len() > engine::limits::GROUP_NAME_BYTES_MAX {
+        return Err(GroupError::InvalidGroupId);
+    }
+    if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&session_timeout_ms) {
+        return Err(GroupError::InvalidSessionTimeout);
+    }
+    let metadata_bytes: usize = protocols.iter().map(|(name, metadata)| name.len() + metadata.len()).sum();
+    if metadata_bytes > GROUP_MEMBER_METADATA_BYTES_MAX {
+        return Err(GroupError::MetadataTooLarge);
+    }
+    Ok(())
+}
+
+/// The member's protocols with their metadata copied: it may be a slice of a request frame
+/// far larger than itself, which the group must not keep alive.
+fn copied(protocols: Vec<(String, Bytes)>) -> Vec<(String, Bytes)> {
+    protocols.into_iter().map(|(name, metadata)| (name, Bytes::copy_from_slice(&metadata))).collect()
+}
+
+/// The group a join goes to, created if new (within `GROUPS_MAX`); an empty group takes
+/// whichever kind of rebalance joins it first, a group with members only its own kind. A
+/// member id given must be a member's; a new member must fit (`GROUP_MEMBERS_MAX`).
+fn admit<'a>(
+    groups: &'a mut HashMap<String, Group>,
+    group_id: &str,
+    member_id: &str,
+    assigned_by_broker: bool,
+) -> Result<&'a mut Group, GroupError> {
+    if !groups.contains_key(group_id) && groups.len() >= GROUPS_MAX {
+        return Err(GroupError::TooManyGroups);
+    }
+    let g = groups.entry(group_id.to_owned()).or_insert_with(|| Group::new(assigned_by_broker));
+    if g.members.is_empty() {
+        *g = Group { generation: g.generation, ..Group::new(assigned_by_broker) };
+    }
+    if g.assigned_by_broker != assigned_by_broker {
+        return Err(GroupError::InconsistentGroupProtocol);
+    }
+    if !member_id.is_empty() && !g.members.contains_key(member_id) {
+        return Err(GroupError::UnknownMemberId);
+    }
+    if member_id.is_empty() && g.members.len() >= GROUP_MEMBERS_MAX {
+        return Err(GroupError::GroupFull);
+    }
+    Ok(g)
 }
 
 /// A member left or expired: rebalance the rest (or empty the group).
