@@ -11,8 +11,8 @@
 
 use bytes::Bytes;
 
-use super::{retire_stats, start_appender, AppendInfo, Log, Queued, Stamp};
-use crate::batch::{Batch, BatchError};
+use super::{retire_stats, start_appender, validate_batches, AppendInfo, Log, Queued, Stamp};
+use crate::batch::Batch;
 use crate::catalog::Durability;
 use crate::checkpoint::{
     decode_high_watermark, decode_truncate_intent, encode_high_watermark, encode_truncate_intent, HIGH_WATERMARK_FILE,
@@ -23,7 +23,7 @@ use crate::error::{AppendError, IoError, MaintenanceError, OpenError, TruncateEr
 use crate::fs::{read_file, remove_file, sync_dir, write_file_atomic};
 use crate::ids::{LeaderEpoch, Offset};
 use crate::io::crash_point;
-use crate::limits::{BATCH_SIZE_BYTES_MAX, TRUNCATIONS_TRACKED_MAX};
+use crate::limits::TRUNCATIONS_TRACKED_MAX;
 use crate::recovery::{batch_holding, cut_segment_files};
 use crate::segment::Segment;
 
@@ -310,40 +310,28 @@ fn truncate_error(e: AppendError) -> TruncateError {
 /// records (what every leader append passed), with a known leader epoch; together contiguous
 /// in offsets and never decreasing in epoch. Where they must start is checked under the lock.
 fn validate_replica_batches(batches: &[Bytes]) -> Result<Vec<Batch>, AppendError> {
-    if batches.is_empty() {
-        return Err(AppendError::Empty);
-    }
-    let mut validated: Vec<Batch> = Vec::with_capacity(batches.len());
-    for (index, bytes) in batches.iter().enumerate() {
-        if bytes.len() as u64 > u64::from(BATCH_SIZE_BYTES_MAX) {
-            return Err(AppendError::BatchTooLarge { index, size_bytes: bytes.len() as u64 });
-        }
-        let batch = Batch::validate_produced(bytes.clone()).map_err(|source| match source {
-            BatchError::TooLarge { size_bytes } => AppendError::BatchTooLarge { index, size_bytes },
-            source => AppendError::InvalidBatch { index, source },
-        })?;
+    let validated = validate_batches(batches)?;
+    for (index, batch) in validated.iter().enumerate() {
         let stored_epoch = batch.header().partition_leader_epoch;
         let Some(epoch) = LeaderEpoch::from_wire(stored_epoch) else {
             return Err(AppendError::ReplicaEpochUnknown { index, epoch: stored_epoch });
         };
-        if let Some(previous) = validated.last() {
-            // validate_produced checked the last offset does not overflow.
-            let expected = Offset::new(previous.last_offset() as u64 + 1);
-            if Offset::from_wire(batch.base_offset()) != Some(expected) {
-                return Err(AppendError::ReplicaOffsetMismatch { index, expected, found: batch.base_offset() });
+        let Some(previous) = index.checked_sub(1).map(|i| &validated[i]) else {
+            if Offset::from_wire(batch.base_offset()).is_none() {
+                let found = batch.base_offset();
+                return Err(AppendError::ReplicaOffsetMismatch { index, expected: Offset::ZERO, found });
             }
-            let latest = LeaderEpoch::from_wire(previous.header().partition_leader_epoch).unwrap_or(LeaderEpoch::ZERO);
-            if epoch < latest {
-                return Err(AppendError::ReplicaEpochBackwards { index, epoch, latest });
-            }
-        } else if Offset::from_wire(batch.base_offset()).is_none() {
-            return Err(AppendError::ReplicaOffsetMismatch {
-                index,
-                expected: Offset::ZERO,
-                found: batch.base_offset(),
-            });
+            continue;
+        };
+        // validate_produced checked the last offset does not overflow.
+        let expected = Offset::new(previous.last_offset() as u64 + 1);
+        if Offset::from_wire(batch.base_offset()) != Some(expected) {
+            return Err(AppendError::ReplicaOffsetMismatch { index, expected, found: batch.base_offset() });
         }
-        validated.push(batch);
+        let latest = LeaderEpoch::from_wire(previous.header().partition_leader_epoch).unwrap_or(LeaderEpoch::ZERO);
+        if epoch < latest {
+            return Err(AppendError::ReplicaEpochBackwards { index, epoch, latest });
+        }
     }
     Ok(validated)
 }
