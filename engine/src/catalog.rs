@@ -50,7 +50,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{
-    PARTITIONS_PER_TOPIC_MAX, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN, TOPICS_MAX, TOPIC_NAME_BYTES_MAX,
+    CONFIG_NAME_BYTES_MAX, CONFIG_VALUE_BYTES_MAX, PARTITIONS_PER_TOPIC_MAX, SEGMENT_SIZE_BYTES_MAX,
+    SEGMENT_SIZE_BYTES_MIN, TOPICS_MAX, TOPIC_NAME_BYTES_MAX, UNAPPLIED_CONFIGS_MAX,
 };
 
 /// Name of the catalog file inside the data directory.
@@ -142,6 +143,10 @@ pub struct TopicConfig {
     pub segment_ms: Option<u64>,
     /// Acknowledgement policy for appends.
     pub durability: Durability,
+    /// Kafka topic configs this broker does not apply, as set by a client (AlterConfigs,
+    /// CreateTopics): kept and reported back, so tools that set them see what they set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unapplied: BTreeMap<String, String>,
 }
 
 impl Default for TopicConfig {
@@ -152,6 +157,7 @@ impl Default for TopicConfig {
             segment_bytes: crate::limits::SEGMENT_SIZE_BYTES_DEFAULT,
             segment_ms: Some(SEGMENT_MS_DEFAULT),
             durability: Durability::Sync,
+            unapplied: BTreeMap::new(),
         }
     }
 }
@@ -175,6 +181,14 @@ impl TopicConfig {
         for (field, value) in optional_limits {
             if value == Some(0) {
                 return invalid(format!("{field} must be at least 1 (use null for unlimited)"));
+            }
+        }
+        if self.unapplied.len() > UNAPPLIED_CONFIGS_MAX {
+            return invalid(format!("{} unapplied configs, at most {UNAPPLIED_CONFIGS_MAX}", self.unapplied.len()));
+        }
+        for (name, value) in &self.unapplied {
+            if name.is_empty() || name.len() > CONFIG_NAME_BYTES_MAX || value.len() > CONFIG_VALUE_BYTES_MAX {
+                return invalid(format!("config {name:?} or its value is empty or too long"));
             }
         }
         self.durability.validate().or_else(invalid)
@@ -286,6 +300,11 @@ pub fn partition_dir_name(topic: &str, partition: u32) -> String {
 struct CatalogBody {
     version: u32,
     next_topic_id: u64,
+    /// Random, fixed when the catalog is first written: the high half of every topic's UUID
+    /// (Kafka's topic id), so ids differ between catalogs. 0 in catalogs written before topic
+    /// ids existed; `Catalog::open` then draws one and rewrites the file.
+    #[serde(default)]
+    incarnation: u64,
     /// Sorted by name.
     topics: Vec<TopicInfo>,
 }
@@ -299,6 +318,8 @@ pub struct Catalog {
     next_topic_id: u64,
     /// Shards that new partitions are placed on.
     shard_count: u32,
+    /// See `CatalogBody::incarnation`; never 0.
+    incarnation: u64,
 }
 
 impl Catalog {
@@ -313,12 +334,23 @@ impl Catalog {
             _ => {}
         }
         let path = dir.join(CATALOG_FILE_NAME);
-        let (topics, next_topic_id) = match fs::read(&path) {
-            Ok(bytes) => decode(&bytes).map_err(|reason| CatalogError::Corrupt { path: path.clone(), reason })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (BTreeMap::new(), TOPIC_ID_FIRST),
+        let (topics, next_topic_id, incarnation, existed) = match fs::read(&path) {
+            Ok(bytes) => {
+                let (topics, next, incarnation) =
+                    decode(&bytes).map_err(|reason| CatalogError::Corrupt { path: path.clone(), reason })?;
+                (topics, next, incarnation, true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (BTreeMap::new(), TOPIC_ID_FIRST, 0, false),
             Err(e) => return Err(io_error(&path, e)),
         };
-        let catalog = Catalog { dir: dir.to_owned(), topics, next_topic_id, shard_count };
+        let drawn = incarnation == 0;
+        let incarnation = if drawn { new_incarnation(dir)? } else { incarnation };
+        let mut catalog = Catalog { dir: dir.to_owned(), topics, next_topic_id, shard_count, incarnation };
+        if drawn && existed {
+            // Topic ids must not change at the next restart: persist the one just drawn.
+            let topics = catalog.topics.clone();
+            catalog.commit(topics, next_topic_id)?;
+        }
         catalog.assert_invariants();
         Ok(catalog)
     }
@@ -339,6 +371,24 @@ impl Catalog {
 
     pub fn shard_count(&self) -> u32 {
         self.shard_count
+    }
+
+    /// The high half of every topic UUID of this catalog (see `topic_uuid`).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Replaces `name`'s config (Kafka's AlterConfigs); the caller reconfigures open logs.
+    pub fn set_topic_config(&mut self, name: &str, config: TopicConfig) -> Result<TopicInfo, CatalogError> {
+        let Some(current) = self.topics.get(name) else {
+            return Err(CatalogError::UnknownTopic { name: name.to_owned() });
+        };
+        config.validate()?;
+        let info = TopicInfo { config, ..current.clone() };
+        let mut topics = self.topics.clone();
+        topics.insert(name.to_owned(), info.clone());
+        self.commit(topics, self.next_topic_id)?;
+        Ok(info)
     }
 
     /// The shard that serves `p` now: its recorded shard, folded into the current shard count.
@@ -435,7 +485,7 @@ impl Catalog {
     /// Persists the new state, then makes it visible. On error memory is unchanged.
     fn commit(&mut self, topics: BTreeMap<String, TopicInfo>, next_topic_id: u64) -> Result<(), CatalogError> {
         assert!(next_topic_id >= self.next_topic_id);
-        let bytes = encode(&topics, next_topic_id)?;
+        let bytes = encode(&topics, next_topic_id, self.incarnation)?;
         persist(&self.dir, &bytes)?;
         self.topics = topics;
         self.next_topic_id = next_topic_id;
@@ -445,6 +495,7 @@ impl Catalog {
 
     fn assert_invariants(&self) {
         assert!(self.shard_count >= 1);
+        assert_ne!(self.incarnation, 0);
         assert!(self.topics.len() <= TOPICS_MAX);
         let mut ids = BTreeSet::new();
         for (name, info) in &self.topics {
@@ -461,9 +512,13 @@ fn io_error(path: &Path, source: io::Error) -> CatalogError {
 }
 
 /// Serializes the body and appends the checksum trailer.
-fn encode(topics: &BTreeMap<String, TopicInfo>, next_topic_id: u64) -> Result<Vec<u8>, CatalogError> {
-    let body =
-        CatalogBody { version: CATALOG_FORMAT_VERSION, next_topic_id, topics: topics.values().cloned().collect() };
+fn encode(topics: &BTreeMap<String, TopicInfo>, next_topic_id: u64, incarnation: u64) -> Result<Vec<u8>, CatalogError> {
+    let body = CatalogBody {
+        version: CATALOG_FORMAT_VERSION,
+        next_topic_id,
+        incarnation,
+        topics: topics.values().cloned().collect(),
+    };
     let mut bytes = serde_json::to_vec_pretty(&body)
         .map_err(|e| CatalogError::InvalidConfig { reason: format!("cannot serialize catalog: {e}") })?;
     assert!(!bytes.ends_with(b"\n"));
@@ -473,7 +528,7 @@ fn encode(topics: &BTreeMap<String, TopicInfo>, next_topic_id: u64) -> Result<Ve
 }
 
 /// Verifies the trailer and parses and validates the body; the error is the corruption reason.
-fn decode(bytes: &[u8]) -> Result<(BTreeMap<String, TopicInfo>, u64), String> {
+fn decode(bytes: &[u8]) -> Result<(BTreeMap<String, TopicInfo>, u64, u64), String> {
     let (body, checksum_stored) = split_trailer(bytes)?;
     let checksum_computed = crc32c::crc32c(body);
     if checksum_computed != checksum_stored {
@@ -502,7 +557,7 @@ fn split_trailer(bytes: &[u8]) -> Result<(&[u8], u32), String> {
 
 /// Checks every invariant of a parsed body; disk contents are untrusted, so these are errors
 /// rather than assertions.
-fn validate_body(body: CatalogBody) -> Result<(BTreeMap<String, TopicInfo>, u64), String> {
+fn validate_body(body: CatalogBody) -> Result<(BTreeMap<String, TopicInfo>, u64, u64), String> {
     if body.version != CATALOG_FORMAT_VERSION {
         return Err(format!("unsupported version {}", body.version));
     }
@@ -526,7 +581,29 @@ fn validate_body(body: CatalogBody) -> Result<(BTreeMap<String, TopicInfo>, u64)
             return Err(format!("duplicate topic {:?}", duplicate.name));
         }
     }
-    Ok((topics, body.next_topic_id))
+    Ok((topics, body.next_topic_id, body.incarnation))
+}
+
+/// Kafka's topic id of topic `id` in a catalog of `incarnation`: a UUID whose high half is
+/// the catalog's random incarnation and low half the topic's never-reused id, so a topic
+/// deleted and re-created gets a new one, and no two catalogs share one.
+pub fn topic_uuid(incarnation: u64, id: u64) -> [u8; 16] {
+    let mut uuid = [0u8; 16];
+    uuid[..8].copy_from_slice(&incarnation.to_be_bytes());
+    uuid[8..].copy_from_slice(&id.to_be_bytes());
+    uuid
+}
+
+/// A fresh random incarnation (never 0), from the kernel's random source.
+fn new_incarnation(dir: &Path) -> Result<u64, CatalogError> {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer it is given.
+    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if got != bytes.len() as isize {
+        return Err(io_error(dir, io::Error::last_os_error()));
+    }
+    // The top bit set: never 0 (Kafka's Uuid.ZERO), never Kafka's reserved ids.
+    Ok(u64::from_be_bytes(bytes) | (1 << 63))
 }
 
 /// Atomically replaces `dir/catalog.json` with `bytes` (see the module doc for the protocol).
@@ -570,11 +647,11 @@ mod tests {
         let mut topics = BTreeMap::new();
         topics.insert("a".to_owned(), topic("a", 1, 3));
         topics.insert("b".to_owned(), topic("b", 4, 1));
-        let bytes = encode(&topics, 5).unwrap();
+        let bytes = encode(&topics, 5, 9).unwrap();
         assert!(bytes.ends_with(b"\n"));
-        let (decoded, next_topic_id) = decode(&bytes).unwrap();
+        let (decoded, next_topic_id, incarnation) = decode(&bytes).unwrap();
         assert_eq!(decoded, topics);
-        assert_eq!(next_topic_id, 5);
+        assert_eq!((next_topic_id, incarnation), (5, 9));
     }
 
     #[test]
@@ -582,10 +659,10 @@ mod tests {
         let mut topics = BTreeMap::new();
         topics.insert("a".to_owned(), topic("a", 1, 3));
         // The id must be below next_topic_id.
-        assert!(decode(&encode(&topics, 1).unwrap()).is_err());
+        assert!(decode(&encode(&topics, 1, 9).unwrap()).is_err());
         // Partitions must be numbered 0..n.
         topics.get_mut("a").unwrap().partitions[1].partition = 7;
-        assert!(decode(&encode(&topics, 2).unwrap()).is_err());
+        assert!(decode(&encode(&topics, 2, 9).unwrap()).is_err());
     }
 
     #[test]

@@ -11,16 +11,19 @@
 //! | `leader-epoch-checkpoint` | `SLEP` | `count u32`, then `epoch u32, start_offset u64` each | `epochs.rs` |
 //! | `high-watermark-checkpoint` | `SLHW` | `high_watermark u64` | `Log::checkpoint_high_watermark` |
 //! | `truncate-intent` | `SLTI` | `end_offset u64` | `Log::truncate_to`, removed once done |
+//! | `log-start-checkpoint` | `SLLS` | `log_start_offset u64` | `Log::delete_records_before` |
 
 use crate::ids::Offset;
 
 pub(crate) const EPOCHS_FILE: &str = "leader-epoch-checkpoint";
 pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark-checkpoint";
 pub(crate) const TRUNCATE_INTENT_FILE: &str = "truncate-intent";
+pub(crate) const LOG_START_FILE: &str = "log-start-checkpoint";
 
 pub(crate) const EPOCHS_MAGIC: &[u8; 4] = b"SLEP";
 const HIGH_WATERMARK_MAGIC: &[u8; 4] = b"SLHW";
 const TRUNCATE_INTENT_MAGIC: &[u8; 4] = b"SLTI";
+const LOG_START_MAGIC: &[u8; 4] = b"SLLS";
 
 const VERSION: u16 = 1;
 const PREFIX_BYTES: usize = 8;
@@ -87,6 +90,14 @@ pub(crate) fn decode_truncate_intent(bytes: &[u8]) -> Result<Offset, &'static st
     decode_offset(TRUNCATE_INTENT_MAGIC, bytes)
 }
 
+pub(crate) fn encode_log_start(offset: Offset) -> Vec<u8> {
+    encode_offset(LOG_START_MAGIC, offset)
+}
+
+pub(crate) fn decode_log_start(bytes: &[u8]) -> Result<Offset, &'static str> {
+    decode_offset(LOG_START_MAGIC, bytes)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -100,6 +111,8 @@ mod tests {
         // The magic keeps one file from being read as another.
         assert!(decode_truncate_intent(&bytes).is_err());
         assert_eq!(decode_truncate_intent(&encode_truncate_intent(Offset::new(7))), Ok(Offset::new(7)));
+        assert_eq!(decode_log_start(&encode_log_start(Offset::new(9))), Ok(Offset::new(9)));
+        assert!(decode_log_start(&bytes).is_err());
         for i in 0..bytes.len() {
             for bit in 0..8 {
                 let mut bad = bytes.clone();

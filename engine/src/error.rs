@@ -178,6 +178,9 @@ pub enum MaintenanceError {
     Closed,
     #[error(transparent)]
     Io(IoError),
+    /// `delete_records_before` past the log end: records that do not exist cannot be deleted.
+    #[error("offset {offset} is past the log end {log_end_offset}")]
+    DeleteBeyondEnd { offset: Offset, log_end_offset: Offset },
 }
 
 impl From<IoError> for AppendError {

@@ -7,8 +7,10 @@
 //! which then replaces the old one by rename.
 //!
 //! Record key: `u16 group_len | group | u16 topic_len | topic | u32 partition`.
-//! Record value: `u8 version (0) | u64 offset | i64 commit_timestamp_ms | u16 metadata_len |
-//! metadata`; a null value deletes the key (topic deleted). All big-endian.
+//! Record value, version 1: `u8 version (1) | u64 offset | i64 commit_timestamp_ms |
+//! i32 leader_epoch (-1: none) | u16 metadata_len | metadata`; version 0 (written before
+//! committed leader epochs were kept) is the same without `leader_epoch`, and reads as none.
+//! A null value deletes the key (topic deleted, group or offsets deleted). All big-endian.
 //!
 //! Two commits in flight for one key may finish out of order (each waits for its own
 //! fdatasync); the value with the larger log offset wins, as it would on replay.
@@ -31,7 +33,11 @@ use crate::log::{Log, LogConfig};
 const DIR_NAME: &str = "__consumer_offsets";
 const COMPACT_DIR_NAME: &str = "__consumer_offsets.compact";
 const OLD_DIR_NAME: &str = "__consumer_offsets.old";
-const VALUE_VERSION: u8 = 0;
+/// The value version written; `VALUE_VERSION_NO_EPOCH` is still read.
+const VALUE_VERSION: u8 = 1;
+const VALUE_VERSION_NO_EPOCH: u8 = 0;
+/// The stored "no leader epoch" (Kafka's -1).
+const LEADER_EPOCH_NONE: i32 = -1;
 /// Commits hold one unit; compaction takes them all, so it runs alone.
 const COMMIT_PERMITS_MAX: u64 = 1 << 20;
 /// Records per batch written by compaction.
@@ -68,6 +74,8 @@ pub struct CommittedOffset {
     pub offset: u64,
     pub metadata: String,
     pub commit_timestamp_ms: i64,
+    /// The leader epoch the consumer committed with (Kafka's committedLeaderEpoch), if any.
+    pub leader_epoch: Option<u32>,
 }
 
 /// One partition's commit in a request.
@@ -77,6 +85,8 @@ pub struct OffsetCommit {
     pub partition: u32,
     pub offset: u64,
     pub metadata: String,
+    /// The leader epoch of the record before `offset`, as the consumer saw it; `None` if unknown.
+    pub leader_epoch: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -129,7 +139,7 @@ impl GroupOffsets {
                 return Err(GroupOffsetsError::OffsetTooLarge { offset: c.offset });
             }
             let key = encode_key(group, &c.topic, c.partition);
-            let value = encode_value(c.offset, now_ms, &c.metadata);
+            let value = encode_value(c.offset, now_ms, c.leader_epoch, &c.metadata);
             builder.push(Some(&key), Some(&value), now_ms, &[]);
         }
         let batch = builder.build().map_err(|e| GroupOffsetsError::Corrupt(e.to_string()))?;
@@ -140,8 +150,12 @@ impl GroupOffsets {
             let mut entries = self.entries.borrow_mut();
             for (i, c) in commits.iter().enumerate() {
                 let key = Key { group: group.to_owned(), topic: c.topic.clone(), partition: c.partition };
-                let value =
-                    CommittedOffset { offset: c.offset, metadata: c.metadata.clone(), commit_timestamp_ms: now_ms };
+                let value = CommittedOffset {
+                    offset: c.offset,
+                    metadata: c.metadata.clone(),
+                    commit_timestamp_ms: now_ms,
+                    leader_epoch: c.leader_epoch,
+                };
                 apply(&mut entries, key, Some(value), record_offset(&info, i)?);
             }
         }
@@ -167,9 +181,49 @@ impl GroupOffsets {
         out
     }
 
+    /// Every group with a committed offset, sorted.
+    pub fn groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self.entries.borrow().keys().map(|k| k.group.clone()).collect();
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
     /// Forgets every group's offsets for `topic` (the topic was deleted).
     pub async fn delete_topic(&self, topic: &str, now_ms: i64) -> Result<(), GroupOffsetsError> {
         let keys: Vec<Key> = self.entries.borrow().keys().filter(|k| k.topic == topic).cloned().collect();
+        self.delete_keys(keys, now_ms).await
+    }
+
+    /// Forgets every offset `group` committed (the group was deleted); returns how many.
+    pub async fn delete_group(&self, group: &str, now_ms: i64) -> Result<usize, GroupOffsetsError> {
+        let keys: Vec<Key> = self.entries.borrow().keys().filter(|k| k.group == group).cloned().collect();
+        let count = keys.len();
+        self.delete_keys(keys, now_ms).await?;
+        Ok(count)
+    }
+
+    /// Forgets `group`'s offsets of these partitions (Kafka's OffsetDelete); partitions
+    /// without a committed offset are skipped.
+    pub async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: &[(String, u32)],
+        now_ms: i64,
+    ) -> Result<(), GroupOffsetsError> {
+        let keys: Vec<Key> = {
+            let entries = self.entries.borrow();
+            partitions
+                .iter()
+                .map(|(topic, partition)| Key { group: group.to_owned(), topic: topic.clone(), partition: *partition })
+                .filter(|k| entries.contains_key(k))
+                .collect()
+        };
+        self.delete_keys(keys, now_ms).await
+    }
+
+    /// Writes a tombstone for each key (one durable append), then forgets them.
+    async fn delete_keys(&self, keys: Vec<Key>, now_ms: i64) -> Result<(), GroupOffsetsError> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -222,7 +276,7 @@ impl GroupOffsets {
         for chunk in snapshot.chunks(COMPACT_BATCH_RECORDS) {
             let mut builder = BatchBuilder::new();
             for (k, v) in chunk {
-                let value = encode_value(v.offset, v.commit_timestamp_ms, &v.metadata);
+                let value = encode_value(v.offset, v.commit_timestamp_ms, v.leader_epoch, &v.metadata);
                 builder.push(
                     Some(&encode_key(&k.group, &k.topic, k.partition)),
                     Some(&value),
@@ -349,11 +403,13 @@ fn encode_key(group: &str, topic: &str, partition: u32) -> Vec<u8> {
     out
 }
 
-fn encode_value(offset: u64, commit_timestamp_ms: i64, metadata: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(19 + metadata.len());
+fn encode_value(offset: u64, commit_timestamp_ms: i64, leader_epoch: Option<u32>, metadata: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(23 + metadata.len());
     out.push(VALUE_VERSION);
     out.extend_from_slice(&offset.to_be_bytes());
     out.extend_from_slice(&commit_timestamp_ms.to_be_bytes());
+    let epoch = leader_epoch.and_then(|e| i32::try_from(e).ok()).unwrap_or(LEADER_EPOCH_NONE);
+    out.extend_from_slice(&epoch.to_be_bytes());
     out.extend_from_slice(&(metadata.len() as u16).to_be_bytes());
     out.extend_from_slice(metadata.as_bytes());
     out
@@ -407,12 +463,50 @@ fn decode_key(bytes: &Bytes) -> Result<Key, GroupOffsetsError> {
 fn decode_value(bytes: &Bytes) -> Result<CommittedOffset, GroupOffsetsError> {
     let mut c = Cursor { bytes };
     let [version] = c.array()?;
-    if version != VALUE_VERSION {
+    if version != VALUE_VERSION && version != VALUE_VERSION_NO_EPOCH {
         return Err(GroupOffsetsError::Corrupt(format!("unknown value version {version}")));
     }
     let offset = u64::from_be_bytes(c.array()?);
     let commit_timestamp_ms = i64::from_be_bytes(c.array()?);
+    let leader_epoch = if version == VALUE_VERSION {
+        let stored = i32::from_be_bytes(c.array()?);
+        if stored < LEADER_EPOCH_NONE {
+            return Err(GroupOffsetsError::Corrupt(format!("leader epoch {stored}")));
+        }
+        u32::try_from(stored).ok()
+    } else {
+        None
+    };
     let metadata = c.string()?;
     c.finish()?;
-    Ok(CommittedOffset { offset, metadata, commit_timestamp_ms })
+    Ok(CommittedOffset { offset, metadata, commit_timestamp_ms, leader_epoch })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_keep_the_leader_epoch_and_version_0_values_still_read() {
+        let v1 = Bytes::from(encode_value(42, 7, Some(3), "meta"));
+        let read = decode_value(&v1).unwrap();
+        assert_eq!(
+            (read.offset, read.commit_timestamp_ms, read.leader_epoch, read.metadata.as_str()),
+            (42, 7, Some(3), "meta")
+        );
+        assert_eq!(decode_value(&Bytes::from(encode_value(1, 2, None, ""))).unwrap().leader_epoch, None);
+        // Version 0, as written before epochs were kept: no epoch field.
+        let mut v0 = vec![VALUE_VERSION_NO_EPOCH];
+        v0.extend_from_slice(&42u64.to_be_bytes());
+        v0.extend_from_slice(&7i64.to_be_bytes());
+        v0.extend_from_slice(&4u16.to_be_bytes());
+        v0.extend_from_slice(b"meta");
+        let old = decode_value(&Bytes::from(v0)).unwrap();
+        assert_eq!((old.offset, old.leader_epoch, old.metadata.as_str()), (42, None, "meta"));
+        // Every strict prefix of a value is refused.
+        for len in 0..v1.len() {
+            assert!(decode_value(&v1.slice(..len)).is_err(), "prefix of {len} bytes");
+        }
+    }
 }

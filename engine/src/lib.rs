@@ -37,6 +37,9 @@ pub use catalog::{Catalog, Durability, TopicConfig};
 pub use disk_space::free_bytes;
 pub use epochs::EpochEntry;
 pub use error::{AppendError, EpochError, IoError, MaintenanceError, OpenError, ReadError, TruncateError};
-pub use log::{has_clean_shutdown_marker, AppendInfo, Log, LogConfig, LogStats, Queued, ReadBatches, RetentionOutcome};
+pub use log::{
+    has_clean_shutdown_marker, AppendInfo, Log, LogConfig, LogStats, MaxTimestamp, Queued, ReadBatches,
+    RetentionOutcome,
+};
 pub use recovery::{scan_segment_bytes, ScanStop, SegmentScan};
 pub use segment::appender::AppenderStats;

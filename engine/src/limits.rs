@@ -139,3 +139,11 @@ const _: () = assert!(shard_unwritten_bytes_max(SHARD_CACHE_BYTES_DEFAULT) >= UN
 const _: () = assert!(shard_unwritten_bytes_max(0) == UNWRITTEN_BYTES_MAX);
 const _: () = assert!(READ_BYTES_MAX >= BATCH_SIZE_BYTES_MAX);
 const _: () = assert!(RECOVERY_READ_BYTES >= BATCH_SIZE_BYTES_MAX as usize / 2);
+
+/// Kafka topic configs a topic keeps without applying them (`TopicConfig::unapplied`): Kafka
+/// has about 40 topic configs, so this bounds the catalog without refusing a real one.
+pub const UNAPPLIED_CONFIGS_MAX: usize = 64;
+
+/// Longest config name (Kafka's are under 60 bytes) and value a topic keeps.
+pub const CONFIG_NAME_BYTES_MAX: usize = 255;
+pub const CONFIG_VALUE_BYTES_MAX: usize = 4096;

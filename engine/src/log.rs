@@ -17,6 +17,9 @@
 //! A `Log` is a cheap handle (`Rc`) owned by one executor; clone it into tasks freely.
 
 mod follower;
+mod records;
+
+pub use records::MaxTimestamp;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -240,7 +243,8 @@ struct State {
 
 struct Inner {
     dir: PathBuf,
-    config: LogConfig,
+    /// Changed only by `reconfigure` (a topic's config altered while the log is open).
+    config: RefCell<LogConfig>,
     /// This log's key in its shard's batch cache (`cache.rs`).
     cache_id: LogId,
     state: RefCell<State>,
@@ -300,6 +304,10 @@ impl Log {
         let log_start_offset = segments.keys().next().copied().unwrap_or(Offset::ZERO);
         let recovered_end = segments.values().next_back().map_or(log_start_offset, |s| s.index.next_offset);
         let mut epochs = recovered_epochs(dir, epoch_scan, log_start_offset, recovered_end)?;
+        // Records deleted inside the first segment (DeleteRecords) stay deleted.
+        let log_start_offset = records::load_log_start(dir).await?.map_or(log_start_offset, |deleted_before| {
+            deleted_before.clamp(log_start_offset, recovered_end.max(log_start_offset))
+        });
         let mut high_watermark = follower::load_high_watermark(dir).await?.unwrap_or(log_start_offset);
         // A truncation that a crash interrupted is finished before anything else.
         let truncate_intent = follower::load_truncate_intent(dir).await?;
@@ -321,6 +329,8 @@ impl Log {
             .ok_or_else(|| OpenError::Corrupt { path: dir.to_path_buf(), reason: "no segment".into() })?;
         start_appender(last).await.map_err(OpenError::Io)?;
         let log_end_offset = last.index.next_offset;
+        // A truncation finished above may have cut below a start DeleteRecords recorded.
+        let log_start_offset = log_start_offset.min(log_end_offset);
         assert!(epochs.latest().start_offset <= log_end_offset);
         if stored_epochs.as_ref() != Some(&epochs) {
             write_file_atomic(dir, EPOCHS_FILE, &epochs.encode()).await.map_err(OpenError::Io)?;
@@ -348,7 +358,7 @@ impl Log {
         Ok(Log {
             inner: Rc::new(Inner {
                 dir: dir.to_path_buf(),
-                config,
+                config: RefCell::new(config),
                 cache_id: LogId::next(),
                 state: RefCell::new(state),
                 append_lock: Semaphore::new(1),
@@ -372,8 +382,9 @@ impl Log {
         cache::first_offset(self.inner.cache_id)
     }
 
-    pub fn config(&self) -> &LogConfig {
-        &self.inner.config
+    /// The settings now (a copy: `reconfigure` may change them).
+    pub fn config(&self) -> LogConfig {
+        self.inner.config.borrow().clone()
     }
 
     pub fn log_start_offset(&self) -> Offset {
@@ -525,8 +536,11 @@ impl Log {
             self.roll().await?;
         }
         let appender = self.active_appender()?;
-        let config = &self.inner.config;
-        appender.reserve(size_bytes, config.preallocate_step_bytes, config.segment_bytes).await?;
+        let (step_bytes, segment_bytes) = {
+            let config = self.inner.config.borrow();
+            (config.preallocate_step_bytes, config.segment_bytes)
+        };
+        appender.reserve(size_bytes, step_bytes, segment_bytes).await?;
         self.check_writable()?;
         if let Some(epochs) = new_epochs {
             // On disk before any batch carrying the new epoch can be.
@@ -662,9 +676,9 @@ impl Log {
         if active.index.is_empty() {
             return false; // Never leave an empty segment behind; a huge batch gets its own.
         }
-        let full = active.index.end_position.get() + size_bytes > self.inner.config.segment_bytes;
-        let old =
-            self.inner.config.segment_ms.is_some_and(|ms| active.opened_at.elapsed() >= Duration::from_millis(ms));
+        let config = self.inner.config.borrow();
+        let full = active.index.end_position.get() + size_bytes > config.segment_bytes;
+        let old = config.segment_ms.is_some_and(|ms| active.opened_at.elapsed() >= Duration::from_millis(ms));
         full || old
     }
 
@@ -852,6 +866,7 @@ impl Log {
     pub async fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, MaintenanceError> {
         // Truncation deletes segments too; one at a time.
         let _maintenance = self.inner.maintenance_lock.acquire_permit(1).await.map_err(|_| MaintenanceError::Closed)?;
+        let config = self.config();
         let (doomed, outcome) = {
             let mut state = self.inner.state.borrow_mut();
             if let Some(reason) = &state.fenced {
@@ -863,13 +878,10 @@ impl Log {
                 if segment.appender.is_some() {
                     break; // Active or sealing: it and everything after it stay.
                 }
-                let too_old = self
-                    .inner
-                    .config
+                let too_old = config
                     .retention_ms
                     .is_some_and(|ms| segment.index.max_timestamp < now_ms.saturating_sub(ms as i64));
-                let too_big =
-                    self.inner.config.retention_bytes.is_some_and(|max| total_bytes - segment.size_bytes() >= max);
+                let too_big = config.retention_bytes.is_some_and(|max| total_bytes - segment.size_bytes() >= max);
                 if !(too_old || too_big) {
                     break;
                 }
@@ -886,7 +898,8 @@ impl Log {
                 }
             }
             if let Some(&first) = state.segments.keys().next() {
-                state.log_start_offset = first;
+                // Never back below a start `delete_records_before` moved inside a segment.
+                state.log_start_offset = first.max(state.log_start_offset);
             }
             let start = state.log_start_offset;
             cache::drop_before(self.inner.cache_id, start);

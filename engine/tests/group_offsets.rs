@@ -7,7 +7,7 @@ use common::*;
 use engine::group_offsets::{GroupOffsets, GroupOffsetsError, OffsetCommit};
 
 fn commit(topic: &str, partition: u32, offset: u64) -> OffsetCommit {
-    OffsetCommit { topic: topic.into(), partition, offset, metadata: format!("m{offset}") }
+    OffsetCommit { topic: topic.into(), partition, offset, metadata: format!("m{offset}"), leader_epoch: None }
 }
 
 #[test]
