@@ -146,3 +146,33 @@ fn by_owner(info: &TopicInfo, partitions: &[u32], shard_count: u32) -> BTreeMap<
     }
     owners
 }
+
+/// Replaces a topic's config (Kafka's AlterConfigs / IncrementalAlterConfigs): persisted in
+/// the catalog first, then published, then applied to the open logs on every shard. A shard
+/// that does not answer keeps its old settings until it restarts (it reopens the logs with
+/// the catalog's); the change itself is durable.
+pub async fn alter_topic_config(shard: &Rc<Shard>, name: String, config: TopicConfig) -> Result<(), AdminError> {
+    let Some(c) = shard.coordinator() else {
+        let call = |reply| ShardCall::AlterTopicConfig { name, config, reply };
+        return shard.router().call(COORDINATOR_SHARD, call, deadline_in(SHARD_CALL_TIMEOUT_MS)).await?;
+    };
+    let _change = c.catalog.begin().await?;
+    config.validate().map_err(|e| AdminError::InvalidConfig { reason: e.to_string() })?;
+    let (info, table) = c.catalog.change(move |catalog| catalog.set_topic_config(&name, config)).await?;
+    let shard_count = table.shard_count as usize;
+    shard.publish_topics(table);
+    for index in 0..shard_count {
+        let owner = crate::ids::shard_at(index);
+        if owner == shard.id() {
+            shard.reconfigure_partitions(&info.name, &info.config);
+            continue;
+        }
+        let call =
+            |reply| ShardCall::ReconfigurePartitions { topic: info.name.clone(), config: info.config.clone(), reply };
+        if let Err(e) = shard.router().call(owner, call, deadline_in(SHARD_CALL_TIMEOUT_MS)).await {
+            tracing::error!(topic = %info.name, shard = %owner, error = %e, "applying a topic's new config failed");
+        }
+    }
+    tracing::info!(topic = %info.name, config = ?info.config, "topic config changed");
+    Ok(())
+}

@@ -72,6 +72,9 @@ pub struct BrokerConfig {
     /// Each shard's batch cache budget (recent batches served from memory; also bounds the
     /// bytes a shard accepts ahead of the disk): `engine::cache`.
     pub batch_cache_bytes: u64,
+    /// Kafka's `group.initial.rebalance.delay.ms`: an empty consumer group waits this long
+    /// for more members before its first generation.
+    pub group_initial_rebalance_delay_ms: u64,
 }
 
 /// Starts serving one protocol on a shard's listener; implemented by each protocol adapter.
@@ -308,7 +311,7 @@ async fn start_shard(start: ShardStart) -> Result<Rc<Shard>, String> {
             let offsets = GroupOffsets::open(&config.data_dir).await.map_err(|e| e.to_string())?;
             Some(CoordinatorState {
                 catalog: CatalogService::new(catalog),
-                groups: GroupCoordinator::default(),
+                groups: GroupCoordinator::new(Duration::from_millis(config.group_initial_rebalance_delay_ms)),
                 offsets: OffsetStore::new(offsets),
             })
         }

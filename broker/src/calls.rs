@@ -11,12 +11,13 @@ use futures_channel::oneshot;
 use crate::error::{AdminError, PartitionError};
 use crate::groups::offsets::Committed;
 use crate::groups::{
-    AssignedJoin, CommitError, GroupError, HeartbeatRequest, JoinRequest, Joined, LeaveRequest, MemberLeft,
-    OffsetToCommit, SyncRequest, Synced,
+    AssignedJoin, CommitError, DeleteGroupError, GroupDescription, GroupError, GroupListing, HeartbeatRequest,
+    JoinRequest, Joined, LeaveRequest, MemberLeft, OffsetDeleteError, OffsetToCommit, SyncRequest, Synced,
 };
-use crate::ids::Offset;
+use crate::ids::{LeaderEpoch, Offset};
 use crate::metrics::ShardMetricsSnapshot;
 use crate::partition::{Acks, Appended, ListedOffset, OffsetQuery, PartitionBounds, Read, TopicPartition};
+use crate::producers::ProducerDescription;
 
 /// Where the answer goes.
 pub type Reply<T> = oneshot::Sender<T>;
@@ -113,6 +114,57 @@ pub enum ShardCall {
     },
     Metrics {
         reply: Reply<ShardMetricsSnapshot>,
+    },
+    // ---- operations APIs (issue #13): groups admin, records, configs ----------------------
+    /// Groups with members or committed offsets, on the coordinator shard.
+    ListGroups {
+        reply: Reply<Vec<GroupListing>>,
+    },
+    DescribeGroup {
+        group: String,
+        reply: Reply<GroupDescription>,
+    },
+    /// Deletes an empty group and its committed offsets.
+    DeleteGroup {
+        group: String,
+        reply: Reply<Result<(), DeleteGroupError>>,
+    },
+    /// Deletes a group's committed offsets of some partitions (one result each).
+    DeleteOffsets {
+        group: String,
+        partitions: Vec<TopicPartition>,
+        reply: Reply<Result<Vec<Result<(), OffsetDeleteError>>, DeleteGroupError>>,
+    },
+    /// Deletes a partition's records before `offset` (`None`: the high watermark).
+    DeleteRecords {
+        partition: TopicPartition,
+        offset: Option<Offset>,
+        reply: Reply<Result<Offset, PartitionError>>,
+    },
+    MaxTimestamp {
+        partition: TopicPartition,
+        reply: Reply<Result<Option<engine::MaxTimestamp>, PartitionError>>,
+    },
+    EndOffsetForEpoch {
+        partition: TopicPartition,
+        epoch: LeaderEpoch,
+        reply: Reply<Result<Option<(LeaderEpoch, Offset)>, PartitionError>>,
+    },
+    DescribeProducers {
+        partition: TopicPartition,
+        reply: Reply<Result<Vec<ProducerDescription>, PartitionError>>,
+    },
+    /// A topic's config change, on the coordinator shard.
+    AlterTopicConfig {
+        name: String,
+        config: TopicConfig,
+        reply: Reply<Result<(), AdminError>>,
+    },
+    /// Applies a topic's new config to the partitions the receiving shard owns.
+    ReconfigurePartitions {
+        topic: String,
+        config: TopicConfig,
+        reply: Reply<()>,
     },
 }
 

@@ -10,6 +10,8 @@
 //! - `catalog`: the catalog file's one writer (coordinator shard);
 //! - `calls`: every cross-shard operation with its typed reply; `router`: sends them;
 //! - `shard`: a shard's state and the typed API adapters call (routes to the owner);
+//! - `shard_ops`, `shard_groups`: the operations APIs on partitions and groups (more
+//!   `impl Shard`);
 //! - `admin`: catalog changes in their safe order; `peer`: serves calls from other shards;
 //! - `net`: listeners, budgeted framing, the connection pipeline;
 //! - `broker`: starting, stopping, panics; `native`: the native protocol adapter.
@@ -31,6 +33,8 @@ mod peer;
 pub mod producers;
 mod router;
 pub mod shard;
+mod shard_groups;
+mod shard_ops;
 pub mod topics;
 
 pub use broker::{Broker, BrokerConfig, BrokerError, Listeners, Service};

@@ -54,6 +54,22 @@ pub const GROUP_MEMBERS_MAX: usize = 10_000;
 /// Consumer groups one coordinator runs.
 pub const GROUPS_MAX: usize = 100_000;
 
+/// Member ids one group has given out with MEMBER_ID_REQUIRED and not yet seen join (each is
+/// forgotten after the session timeout): a client that asks and never comes back costs one
+/// entry for that long.
+pub const GROUP_PENDING_MEMBERS_MAX: usize = GROUP_MEMBERS_MAX;
+
+/// Kafka's default `group.initial.rebalance.delay.ms`: an empty group waits this long for
+/// more members before its first generation (`--group-initial-rebalance-delay-ms`).
+pub const GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT: u64 = 3_000;
+
+/// Fetch sessions (KIP-227) one shard keeps; past this the least recently used is evicted
+/// (its client gets FETCH_SESSION_ID_NOT_FOUND and starts a new one with a full fetch).
+pub const FETCH_SESSIONS_PER_SHARD_MAX: usize = 1_000;
+
+/// Partitions one fetch session may hold (each costs ~100 bytes): bounds a session's memory.
+pub const FETCH_SESSION_PARTITIONS_MAX: usize = 10_000;
+
 /// A member's protocol metadata (all protocols of one JoinGroup together), and one member's
 /// assignment in a SyncGroup. Kafka bounds both through the 1 MiB record that stores group
 /// metadata; here they are held in memory, copied out of the request frame so that a small
@@ -92,5 +108,6 @@ pub const STOP_POLL_MS: u64 = 50;
 
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX >= engine::limits::READ_BYTES_MAX);
 const _: () = assert!(BIND_RETRY_INTERVAL_MS < BIND_RETRY_MS_MAX);
+const _: () = assert!(GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT < REBALANCE_TIMEOUT_MS_MAX);
 const _: () = assert!(FRAME_FIRST_PIECE_BYTES <= FRAME_BYTES_MAX);
 const _: () = assert!(PRODUCE_MEMORY_BYTES_PER_SHARD_MAX >= 2 * engine::limits::BATCH_SIZE_BYTES_MAX as u64);

@@ -336,6 +336,21 @@ impl Partition {
     }
 }
 
+impl Partition {
+    /// The idempotent producers this partition remembers (rebuilt from the log tail first, as
+    /// before an idempotent append).
+    pub async fn describe_producers(&self) -> Result<Vec<crate::producers::ProducerDescription>, PartitionError> {
+        let _lock = self.producer_lock.acquire_permit(1).await.map_err(|_| PartitionError::ShuttingDown)?;
+        self.load_producers().await;
+        Ok(self.producers.borrow().describe())
+    }
+
+    /// The topic's config changed: acks=1 appends wait for the new durability from now on.
+    pub fn set_durability(&self, durability: Durability) {
+        self.durability.set(durability);
+    }
+}
+
 /// The batches of a read, one `Bytes` each (a read's chunks may split a batch into its head
 /// and body; those are joined, other batches are sliced without a copy).
 fn batch_chunks(read: &ReadBatches) -> Vec<Bytes> {

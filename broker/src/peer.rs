@@ -86,5 +86,39 @@ async fn serve_call(shard: Rc<Shard>, call: ShardCall, turn: Turn) {
         ShardCall::Metrics { reply } => {
             let _ = reply.send(shard.metrics_snapshot());
         }
+        // ---- operations APIs (issue #13) ----
+        ShardCall::ListGroups { reply } => {
+            let _ = reply.send(shard.list_groups().await.unwrap_or_default());
+        }
+        ShardCall::DescribeGroup { group, reply } => {
+            if let Ok(description) = shard.describe_group(group).await {
+                let _ = reply.send(description);
+            }
+        }
+        ShardCall::DeleteGroup { group, reply } => {
+            let _ = reply.send(shard.delete_group(group).await);
+        }
+        ShardCall::DeleteOffsets { group, partitions, reply } => {
+            let _ = reply.send(shard.delete_offsets(group, partitions).await);
+        }
+        ShardCall::DeleteRecords { partition, offset, reply } => {
+            let _ = reply.send(shard.delete_records(partition, offset).await);
+        }
+        ShardCall::MaxTimestamp { partition, reply } => {
+            let _ = reply.send(shard.max_timestamp(partition).await);
+        }
+        ShardCall::EndOffsetForEpoch { partition, epoch, reply } => {
+            let _ = reply.send(shard.end_offset_for_epoch(partition, epoch).await);
+        }
+        ShardCall::DescribeProducers { partition, reply } => {
+            let _ = reply.send(shard.describe_producers(partition).await);
+        }
+        ShardCall::AlterTopicConfig { name, config, reply } => {
+            let _ = reply.send(admin::alter_topic_config(&shard, name, config).await);
+        }
+        ShardCall::ReconfigurePartitions { topic, config, reply } => {
+            shard.reconfigure_partitions(&topic, &config);
+            let _ = reply.send(());
+        }
     }
 }

@@ -78,6 +78,17 @@ impl ProducerBatch {
     }
 }
 
+/// One producer's state, as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerDescription {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// -1 while unknown (first seen after a restart).
+    pub last_sequence: i32,
+    /// Base offset of its last batch.
+    pub last_offset: Option<Offset>,
+}
+
 /// What to do with an idempotent batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -168,6 +179,22 @@ impl ProducerStates {
             }
             _ => Check::Append,
         }
+    }
+
+    /// Every producer remembered, by id (Kafka's DescribeProducers).
+    pub fn describe(&self) -> Vec<ProducerDescription> {
+        let mut out: Vec<ProducerDescription> = self
+            .states
+            .iter()
+            .map(|(&producer_id, state)| ProducerDescription {
+                producer_id,
+                epoch: state.epoch,
+                last_sequence: state.last_sequence.unwrap_or(-1),
+                last_offset: state.recent.back().map(|b| b.base_offset),
+            })
+            .collect();
+        out.sort_by_key(|d| d.producer_id);
+        out
     }
 
     /// `batch` was appended at `base_offset` (after `check` said `Append`), or read back from

@@ -121,6 +121,11 @@ impl Shard {
         self.node
     }
 
+    /// The directory holding the catalog and every partition's log (Kafka's one log dir).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
     /// The catalog as of now (lock-free; every shard reads the same snapshot).
     pub fn topics(&self) -> Arc<TopicTable> {
         self.topics.load_full()

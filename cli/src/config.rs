@@ -29,7 +29,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_pin: bool,
     /// TOML file with the same keys (data_dir, listen, shards, node_id, no_pin,
-    /// metrics_listen, shard_base_port, disk_free_floor_bytes, batch_cache_bytes, kafka_*);
+    /// metrics_listen, shard_base_port, disk_free_floor_bytes, batch_cache_bytes,
+    /// group_initial_rebalance_delay_ms, kafka_*);
     /// flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -51,6 +52,11 @@ pub struct ServeArgs {
     /// the shards (at most 4 GiB each).
     #[arg(long)]
     pub batch_cache_bytes: Option<u64>,
+    /// An empty consumer group waits this long for more members before its first generation
+    /// (Kafka's group.initial.rebalance.delay.ms), so consumers that start together get one
+    /// rebalance, not one each. Default 3000.
+    #[arg(long, value_name = "MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -95,6 +101,7 @@ struct FileConfig {
     shard_base_port: Option<u16>,
     disk_free_floor_bytes: Option<u64>,
     batch_cache_bytes: Option<u64>,
+    group_initial_rebalance_delay_ms: Option<u64>,
     kafka_listen: Option<String>,
     kafka_shard_base_port: Option<u16>,
     kafka_advertise: Option<String>,
@@ -117,6 +124,8 @@ pub struct ServeConfig {
     pub disk_free_floor_bytes: u64,
     /// See `ServeArgs::batch_cache_bytes`.
     pub batch_cache_bytes: u64,
+    /// See `ServeArgs::group_initial_rebalance_delay_ms`.
+    pub group_initial_rebalance_delay_ms: u64,
     /// `None`: no Kafka listener.
     pub kafka: Option<KafkaConfig>,
 }
@@ -186,7 +195,18 @@ impl ServeConfig {
                 "--batch-cache-bytes must be at least {BATCH_CACHE_BYTES_MIN} (twice the largest batch), got {batch_cache_bytes}"
             ));
         }
+        let group_initial_rebalance_delay_ms = args
+            .group_initial_rebalance_delay_ms
+            .or(file.group_initial_rebalance_delay_ms)
+            .unwrap_or(broker::limits::GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT);
+        if group_initial_rebalance_delay_ms > broker::limits::REBALANCE_TIMEOUT_MS_MAX {
+            return Err(format!(
+                "--group-initial-rebalance-delay-ms must be at most {}, got {group_initial_rebalance_delay_ms}",
+                broker::limits::REBALANCE_TIMEOUT_MS_MAX
+            ));
+        }
         Ok(ServeConfig {
+            group_initial_rebalance_delay_ms,
             data_dir,
             listen,
             shards,

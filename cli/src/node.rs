@@ -68,6 +68,7 @@ impl Node {
             pin_shards: config.pin_shards,
             disk_free_floor_bytes: config.disk_free_floor_bytes,
             batch_cache_bytes: config.batch_cache_bytes,
+            group_initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
         };
         let broker = Broker::start(broker_config, listeners, metrics)?;
         Ok(Node { broker, listen, shard_addresses, metrics_listen, kafka_listen, kafka_shard_addresses })

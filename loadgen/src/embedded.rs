@@ -49,6 +49,9 @@ impl Embedded {
             kafka: kafka_config,
             disk_free_floor_bytes: 0,
             batch_cache_bytes: shardlog::config::default_batch_cache_bytes(shards),
+            // The workload's consumers start within the warm-up; waiting for more members
+            // would only shorten what the warm-up measures.
+            group_initial_rebalance_delay_ms: 0,
         };
         let broker = Node::start(config).map_err(|e| LoadgenError::Broker(e.to_string()))?;
         if kafka && broker.kafka_listen.is_none() {

@@ -21,6 +21,15 @@
 //! members rejoin. A member whose heartbeats stop for its session timeout is removed (not
 //! while it waits at the join barrier).
 //!
+//! Kafka's additions to the classic protocol: a new member of JoinGroup v4+ first gets
+//! MEMBER_ID_REQUIRED with its id and joins again with it (ids given out that way are
+//! pending until then, at most `GROUP_PENDING_MEMBERS_MAX`, for a session timeout); static
+//! members (`group.instance.id`) keep their place and assignment across restarts: a rejoin
+//! with a known instance id and unchanged protocols replaces the old member id without a
+//! rebalance; an empty group waits `group.initial.rebalance.delay.ms` (extended by each new
+//! member, up to the rebalance timeout) before its first generation, so consumers that start
+//! together get one rebalance, not one each.
+//!
 //! Bounds: `GROUPS_MAX` groups, `GROUP_MEMBERS_MAX` members per group, member metadata and
 //! assignments of `GROUP_MEMBER_METADATA_BYTES_MAX` each (copied out of request frames, so a
 //! small one never pins a large frame).
@@ -34,12 +43,12 @@ use futures_channel::oneshot;
 
 use super::assignor::{assign, decode_topics, encode_assignment, Assignor, NATIVE_PROTOCOL_TYPE};
 use super::{
-    AssignedJoin, GroupError, HeartbeatRequest, JoinRequest, Joined, LeaveRequest, MemberLeft, SyncRequest, Synced,
-    Waiting,
+    AssignedJoin, GroupDescription, GroupError, GroupListing, HeartbeatRequest, JoinRequest, Joined, LeaveRequest,
+    MemberDescription, MemberLeft, SyncRequest, Synced, Waiting,
 };
 use crate::limits::{
-    GROUPS_MAX, GROUP_MEMBERS_MAX, GROUP_MEMBER_METADATA_BYTES_MAX, REBALANCE_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MAX,
-    SESSION_TIMEOUT_MS_MIN,
+    GROUPS_MAX, GROUP_MEMBERS_MAX, GROUP_MEMBER_METADATA_BYTES_MAX, GROUP_PENDING_MEMBERS_MAX,
+    REBALANCE_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN,
 };
 use crate::topics::TopicTable;
 
@@ -65,6 +74,26 @@ struct Member {
     join_waiter: Option<JoinWaiter>,
     sync_waiter: Option<SyncWaiter>,
     assignment: Bytes,
+    group_instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+}
+
+impl Member {
+    fn new(session_timeout: Duration, rebalance_timeout: Duration) -> Member {
+        Member {
+            session_timeout,
+            rebalance_timeout,
+            protocols: Vec::new(),
+            last_heartbeat: Instant::now(),
+            join_waiter: None,
+            sync_waiter: None,
+            assignment: Bytes::new(),
+            group_instance_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+        }
+    }
 }
 
 struct Group {
@@ -79,6 +108,14 @@ struct Group {
     deadline: Instant,
     /// The broker computes assignments (native groups): no barrier, no SyncGroup.
     assigned_by_broker: bool,
+    /// Static members: instance id → its current member id.
+    instances: HashMap<String, String>,
+    /// Member ids given out with MEMBER_ID_REQUIRED, until they join or this passes.
+    pending: HashMap<String, Instant>,
+    /// The first generation of an empty group waits until then (initial rebalance delay).
+    join_not_before: Option<Instant>,
+    /// How far new members may push `join_not_before` (the rebalance timeout).
+    delay_limit: Instant,
 }
 
 impl Group {
@@ -92,6 +129,20 @@ impl Group {
             leader: None,
             members: BTreeMap::new(),
             deadline: Instant::now(),
+            instances: HashMap::new(),
+            pending: HashMap::new(),
+            join_not_before: None,
+            delay_limit: Instant::now(),
+        }
+    }
+
+    /// Kafka's name for the state.
+    fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Empty => "Empty",
+            State::PreparingRebalance | State::Reassigning => "PreparingRebalance",
+            State::CompletingRebalance => "CompletingRebalance",
+            State::Stable => "Stable",
         }
     }
 
@@ -105,9 +156,18 @@ impl Group {
 pub struct GroupCoordinator {
     groups: RefCell<HashMap<String, Group>>,
     next_member: Cell<u64>,
+    /// Kafka's `group.initial.rebalance.delay.ms` (0 by default here; the broker sets it).
+    initial_rebalance_delay: Duration,
 }
 
 impl GroupCoordinator {
+    /// A coordinator whose empty groups wait `initial_rebalance_delay` before their first
+    /// generation (Kafka's `group.initial.rebalance.delay.ms`, default 3 s).
+    pub fn new(initial_rebalance_delay: Duration) -> GroupCoordinator {
+        assert!(initial_rebalance_delay <= Duration::from_millis(REBALANCE_TIMEOUT_MS_MAX));
+        GroupCoordinator { initial_rebalance_delay, ..GroupCoordinator::default() }
+    }
+
     /// A member id no member of this coordinator had: the static member's instance id (or
     /// "member") and a counter.
     fn new_member_id(&self, group_instance_id: Option<&str>) -> String {
@@ -131,6 +191,10 @@ impl GroupCoordinator {
             protocols,
             session_timeout_ms,
             rebalance_timeout_ms,
+            client_id,
+            client_host,
+            new_member_id,
+            require_known_member_id,
         } = request;
         if let Err(e) = check_join(&group_id, session_timeout_ms, &protocols) {
             return now(e);
@@ -149,6 +213,13 @@ impl GroupCoordinator {
             Ok(g) => g,
             Err(e) => return now(e),
         };
+        // A static member: the instance id decides who it is.
+        let known_instance = group_instance_id.as_ref().and_then(|i| g.instances.get(i).cloned());
+        if let (Some(current), false) = (&known_instance, member_id.is_empty()) {
+            if *current != member_id {
+                return now(GroupError::FencedInstanceId);
+            }
+        }
         let others_share_a_protocol = g
             .members
             .iter()
@@ -157,30 +228,87 @@ impl GroupCoordinator {
         if g.protocol_type.as_ref().is_some_and(|t| *t != protocol_type) || !others_share_a_protocol {
             return now(GroupError::InconsistentGroupProtocol);
         }
-        let member_id = if member_id.is_empty() { self.new_member_id(group_instance_id.as_deref()) } else { member_id };
+        let session_timeout = Duration::from_millis(u64::from(session_timeout_ms));
+        let fresh_id = || new_member_id.clone().unwrap_or_else(|| self.new_member_id(group_instance_id.as_deref()));
+        if member_id.is_empty() && group_instance_id.is_none() && require_known_member_id {
+            // Kafka's MEMBER_ID_REQUIRED: the id is the member's once it joins with it.
+            if g.pending.len() >= GROUP_PENDING_MEMBERS_MAX {
+                return now(GroupError::GroupFull);
+            }
+            g.pending.insert(fresh_id(), Instant::now() + session_timeout);
+            return now(GroupError::MemberIdRequired);
+        }
+        let member_id = match (member_id.is_empty(), &known_instance) {
+            (false, _) => member_id,
+            (true, Some(old)) => {
+                // A static member restarted: a new id takes the old one's place and assignment.
+                let new_id = fresh_id();
+                if let Some(mut member) = g.members.remove(old) {
+                    if let Some(waiter) = member.join_waiter.take() {
+                        let _ = waiter.send(Err(GroupError::FencedInstanceId));
+                    }
+                    if let Some(waiter) = member.sync_waiter.take() {
+                        let _ = waiter.send(Err(GroupError::FencedInstanceId));
+                    }
+                    g.members.insert(new_id.clone(), member);
+                }
+                if g.leader.as_deref() == Some(old.as_str()) {
+                    g.leader = Some(new_id.clone());
+                }
+                new_id
+            }
+            (true, None) => fresh_id(),
+        };
+        g.pending.remove(&member_id);
+        if let Some(instance) = &group_instance_id {
+            g.instances.insert(instance.clone(), member_id.clone());
+        }
+        let is_new = !g.members.contains_key(&member_id);
+        let unchanged_static = known_instance.is_some()
+            && g.state == State::Stable
+            && g.members.get(&member_id).is_some_and(|m| m.protocols == protocols);
         let (tx, rx) = oneshot::channel();
-        let member = g.members.entry(member_id.clone()).or_insert_with(|| Member {
-            session_timeout: Duration::ZERO,
-            rebalance_timeout: Duration::ZERO,
-            protocols: Vec::new(),
-            last_heartbeat: Instant::now(),
-            join_waiter: None,
-            sync_waiter: None,
-            assignment: Bytes::new(),
-        });
-        member.session_timeout = Duration::from_millis(u64::from(session_timeout_ms));
+        let member =
+            g.members.entry(member_id.clone()).or_insert_with(|| Member::new(session_timeout, session_timeout));
+        member.session_timeout = session_timeout;
         member.rebalance_timeout = Duration::from_millis(rebalance_ms);
         member.protocols = protocols;
         member.last_heartbeat = Instant::now();
-        member.join_waiter = Some(tx);
+        member.group_instance_id = group_instance_id;
+        member.client_id = client_id;
+        member.client_host = client_host;
         g.protocol_type = Some(protocol_type);
+        if unchanged_static {
+            // Kafka: a static member back with the same protocols keeps its assignment and
+            // the generation; no rebalance.
+            tracing::info!(group = %group_id, member = %member_id, "static member rejoined; no rebalance");
+            let protocol = g.protocol_name.clone().unwrap_or_default();
+            return Waiting::Now(Ok(Joined {
+                generation: g.generation,
+                protocol_type: g.protocol_type.clone(),
+                protocol_name: protocol,
+                leader: g.leader.clone().unwrap_or_default(),
+                member_id,
+                members: Vec::new(),
+            }));
+        }
+        member.join_waiter = Some(tx);
+        let now_instant = Instant::now();
+        if g.state == State::Empty && !self.initial_rebalance_delay.is_zero() {
+            // Kafka's initial rebalance delay: wait for the group's other first members.
+            g.join_not_before = Some(now_instant + self.initial_rebalance_delay);
+            g.delay_limit = now_instant + Duration::from_millis(rebalance_ms);
+        } else if is_new && g.state == State::PreparingRebalance {
+            if let Some(not_before) = g.join_not_before {
+                let extended = (now_instant + self.initial_rebalance_delay).min(g.delay_limit);
+                g.join_not_before = Some(not_before.max(extended));
+            }
+        }
         if g.state != State::PreparingRebalance {
             tracing::info!(group = %group_id, member = %member_id, "member joined; rebalancing");
             prepare_rebalance(g);
         }
-        if g.members.values().all(|m| m.join_waiter.is_some()) {
-            complete_join(&group_id, g);
-        }
+        maybe_complete_join(&group_id, g, now_instant);
         assert!(g.members.len() <= GROUP_MEMBERS_MAX);
         Waiting::Later(rx)
     }
@@ -262,7 +390,12 @@ impl GroupCoordinator {
         let mut results = Vec::with_capacity(request.members.len());
         for id in request.members {
             let result = match g.members.remove(&id) {
-                Some(_) => Ok(()),
+                Some(member) => {
+                    if let Some(instance) = member.group_instance_id {
+                        g.instances.remove(&instance);
+                    }
+                    Ok(())
+                }
                 None => Err(GroupError::UnknownMemberId),
             };
             results.push(MemberLeft { member_id: id, result });
@@ -301,7 +434,16 @@ impl GroupCoordinator {
     /// metadata) and `table`. A known member that rejoins with the same subscription while
     /// the group is stable keeps the generation and its share.
     pub fn join_assigned(&self, request: JoinRequest, table: &TopicTable) -> Result<AssignedJoin, GroupError> {
-        let JoinRequest { group: group_id, member_id, protocol_type, protocols, session_timeout_ms, .. } = request;
+        let JoinRequest {
+            group: group_id,
+            member_id,
+            protocol_type,
+            protocols,
+            session_timeout_ms,
+            client_id,
+            client_host,
+            ..
+        } = request;
         check_join(&group_id, session_timeout_ms, &protocols)?;
         let Some((assignor_name, _)) = protocols.first() else {
             return Err(GroupError::InconsistentGroupProtocol);
@@ -316,19 +458,14 @@ impl GroupCoordinator {
         let member_id = if member_id.is_empty() { self.new_member_id(None) } else { member_id };
         let session_timeout = Duration::from_millis(u64::from(session_timeout_ms));
         let changed = g.members.get(&member_id).is_none_or(|m| m.protocols != protocols);
-        let member = g.members.entry(member_id.clone()).or_insert_with(|| Member {
-            session_timeout,
-            rebalance_timeout: session_timeout,
-            protocols: Vec::new(),
-            last_heartbeat: Instant::now(),
-            join_waiter: None,
-            sync_waiter: None,
-            assignment: Bytes::new(),
-        });
+        let member =
+            g.members.entry(member_id.clone()).or_insert_with(|| Member::new(session_timeout, session_timeout));
         member.session_timeout = session_timeout;
         member.rebalance_timeout = session_timeout;
         member.protocols = protocols;
         member.last_heartbeat = Instant::now();
+        member.client_id = client_id;
+        member.client_host = client_host;
         g.protocol_type = Some(protocol_type);
         g.protocol_name = Some(assignor.name().to_owned());
         if changed || g.state != State::Stable {
@@ -373,16 +510,22 @@ impl GroupCoordinator {
         let mut groups = self.groups.borrow_mut();
         for (name, g) in groups.iter_mut() {
             let before = g.members.len();
+            g.pending.retain(|_, until| *until > now);
             // A member waiting at the barrier or for the leader's assignment is alive.
             g.members.retain(|_, m| {
                 m.join_waiter.is_some()
                     || m.sync_waiter.is_some()
                     || now.duration_since(m.last_heartbeat) <= m.session_timeout
             });
+            let members = &g.members;
+            g.instances.retain(|_, id| members.contains_key(id));
             if g.members.len() != before {
                 tracing::info!(group = %name, expired = before - g.members.len(), "members timed out; rebalancing");
                 membership_changed(name, g);
                 continue;
+            }
+            if g.state == State::PreparingRebalance && g.join_not_before.is_some_and(|t| now >= t) {
+                maybe_complete_join(name, g, now);
             }
             if now >= g.deadline {
                 match g.state {
@@ -399,7 +542,102 @@ impl GroupCoordinator {
                 }
             }
         }
-        groups.retain(|_, g| !(g.members.is_empty() && g.state == State::Empty));
+        groups.retain(|_, g| !(g.members.is_empty() && g.state == State::Empty && g.pending.is_empty()));
+    }
+
+    /// Every group with members, sorted by name.
+    pub fn list(&self) -> Vec<GroupListing> {
+        let groups = self.groups.borrow();
+        let mut listed: Vec<GroupListing> = groups
+            .iter()
+            .filter(|(_, g)| !g.members.is_empty())
+            .map(|(name, g)| GroupListing {
+                group: name.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                state: g.state_name(),
+            })
+            .collect();
+        listed.sort_by(|a, b| a.group.cmp(&b.group));
+        listed
+    }
+
+    /// A group with members, as DescribeGroups reports it; `None` for a group without any.
+    pub fn describe(&self, group: &str) -> Option<GroupDescription> {
+        let groups = self.groups.borrow();
+        let g = groups.get(group).filter(|g| !g.members.is_empty())?;
+        let protocol = g.protocol_name.clone().unwrap_or_default();
+        let members = g
+            .members
+            .iter()
+            .map(|(id, m)| MemberDescription {
+                member_id: id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| *n == protocol)
+                    .map(|(_, md)| md.clone())
+                    .unwrap_or_default(),
+                assignment: m.assignment.clone(),
+            })
+            .collect();
+        Some(GroupDescription {
+            group: group.to_owned(),
+            state: g.state_name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol,
+            generation: g.generation,
+            members,
+        })
+    }
+
+    /// The topics `group`'s members subscribe to (decoded from their metadata), or `None` if
+    /// it has no members.
+    pub fn subscribed_topics(&self, group: &str) -> Option<Vec<String>> {
+        let groups = self.groups.borrow();
+        let g = groups.get(group).filter(|g| !g.members.is_empty())?;
+        let mut topics = Vec::new();
+        for m in g.members.values() {
+            for (_, metadata) in &m.protocols {
+                let decoded = if g.assigned_by_broker {
+                    decode_topics(metadata)
+                } else {
+                    super::consumer_protocol::subscription_topics(metadata).unwrap_or_default()
+                };
+                topics.extend(decoded);
+            }
+        }
+        topics.sort();
+        topics.dedup();
+        Some(topics)
+    }
+
+    /// Forgets an empty group (its offsets are the caller's); `false` (and nothing changes)
+    /// if it has members.
+    pub fn forget(&self, group: &str) -> bool {
+        let mut groups = self.groups.borrow_mut();
+        if groups.get(group).is_some_and(|g| !g.members.is_empty()) {
+            return false;
+        }
+        groups.remove(group);
+        true
+    }
+}
+
+/// Completes the join barrier if every member rejoined and the initial delay (if any) is
+/// over.
+fn maybe_complete_join(name: &str, g: &mut Group, now: Instant) {
+    if g.state != State::PreparingRebalance {
+        return;
+    }
+    if g.join_not_before.is_some_and(|t| now < t) {
+        return;
+    }
+    if g.members.values().all(|m| m.join_waiter.is_some()) {
+        g.join_not_before = None;
+        complete_join(name, g);
     }
 }
 
@@ -439,12 +677,13 @@ fn admit<'a>(
     }
     let g = groups.entry(group_id.to_owned()).or_insert_with(|| Group::new(assigned_by_broker));
     if g.members.is_empty() {
-        *g = Group { generation: g.generation, ..Group::new(assigned_by_broker) };
+        let pending = std::mem::take(&mut g.pending);
+        *g = Group { generation: g.generation, pending, ..Group::new(assigned_by_broker) };
     }
     if g.assigned_by_broker != assigned_by_broker {
         return Err(GroupError::InconsistentGroupProtocol);
     }
-    if !member_id.is_empty() && !g.members.contains_key(member_id) {
+    if !member_id.is_empty() && !g.members.contains_key(member_id) && !g.pending.contains_key(member_id) {
         return Err(GroupError::UnknownMemberId);
     }
     if member_id.is_empty() && g.members.len() >= GROUP_MEMBERS_MAX {
@@ -471,9 +710,7 @@ fn membership_changed(name: &str, g: &mut Group) {
     if g.state != State::PreparingRebalance {
         prepare_rebalance(g);
     }
-    if g.members.values().all(|m| m.join_waiter.is_some()) {
-        complete_join(name, g);
-    }
+    maybe_complete_join(name, g, Instant::now());
 }
 
 /// The generation after `generation`: from i32::MAX back to 1 (never 0 or negative, which
@@ -573,6 +810,7 @@ mod tests {
             protocols: vec![("range".into(), metadata)],
             session_timeout_ms: 10_000,
             rebalance_timeout_ms: Some(10_000),
+            ..JoinRequest::default()
         }
     }
 
@@ -713,7 +951,7 @@ mod tests {
             "users".to_owned(),
             TopicInfo { name: "users".into(), id: 1, config: TopicConfig::default(), partitions },
         );
-        TopicTable { topics, shard_count: 1 }
+        TopicTable { topics, shard_count: 1, ..TopicTable::default() }
     }
 
     fn native_join(member: &str) -> JoinRequest {
@@ -725,6 +963,7 @@ mod tests {
             protocols: vec![("range".into(), super::super::assignor::encode_topics(&["users".to_owned()]))],
             session_timeout_ms: 1_000,
             rebalance_timeout_ms: None,
+            ..JoinRequest::default()
         }
     }
 
@@ -821,5 +1060,60 @@ mod tests {
         let other_type = JoinRequest { protocol_type: "connect".into(), ..join_request("", Bytes::new()) };
         joined(join(&groups, ""));
         assert_eq!(now(groups.join(other_type)).unwrap_err(), GroupError::InconsistentGroupProtocol);
+    }
+
+    #[test]
+    fn a_new_member_of_join_v4_first_gets_member_id_required_then_joins_with_it() {
+        let groups = GroupCoordinator::default();
+        let ask = JoinRequest {
+            new_member_id: Some("client-1-uuid".into()),
+            require_known_member_id: true,
+            client_id: "client-1".into(),
+            ..join_request("", Bytes::from_static(b"meta"))
+        };
+        assert_eq!(now(groups.join(ask.clone())).unwrap_err(), GroupError::MemberIdRequired);
+        // An id nobody was given is still unknown.
+        assert_eq!(now(groups.join(join_request("other", Bytes::new()))).unwrap_err(), GroupError::UnknownMemberId);
+        let joined = joined(groups.join(JoinRequest { member_id: "client-1-uuid".into(), ..ask }));
+        assert_eq!((joined.member_id.as_str(), joined.generation), ("client-1-uuid", 1));
+        let described = groups.describe("g").unwrap();
+        assert_eq!((described.state, described.members[0].client_id.as_str()), ("CompletingRebalance", "client-1"));
+        assert_eq!(groups.list().len(), 1);
+        assert!(!groups.forget("g"), "a group with members is not forgotten");
+    }
+
+    #[test]
+    fn a_restarted_static_member_keeps_its_assignment_without_a_rebalance() {
+        let groups = GroupCoordinator::default();
+        let member = |id: &str| JoinRequest {
+            group_instance_id: Some("instance-a".into()),
+            new_member_id: Some(format!("a-{id}")),
+            ..join_request("", Bytes::from_static(b"meta"))
+        };
+        let first = joined(groups.join(member("1")));
+        assert_eq!(first.member_id, "a-1");
+        assert!(now(sync(&groups, "a-1", 1, &[("a-1", b"p0")])).is_ok());
+        // The process restarts: a new member id, same instance, same protocols.
+        let again = joined(groups.join(member("2")));
+        assert_eq!((again.member_id.as_str(), again.generation, again.leader.as_str()), ("a-2", 1, "a-2"));
+        assert_eq!(now(sync(&groups, "a-2", 1, &[])).unwrap().assignment, Bytes::from_static(b"p0"));
+        assert_eq!(heartbeat(&groups, "a-1", 1), Err(GroupError::UnknownMemberId), "the old id is gone");
+        assert_eq!(heartbeat(&groups, "a-2", 1), Ok(()));
+        // The old id joining again is fenced.
+        let stale = JoinRequest { member_id: "a-1".into(), ..member("3") };
+        assert_eq!(now(groups.join(stale)).unwrap_err(), GroupError::UnknownMemberId);
+    }
+
+    #[test]
+    fn an_empty_group_waits_the_initial_delay_so_members_starting_together_share_one_generation() {
+        let groups = GroupCoordinator::new(Duration::from_millis(3_000));
+        let Waiting::Later(mut a) = join(&groups, "") else { panic!("the first member waits the delay") };
+        let Waiting::Later(mut b) = join(&groups, "") else { panic!("so does the second") };
+        groups.expire(Instant::now());
+        assert!(a.try_recv().unwrap().is_none(), "still within the delay");
+        groups.expire(Instant::now() + Duration::from_millis(3_100));
+        let (a, b) = (a.try_recv().unwrap().unwrap().unwrap(), b.try_recv().unwrap().unwrap().unwrap());
+        assert_eq!((a.generation, b.generation), (1, 1), "one generation for both");
+        assert_eq!(a.members.len().max(b.members.len()), 2);
     }
 }

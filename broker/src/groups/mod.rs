@@ -7,12 +7,14 @@
 //! messages onto them.
 
 pub mod assignor;
+pub mod consumer_protocol;
 pub mod coordinator;
 pub mod offsets;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
 
+pub use consumer_protocol::{assignment_partitions, subscription_topics};
 pub use coordinator::GroupCoordinator;
 pub use offsets::{CommitError, OffsetStore, OffsetToCommit};
 
@@ -42,10 +44,18 @@ pub enum GroupError {
     GroupFull,
     #[error("group coordinator unavailable: {0}")]
     CoordinatorUnavailable(CallError),
+    /// JoinGroup v4+: a new member must join again with the member id it was given (Kafka's
+    /// MEMBER_ID_REQUIRED round trip), so a client that never comes back holds no member.
+    #[error("rejoin with the member id given")]
+    MemberIdRequired,
+    /// A static member's instance id is now held by a newer member id (Kafka's
+    /// FENCED_INSTANCE_ID).
+    #[error("this group instance id is held by another member")]
+    FencedInstanceId,
 }
 
 /// A JoinGroup (a member id of "" joins as a new member).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JoinRequest {
     pub group: String,
     pub member_id: String,
@@ -57,6 +67,14 @@ pub struct JoinRequest {
     pub session_timeout_ms: u32,
     /// `None`: the session timeout (Kafka's JoinGroup v0).
     pub rebalance_timeout_ms: Option<u32>,
+    /// The client's id and address, as DescribeGroups reports them ("" when unknown).
+    pub client_id: String,
+    pub client_host: String,
+    /// The id a new member gets (Kafka: `<client.id>-<uuid>`); `None`: the coordinator's own.
+    pub new_member_id: Option<String>,
+    /// A new member without an instance id first gets `MemberIdRequired` and `new_member_id`
+    /// (Kafka's JoinGroup v4+).
+    pub require_known_member_id: bool,
 }
 
 /// A completed join: the new generation, and for the leader every member's metadata.
@@ -131,4 +149,66 @@ impl<T> Waiting<T> {
             Waiting::Later(rx) => rx.await.unwrap_or(gone),
         }
     }
+}
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group: String,
+    /// "consumer" for Kafka consumers, `assignor::NATIVE_PROTOCOL_TYPE` for native ones.
+    pub protocol_type: String,
+    /// Kafka's state names: Empty, PreparingRebalance, CompletingRebalance, Stable.
+    pub state: &'static str,
+}
+
+/// One member as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// The member's metadata for the group's protocol.
+    pub metadata: Bytes,
+    /// Its assignment as the leader (or the broker) encoded it.
+    pub assignment: Bytes,
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group: String,
+    /// Kafka's state names, and "Dead" for a group the coordinator does not know.
+    pub state: &'static str,
+    pub protocol_type: String,
+    /// The chosen protocol (assignor); "" while none is.
+    pub protocol: String,
+    pub generation: i32,
+    pub members: Vec<MemberDescription>,
+}
+
+/// Why a group could not be deleted (Kafka's DeleteGroups codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeleteGroupError {
+    #[error("the group has members")]
+    NotEmpty,
+    #[error("no such group")]
+    NotFound,
+    #[error("invalid group id")]
+    InvalidGroupId,
+    #[error("the committed offsets could not be deleted")]
+    Storage,
+    #[error("group coordinator unavailable: {0}")]
+    CoordinatorUnavailable(CallError),
+}
+
+/// Why one partition's committed offset could not be deleted (Kafka's OffsetDelete).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OffsetDeleteError {
+    #[error("the group's members subscribe to the topic")]
+    SubscribedToTopic,
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
 }

@@ -8,7 +8,7 @@ use engine::group_offsets::{CommittedOffset, GroupOffsets, GroupOffsetsError, Of
 
 use crate::error::CallError;
 use crate::groups::GroupError;
-use crate::ids::Offset;
+use crate::ids::{LeaderEpoch, Offset};
 use crate::partition::TopicPartition;
 use crate::topics::TopicTable;
 
@@ -18,6 +18,8 @@ pub struct OffsetToCommit {
     pub partition: TopicPartition,
     pub offset: Offset,
     pub metadata: String,
+    /// The leader epoch the consumer committed with (Kafka's committedLeaderEpoch).
+    pub leader_epoch: Option<LeaderEpoch>,
 }
 
 /// Why a partition's commit was refused.
@@ -61,6 +63,7 @@ pub struct Committed {
     pub partition: TopicPartition,
     pub offset: Offset,
     pub metadata: String,
+    pub leader_epoch: Option<LeaderEpoch>,
 }
 
 pub struct OffsetStore {
@@ -93,6 +96,7 @@ impl OffsetStore {
                 partition: o.partition.partition,
                 offset: o.offset.get(),
                 metadata: o.metadata,
+                leader_epoch: o.leader_epoch.map(LeaderEpoch::get),
             });
             results.push(Ok(()));
         }
@@ -117,6 +121,8 @@ impl OffsetStore {
             partition: tp,
             offset: Offset::new(c.offset),
             metadata: c.metadata,
+            // Stored epochs came from the wire (at most i32::MAX); anything else reads as none.
+            leader_epoch: c.leader_epoch.and_then(|e| LeaderEpoch::from_wire(i32::try_from(e).ok()?)),
         };
         match partitions {
             Some(list) => list
@@ -143,6 +149,27 @@ impl OffsetStore {
         if let Err(e) = self.offsets.delete_topic(topic, now_ms).await {
             tracing::error!(%topic, error = %e, "forgetting committed offsets failed");
         }
+    }
+
+    /// Every group that has committed offsets, sorted.
+    pub fn groups(&self) -> Vec<String> {
+        self.offsets.groups()
+    }
+
+    /// Forgets every offset `group` committed; how many there were.
+    pub async fn delete_group(&self, group: &str, now_ms: i64) -> Result<usize, CommitError> {
+        Ok(self.offsets.delete_group(group, now_ms).await?)
+    }
+
+    /// Forgets `group`'s offsets of `partitions` (Kafka's OffsetDelete).
+    pub async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+        now_ms: i64,
+    ) -> Result<(), CommitError> {
+        let keys: Vec<(String, u32)> = partitions.iter().map(|tp| (tp.topic.clone(), tp.partition)).collect();
+        Ok(self.offsets.delete_offsets(group, &keys, now_ms).await?)
     }
 
     pub async fn close(&self) {

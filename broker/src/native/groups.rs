@@ -34,6 +34,7 @@ pub async fn join(
         // The native protocol never refused a session timeout: it clamps it.
         session_timeout_ms: session_timeout_ms.clamp(SESSION_TIMEOUT_MS_MIN, SESSION_TIMEOUT_MS_MAX),
         rebalance_timeout_ms: None,
+        ..JoinRequest::default()
     };
     match shard.join_group_assigned(request).await {
         Ok(joined) => Response::JoinGroup {
@@ -86,5 +87,7 @@ pub fn group_code(e: GroupError) -> ErrorCode {
             ErrorCode::MalformedRequest
         }
         GroupError::CoordinatorUnavailable(_) => ErrorCode::ShuttingDown,
+        // Kafka-only: native joins never ask for a known member id or send an instance id.
+        GroupError::MemberIdRequired | GroupError::FencedInstanceId => ErrorCode::UnknownMemberId,
     }
 }

@@ -329,6 +329,7 @@ async fn commit(
                 offset: wire_offset(o.offset)?,
                 partition: TopicPartition::new(o.topic, o.partition),
                 metadata: o.metadata,
+                leader_epoch: None,
             })
         })
         .collect();
