@@ -1,17 +1,15 @@
-//! CreateTopics, DeleteTopics, CreatePartitions: catalog changes on the broker's
-//! coordinator shard (`broker::admin`), the same path as the native admin requests. There is one replica per
-//! partition: a replication factor other than 1 (or -1, "broker default") is refused, and
-//! manual replica assignments are refused. Topic configs understood: retention.ms,
-//! retention.bytes, segment.bytes, segment.ms (-1 = unlimited retention), and Kafka's flush
-//! settings mapped onto the topic's durability: flush.messages=1 (fsync every message) →
-//! sync; else flush.ms=MS → interval:MS (0 → sync; Long.MAX, Kafka's "never" → none); else
-//! flush.messages > 1 → none. Without them the broker's default (sync) stays. Other keys are
-//! ignored.
+//! CreateTopics (v2–7), DeleteTopics (v1–6), CreatePartitions: catalog changes on the
+//! broker's coordinator shard (`broker::admin`), the same path as the native admin requests.
+//! There is one replica per partition: a replication factor other than 1 (or -1, "broker
+//! default") is refused, and manual replica assignments are refused. Topic configs are
+//! `configs.rs`'s: the ones shardlog applies are validated and applied, the other Kafka topic
+//! configs are kept and reported, an unknown one is INVALID_CONFIG. CreateTopics v5+ answers
+//! with the topic's configs, v7+ with its topic id; DeleteTopics v6+ names topics by id.
 
 use std::rc::Rc;
 
 use broker::{admin, AdminError, Shard};
-use engine::catalog::{Durability, TopicConfig};
+use engine::catalog::TopicConfig;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
@@ -21,7 +19,7 @@ use kafka_protocol::messages::{
     DeleteTopicsResponse, TopicName,
 };
 
-use crate::{admin_code, codes, error_message, KafkaSettings};
+use crate::{admin_code, codes, configs, error_message, topic_ids, KafkaSettings};
 
 /// (Kafka error code, message) of a catalog change.
 fn status(result: Result<(), AdminError>) -> (i16, Option<String>) {
@@ -34,6 +32,7 @@ fn status(result: Result<(), AdminError>) -> (i16, Option<String>) {
 pub async fn create_topics(
     shard: &Rc<Shard>,
     settings: &KafkaSettings,
+    version: i16,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
@@ -41,19 +40,28 @@ pub async fn create_topics(
         let name = topic.name.clone();
         let partitions =
             if topic.num_partitions == -1 { settings.default_partitions as i32 } else { topic.num_partitions };
-        let (error, message) = match topic_config(&topic, partitions) {
-            Err(refusal) => refusal,
+        let config = topic_config(&topic, partitions);
+        let (error, message) = match &config {
+            Err(refusal) => refusal.clone(),
             Ok(_) if request.validate_only => (codes::NONE, None),
-            Ok(config) => status(admin::create_topic(shard, name.0.to_string(), partitions as u32, config).await),
+            Ok(config) => {
+                status(admin::create_topic(shard, name.0.to_string(), partitions as u32, config.clone()).await)
+            }
         };
-        results.push(
-            CreatableTopicResult::default()
-                .with_name(name)
-                .with_error_code(error)
-                .with_error_message(message.map(error_message))
-                .with_num_partitions(if error == codes::NONE { partitions } else { -1 })
-                .with_replication_factor(if error == codes::NONE { 1 } else { -1 }),
-        );
+        let mut result = CreatableTopicResult::default()
+            .with_name(name.clone())
+            .with_error_code(error)
+            .with_error_message(message.map(error_message))
+            .with_num_partitions(if error == codes::NONE { partitions } else { -1 })
+            .with_replication_factor(if error == codes::NONE { 1 } else { -1 });
+        if let (Ok(config), codes::NONE, 5..) = (&config, error, version) {
+            result = result.with_configs(Some(configs::created_topic_configs(config)));
+            let table = shard.topics();
+            if let Some(info) = table.topics.get(name.0.as_str()) {
+                result = result.with_topic_id(topic_ids::uuid_of(&table, info));
+            }
+        }
+        results.push(result);
     }
     CreateTopicsResponse::default().with_topics(results)
 }
@@ -72,64 +80,39 @@ fn topic_config(topic: &CreatableTopic, partitions: i32) -> Result<TopicConfig, 
         return Err((codes::INVALID_REQUEST, Some("manual replica assignment is not supported".into())));
     }
     let mut config = TopicConfig::default();
-    let (mut flush_messages, mut flush_ms) = (None, None);
     for entry in &topic.configs {
-        let Some(value) = entry.value.as_ref().map(|v| v.to_string()) else {
-            continue;
-        };
-        let bad = || (codes::INVALID_CONFIG, Some(format!("{} = {value:?}", entry.name.as_str())));
-        // -1 means unlimited in Kafka.
-        let limit = |v: &str| -> Result<Option<u64>, (i16, Option<String>)> {
-            match v.parse::<i64>() {
-                Ok(-1) => Ok(None),
-                Ok(n) if n >= 0 => Ok(Some(n as u64)),
-                _ => Err(bad()),
-            }
-        };
-        match entry.name.as_str() {
-            "retention.ms" => config.retention_ms = limit(&value)?,
-            "retention.bytes" => config.retention_bytes = limit(&value)?,
-            "segment.bytes" => config.segment_bytes = limit(&value)?.ok_or_else(bad)?,
-            "segment.ms" => config.segment_ms = limit(&value)?,
-            "flush.messages" => flush_messages = Some(value.parse::<i64>().ok().filter(|&n| n >= 1).ok_or_else(bad)?),
-            "flush.ms" => flush_ms = Some(value.parse::<i64>().ok().filter(|&n| n >= 0).ok_or_else(bad)?),
-            _ => {}
-        }
-    }
-    if let Some(durability) = durability_from_flush(flush_messages, flush_ms) {
-        config.durability = durability.ok_or_else(|| {
-            (
-                codes::INVALID_CONFIG,
-                Some(format!("flush.ms = {} is longer than shardlog's longest interval", flush_ms.unwrap_or(0))),
-            )
-        })?;
+        let value = entry.value.as_ref().map(|v| v.to_string());
+        configs::set_topic_config(&mut config, entry.name.as_str(), value.as_deref())
+            .map_err(|message| (codes::INVALID_CONFIG, Some(message)))?;
     }
     config.validate().map_err(|e| (codes::INVALID_CONFIG, Some(e.to_string())))?;
     Ok(config)
 }
 
-/// Kafka's flush settings as a shardlog durability: `None` when not set (the broker's
-/// default stays), `Some(None)` for a `flush.ms` that does not fit an interval.
-fn durability_from_flush(flush_messages: Option<i64>, flush_ms: Option<i64>) -> Option<Option<Durability>> {
-    match (flush_messages, flush_ms) {
-        (Some(1), _) | (_, Some(0)) => Some(Some(Durability::Sync)),
-        (_, Some(i64::MAX)) => Some(Some(Durability::None)),
-        (_, Some(ms)) => Some(u32::try_from(ms).ok().map(|ms| Durability::Interval { ms })),
-        (Some(_), None) => Some(Some(Durability::None)),
-        (None, None) => None,
-    }
-}
-
 pub async fn delete_topics(shard: &Rc<Shard>, version: i16, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
-    // v0–5 name topics in topic_names; v6+ (not advertised) in topics.
-    let names: Vec<TopicName> =
-        if version >= 6 { request.topics.into_iter().filter_map(|t| t.name).collect() } else { request.topic_names };
-    let mut responses = Vec::with_capacity(names.len());
-    for name in names {
-        let (error, message) = status(admin::delete_topic(shard, name.0.to_string()).await);
+    // v0–5 name topics in topic_names; v6+ in topics, by name or by topic id.
+    let wanted: Vec<(Option<TopicName>, uuid::Uuid)> = if version >= 6 {
+        request.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+    } else {
+        request.topic_names.into_iter().map(|n| (Some(n), uuid::Uuid::nil())).collect()
+    };
+    let mut responses = Vec::with_capacity(wanted.len());
+    for (name, id) in wanted {
+        let table = shard.topics();
+        let resolved = match &name {
+            Some(name) => Some(name.0.to_string()),
+            None => topic_ids::name_of(&table, &id).map(str::to_owned),
+        };
+        let id =
+            resolved.as_deref().and_then(|n| table.topics.get(n)).map_or(id, |info| topic_ids::uuid_of(&table, info));
+        let (error, message) = match &resolved {
+            Some(topic) => status(admin::delete_topic(shard, topic.clone()).await),
+            None => (codes::UNKNOWN_TOPIC_ID, Some("unknown topic id".to_owned())),
+        };
         responses.push(
             DeletableTopicResult::default()
-                .with_name(Some(name))
+                .with_name(resolved.map(|n| TopicName(crate::str_bytes(n))))
+                .with_topic_id(id)
                 .with_error_code(error)
                 .with_error_message(message.map(error_message)),
         );
@@ -157,24 +140,4 @@ pub async fn create_partitions(shard: &Rc<Shard>, request: CreatePartitionsReque
         );
     }
     CreatePartitionsResponse::default().with_results(results)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::durability_from_flush;
-
-    #[test]
-    fn kafka_flush_settings_map_onto_durability() {
-        let text = |flush_messages, flush_ms| {
-            durability_from_flush(flush_messages, flush_ms).map(|d| d.map_or("too long".to_owned(), |d| d.to_string()))
-        };
-        assert_eq!(text(None, None), None);
-        assert_eq!(text(Some(1), None).as_deref(), Some("sync"));
-        assert_eq!(text(Some(1), Some(i64::MAX)).as_deref(), Some("sync"));
-        assert_eq!(text(None, Some(0)).as_deref(), Some("sync"));
-        assert_eq!(text(Some(i64::MAX), Some(i64::MAX)).as_deref(), Some("none"));
-        assert_eq!(text(Some(1000), None).as_deref(), Some("none"));
-        assert_eq!(text(Some(i64::MAX), Some(50)).as_deref(), Some("interval:50"));
-        assert_eq!(text(None, Some(1 << 40)).as_deref(), Some("too long"));
-    }
 }

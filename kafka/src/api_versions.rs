@@ -1,9 +1,10 @@
 //! ApiVersions: the APIs and versions this broker serves. A client picks, per API, the
 //! highest version both sides support.
 //!
-//! The ranges stop where Kafka moved to topic ids (Fetch 13, Produce 10+, Metadata 10+,
-//! DeleteTopics 6) or to the KIP-848 consumer protocol (OffsetCommit 9, OffsetFetch 8+),
-//! which this broker does not implement; every client we test negotiates below them.
+//! Exactly what is served: every version in a range decodes and is answered. The ranges stop
+//! below what is not implemented: Produce 10+ (KIP-890 transactions), the KIP-848 consumer
+//! protocol (OffsetCommit 9+, OffsetFetch 8+, DescribeGroups 6, JoinGroup 8+), Fetch 17
+//! (KIP-853 replica directories), Metadata 13.
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
@@ -11,11 +12,11 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use super::codes;
 
 /// (API, lowest version, highest version).
-pub const SUPPORTED: [(ApiKey, i16, i16); 16] = [
+pub const SUPPORTED: [(ApiKey, i16, i16); 28] = [
     (ApiKey::Produce, 3, 9),
-    (ApiKey::Fetch, 4, 12),
+    (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 7),
-    (ApiKey::Metadata, 0, 9),
+    (ApiKey::Metadata, 0, 12),
     (ApiKey::OffsetCommit, 2, 8),
     (ApiKey::OffsetFetch, 1, 7),
     (ApiKey::FindCoordinator, 0, 4),
@@ -25,9 +26,21 @@ pub const SUPPORTED: [(ApiKey, i16, i16); 16] = [
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// Produce is advertised from v0 though only v3+ is served, as Kafka 4 does (KAFKA-18659):
@@ -72,8 +85,9 @@ mod tests {
         assert_eq!(api_keys().len(), SUPPORTED.len());
         assert!(is_supported(ApiKey::ApiVersions, 3));
         assert!(!is_supported(ApiKey::ApiVersions, 4));
-        assert!(!is_supported(ApiKey::Fetch, 13));
-        assert!(!is_supported(ApiKey::DescribeGroups, 0));
+        assert!(!is_supported(ApiKey::Fetch, 17));
+        assert!(is_supported(ApiKey::DescribeGroups, 0));
+        assert!(!is_supported(ApiKey::ConsumerGroupHeartbeat, 0));
         assert!(!is_supported(ApiKey::Produce, 2), "advertised from 0 for librdkafka, served from 3");
     }
 }

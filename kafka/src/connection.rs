@@ -16,25 +16,36 @@ use broker::order::{AppendOrder, Turn};
 use broker::Shard;
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
-    SyncGroupRequest,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeLogDirsRequest, DescribeProducersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
 pub use crate::codec::{encode, Close};
-use crate::groups::GroupCall;
-use crate::{admin, api_versions, fetch, groups, list_offsets, metadata, produce, KafkaSettings};
+use crate::groups::{GroupCall, JoinContext};
+use crate::{
+    admin, api_versions, cluster, configs, fetch, group_admin, groups, leader_epoch, list_offsets, metadata, produce,
+    producers, records, KafkaSettings,
+};
 
-/// The Kafka protocol on one shard.
+/// The Kafka protocol on one connection of a shard.
 pub struct Kafka {
     settings: Arc<KafkaSettings>,
+    /// The client's address as Kafka reports it in DescribeGroups ("/<ip>"; "" if unknown).
+    client_host: String,
 }
 
 impl Kafka {
     pub fn new(settings: Arc<KafkaSettings>) -> Kafka {
-        Kafka { settings }
+        Kafka { settings, client_host: String::new() }
+    }
+
+    pub fn with_client_host(settings: Arc<KafkaSettings>, client_host: String) -> Kafka {
+        Kafka { settings, client_host }
     }
 }
 
@@ -56,7 +67,9 @@ impl Protocol for Kafka {
     }
 
     async fn serve(self: Rc<Self>, shard: Rc<Shard>, request: Decoded, turns: Vec<Turn>) -> Answer {
-        serve_request(&shard, &self.settings, request, turns).await.map(|answer| answer.map(|bytes| vec![bytes]))
+        serve_request(&shard, &self.settings, &self.client_host, request, turns)
+            .await
+            .map(|answer| answer.map(|bytes| vec![bytes]))
     }
 }
 
@@ -68,6 +81,8 @@ pub struct Decoded {
     pub version: i16,
     pub correlation_id: i32,
     pub request: Body,
+    /// The request header's client id ("" when absent): group member ids start with it.
+    pub client_id: String,
 }
 
 #[derive(Debug)]
@@ -85,6 +100,19 @@ pub enum Body {
     DeleteTopics(DeleteTopicsRequest),
     CreatePartitions(CreatePartitionsRequest),
     Group(GroupCall),
+    // The operations APIs (issue #13).
+    ListGroups(ListGroupsRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
+    OffsetDelete(OffsetDeleteRequest),
+    DescribeConfigs(DescribeConfigsRequest),
+    AlterConfigs(AlterConfigsRequest),
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
+    DeleteRecords(DeleteRecordsRequest),
+    DescribeCluster(DescribeClusterRequest),
+    DescribeLogDirs(DescribeLogDirsRequest),
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
+    DescribeProducers(DescribeProducersRequest),
 }
 
 /// Decodes one request frame (the bytes after the size prefix): header, then the body of a
@@ -101,10 +129,10 @@ pub fn decode(mut frame: Bytes) -> Result<Decoded, Close> {
         tracing::debug!(api_key = api_key_raw, "unknown Kafka API key");
         return Err("unknown API key");
     };
-    let decoded = |request| Ok(Decoded { api_key, version, correlation_id, request });
+    let decoded = |request, client_id| Ok(Decoded { api_key, version, correlation_id, request, client_id });
     if !api_versions::is_supported(api_key, version) {
         if api_key == ApiKey::ApiVersions {
-            return decoded(Body::UnsupportedApiVersions);
+            return decoded(Body::UnsupportedApiVersions, String::new());
         }
         tracing::debug!(?api_key, version, "unsupported Kafka API version");
         return Err("unsupported API version");
@@ -140,26 +168,41 @@ pub fn decode(mut frame: Bytes) -> Result<Decoded, Close> {
         ApiKey::LeaveGroup => Body::Group(GroupCall::Leave(body!(LeaveGroupRequest), version)),
         ApiKey::OffsetCommit => Body::Group(GroupCall::Commit(body!(OffsetCommitRequest), version)),
         ApiKey::OffsetFetch => Body::Group(GroupCall::Fetch(body!(OffsetFetchRequest), version)),
+        ApiKey::ListGroups => Body::ListGroups(body!(ListGroupsRequest)),
+        ApiKey::DescribeGroups => Body::DescribeGroups(body!(DescribeGroupsRequest)),
+        ApiKey::DeleteGroups => Body::DeleteGroups(body!(DeleteGroupsRequest)),
+        ApiKey::OffsetDelete => Body::OffsetDelete(body!(OffsetDeleteRequest)),
+        ApiKey::DescribeConfigs => Body::DescribeConfigs(body!(DescribeConfigsRequest)),
+        ApiKey::AlterConfigs => Body::AlterConfigs(body!(AlterConfigsRequest)),
+        ApiKey::IncrementalAlterConfigs => Body::IncrementalAlterConfigs(body!(IncrementalAlterConfigsRequest)),
+        ApiKey::DeleteRecords => Body::DeleteRecords(body!(DeleteRecordsRequest)),
+        ApiKey::DescribeCluster => Body::DescribeCluster(body!(DescribeClusterRequest)),
+        ApiKey::DescribeLogDirs => Body::DescribeLogDirs(body!(DescribeLogDirsRequest)),
+        ApiKey::OffsetForLeaderEpoch => Body::OffsetForLeaderEpoch(body!(OffsetForLeaderEpochRequest)),
+        ApiKey::DescribeProducers => Body::DescribeProducers(body!(DescribeProducersRequest)),
         other => {
             // `is_supported` admits only the keys above.
             tracing::warn!(api_key = ?other, "supported API without a decoder");
             return Err("unhandled API");
         }
     };
-    decoded(request)
+    let client_id = header.client_id.map(|c| c.to_string()).unwrap_or_default();
+    decoded(request, client_id)
 }
 
 /// Serves a decoded request and encodes its response (`None`: Produce with acks=0).
 async fn serve_request(
     shard: &Rc<Shard>,
     settings: &KafkaSettings,
+    client_host: &str,
     decoded: Decoded,
     turns: Vec<Turn>,
 ) -> Result<Option<Bytes>, Close> {
-    let Decoded { api_key, version, correlation_id, request } = decoded;
+    let Decoded { api_key, version, correlation_id, request, client_id } = decoded;
     let span = tracing::debug_span!("kafka_request", ?api_key, version, correlation_id);
     let _enter = span.enter();
-    let request = match answer_without_shard(settings, Decoded { api_key, version, correlation_id, request }) {
+    let without = Decoded { api_key, version, correlation_id, request, client_id: client_id.clone() };
+    let request = match answer_without_shard(settings, without) {
         WithoutShard::Answered(answer) => return answer.map(Some),
         WithoutShard::NeedsShard(request) => request,
     };
@@ -179,15 +222,28 @@ async fn serve_request(
             Some(response) => reply!(response),
             None => Ok(None),
         },
-        Body::Fetch(r) => reply!(fetch::handle(shard, r).await),
+        Body::Fetch(r) => reply!(fetch::handle(shard, version, r).await),
         Body::ListOffsets(r) => reply!(list_offsets::handle(shard, version, r).await),
-        Body::CreateTopics(r) => reply!(admin::create_topics(shard, settings, r).await),
+        Body::CreateTopics(r) => reply!(admin::create_topics(shard, settings, version, r).await),
         Body::DeleteTopics(r) => reply!(admin::delete_topics(shard, version, r).await),
         Body::CreatePartitions(r) => reply!(admin::create_partitions(shard, r).await),
         Body::Group(call) => {
-            let reply = groups::serve(shard, call).await;
+            let context = JoinContext { version, client_id, client_host: client_host.to_owned() };
+            let reply = groups::serve_with(shard, call, &context).await;
             groups::encode_reply(api_key, version, correlation_id, &reply).map(Some)
         }
+        Body::ListGroups(r) => reply!(group_admin::list_groups(shard, r).await),
+        Body::DescribeGroups(r) => reply!(group_admin::describe_groups(shard, r).await),
+        Body::DeleteGroups(r) => reply!(group_admin::delete_groups(shard, r).await),
+        Body::OffsetDelete(r) => reply!(group_admin::offset_delete(shard, r).await),
+        Body::DescribeConfigs(r) => reply!(configs::describe_configs(shard, settings, version, r)),
+        Body::AlterConfigs(r) => reply!(configs::alter_configs(shard, settings, r).await),
+        Body::IncrementalAlterConfigs(r) => reply!(configs::incremental_alter_configs(shard, settings, r).await),
+        Body::DeleteRecords(r) => reply!(records::delete_records(shard, r).await),
+        Body::DescribeCluster(r) => reply!(cluster::describe_cluster(settings, r)),
+        Body::DescribeLogDirs(r) => reply!(cluster::describe_log_dirs(shard, r).await),
+        Body::OffsetForLeaderEpoch(r) => reply!(leader_epoch::handle(shard, r).await),
+        Body::DescribeProducers(r) => reply!(producers::handle(shard, r).await),
     }
 }
 
@@ -202,7 +258,7 @@ pub enum WithoutShard {
 /// response, or the request's body back when it needs the shard. The connection serves them
 /// through here, and so does the fuzz target.
 pub fn answer_without_shard(settings: &KafkaSettings, decoded: Decoded) -> WithoutShard {
-    let Decoded { api_key, version, correlation_id, request } = decoded;
+    let Decoded { api_key, version, correlation_id, request, .. } = decoded;
     let answer = match request {
         Body::UnsupportedApiVersions => {
             encode(api_key, 0, correlation_id, &api_versions::unsupported_version_response())
@@ -267,6 +323,20 @@ mod tests {
                     ApiKey::DeleteTopics => frame(api_key, version, &DeleteTopicsRequest::default()),
                     ApiKey::InitProducerId => frame(api_key, version, &InitProducerIdRequest::default()),
                     ApiKey::CreatePartitions => frame(api_key, version, &CreatePartitionsRequest::default()),
+                    ApiKey::ListGroups => frame(api_key, version, &ListGroupsRequest::default()),
+                    ApiKey::DescribeGroups => frame(api_key, version, &DescribeGroupsRequest::default()),
+                    ApiKey::DeleteGroups => frame(api_key, version, &DeleteGroupsRequest::default()),
+                    ApiKey::OffsetDelete => frame(api_key, version, &OffsetDeleteRequest::default()),
+                    ApiKey::DescribeConfigs => frame(api_key, version, &DescribeConfigsRequest::default()),
+                    ApiKey::AlterConfigs => frame(api_key, version, &AlterConfigsRequest::default()),
+                    ApiKey::IncrementalAlterConfigs => {
+                        frame(api_key, version, &IncrementalAlterConfigsRequest::default())
+                    }
+                    ApiKey::DeleteRecords => frame(api_key, version, &DeleteRecordsRequest::default()),
+                    ApiKey::DescribeCluster => frame(api_key, version, &DescribeClusterRequest::default()),
+                    ApiKey::DescribeLogDirs => frame(api_key, version, &DescribeLogDirsRequest::default()),
+                    ApiKey::OffsetForLeaderEpoch => frame(api_key, version, &OffsetForLeaderEpochRequest::default()),
+                    ApiKey::DescribeProducers => frame(api_key, version, &DescribeProducersRequest::default()),
                     other => panic!("{other:?} is served but not tested"),
                 };
                 let decoded = decode(body).unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));
@@ -280,7 +350,7 @@ mod tests {
     fn refuses_short_unknown_unsupported_and_truncated_frames() {
         assert!(decode(Bytes::from_static(&[0, 3, 0, 1, 0, 0, 0])).is_err(), "shorter than a header");
         assert!(decode(Bytes::from_static(&[0x7f, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff])).is_err(), "unknown key");
-        for (api_key, version) in [(ApiKey::Fetch, 13), (ApiKey::Produce, 2), (ApiKey::DescribeGroups, 0)] {
+        for (api_key, version) in [(ApiKey::Fetch, 17), (ApiKey::Produce, 2), (ApiKey::ConsumerGroupHeartbeat, 0)] {
             let mut unserved = header(api_key, version, 3);
             unserved.put_slice(&[0; 64]);
             assert_eq!(decode(unserved.freeze()).unwrap_err(), "unsupported API version", "{api_key:?} v{version}");

@@ -1,6 +1,6 @@
-//! Fetch (v4–12, no fetch sessions: every request is a full fetch, session id 0): the
-//! broker's fetch (`Shard::fetch`) reads each partition on its owner and long-polls up to
-//! max_wait_ms. Stored batches are returned byte for byte; the only copy is joining a
+//! Fetch (v4–16): the broker's fetch (`Shard::fetch`) reads each partition on its owner and
+//! long-polls up to max_wait_ms. Fetch sessions (v7+) and topic ids (v13+) are
+//! `fetch_session.rs`'s, around this. Stored batches are returned byte for byte; the only copy is joining a
 //! partition's chunks into the one records field the codec encodes.
 //!
 //! There are no transactions, so the last stable offset is the high watermark for both
@@ -14,12 +14,21 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
-use crate::{codes, partition_code};
+use crate::{codes, fetch_session, partition_code};
 
 /// Per-partition byte cap when a client sends 0 or a negative partition_max_bytes.
 const PARTITION_BYTES_DEFAULT: u32 = 1 << 20;
 
-pub async fn handle(shard: &Rc<Shard>, request: FetchRequest) -> FetchResponse {
+pub async fn handle(shard: &Rc<Shard>, version: i16, mut request: FetchRequest) -> FetchResponse {
+    let table = shard.topics();
+    let opened = match fetch_session::open(&table, version, &mut request) {
+        Ok(opened) => opened,
+        Err(answer) => return answer,
+    };
+    fetch_session::close(&table, opened, read(shard, request).await)
+}
+
+async fn read(shard: &Rc<Shard>, request: FetchRequest) -> FetchResponse {
     let mut wanted = Vec::new();
     let mut shape = Vec::new();
     for topic in request.topics {

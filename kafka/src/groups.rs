@@ -57,12 +57,43 @@ impl GroupCall {
     }
 }
 
-/// Serves a group call on the broker's coordinator.
+/// What a JoinGroup needs beyond its body: the request's version and client id, and the
+/// connection's client host.
+#[derive(Debug, Clone, Default)]
+pub struct JoinContext {
+    pub version: i16,
+    pub client_id: String,
+    pub client_host: String,
+}
+
+/// JoinGroup v4+ asks a new member to join again with the member id it is given.
+const JOIN_MEMBER_ID_REQUIRED_VERSION_MIN: i16 = 4;
+
+/// Serves a group call on the broker's coordinator (with no client id or host known).
 pub async fn serve(shard: &Rc<Shard>, call: GroupCall) -> GroupReply {
+    serve_with(shard, call, &JoinContext::default()).await
+}
+
+/// Serves a group call on the broker's coordinator.
+pub async fn serve_with(shard: &Rc<Shard>, call: GroupCall, context: &JoinContext) -> GroupReply {
     match call {
         GroupCall::Join(request) => {
             let member_id = request.member_id.to_string();
-            GroupReply::Join(join_response(shard.join_group(join_request(request)).await, &member_id))
+            // Kafka's member ids: `<client.id>-<uuid>`.
+            let new_member_id = format!("{}-{}", context.client_id, crate::uuid_string(&crate::random_uuid()));
+            let join = JoinRequest {
+                client_id: context.client_id.clone(),
+                client_host: context.client_host.clone(),
+                new_member_id: Some(new_member_id.clone()),
+                require_known_member_id: context.version >= JOIN_MEMBER_ID_REQUIRED_VERSION_MIN,
+                ..join_request(request)
+            };
+            let result = shard.join_group(join).await;
+            if result == Err(GroupError::MemberIdRequired) {
+                // The member id to join again with goes back in the answer.
+                return GroupReply::Join(join_error(codes::MEMBER_ID_REQUIRED, &new_member_id));
+            }
+            GroupReply::Join(join_response(result, &member_id))
         }
         GroupCall::Sync(request) => GroupReply::Sync(sync_response(shard.sync_group(sync_request(request)).await)),
         GroupCall::Heartbeat(request) => {
@@ -86,6 +117,7 @@ pub fn join_request(request: JoinGroupRequest) -> JoinRequest {
         protocols: request.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect(),
         session_timeout_ms: u32::try_from(request.session_timeout_ms).unwrap_or(0),
         rebalance_timeout_ms: u32::try_from(request.rebalance_timeout_ms).ok().filter(|&ms| ms > 0),
+        ..JoinRequest::default()
     }
 }
 

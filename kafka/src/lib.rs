@@ -16,19 +16,31 @@
 //! shards each never collide (node 2's shard 3 is broker 2003).
 //!
 //! One API (or family) per file: `api_versions`, `metadata` (with FindCoordinator and
-//! InitProducerId), `produce`, `fetch`, `list_offsets`, `admin`, `groups`, `offsets`;
-//! `connection` decodes requests and dispatches them.
+//! InitProducerId), `produce`, `fetch` (with `fetch_session`, KIP-227), `list_offsets`,
+//! `admin`, `groups`, `offsets`, and the operations APIs: `group_admin` (ListGroups,
+//! DescribeGroups, DeleteGroups, OffsetDelete), `configs` (DescribeConfigs, AlterConfigs,
+//! IncrementalAlterConfigs), `records` (DeleteRecords), `cluster` (DescribeCluster,
+//! DescribeLogDirs), `leader_epoch` (OffsetForLeaderEpoch), `producers` (DescribeProducers);
+//! `topic_ids` maps Kafka topic ids; `connection` decodes requests and dispatches them.
 
 mod admin;
 mod api_versions;
+mod cluster;
 mod codec;
+pub mod configs;
 mod connection;
 mod fetch;
+mod fetch_session;
+mod group_admin;
 pub mod groups;
+mod leader_epoch;
 mod list_offsets;
 mod metadata;
 mod offsets;
 mod produce;
+mod producers;
+mod records;
+mod topic_ids;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -79,8 +91,18 @@ pub mod codes {
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 76;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const INVALID_RECORD: i16 = 87;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const INCONSISTENT_TOPIC_ID: i16 = 103;
+    pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+    pub const POLICY_VIOLATION: i16 = 44;
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 }
 
@@ -135,6 +157,8 @@ pub fn group_code(e: GroupError) -> i16 {
         GroupError::MetadataTooLarge => codes::INVALID_REQUEST,
         GroupError::GroupFull => codes::GROUP_MAX_SIZE_REACHED,
         GroupError::TooManyGroups | GroupError::CoordinatorUnavailable(_) => codes::COORDINATOR_NOT_AVAILABLE,
+        GroupError::MemberIdRequired => codes::MEMBER_ID_REQUIRED,
+        GroupError::FencedInstanceId => codes::FENCED_INSTANCE_ID,
         _ => codes::UNKNOWN_SERVER_ERROR,
     }
 }
@@ -261,9 +285,42 @@ impl Service for KafkaService {
         shard: Rc<Shard>,
         listener: glommio::net::TcpListener,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
-        let protocol = Rc::new(Kafka::new(self.settings.clone()));
-        Box::pin(accept_loop(shard, listener, move |shard, stream| serve_connection(shard, protocol.clone(), stream)))
+        let settings = self.settings.clone();
+        Box::pin(accept_loop(shard, listener, move |shard, stream| {
+            // Kafka reports each group member's host as "/<ip>".
+            let host = stream.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default();
+            serve_connection(shard, Rc::new(Kafka::with_client_host(settings.clone(), host)), stream)
+        }))
     }
+}
+
+/// A random UUID (version 4 layout), for Kafka member ids. Not for secrets: the bits come
+/// from std's randomly keyed SipHash over a process-wide counter, which is unique within the
+/// process and unpredictable across processes.
+pub fn random_uuid() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let keys = std::collections::hash_map::RandomState::new();
+    let half = |salt: u64| {
+        let mut h = keys.build_hasher();
+        h.write_u64(n);
+        h.write_u64(salt);
+        h.finish()
+    };
+    let mut uuid = [0u8; 16];
+    uuid[..8].copy_from_slice(&half(1).to_be_bytes());
+    uuid[8..].copy_from_slice(&half(2).to_be_bytes());
+    uuid[6] = (uuid[6] & 0x0f) | 0x40; // version 4
+    uuid[8] = (uuid[8] & 0x3f) | 0x80; // RFC 4122 variant
+    uuid
+}
+
+/// A UUID in Java's `UUID.toString()` form (8-4-4-4-12 lowercase hex).
+pub fn uuid_string(uuid: &[u8; 16]) -> String {
+    let hex: String = uuid.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 /// `StrBytes` from an owned string (the crate's string type).
@@ -304,6 +361,16 @@ mod tests {
         assert!(long.starts_with(cut.as_str()));
         let odd = format!("x{long}");
         assert_eq!(error_message(odd).len(), ERROR_MESSAGE_BYTES_MAX - 1);
+    }
+
+    #[test]
+    fn uuids_are_version_4_and_distinct() {
+        let (a, b) = (random_uuid(), random_uuid());
+        assert_ne!(a, b);
+        let text = uuid_string(&a);
+        assert_eq!(text.len(), 36);
+        assert_eq!(&text[14..15], "4");
+        assert_eq!(text.matches('-').count(), 4);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! ListOffsets (v1–7): -2 → log start, -1 → the high watermark (= the last stable offset:
-//! no transactions), any other timestamp → the first offset whose record timestamp is ≥ it.
+//! no transactions), -3 (v7+, KIP-734) → the record with the largest timestamp, any other
+//! timestamp → the first offset whose record timestamp is ≥ it.
 //! Served on each partition's owning shard; answers carry the partition's leader epoch.
 
 use std::rc::Rc;
@@ -13,8 +14,9 @@ use crate::{codes, partition_code};
 
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
-/// -3 (max timestamp, KIP-734) and below are not supported.
-const TIMESTAMP_SPECIAL_MIN: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+/// Below -3 (-4 earliest local, -5 tiered: ListOffsets v8+, not served) is refused.
+const TIMESTAMP_SPECIAL_MIN: i64 = -3;
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(request.topics.len());
@@ -33,6 +35,22 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ListOffsetsRequest
                 let (Ok(index), true) = (u32::try_from(p.partition_index), p.timestamp >= TIMESTAMP_SPECIAL_MIN) else {
                     return response.with_error_code(codes::INVALID_REQUEST);
                 };
+                if p.timestamp == MAX_TIMESTAMP {
+                    return match shard.max_timestamp(TopicPartition::new(name.clone(), index)).await {
+                        Ok(found) => {
+                            let epoch = shard
+                                .list_offset(TopicPartition::new(name, index), OffsetQuery::Latest)
+                                .await
+                                .map_or(unknown_epoch, |l| l.leader_epoch.to_wire());
+                            response
+                                .with_error_code(codes::NONE)
+                                .with_timestamp(found.map_or(-1, |f| f.timestamp_ms))
+                                .with_offset(found.map_or(-1, |f| f.offset.to_wire()))
+                                .with_leader_epoch(if version >= 4 { epoch } else { unknown_epoch })
+                        }
+                        Err(e) => response.with_error_code(partition_code(&e)),
+                    };
+                }
                 let query = match p.timestamp {
                     LATEST_TIMESTAMP => OffsetQuery::Latest,
                     EARLIEST_TIMESTAMP => OffsetQuery::Earliest,

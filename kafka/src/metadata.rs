@@ -21,8 +21,14 @@ use kafka_protocol::messages::{
 
 use crate::{admin_code, codes, str_bytes, KafkaSettings};
 
+/// Kafka's authorized-operations bitfield for a topic (AclOperation codes; no ACLs here, so
+/// all of them): READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, DESCRIBE_CONFIGS 10,
+/// ALTER_CONFIGS 11.
+const TOPIC_AUTHORIZED_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+
 /// Kafka's cluster id is a base64 UUID; clients only compare it.
-const CLUSTER_ID: &str = "shardlog";
+pub(crate) const CLUSTER_ID: &str = "shardlog";
 
 pub async fn handle(
     shard: &Rc<Shard>,
@@ -33,7 +39,13 @@ pub async fn handle(
     let requested: Option<Vec<String>> = match request.topics {
         // v0: an empty list means every topic; v1+: null means every topic.
         Some(topics) if !(version == 0 && topics.is_empty()) => {
-            Some(topics.into_iter().filter_map(|t| t.name.map(|n| n.0.to_string())).collect())
+            // v10+ may name a topic by id only.
+            let table = shard.topics();
+            let name = |t: kafka_protocol::messages::metadata_request::MetadataRequestTopic| match t.name {
+                Some(n) => Some(n.0.to_string()),
+                None => crate::topic_ids::name_of(&table, &t.topic_id).map(str::to_owned),
+            };
+            Some(topics.into_iter().filter_map(name).collect())
         }
         _ => None,
     };
@@ -79,6 +91,11 @@ pub async fn handle(
                     .with_isr_nodes(vec![leader])
             })
             .collect();
+        // v10+: the topic id; v8+: what the client may do, when asked (no ACLs: everything).
+        topic = topic.with_topic_id(crate::topic_ids::uuid_of(&table, info));
+        if request.include_topic_authorized_operations {
+            topic = topic.with_topic_authorized_operations(TOPIC_AUTHORIZED_OPERATIONS);
+        }
         topics.push(topic.with_error_code(codes::NONE));
     }
     let brokers = settings

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use broker::calls::OffsetsCommit;
 use broker::groups::OffsetToCommit;
-use broker::ids::Offset;
+use broker::ids::{LeaderEpoch, Offset};
 use broker::{Shard, TopicPartition};
 use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
@@ -58,6 +58,8 @@ pub async fn commit(shard: &Rc<Shard>, request: OffsetCommitRequest) -> OffsetCo
                     partition: TopicPartition::new(t.name.0.as_str(), index),
                     offset,
                     metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+                    // v6+; -1 (unknown) in older versions.
+                    leader_epoch: LeaderEpoch::from_wire(p.committed_leader_epoch),
                 });
             }
         }
@@ -100,7 +102,9 @@ pub async fn fetch(shard: &Rc<Shard>, request: OffsetFetchRequest) -> OffsetFetc
         let partition = OffsetFetchResponsePartition::default()
             .with_partition_index(tp.partition as i32)
             .with_committed_offset(committed.as_ref().map_or(-1, |c| c.offset.to_wire()))
-            .with_committed_leader_epoch(-1)
+            .with_committed_leader_epoch(
+                committed.as_ref().and_then(|c| c.leader_epoch).map_or(-1, LeaderEpoch::to_wire),
+            )
             .with_metadata(Some(str_bytes(committed.map(|c| c.metadata).unwrap_or_default())))
             .with_error_code(codes::NONE);
         match topics.iter_mut().find(|t| t.name.0.as_str() == tp.topic) {
