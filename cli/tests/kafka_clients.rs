@@ -4,9 +4,16 @@
 //! and a consumer; keys placed by Kafka's murmur2 partitioner; offsets and records shared
 //! with the native protocol; confluent-kafka's pipelined records stored in the order sent.
 //!
+//! The operations APIs (issue #13) from three admin clients, each script checking values, not
+//! just the absence of errors: kafkajs 2.x (`kafkajs_admin.js`), aiokafka
+//! (`aiokafka_admin.py`) and confluent-kafka's AdminClient (`confluent_admin.py`) — create,
+//! describe and alter topic configs, list / describe / delete groups with their members and
+//! committed offsets, delete records, describe the cluster, delete topics.
+//!
 //! `.ci/run` installs the clients (`apt-get install -y kcat`, `pip install confluent-kafka
-//! kafka-python`). Without `CI=true` a missing client skips its test with a printed reason;
-//! with it, a missing client fails the test.
+//! kafka-python aiokafka`, `npm install --prefix target/js kafkajs@2`). Without `CI=true` a
+//! missing client skips its test with a printed reason; with it, a missing client fails the
+//! test.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -290,4 +297,42 @@ fn kcat_through_a_single_advertised_address_and_without_auto_create() {
     assert!(list.stdout.contains("Broker: Unknown topic or partition"), "{list}");
     let listed_again = run("kcat", &["-b", &server.kafka, "-L"], b"", CLIENT_TIMEOUT);
     assert!(listed_again.stdout.contains(" 0 topics:"), "{listed_again}");
+}
+
+/// Where `.ci/run` installs kafkajs (`npm install --prefix target/js kafkajs@2`).
+fn kafkajs_dir() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/js/node_modules/kafkajs").display().to_string()
+}
+
+/// Runs an admin script against a fresh server; it prints "OK step" lines and "ALL OK".
+fn admin_script(program: &str, script_name: &str, topic: &str) {
+    // A short initial rebalance delay: each script's consumer is its group's only member.
+    let server = KafkaServer::start(&["--group-initial-rebalance-delay-ms", "300"]);
+    let out = run(program, &[&script(script_name), &server.kafka, topic], b"", CLIENT_TIMEOUT);
+    assert!(out.status.is_some_and(|s| s.success()) && out.stdout.contains("ALL OK"), "{out}");
+}
+
+#[test]
+fn kafkajs_admin_produce_consume_groups_and_configs() {
+    let require = format!("require('{}')", kafkajs_dir());
+    if !available("node with kafkajs (npm install --prefix target/js kafkajs@2)", "node", &["-e", &require]) {
+        return;
+    }
+    admin_script("node", "kafkajs_admin.js", "kjs");
+}
+
+#[test]
+fn aiokafka_admin_produce_consume_groups_and_configs() {
+    if !available("python3 with aiokafka", "python3", &["-c", "import aiokafka"]) {
+        return;
+    }
+    admin_script("python3", "aiokafka_admin.py", "aio");
+}
+
+#[test]
+fn confluent_kafka_admin_client_every_admin_call() {
+    if !available("python3 with confluent-kafka", "python3", &["-c", "import confluent_kafka"]) {
+        return;
+    }
+    admin_script("python3", "confluent_admin.py", "cfa");
 }

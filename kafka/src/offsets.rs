@@ -8,7 +8,7 @@ use std::rc::Rc;
 use broker::calls::OffsetsCommit;
 use broker::groups::OffsetToCommit;
 use broker::ids::{LeaderEpoch, Offset};
-use broker::{Shard, TopicPartition};
+use broker::{OffsetQuery, Shard, TopicPartition};
 use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
@@ -47,15 +47,41 @@ fn commit_response(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
+/// What a committed offset of -2 or -1 stands for: the partition's log start or its high
+/// watermark, resolved when committed (kafkajs' `resetOffsets` commits them; Kafka stores
+/// them as given, and a consumer reading them back seeks to the start or the end).
+async fn resolve_special(shard: &Rc<Shard>, partition: &TopicPartition, committed_offset: i64) -> Option<Offset> {
+    let query = match committed_offset {
+        -2 => OffsetQuery::Earliest,
+        -1 => OffsetQuery::Latest,
+        other => return Offset::from_wire(other),
+    };
+    shard.list_offset(partition.clone(), query).await.ok().and_then(|l| l.offset)
+}
+
+/// A committed offset the store can take: at least 0, or -1 / -2 (resolved).
+fn committable(committed_offset: i64) -> bool {
+    committed_offset >= -2
+}
+
 /// Checks the commit against the group's membership and stores it; one code per partition.
 pub async fn commit(shard: &Rc<Shard>, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let mut offsets = Vec::new();
     for t in &request.topics {
         for p in &t.partitions {
-            if let (Ok(index), Some(offset)) = (u32::try_from(p.partition_index), Offset::from_wire(p.committed_offset))
+            let Ok(index) = u32::try_from(p.partition_index) else {
+                continue;
+            };
+            if !committable(p.committed_offset) {
+                continue;
+            }
+            let partition = TopicPartition::new(t.name.0.as_str(), index);
+            // A -1 or -2 of a partition that does not exist resolves to nothing: the store then
+            // answers UNKNOWN_TOPIC_OR_PARTITION for it, like any commit to it.
+            let offset = resolve_special(shard, &partition, p.committed_offset).await.unwrap_or(Offset::ZERO);
             {
                 offsets.push(OffsetToCommit {
-                    partition: TopicPartition::new(t.name.0.as_str(), index),
+                    partition,
                     offset,
                     metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
                     // v6+; -1 (unknown) in older versions.
@@ -72,7 +98,7 @@ pub async fn commit(shard: &Rc<Shard>, request: OffsetCommitRequest) -> OffsetCo
     };
     let mut results = shard.commit_offsets(commit).await.into_iter();
     commit_response(&request, |p| {
-        if p.partition_index < 0 || p.committed_offset < 0 {
+        if p.partition_index < 0 || !committable(p.committed_offset) {
             codes::INVALID_COMMIT_OFFSET_SIZE
         } else {
             results.next().map_or(codes::UNKNOWN_SERVER_ERROR, |r| r.map_or_else(|e| commit_code(&e), |()| codes::NONE))
