@@ -2,7 +2,10 @@
 //! `kafka-protocol` crate): ApiVersions (and error 35 for an unsupported version), Metadata
 //! advertising one broker per shard, byte-identical batches across the Kafka and native
 //! protocols both ways (compressed too), idempotent-producer sequence checks, admin errors,
-//! hostile frames (huge array counts, names at the string limit).
+//! hostile frames (huge array counts, names at the string limit); the operations APIs:
+//! DeleteRecords then reads below the start, ListOffsets -3, OffsetForLeaderEpoch, topic ids
+//! (Metadata 12, Fetch 13+, DeleteTopics 6, a new id for a re-created topic), incremental fetch
+//! sessions, the MEMBER_ID_REQUIRED round trip, committed leader epochs, DescribeProducers.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -226,10 +229,10 @@ fn api_versions_and_unsupported_version_error_35() {
     assert!(response.api_keys.iter().any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 3));
     assert!(!frame.has_remaining());
 
-    // The connection still works; then Fetch v13 (topic ids, unsupported) closes it, as Kafka does.
+    // The connection still works; then Fetch v17 (unsupported) closes it, as Kafka does.
     let again: ApiVersionsResponse = kafka.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
     assert_eq!(again.error_code, 0);
-    kafka.send_raw(ApiKey::Fetch, 13, &[0u8; 32]);
+    kafka.send_raw(ApiKey::Fetch, 17, &[0u8; 32]);
     assert!(kafka.recv_frame().is_none(), "an unsupported Fetch version must close the connection");
     broker.shutdown();
 }
@@ -420,5 +423,213 @@ fn hostile_counts_and_long_names_get_an_error_not_a_crash() {
     let grown: CreatePartitionsResponse = kafka.call(ApiKey::CreatePartitions, 0, &request);
     assert_ne!(grown.results[0].error_code, 0);
     assert!(grown.results[0].error_message.as_ref().unwrap().len() <= 1024);
+    broker.shutdown();
+}
+
+fn name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.into()))
+}
+
+fn topic_id(kafka: &mut Kafka, topic: &str) -> uuid::Uuid {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name(topic)))]))
+        .with_allow_auto_topic_creation(false)
+        .with_include_topic_authorized_operations(true);
+    let md: MetadataResponse = kafka.call(ApiKey::Metadata, 12, &request);
+    assert_eq!(md.topics[0].error_code, 0);
+    assert_ne!(md.topics[0].topic_authorized_operations, i32::MIN, "authorized operations when asked");
+    md.topics[0].topic_id
+}
+
+#[test]
+fn delete_records_max_timestamp_and_leader_epoch_offsets() {
+    use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+    use kafka_protocol::messages::{
+        DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
+        OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    };
+    let (mut broker, dir) = start(2);
+    let mut kafka = Kafka::connect(broker.kafka_listen.unwrap());
+    assert_eq!(create_topic(&mut kafka, "ops", 1), 0);
+    for _ in 0..5 {
+        assert_eq!(produce(&mut kafka, "ops", 0, batch(&["a", "b"], None)).0, 0);
+    }
+    let delete = |kafka: &mut Kafka, offset: i64| -> (i16, i64) {
+        let request =
+            DeleteRecordsRequest::default().with_timeout_ms(5000).with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(name("ops"))
+                .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(0).with_offset(offset)])]);
+        let response: DeleteRecordsResponse = kafka.call(ApiKey::DeleteRecords, 2, &request);
+        let p = &response.topics[0].partitions[0];
+        (p.error_code, p.low_watermark)
+    };
+    assert_eq!(delete(&mut kafka, 11).0, 1, "past the high watermark: OFFSET_OUT_OF_RANGE");
+    assert_eq!(delete(&mut kafka, 3), (0, 3));
+    assert_eq!(kafka_fetch(&mut kafka, "ops", 0, 2).0, 1, "below the log start: OFFSET_OUT_OF_RANGE");
+    assert_eq!(kafka_fetch(&mut kafka, "ops", 0, 3).0, 0);
+    let list = |kafka: &mut Kafka, timestamp: i64| -> (i16, i64, i64) {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default().with_name(name("ops")).with_partitions(vec![
+                ListOffsetsPartition::default().with_partition_index(0).with_timestamp(timestamp),
+            ])]);
+        let response: ListOffsetsResponse = kafka.call(ApiKey::ListOffsets, 7, &request);
+        let p = &response.topics[0].partitions[0];
+        (p.error_code, p.offset, p.timestamp)
+    };
+    assert_eq!(list(&mut kafka, -2).1, 3, "earliest is the new log start");
+    // Every batch's second record has the largest timestamp; the first such is offset 3.
+    assert_eq!(list(&mut kafka, -3), (0, 3, 1_700_000_000_001));
+    let epochs = |kafka: &mut Kafka, epoch: i32| -> (i16, i32, i64) {
+        let request = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default().with_topic(name("ops")).with_partitions(vec![
+                OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(-1)
+                    .with_leader_epoch(epoch),
+            ])]);
+        let response: OffsetForLeaderEpochResponse = kafka.call(ApiKey::OffsetForLeaderEpoch, 4, &request);
+        let p = &response.topics[0].partitions[0];
+        (p.error_code, p.leader_epoch, p.end_offset)
+    };
+    assert_eq!(epochs(&mut kafka, 0), (0, 0, 10), "the latest epoch ends at the log end");
+    assert_eq!(epochs(&mut kafka, 5), (0, -1, -1), "an epoch past the latest: undefined");
+    broker.shutdown();
+    // The deleted records stay deleted after a restart.
+    let mut broker = start_on(&dir, 2);
+    let mut kafka = Kafka::connect(broker.kafka_listen.unwrap());
+    assert_eq!(kafka_fetch(&mut kafka, "ops", 0, 2).0, 1);
+    assert_eq!(list(&mut kafka, -2).1, 3);
+    broker.shutdown();
+}
+
+#[test]
+fn topic_ids_fetch_sessions_and_a_recreated_topic() {
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::fetch_request::ForgottenTopic;
+    use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+    let (mut broker, _dir) = start(2);
+    let mut kafka = Kafka::connect(broker.kafka_listen.unwrap());
+    assert_eq!(create_topic(&mut kafka, "ids", 1), 0);
+    let id = topic_id(&mut kafka, "ids");
+    assert!(!id.is_nil());
+    assert_eq!(produce(&mut kafka, "ids", 0, batch(&["one"], None)).0, 0);
+    let fetch = |kafka: &mut Kafka, id: uuid::Uuid, offset: i64, session: (i32, i32)| -> FetchResponse {
+        let partition =
+            KFetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20);
+        let request = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_session_id(session.0)
+            .with_session_epoch(session.1)
+            .with_topics(vec![FetchTopic::default().with_topic_id(id).with_partitions(vec![partition])]);
+        kafka.call(ApiKey::Fetch, 13, &request)
+    };
+    // A full fetch by topic id that starts a session.
+    let full = fetch(&mut kafka, id, 0, (0, 0));
+    assert_eq!(full.error_code, 0);
+    assert_ne!(full.session_id, 0, "a session was created");
+    assert_eq!(full.responses[0].topic_id, id);
+    assert_eq!(full.responses[0].partitions[0].error_code, 0);
+    assert!(!full.responses[0].partitions[0].records.as_ref().unwrap().is_empty());
+    let session = full.session_id;
+    // Incremental, position moved to the end: nothing new, so no partition in the answer.
+    let quiet = fetch(&mut kafka, id, 1, (session, 1));
+    assert_eq!((quiet.error_code, quiet.session_id), (0, session));
+    assert!(quiet.responses.is_empty(), "{quiet:?}");
+    // New data: the partition is back, from the session alone (the request names nothing).
+    assert_eq!(produce(&mut kafka, "ids", 0, batch(&["two"], None)).0, 0);
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_session_id(session)
+        .with_session_epoch(2);
+    let news: FetchResponse = kafka.call(ApiKey::Fetch, 13, &request);
+    assert_eq!(news.responses.len(), 1, "{news:?}");
+    assert_eq!(news.responses[0].partitions[0].high_watermark, 2);
+    // A wrong epoch, an unknown session.
+    assert_eq!(fetch(&mut kafka, id, 1, (session, 9)).error_code, 71, "INVALID_FETCH_SESSION_EPOCH");
+    assert_eq!(fetch(&mut kafka, id, 1, (session + 1000, 1)).error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+    // Forgetting the partition empties the session's answers.
+    let forget = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_session_id(session)
+        .with_session_epoch(3)
+        .with_forgotten_topics_data(vec![ForgottenTopic::default().with_topic_id(id).with_partitions(vec![0])]);
+    let forgotten: FetchResponse = kafka.call(ApiKey::Fetch, 13, &forget);
+    assert!(forgotten.responses.is_empty(), "{forgotten:?}");
+
+    // DeleteTopics by id; the re-created topic has another id, and the old one is unknown.
+    let request = DeleteTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![DeleteTopicState::default().with_name(None).with_topic_id(id)]);
+    let deleted: DeleteTopicsResponse = kafka.call(ApiKey::DeleteTopics, 6, &request);
+    assert_eq!(deleted.responses[0].error_code, 0);
+    assert_eq!(deleted.responses[0].name.as_ref().unwrap().0.as_str(), "ids");
+    assert_eq!(create_topic(&mut kafka, "ids", 1), 0);
+    let new_id = topic_id(&mut kafka, "ids");
+    assert_ne!(new_id, id, "a re-created topic gets a new id");
+    let stale = fetch(&mut kafka, id, 0, (0, -1));
+    assert_eq!(stale.responses[0].partitions[0].error_code, 100, "UNKNOWN_TOPIC_ID");
+    assert_eq!(stale.responses[0].topic_id, id);
+    broker.shutdown();
+}
+
+#[test]
+fn member_id_required_round_trip_and_committed_leader_epochs() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        GroupId, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+        OffsetFetchResponse,
+    };
+    let (mut broker, _dir) = start(1);
+    let mut kafka = Kafka::connect(broker.kafka_listen.unwrap());
+    assert_eq!(create_topic(&mut kafka, "epochs", 1), 0);
+    let join = |kafka: &mut Kafka, member: &str| -> JoinGroupResponse {
+        let request = JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(StrBytes::from_string(member.into()))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"\0\0\0\0\0\0\0\0"))]);
+        kafka.call(ApiKey::JoinGroup, 7, &request)
+    };
+    let first = join(&mut kafka, "");
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    let member = first.member_id.to_string();
+    assert!(member.starts_with("kafka-raw-test-") && member.len() == "kafka-raw-test-".len() + 36, "{member}");
+    // The Kafka broker's initial rebalance delay (3 s by default) passes first.
+    let joined = join(&mut kafka, &member);
+    assert_eq!((joined.error_code, joined.member_id.as_str(), joined.generation_id), (0, member.as_str(), 1));
+
+    // A standalone commit (no generation) with a leader epoch; read back with it.
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("standalone")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default().with_name(name("epochs")).with_partitions(vec![
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(0)
+                .with_committed_leader_epoch(2)
+                .with_committed_metadata(Some(StrBytes::from_static_str("m"))),
+        ])]);
+    let committed: OffsetCommitResponse = kafka.call(ApiKey::OffsetCommit, 8, &commit);
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    let fetch =
+        OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("standalone"))).with_topics(
+            Some(vec![OffsetFetchRequestTopic::default().with_name(name("epochs")).with_partition_indexes(vec![0])]),
+        );
+    let fetched: OffsetFetchResponse = kafka.call(ApiKey::OffsetFetch, 7, &fetch);
+    let p = &fetched.topics[0].partitions[0];
+    assert_eq!((p.committed_offset, p.committed_leader_epoch), (0, 2), "the committed leader epoch is kept");
     broker.shutdown();
 }
