@@ -4,7 +4,8 @@
 //! `shardlog` binary (`cli` crate) build on the public API here.
 //!
 //! Modules, each depending only on those above it in this list (no import cycles):
-//! - `ids`, `limits`, `error`, `order`, `topics`, `metrics`, `producers`: leaves;
+//! - `ids`, `limits`, `error`, `order`, `topics`, `topic_configs`, `metrics`, `producers`:
+//!   leaves;
 //! - `partition`: one partition replica (log, high watermark, epoch, producers, waiters);
 //! - `groups`: the coordinator state machine, assignors, the committed-offset store;
 //! - `catalog`: the catalog file's one writer (coordinator shard);
@@ -35,6 +36,7 @@ mod router;
 pub mod shard;
 mod shard_groups;
 mod shard_ops;
+pub mod topic_configs;
 pub mod topics;
 
 pub use broker::{Broker, BrokerConfig, BrokerError, Listeners, Service};

@@ -55,6 +55,27 @@ fn hex_dump(bytes: &[u8]) -> String {
 }
 
 fn sample_requests() -> Vec<Request> {
+    let mut all = base_requests();
+    all.extend(ops_requests());
+    all
+}
+
+/// The operations requests (issue #13), after the others so their indexes stay.
+fn ops_requests() -> Vec<Request> {
+    vec![
+        Request::ListGroups,
+        Request::DescribeGroup { group: "g".into() },
+        Request::DeleteGroup { group: "g".into() },
+        Request::DescribeTopicConfig { name: "orders".into() },
+        Request::AlterTopicConfig {
+            name: "orders".into(),
+            set: vec![("retention.ms".into(), "1000".into()), ("compression.type".into(), String::new())],
+            reset: vec!["flush.ms".into()],
+        },
+    ]
+}
+
+fn base_requests() -> Vec<Request> {
     vec![
         Request::CreateTopic { name: "orders".into(), partitions: 8, settings: TopicSettings::default() },
         Request::CreateTopic {
@@ -160,6 +181,51 @@ fn sample_requests() -> Vec<Request> {
 }
 
 fn sample_responses() -> Vec<Response> {
+    let mut all = base_responses();
+    all.extend(ops_responses());
+    all
+}
+
+/// The operations responses (issue #13), after the others so their indexes stay.
+fn ops_responses() -> Vec<Response> {
+    vec![
+        Response::ListGroups {
+            groups: vec![messages::GroupListing {
+                group: "g".into(),
+                protocol_type: "consumer".into(),
+                state: "Stable".into(),
+            }],
+        },
+        Response::DescribeGroup(Box::new(messages::DescribedGroup {
+            error: ErrorCode::None,
+            group: "g".into(),
+            state: "Stable".into(),
+            protocol_type: "consumer".into(),
+            protocol: "range".into(),
+            generation_id: 3,
+            members: vec![messages::GroupMember {
+                member_id: "c-1".into(),
+                group_instance_id: String::new(),
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                assignment: vec![TopicPartition { topic: "orders".into(), partition: 2 }],
+            }],
+        })),
+        Response::TopicConfig {
+            error: ErrorCode::None,
+            message: String::new(),
+            configs: vec![messages::TopicConfigEntry {
+                name: "retention.ms".into(),
+                value: "-1".into(),
+                is_default: false,
+                applied: true,
+            }],
+        },
+        Response::status(ErrorCode::GroupNotEmpty, "g"),
+    ]
+}
+
+fn base_responses() -> Vec<Response> {
     vec![
         Response::ok(),
         Response::status(ErrorCode::TopicAlreadyExists, "topic orders already exists"),

@@ -13,9 +13,9 @@ use super::connection::{Connection, REQUEST_TIMEOUT_MS_DEFAULT};
 use super::error::ClientError;
 use super::join_all;
 use protocol::messages::{
-    Acks, Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset, ListOffsetsPartition,
-    ListOffsetsResult, PartitionError, ProducePartition, ProducePartitionResult, Request, Response, ShardInfo,
-    TopicMetadata, TopicPartition, TopicSettings,
+    Acks, Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset, GroupListing,
+    GroupMember, ListOffsetsPartition, ListOffsetsResult, PartitionError, ProducePartition, ProducePartitionResult,
+    Request, Response, ShardInfo, TopicConfigEntry, TopicMetadata, TopicPartition, TopicSettings,
 };
 
 /// How partition requests reach their partitions.
@@ -507,7 +507,63 @@ impl Client {
         }
     }
 
+    /// Every Kafka topic config of `name`, with its value.
+    pub async fn describe_topic_config(&self, name: &str) -> Result<Vec<TopicConfigEntry>, ClientError> {
+        match self.call(Request::DescribeTopicConfig { name: name.to_owned() }).await? {
+            Response::TopicConfig { error: ErrorCode::None, configs, .. } => Ok(configs),
+            Response::TopicConfig { error, .. } => Err(ClientError::broker(error, name)),
+            other => Err(self.unexpected(&other, "TopicConfig")),
+        }
+    }
+
+    /// Sets `set` (name, value) on topic `name` and returns `reset` to their defaults.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        set: Vec<(String, String)>,
+        reset: Vec<String>,
+    ) -> Result<(), ClientError> {
+        self.status(Request::AlterTopicConfig { name: name.to_owned(), set, reset }, name).await
+    }
+
     // ---- groups ------------------------------------------------------------------------------
+
+    /// Every group with members or committed offsets.
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>, ClientError> {
+        match self.call(Request::ListGroups).await? {
+            Response::ListGroups { groups } => Ok(groups),
+            Response::Status { error, message } => Err(ClientError::broker(error, message)),
+            other => Err(self.unexpected(&other, "ListGroups")),
+        }
+    }
+
+    /// A group's state and members (state "Dead" for a group that does not exist).
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, ClientError> {
+        match self.call(Request::DescribeGroup { group: group.to_owned() }).await? {
+            Response::DescribeGroup(d) if d.error == ErrorCode::None => {
+                let d = *d;
+                Ok(GroupDescription {
+                    state: d.state,
+                    protocol_type: d.protocol_type,
+                    protocol: d.protocol,
+                    generation_id: d.generation_id,
+                    members: d.members,
+                })
+            }
+            Response::DescribeGroup(d) => Err(ClientError::broker(d.error, group)),
+            Response::Status { error, message } => Err(ClientError::broker(error, message)),
+            other => Err(self.unexpected(&other, "DescribeGroup")),
+        }
+    }
+
+    /// Deletes a group without members, and its committed offsets.
+    pub async fn delete_group(&self, group: &str) -> Result<(), ClientError> {
+        match self.call(Request::DeleteGroup { group: group.to_owned() }).await? {
+            Response::Status { error: ErrorCode::None, .. } => Ok(()),
+            Response::Status { error, message } => Err(ClientError::broker(error, message)),
+            other => Err(self.unexpected(&other, "Status")),
+        }
+    }
 
     /// Commits offsets; `generation_id` -1 commits outside any group generation. Per-partition
     /// errors are in the result.
@@ -634,4 +690,15 @@ mod tests {
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].0, Route::Bootstrap);
     }
+}
+
+/// A group as `Client::describe_group` returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// Kafka's state names, and "Dead" for a group that does not exist.
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub generation_id: i32,
+    pub members: Vec<GroupMember>,
 }

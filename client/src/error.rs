@@ -85,6 +85,8 @@ pub fn error_code_text(code: ErrorCode) -> &'static str {
         ErrorCode::ShuttingDown => "broker shutting down",
         ErrorCode::InvalidOffset => "invalid offset",
         ErrorCode::Internal => "internal broker error",
+        ErrorCode::GroupNotEmpty => "the group has members",
+        ErrorCode::GroupNotFound => "no such group",
     }
 }
 

@@ -27,7 +27,7 @@ pub mod kafka;
 pub mod partitioner;
 mod producer;
 
-pub use cluster::{Client, ClientOptions, JoinResult, Metadata, Routing};
+pub use cluster::{Client, ClientOptions, GroupDescription, JoinResult, Metadata, Routing};
 pub use connection::{Connection, REQUEST_TIMEOUT_MS_DEFAULT};
 pub use consumer::{Consumer, ConsumerOptions, ConsumerRecord};
 pub use error::{error_code_text, ClientError};
@@ -35,9 +35,10 @@ pub use producer::{Delivery, Producer, ProducerOptions, RecordAck};
 
 pub use format::batch::Header;
 pub use protocol::messages::{
-    Acks, Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset, ListOffsetsPartition,
-    ListOffsetsResult, OffsetSpec, PartitionError, PartitionMetadata, ProducePartition, ProducePartitionResult,
-    Request, Response, ShardInfo, TopicMetadata, TopicPartition, TopicSettings,
+    Acks, Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset, GroupListing,
+    GroupMember, ListOffsetsPartition, ListOffsetsResult, OffsetSpec, PartitionError, PartitionMetadata,
+    ProducePartition, ProducePartitionResult, Request, Response, ShardInfo, TopicConfigEntry, TopicMetadata,
+    TopicPartition, TopicSettings,
 };
 
 /// Polls futures concurrently on the current task and returns their outputs in input order.

@@ -82,7 +82,7 @@ fn topic_config(topic: &CreatableTopic, partitions: i32) -> Result<TopicConfig, 
     let mut config = TopicConfig::default();
     for entry in &topic.configs {
         let value = entry.value.as_ref().map(|v| v.to_string());
-        configs::set_topic_config(&mut config, entry.name.as_str(), value.as_deref())
+        broker::topic_configs::set_topic_config(&mut config, entry.name.as_str(), value.as_deref())
             .map_err(|message| (codes::INVALID_CONFIG, Some(message)))?;
     }
     config.validate().map_err(|e| (codes::INVALID_CONFIG, Some(e.to_string())))?;

@@ -27,7 +27,7 @@ mod admin;
 mod api_versions;
 mod cluster;
 mod codec;
-pub mod configs;
+mod configs;
 mod connection;
 mod fetch;
 mod fetch_session;

@@ -25,9 +25,10 @@ use flatbuffers::{FlatBufferBuilder, Follow, ForwardsUOffset, Vector, VerifierOp
 use super::frame::{FRAME_PREFIX_BYTES, PROTOCOL_VERSION};
 use super::generated::shardlog::protocol as fb;
 use super::messages::{
-    Acks, Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset, ListOffsetsPartition,
-    ListOffsetsResult, OffsetSpec, PartitionError, PartitionMetadata, ProducePartition, ProducePartitionResult,
-    Request, Response, ShardInfo, TopicMetadata, TopicPartition, TopicSettings,
+    Acks, Assignor, CommitOffset, DescribedGroup, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset,
+    GroupListing, GroupMember, ListOffsetsPartition, ListOffsetsResult, OffsetSpec, PartitionError, PartitionMetadata,
+    ProducePartition, ProducePartitionResult, Request, Response, ShardInfo, TopicConfigEntry, TopicMetadata,
+    TopicPartition, TopicSettings,
 };
 
 /// The fixed fields at the start of every frame body: version (u16), correlation id (u32) and
@@ -274,6 +275,40 @@ pub fn encode_request(correlation_id: u32, request: &Request) -> Vec<Bytes> {
             let args = fb::LeaveGroupRequestArgs { group: Some(group), member_id };
             (fb::RequestBody::LeaveGroupRequest, fb::LeaveGroupRequest::create(&mut fbb, &args).as_union_value())
         }
+        Request::ListGroups => {
+            let args = fb::ListGroupsRequestArgs {};
+            (fb::RequestBody::ListGroupsRequest, fb::ListGroupsRequest::create(&mut fbb, &args).as_union_value())
+        }
+        Request::DescribeGroup { group } => {
+            let group = fbb.create_string(group);
+            let args = fb::DescribeGroupRequestArgs { group: Some(group) };
+            (fb::RequestBody::DescribeGroupRequest, fb::DescribeGroupRequest::create(&mut fbb, &args).as_union_value())
+        }
+        Request::DeleteGroup { group } => {
+            let group = fbb.create_string(group);
+            let args = fb::DeleteGroupRequestArgs { group: Some(group) };
+            (fb::RequestBody::DeleteGroupRequest, fb::DeleteGroupRequest::create(&mut fbb, &args).as_union_value())
+        }
+        Request::DescribeTopicConfig { name } => {
+            let name = fbb.create_string(name);
+            let args = fb::DescribeTopicConfigRequestArgs { name: Some(name) };
+            let body = fb::DescribeTopicConfigRequest::create(&mut fbb, &args).as_union_value();
+            (fb::RequestBody::DescribeTopicConfigRequest, body)
+        }
+        Request::AlterTopicConfig { name, set, reset } => {
+            let name = fbb.create_string(name);
+            let mut pairs = Vec::with_capacity(set.len());
+            for (key, value) in set {
+                let key = fbb.create_string(key);
+                let value = encode_optional_string(&mut fbb, value);
+                pairs.push(fb::ConfigPair::create(&mut fbb, &fb::ConfigPairArgs { name: Some(key), value }));
+            }
+            let set = fbb.create_vector(&pairs);
+            let reset = encode_strings(&mut fbb, reset);
+            let args = fb::AlterTopicConfigRequestArgs { name: Some(name), set: Some(set), reset: Some(reset) };
+            let body = fb::AlterTopicConfigRequest::create(&mut fbb, &args).as_union_value();
+            (fb::RequestBody::AlterTopicConfigRequest, body)
+        }
     };
     let root = fb::RequestHeader::create(&mut fbb, &fb::RequestHeaderArgs { body_type: kind, body: Some(body) });
     fbb.finish_minimal(root);
@@ -440,6 +475,68 @@ pub fn encode_response(correlation_id: u32, response: &Response) -> Vec<Bytes> {
             };
             (fb::ResponseBody::JoinGroupResponse, fb::JoinGroupResponse::create(&mut fbb, &args).as_union_value())
         }
+        Response::ListGroups { groups } => {
+            let mut encoded = Vec::with_capacity(groups.len());
+            for g in groups {
+                let group = fbb.create_string(&g.group);
+                let protocol_type = encode_optional_string(&mut fbb, &g.protocol_type);
+                let state = encode_optional_string(&mut fbb, &g.state);
+                let args = fb::GroupListingArgs { group: Some(group), protocol_type, state };
+                encoded.push(fb::GroupListing::create(&mut fbb, &args));
+            }
+            let groups = fbb.create_vector(&encoded);
+            let args = fb::ListGroupsResponseArgs { groups: Some(groups) };
+            (fb::ResponseBody::ListGroupsResponse, fb::ListGroupsResponse::create(&mut fbb, &args).as_union_value())
+        }
+        Response::DescribeGroup(described) => {
+            let DescribedGroup { error, group, state, protocol_type, protocol, generation_id, members } = &**described;
+            let mut encoded = Vec::with_capacity(members.len());
+            for m in members {
+                let member_id = fbb.create_string(&m.member_id);
+                let group_instance_id = encode_optional_string(&mut fbb, &m.group_instance_id);
+                let client_id = encode_optional_string(&mut fbb, &m.client_id);
+                let client_host = encode_optional_string(&mut fbb, &m.client_host);
+                let assignment = encode_topic_partitions(&mut fbb, &m.assignment);
+                let args = fb::GroupMemberArgs {
+                    member_id: Some(member_id),
+                    group_instance_id,
+                    client_id,
+                    client_host,
+                    assignment: Some(assignment),
+                };
+                encoded.push(fb::GroupMember::create(&mut fbb, &args));
+            }
+            let members = fbb.create_vector(&encoded);
+            let group = fbb.create_string(group);
+            let state = encode_optional_string(&mut fbb, state);
+            let protocol_type = encode_optional_string(&mut fbb, protocol_type);
+            let protocol = encode_optional_string(&mut fbb, protocol);
+            let args = fb::DescribeGroupResponseArgs {
+                error: encode_error(*error),
+                group: Some(group),
+                state,
+                protocol_type,
+                protocol,
+                generation_id: *generation_id,
+                members: Some(members),
+            };
+            let body = fb::DescribeGroupResponse::create(&mut fbb, &args).as_union_value();
+            (fb::ResponseBody::DescribeGroupResponse, body)
+        }
+        Response::TopicConfig { error, message, configs } => {
+            let mut encoded = Vec::with_capacity(configs.len());
+            for c in configs {
+                let name = fbb.create_string(&c.name);
+                let value = encode_optional_string(&mut fbb, &c.value);
+                let args =
+                    fb::TopicConfigEntryArgs { name: Some(name), value, is_default: c.is_default, applied: c.applied };
+                encoded.push(fb::TopicConfigEntry::create(&mut fbb, &args));
+            }
+            let configs = fbb.create_vector(&encoded);
+            let message = encode_optional_string(&mut fbb, message);
+            let args = fb::TopicConfigResponseArgs { error: encode_error(*error), message, configs: Some(configs) };
+            (fb::ResponseBody::TopicConfigResponse, fb::TopicConfigResponse::create(&mut fbb, &args).as_union_value())
+        }
     };
     let root = fb::ResponseHeader::create(&mut fbb, &fb::ResponseHeaderArgs { body_type: kind, body: Some(body) });
     fbb.finish_minimal(root);
@@ -497,6 +594,7 @@ fn header_capacity_hint_request(request: &Request) -> usize {
         Request::Metadata { topics, .. } => topics.as_ref().map_or(0, Vec::len),
         Request::OffsetFetch { partitions, .. } => partitions.as_ref().map_or(0, Vec::len),
         Request::JoinGroup { topics, .. } => topics.len(),
+        Request::AlterTopicConfig { set, reset, .. } => set.len() + reset.len(),
         _ => 0,
     };
     256 + items.min(LIST_ITEMS_MAX) * 48
@@ -513,6 +611,9 @@ fn header_capacity_hint_response(response: &Response) -> usize {
         Response::OffsetCommit { partitions } => partitions.len(),
         Response::OffsetFetch { offsets, .. } => offsets.len(),
         Response::JoinGroup { assignment, .. } => assignment.len(),
+        Response::ListGroups { groups } => groups.len(),
+        Response::DescribeGroup(described) => described.members.iter().map(|m| 1 + m.assignment.len()).sum(),
+        Response::TopicConfig { configs, .. } => configs.len(),
         Response::Status { .. } => 0,
     };
     256 + items.min(LIST_ITEMS_MAX) * 64
@@ -841,6 +942,25 @@ impl Decoder {
                 member_id: body.member_id().unwrap_or_default().to_owned(),
             });
         }
+        if root.body_as_list_groups_request().is_some() {
+            return Ok(Request::ListGroups);
+        }
+        if let Some(body) = root.body_as_describe_group_request() {
+            return Ok(Request::DescribeGroup { group: body.group().to_owned() });
+        }
+        if let Some(body) = root.body_as_delete_group_request() {
+            return Ok(Request::DeleteGroup { group: body.group().to_owned() });
+        }
+        if let Some(body) = root.body_as_describe_topic_config_request() {
+            return Ok(Request::DescribeTopicConfig { name: body.name().to_owned() });
+        }
+        if let Some(body) = root.body_as_alter_topic_config_request() {
+            let set = self.list("AlterTopicConfig.set", body.set(), |_, pair| {
+                Ok((pair.name().to_owned(), pair.value().unwrap_or_default().to_owned()))
+            })?;
+            let reset = self.strings("AlterTopicConfig.reset", body.reset())?;
+            return Ok(Request::AlterTopicConfig { name: body.name().to_owned(), set, reset });
+        }
         Err(unknown)
     }
 
@@ -986,6 +1106,51 @@ impl Decoder {
                 generation_id: body.generation_id(),
                 member_id: body.member_id().unwrap_or_default().to_owned(),
                 assignment: self.topic_partitions("JoinGroup.assignment", body.assignment())?,
+            });
+        }
+        if let Some(body) = root.body_as_list_groups_response() {
+            let groups = self.list("ListGroups.groups", body.groups(), |_, g| {
+                Ok(GroupListing {
+                    group: g.group().to_owned(),
+                    protocol_type: g.protocol_type().unwrap_or_default().to_owned(),
+                    state: g.state().unwrap_or_default().to_owned(),
+                })
+            })?;
+            return Ok(Response::ListGroups { groups });
+        }
+        if let Some(body) = root.body_as_describe_group_response() {
+            let members = self.list("DescribeGroup.members", body.members(), |decoder, m| {
+                Ok(GroupMember {
+                    member_id: m.member_id().to_owned(),
+                    group_instance_id: m.group_instance_id().unwrap_or_default().to_owned(),
+                    client_id: m.client_id().unwrap_or_default().to_owned(),
+                    client_host: m.client_host().unwrap_or_default().to_owned(),
+                    assignment: decoder.topic_partitions("GroupMember.assignment", m.assignment())?,
+                })
+            })?;
+            return Ok(Response::DescribeGroup(Box::new(DescribedGroup {
+                error: self.error_code("DescribeGroup.error", body.error())?,
+                group: body.group().to_owned(),
+                state: body.state().unwrap_or_default().to_owned(),
+                protocol_type: body.protocol_type().unwrap_or_default().to_owned(),
+                protocol: body.protocol().unwrap_or_default().to_owned(),
+                generation_id: body.generation_id(),
+                members,
+            })));
+        }
+        if let Some(body) = root.body_as_topic_config_response() {
+            let configs = self.list("TopicConfig.configs", body.configs(), |_, c| {
+                Ok(TopicConfigEntry {
+                    name: c.name().to_owned(),
+                    value: c.value().unwrap_or_default().to_owned(),
+                    is_default: c.is_default(),
+                    applied: c.applied(),
+                })
+            })?;
+            return Ok(Response::TopicConfig {
+                error: self.error_code("TopicConfig.error", body.error())?,
+                message: body.message().unwrap_or_default().to_owned(),
+                configs,
             });
         }
         Err(unknown)

@@ -40,12 +40,16 @@ pub enum ErrorCode {
     ShuttingDown = 19,
     InvalidOffset = 20,
     Internal = 21,
+    /// DeleteGroup of a group that still has members.
+    GroupNotEmpty = 22,
+    /// DeleteGroup of a group with neither members nor committed offsets.
+    GroupNotFound = 23,
 }
 
 impl ErrorCode {
     pub fn from_u16(v: u16) -> Option<ErrorCode> {
         use ErrorCode::*;
-        const ALL: [ErrorCode; 22] = [
+        const ALL: [ErrorCode; 24] = [
             None,
             UnknownTopicOrPartition,
             TopicAlreadyExists,
@@ -68,6 +72,8 @@ impl ErrorCode {
             ShuttingDown,
             InvalidOffset,
             Internal,
+            GroupNotEmpty,
+            GroupNotFound,
         ];
         ALL.get(v as usize).copied()
     }
@@ -212,6 +218,67 @@ pub enum Request {
         group: String,
         member_id: String,
     },
+    /// Every group with members or committed offsets.
+    ListGroups,
+    DescribeGroup {
+        group: String,
+    },
+    /// Deletes a group without members, and its committed offsets.
+    DeleteGroup {
+        group: String,
+    },
+    /// Every Kafka topic config of a topic.
+    DescribeTopicConfig {
+        name: String,
+    },
+    /// Sets `set` (name, value) and returns `reset` to their defaults; the rest stays.
+    AlterTopicConfig {
+        name: String,
+        set: Vec<(String, String)>,
+        reset: Vec<String>,
+    },
+}
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group: String,
+    pub protocol_type: String,
+    pub state: String,
+}
+
+/// A group as DescribeGroup answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedGroup {
+    pub error: ErrorCode,
+    pub group: String,
+    /// Kafka's state names, and "Dead" for a group that does not exist.
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub generation_id: i32,
+    pub members: Vec<GroupMember>,
+}
+
+/// One member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub group_instance_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// One topic config and its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfigEntry {
+    pub name: String,
+    pub value: String,
+    /// Not set on the topic: the default.
+    pub is_default: bool,
+    /// False for a Kafka config shardlog keeps and reports but does not apply.
+    pub applied: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,6 +395,16 @@ pub enum Response {
         generation_id: i32,
         member_id: String,
         assignment: Vec<TopicPartition>,
+    },
+    ListGroups {
+        groups: Vec<GroupListing>,
+    },
+    /// Boxed: the largest response, kept out of every other one's size.
+    DescribeGroup(Box<DescribedGroup>),
+    TopicConfig {
+        error: ErrorCode,
+        message: String,
+        configs: Vec<TopicConfigEntry>,
     },
 }
 

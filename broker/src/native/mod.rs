@@ -3,6 +3,7 @@
 //! this adapter sees a native message.
 
 mod groups;
+mod ops;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -126,6 +127,14 @@ impl Protocol for Native {
                 Some(groups::heartbeat(&shard, group, generation_id, member_id).await)
             }
             Request::LeaveGroup { group, member_id } => Some(groups::leave(&shard, group, member_id).await),
+            // The operations requests (issue #13), for `shardlog group …` and `topic config …`.
+            Request::ListGroups => Some(ops::list_groups(&shard).await),
+            Request::DescribeGroup { group } => Some(ops::describe_group(&shard, group).await),
+            Request::DeleteGroup { group } => Some(ops::delete_group(&shard, group).await),
+            Request::DescribeTopicConfig { name } => Some(ops::describe_topic_config(&shard, &name)),
+            Request::AlterTopicConfig { name, set, reset } => {
+                Some(ops::alter_topic_config(&shard, name, set, reset).await)
+            }
         };
         Ok(response.map(|r| encode_response(correlation_id, &r)))
     }

@@ -4,6 +4,7 @@
 //! stderr and exit status 1 (clap's usage errors exit with 2).
 
 mod consume;
+mod group;
 mod produce;
 mod serve;
 mod topic;
@@ -34,6 +35,11 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records, one per line (like kafka-console-consumer).
     Consume(consume::ConsumeArgs),
+    /// List, describe (with lag) and delete consumer groups (like kafka-consumer-groups).
+    Group {
+        #[command(subcommand)]
+        command: group::GroupCommand,
+    },
 }
 
 /// Flags every client command takes.
@@ -89,6 +95,10 @@ pub fn main() -> i32 {
         Command::Consume(args) => {
             init_tracing("warn");
             run_client(move || consume::run(args))
+        }
+        Command::Group { command } => {
+            init_tracing("warn");
+            run_client(move || group::run(command))
         }
     }
 }

@@ -37,6 +37,34 @@ pub enum TopicCommand {
         #[command(flatten)]
         broker: BrokerArgs,
     },
+    /// Show or change a topic's configs (Kafka's topic config names, e.g. retention.ms).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print every config of a topic: NAME=VALUE, and whether it is set or the default, and
+    /// applied or only kept.
+    Get {
+        name: String,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Set configs (KEY=VALUE ...) and reset others to their defaults (--reset KEY).
+    Set {
+        name: String,
+        /// KEY=VALUE pairs, e.g. retention.ms=3600000.
+        #[arg(value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// Return this config to its default (repeatable).
+        #[arg(long, value_name = "KEY")]
+        reset: Vec<String>,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -135,6 +163,29 @@ pub async fn run(command: TopicCommand) -> Result<(), CliError> {
             let client = broker.connect().await?;
             client.delete_topic(&name).await?;
             writeln!(out, "Deleted topic {name}.")?;
+        }
+        TopicCommand::Config { command: ConfigCommand::Get { name, broker } } => {
+            let client = broker.connect().await?;
+            for c in client.describe_topic_config(&name).await? {
+                let source = if c.is_default { "default" } else { "set" };
+                let applied = if c.applied { "" } else { ", not applied by shardlog" };
+                writeln!(out, "{}={}	({source}{applied})", c.name, c.value)?;
+            }
+        }
+        TopicCommand::Config { command: ConfigCommand::Set { name, configs, reset, broker } } => {
+            let mut set = Vec::with_capacity(configs.len());
+            for pair in configs {
+                let Some((key, value)) = pair.split_once('=') else {
+                    return Err(CliError(format!("{pair:?} is not KEY=VALUE")));
+                };
+                set.push((key.to_owned(), value.to_owned()));
+            }
+            if set.is_empty() && reset.is_empty() {
+                return Err(CliError("nothing to change: give KEY=VALUE pairs or --reset KEY".into()));
+            }
+            let client = broker.connect().await?;
+            client.alter_topic_config(&name, set, reset).await?;
+            writeln!(out, "Updated the configs of topic {name}.")?;
         }
     }
     out.flush()?;
