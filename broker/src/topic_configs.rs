@@ -3,9 +3,11 @@
 //! `topic config get/set`).
 //!
 //! Every Kafka 4 topic config is known (`TOPIC_CONFIGS`). Those shardlog applies —
-//! `retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`, `cleanup.policy`
-//! (`delete` only: there is no compaction), and `flush.messages` / `flush.ms` as the topic's
-//! durability — are read from and written to the `TopicConfig` fields. The others are kept in
+//! `retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`, and `flush.messages` /
+//! `flush.ms` as the topic's
+//! durability — are read from and written to the `TopicConfig` fields. `cleanup.policy` is
+//! kept as set (Kafka Streams creates its changelogs `compact`) but old segments are only ever
+//! deleted by retention: there is no compaction. The others are kept in
 //! `TopicConfig::unapplied` and reported back as set, but change nothing. A name that is no
 //! Kafka topic config is refused, as in Kafka.
 
@@ -43,7 +45,7 @@ const fn config(name: &'static str, config_type: i8, kafka_default: &'static str
 
 /// Every topic config of Kafka 4 (`org.apache.kafka.common.config.TopicConfig`), sorted.
 const TOPIC_CONFIGS: &[KafkaTopicConfig] = &[
-    config("cleanup.policy", TYPE_LIST, "delete", true),
+    config("cleanup.policy", TYPE_LIST, "delete", false),
     config("compression.gzip.level", TYPE_INT, "-1", false),
     config("compression.lz4.level", TYPE_INT, "9", false),
     config("compression.type", TYPE_STRING, "producer", false),
@@ -113,7 +115,6 @@ pub fn limit_text(limit: Option<u64>) -> String {
 fn applied_value(config: &TopicConfig, name: &str) -> Option<String> {
     let (flush_messages, flush_ms) = flush_of(config.durability);
     Some(match name {
-        "cleanup.policy" => "delete".to_owned(),
         "retention.ms" => limit_text(config.retention_ms),
         "retention.bytes" => limit_text(config.retention_bytes),
         "segment.bytes" => config.segment_bytes.to_string(),
@@ -169,6 +170,13 @@ pub fn set_topic_config(config: &mut TopicConfig, name: &str, value: Option<&str
             _ => Err(bad(v)),
         }
     };
+    if name == "cleanup.policy" {
+        if let Some(v) = value {
+            if v.split(',').any(|p| !matches!(p.trim(), "delete" | "compact")) {
+                return Err(format!("cleanup.policy = {v:?}: the policies are delete and compact"));
+            }
+        }
+    }
     if !known.applied {
         match value {
             Some(v) if v != known.kafka_default => {
@@ -181,12 +189,6 @@ pub fn set_topic_config(config: &mut TopicConfig, name: &str, value: Option<&str
         return Ok(());
     }
     match (name, value) {
-        ("cleanup.policy", None) => {}
-        ("cleanup.policy", Some(v)) => {
-            if v.split(',').any(|p| p.trim() != "delete") {
-                return Err(format!("cleanup.policy = {v:?}: shardlog deletes old segments only (no compaction)"));
-            }
-        }
         ("retention.ms", v) => config.retention_ms = v.map_or(Ok(defaults.retention_ms), limit)?,
         ("retention.bytes", v) => config.retention_bytes = v.map_or(Ok(defaults.retention_bytes), limit)?,
         ("segment.bytes", v) => {
@@ -279,7 +281,10 @@ mod tests {
         }
         assert_eq!(config, TopicConfig::default());
         assert!(set_topic_config(&mut config, "dummy.doesntexist", Some("1")).is_err());
-        assert!(set_topic_config(&mut config, "cleanup.policy", Some("compact")).is_err());
+        assert!(set_topic_config(&mut config, "cleanup.policy", Some("shred")).is_err());
+        set_topic_config(&mut config, "cleanup.policy", Some("compact")).unwrap();
+        assert_eq!(value(&config, "cleanup.policy"), "compact", "kept and reported (not applied)");
+        set_topic_config(&mut config, "cleanup.policy", None).unwrap();
         assert!(set_topic_config(&mut config, "retention.ms", Some("soon")).is_err());
         set_topic_config(&mut config, "flush.messages", Some("1")).unwrap();
         assert_eq!(config.durability, Durability::Sync);

@@ -124,8 +124,8 @@ fn topic_configs_are_read_and_changed() {
     assert_eq!(get(&server), before);
     let unknown = server.cli(&["topic", "config", "set", "conf", "no.such.config=1"]);
     assert!(unknown.one_line_error(1).contains("unknown topic config"), "{unknown}");
-    let compact = server.cli(&["topic", "config", "set", "conf", "cleanup.policy=compact"]);
-    assert!(compact.one_line_error(1).contains("compaction"), "{compact}");
+    let shred = server.cli(&["topic", "config", "set", "conf", "cleanup.policy=shred"]);
+    assert!(shred.one_line_error(1).contains("delete and compact"), "{shred}");
     let no_topic = server.cli(&["topic", "config", "get", "absent"]);
     assert!(no_topic.one_line_error(1).contains("absent"), "{no_topic}");
 }

@@ -2,9 +2,8 @@
 //! configs CreateTopics takes and returns.
 //!
 //! Every Kafka 4 topic config is known here (`TOPIC_CONFIGS`). Those shardlog applies —
-//! `retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`, `cleanup.policy`
-//! (`delete` only: there is no compaction), and `flush.messages` / `flush.ms` as the topic's
-//! durability — are read from and written to the topic's `TopicConfig`, persisted in the
+//! `retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`, and `flush.messages` /
+//! `flush.ms` as the topic's durability — are read from and written to the topic's `TopicConfig`, persisted in the
 //! catalog, and take effect on the open logs at once. The others are accepted, stored with
 //! the topic (`TopicConfig::unapplied`) and reported back as set, but change nothing; their
 //! documentation field says so. A name that is no Kafka topic config is INVALID_CONFIG, as
@@ -206,11 +205,20 @@ async fn alter_topic(
             OP_SET => set_topic_config(&mut config, &key, value.as_deref()).map_err(invalid)?,
             OP_DELETE => set_topic_config(&mut config, &key, None).map_err(invalid)?,
             OP_APPEND | OP_SUBTRACT if key == "cleanup.policy" => {
-                // The only policy is delete: appending delete or removing compact changes nothing.
-                let v = value.unwrap_or_default();
-                if op == OP_APPEND && v.split(',').any(|p| p.trim() != "delete") {
-                    return Err(invalid(format!("cleanup.policy += {v:?}: shardlog has no compaction")));
+                // A list config: the policies after the change, kept as Kafka would show them.
+                let current =
+                    topic_entries(&config, Some(std::slice::from_ref(&key))).pop().map(|e| e.value).unwrap_or_default();
+                let mut policies: Vec<String> =
+                    current.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+                for p in value.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    if op == OP_APPEND && !policies.iter().any(|q| q == p) {
+                        policies.push(p.to_owned());
+                    } else if op == OP_SUBTRACT {
+                        policies.retain(|q| q != p);
+                    }
                 }
+                let joined = if policies.is_empty() { None } else { Some(policies.join(",")) };
+                set_topic_config(&mut config, &key, joined.as_deref()).map_err(invalid)?;
             }
             OP_APPEND | OP_SUBTRACT => {
                 return Err(invalid(format!("{key} is not a list config")));
