@@ -43,7 +43,8 @@ const fn config(name: &'static str, config_type: i8, kafka_default: &'static str
     KafkaTopicConfig { name, config_type, kafka_default, applied }
 }
 
-/// Every topic config of Kafka 4 (`org.apache.kafka.common.config.TopicConfig`), sorted.
+/// Every topic config of Kafka 4 (`org.apache.kafka.common.config.TopicConfig`), sorted, and
+/// two Kafka 3 configs that 4.0 removed.
 const TOPIC_CONFIGS: &[KafkaTopicConfig] = &[
     config("cleanup.policy", TYPE_LIST, "delete", false),
     config("compression.gzip.level", TYPE_INT, "-1", false),
@@ -61,6 +62,9 @@ const TOPIC_CONFIGS: &[KafkaTopicConfig] = &[
     config("local.retention.ms", TYPE_LONG, "-2", false),
     config("max.compaction.lag.ms", TYPE_LONG, LONG_MAX, false),
     config("max.message.bytes", TYPE_INT, "1048588", false),
+    // Removed in Kafka 4.0, still set by tools written for 3.x (librdkafka's 0092): kept.
+    config("message.downconversion.enable", TYPE_BOOLEAN, "true", false),
+    config("message.format.version", TYPE_STRING, "3.0-IV1", false),
     config("message.timestamp.after.max.ms", TYPE_LONG, "3600000", false),
     config("message.timestamp.before.max.ms", TYPE_LONG, LONG_MAX, false),
     config("message.timestamp.type", TYPE_STRING, "CreateTime", false),

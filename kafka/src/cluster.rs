@@ -50,8 +50,17 @@ pub fn describe_cluster(settings: &KafkaSettings, request: DescribeClusterReques
         .with_cluster_authorized_operations(operations)
 }
 
-pub async fn describe_log_dirs(shard: &Rc<Shard>, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+pub async fn describe_log_dirs(
+    shard: &Rc<Shard>,
+    settings: &KafkaSettings,
+    request: DescribeLogDirsRequest,
+) -> DescribeLogDirsResponse {
     let table = shard.topics();
+    // Each Kafka broker reports the replicas it holds: with a broker per shard, the partitions
+    // this shard owns (tools add the brokers' answers up); with one broker, all of them.
+    let here = |topic: &str, partition: u32| {
+        settings.advertise == crate::KafkaAdvertise::Single || table.owner(topic, partition) == Some(shard.id().index())
+    };
     // null = every partition of every topic.
     let wanted: Vec<(String, Vec<i32>)> = match request.topics {
         Some(topics) => topics.into_iter().map(|t| (t.topic.0.to_string(), t.partitions)).collect(),
@@ -67,10 +76,13 @@ pub async fn describe_log_dirs(shard: &Rc<Shard>, request: DescribeLogDirsReques
     };
     let mut topics = Vec::with_capacity(wanted.len());
     for (name, indexes) in wanted {
-        let calls = indexes.into_iter().filter_map(|index| u32::try_from(index).ok()).map(|index| {
-            let (shard, name) = (shard.clone(), name.clone());
-            async move { (index, shard.bounds(TopicPartition::new(name, index)).await) }
-        });
+        let calls =
+            indexes.into_iter().filter_map(|index| u32::try_from(index).ok()).filter(|&index| here(&name, index)).map(
+                |index| {
+                    let (shard, name) = (shard.clone(), name.clone());
+                    async move { (index, shard.bounds(TopicPartition::new(name, index)).await) }
+                },
+            );
         let partitions: Vec<DescribeLogDirsPartition> = join_all(calls)
             .await
             .into_iter()

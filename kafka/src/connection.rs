@@ -232,7 +232,7 @@ async fn serve_request(
             let reply = groups::serve_with(shard, call, &context).await;
             groups::encode_reply(api_key, version, correlation_id, &reply).map(Some)
         }
-        Body::ListGroups(r) => reply!(group_admin::list_groups(shard, r).await),
+        Body::ListGroups(r) => reply!(group_admin::list_groups(shard, settings, r).await),
         Body::DescribeGroups(r) => reply!(group_admin::describe_groups(shard, r).await),
         Body::DeleteGroups(r) => reply!(group_admin::delete_groups(shard, r).await),
         Body::OffsetDelete(r) => reply!(group_admin::offset_delete(shard, r).await),
@@ -241,7 +241,7 @@ async fn serve_request(
         Body::IncrementalAlterConfigs(r) => reply!(configs::incremental_alter_configs(shard, settings, r).await),
         Body::DeleteRecords(r) => reply!(records::delete_records(shard, r).await),
         Body::DescribeCluster(r) => reply!(cluster::describe_cluster(settings, r)),
-        Body::DescribeLogDirs(r) => reply!(cluster::describe_log_dirs(shard, r).await),
+        Body::DescribeLogDirs(r) => reply!(cluster::describe_log_dirs(shard, settings, r).await),
         Body::OffsetForLeaderEpoch(r) => reply!(leader_epoch::handle(shard, r).await),
         Body::DescribeProducers(r) => reply!(producers::handle(shard, r).await),
     }

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
     ListGroupsRequest, ListGroupsResponse, OffsetDeleteRequest, OffsetDeleteResponse,
 };
 
-use crate::{codes, str_bytes};
+use crate::{codes, str_bytes, KafkaSettings};
 
 /// Kafka's group type for every group here: the classic protocol (KIP-848 "consumer" groups
 /// are not served).
@@ -39,7 +39,17 @@ fn delete_code(e: DeleteGroupError) -> i16 {
     }
 }
 
-pub async fn list_groups(shard: &Rc<Shard>, request: ListGroupsRequest) -> ListGroupsResponse {
+pub async fn list_groups(
+    shard: &Rc<Shard>,
+    settings: &KafkaSettings,
+    request: ListGroupsRequest,
+) -> ListGroupsResponse {
+    // Kafka's brokers each list the groups they coordinate, and clients ask every broker and
+    // merge: only the coordinator shard's broker lists groups, or each would appear once per
+    // shard. With one advertised broker (`single`), whichever shard answers lists them all.
+    if !settings.is_coordinator_broker(shard.id()) {
+        return ListGroupsResponse::default().with_error_code(codes::NONE);
+    }
     let Ok(listed) = shard.list_groups().await else {
         return ListGroupsResponse::default().with_error_code(codes::COORDINATOR_NOT_AVAILABLE);
     };

@@ -266,6 +266,12 @@ impl KafkaSettings {
     pub fn coordinator(&self) -> &Endpoint {
         &self.brokers[0]
     }
+
+    /// Whether `shard` answers as the Kafka broker that coordinates groups: the coordinator
+    /// shard, or every shard when only one broker is advertised.
+    pub fn is_coordinator_broker(&self, shard: ShardId) -> bool {
+        self.advertise == KafkaAdvertise::Single || shard == COORDINATOR_SHARD
+    }
 }
 
 /// The Kafka listeners: a `broker::Service` for `Broker::start`.
