@@ -4,7 +4,8 @@
 //! `shardlog` binary (`cli` crate) build on the public API here.
 //!
 //! Modules, each depending only on those above it in this list (no import cycles):
-//! - `ids`, `limits`, `error`, `order`, `topics`, `metrics`, `producers`: leaves;
+//! - `ids`, `limits`, `error`, `order`, `topics`, `metrics`, `producers`, `cluster`: leaves
+//!   (`cluster`: the agreed cluster metadata and the seams the `cluster` crate plugs into);
 //! - `partition`: one partition replica (log, high watermark, epoch, producers, waiters);
 //! - `groups`: the coordinator state machine, assignors, the committed-offset store;
 //! - `catalog`: the catalog file's one writer (coordinator shard);
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod broker;
 pub mod calls;
 pub mod catalog;
+pub mod cluster;
 pub mod error;
 pub mod groups;
 pub mod ids;
