@@ -86,5 +86,8 @@ async fn serve_call(shard: Rc<Shard>, call: ShardCall, turn: Turn) {
         ShardCall::Metrics { reply } => {
             let _ = reply.send(shard.metrics_snapshot());
         }
+        ShardCall::Propose { command, reply } => {
+            let _ = reply.send(shard.propose(command).await);
+        }
     }
 }

@@ -49,6 +49,8 @@ impl Embedded {
             kafka: kafka_config,
             disk_free_floor_bytes: 0,
             batch_cache_bytes: shardlog::config::default_batch_cache_bytes(shards),
+            advertised_host: None,
+            cluster: None,
         };
         let broker = Node::start(config).map_err(|e| LoadgenError::Broker(e.to_string()))?;
         if kafka && broker.kafka_listen.is_none() {

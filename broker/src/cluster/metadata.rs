@@ -63,11 +63,87 @@ pub struct PartitionMeta {
     /// In-sync replicas (nodes), the leader first.
     pub isr: Vec<u32>,
     pub partition_epoch: u32,
+    /// A reassignment under way (Kafka's adding/removing replicas): `replicas` holds the old
+    /// and the new ones until every new one is in sync; then the removed ones go.
+    #[serde(default)]
+    pub adding: Vec<Replica>,
+    #[serde(default)]
+    pub removing: Vec<Replica>,
 }
 
 impl PartitionMeta {
     pub fn replica_on(&self, node: u32) -> Option<Replica> {
         self.replicas.iter().copied().find(|r| r.node == node)
+    }
+
+    /// The replicas once a reassignment under way completes.
+    pub fn target(&self) -> Vec<Replica> {
+        self.replicas.iter().copied().filter(|r| !self.removing.contains(r)).collect()
+    }
+
+    /// Starts (or, with an empty `target`, cancels) a reassignment to `target`.
+    fn reassign(&mut self, target: &[Replica]) -> MetaResponse {
+        if target.is_empty() {
+            // Cancel: back to the replicas before it (the added ones leave, also the ISR).
+            if self.adding.is_empty() && self.removing.is_empty() {
+                return MetaResponse::Rejected("no reassignment under way".into());
+            }
+            let adding = std::mem::take(&mut self.adding);
+            self.removing.clear();
+            self.replicas.retain(|r| !adding.contains(r));
+            self.isr.retain(|n| !adding.iter().any(|r| r.node == *n));
+            if self.leader.is_some_and(|l| adding.iter().any(|r| r.node == l)) {
+                self.leader = self.isr.first().copied();
+                self.leader_epoch += 1;
+            }
+            self.partition_epoch += 1;
+            return MetaResponse::Ok;
+        }
+        let mut nodes: Vec<u32> = target.iter().map(|r| r.node).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        if nodes.len() != target.len() {
+            return MetaResponse::Rejected(format!("target replicas must be on distinct nodes: {target:?}"));
+        }
+        if !self.adding.is_empty() || !self.removing.is_empty() {
+            return MetaResponse::Rejected("a reassignment is already under way".into());
+        }
+        // A node keeps its shard: one replica per node.
+        let target: Vec<Replica> = target.iter().map(|t| self.replica_on(t.node).unwrap_or(*t)).collect();
+        self.adding = target.iter().copied().filter(|t| !self.replicas.contains(t)).collect();
+        self.removing = self.replicas.iter().copied().filter(|r| !target.contains(r)).collect();
+        // The target order first (its first replica is the new preferred leader), then the
+        // replicas being removed.
+        let mut replicas = target.clone();
+        replicas.extend(self.removing.iter().copied());
+        self.replicas = replicas;
+        self.partition_epoch += 1;
+        MetaResponse::Ok
+    }
+
+    /// Whether every new replica of a reassignment under way is in sync.
+    pub fn reassignment_caught_up(&self) -> bool {
+        (!self.adding.is_empty() || !self.removing.is_empty()) && self.adding.iter().all(|r| self.isr.contains(&r.node))
+    }
+
+    fn complete_reassignment(&mut self, fenced: &[u32]) -> MetaResponse {
+        if !self.reassignment_caught_up() {
+            return MetaResponse::Rejected("the new replicas are not all in sync".into());
+        }
+        let removing = std::mem::take(&mut self.removing);
+        self.adding.clear();
+        self.replicas.retain(|r| !removing.contains(r));
+        self.isr.retain(|n| !removing.iter().any(|r| r.node == *n));
+        if self.leader.is_some_and(|l| removing.iter().any(|r| r.node == l)) {
+            self.leader = self.isr.iter().copied().find(|n| !fenced.contains(n));
+            if let Some(l) = self.leader {
+                self.isr.retain(|n| *n != l);
+                self.isr.insert(0, l);
+            }
+            self.leader_epoch += 1;
+        }
+        self.partition_epoch += 1;
+        MetaResponse::Ok
     }
 }
 
@@ -106,20 +182,66 @@ pub enum MetaCommand {
     /// lose their leaderships (they may have lost unsynced data) and rejoin as followers.
     RegisterBroker(BrokerInfo),
     /// The controller stopped hearing from `node`: it leads nothing and leaves every ISR.
-    FenceBroker { node: u32 },
+    FenceBroker {
+        node: u32,
+    },
     /// A topic with its placement (computed by the proposer).
-    CreateTopic { name: String, config: TopicConfig, replication: ReplicationConfig, assignment: Vec<Vec<Replica>> },
-    DeleteTopic { name: String },
+    CreateTopic {
+        name: String,
+        config: TopicConfig,
+        replication: ReplicationConfig,
+        assignment: Vec<Vec<Replica>>,
+    },
+    DeleteTopic {
+        name: String,
+    },
     /// Partitions added at the end of `name`, with their placement.
-    CreatePartitions { name: String, assignment: Vec<Vec<Replica>> },
+    CreatePartitions {
+        name: String,
+        assignment: Vec<Vec<Replica>>,
+    },
     /// A partition leader's ISR change (shrink or expand), valid only for the leader epoch
     /// and partition epoch it was computed in.
-    AlterIsr { topic: String, partition: u32, leader_epoch: u32, partition_epoch: u32, isr: Vec<u32> },
+    AlterIsr {
+        topic: String,
+        partition: u32,
+        leader_epoch: u32,
+        partition_epoch: u32,
+        isr: Vec<u32>,
+    },
     /// Move a partition's leadership to `leader` (preferred-leader balancing), valid only
     /// for the partition epoch it was computed in; `leader` must be in the ISR and live.
-    ElectLeader { topic: String, partition: u32, partition_epoch: u32, leader: u32 },
+    ElectLeader {
+        topic: String,
+        partition: u32,
+        partition_epoch: u32,
+        leader: u32,
+    },
     /// Group offset commits.
-    CommitOffsets { group: String, offsets: Vec<(String, u32, CommittedMeta)> },
+    CommitOffsets {
+        group: String,
+        offsets: Vec<(String, u32, CommittedMeta)>,
+    },
+    /// Start moving a partition to `target` (Kafka's AlterPartitionReassignments): the new
+    /// replicas join as followers; `CompleteReassignment` finishes once they are in sync.
+    /// An empty target cancels a reassignment under way (the added replicas are dropped).
+    Reassign {
+        topic: String,
+        partition: u32,
+        target: Vec<Replica>,
+    },
+    /// Finish a reassignment whose new replicas are all in sync (the controller proposes it):
+    /// the removed replicas go; a leader being removed hands over to an in-sync new one.
+    CompleteReassignment {
+        topic: String,
+        partition: u32,
+        partition_epoch: u32,
+    },
+    /// Mark a broker as draining (new replicas go elsewhere) or not.
+    SetDraining {
+        node: u32,
+        draining: bool,
+    },
 }
 
 /// What applying a command did.
@@ -240,6 +362,36 @@ impl ClusterMetadata {
                 }
                 MetaResponse::Ok
             }
+            MetaCommand::Reassign { topic, partition, target } => {
+                let registered = |r: &Replica| self.brokers.contains_key(&r.node);
+                if !target.iter().all(registered) {
+                    return MetaResponse::Rejected(format!("a target replica is on an unknown broker: {target:?}"));
+                }
+                let Some(p) = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize)) else {
+                    return MetaResponse::UnknownTopic;
+                };
+                p.reassign(target)
+            }
+            MetaCommand::CompleteReassignment { topic, partition, partition_epoch } => {
+                let fenced: Vec<u32> = self.brokers.values().filter(|b| b.fenced).map(|b| b.node).collect();
+                let Some(p) = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize)) else {
+                    return MetaResponse::UnknownTopic;
+                };
+                if p.partition_epoch != *partition_epoch {
+                    return MetaResponse::Rejected(format!(
+                        "stale completion (partition epoch {partition_epoch}, now {})",
+                        p.partition_epoch
+                    ));
+                }
+                p.complete_reassignment(&fenced)
+            }
+            MetaCommand::SetDraining { node, draining } => {
+                let Some(broker) = self.brokers.get_mut(node) else {
+                    return MetaResponse::Rejected(format!("unknown broker {node}"));
+                };
+                broker.draining = *draining;
+                MetaResponse::Ok
+            }
             MetaCommand::CommitOffsets { group, offsets } => {
                 let topics = self.offsets.entry(group.clone()).or_default();
                 for (topic, partition, committed) in offsets {
@@ -259,7 +411,15 @@ impl ClusterMetadata {
             isr.retain(|n| *n != l);
             isr.insert(0, l);
         }
-        PartitionMeta { replicas: replicas.to_vec(), leader, leader_epoch: 0, isr, partition_epoch: 0 }
+        PartitionMeta {
+            replicas: replicas.to_vec(),
+            leader,
+            leader_epoch: 0,
+            isr,
+            partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
+        }
     }
 
     /// `node` was fenced: it leaves every ISR; partitions it led elect a new leader.
@@ -336,6 +496,51 @@ impl ClusterMetadata {
                 if live && p.leader != Some(preferred) && p.isr.contains(&preferred) {
                     out.push((topic.name.clone(), index as u32, p.partition_epoch, preferred));
                 }
+            }
+        }
+        out
+    }
+
+    /// Reassignments whose new replicas are all in sync: (topic, partition, partition epoch),
+    /// for the controller to complete.
+    pub fn completable_reassignments(&self) -> Vec<(String, u32, u32)> {
+        let mut out = Vec::new();
+        for topic in self.topics.values() {
+            for (index, p) in topic.partitions.iter().enumerate() {
+                if p.reassignment_caught_up() {
+                    out.push((topic.name.clone(), index as u32, p.partition_epoch));
+                }
+            }
+        }
+        out
+    }
+
+    /// Targets moving every replica off `node` (draining it): for each partition with a replica
+    /// there, the same replicas with that one replaced by one on the least loaded other
+    /// placeable broker not yet holding the partition. Partitions with nowhere to go are
+    /// left out.
+    pub fn drain_targets(&self, node: u32) -> Vec<(String, u32, Vec<Replica>)> {
+        let mut load = self.replica_load();
+        let brokers: Vec<(u32, u32)> = self.placeable_brokers().into_iter().filter(|(n, _)| *n != node).collect();
+        let mut out = Vec::new();
+        for topic in self.topics.values() {
+            for (index, p) in topic.partitions.iter().enumerate() {
+                if p.replica_on(node).is_none() || !p.adding.is_empty() || !p.removing.is_empty() {
+                    continue;
+                }
+                let candidate = brokers
+                    .iter()
+                    .filter(|(n, _)| p.replica_on(*n).is_none())
+                    .flat_map(|&(n, shards)| (0..shards.max(1)).map(move |s| Replica { node: n, shard: s }))
+                    .min_by_key(|r| {
+                        let node_load: u32 = load.iter().filter(|(k, _)| k.node == r.node).map(|(_, v)| *v).sum();
+                        (node_load, load.get(r).copied().unwrap_or(0), r.node, r.shard)
+                    });
+                let Some(replacement) = candidate else { continue };
+                *load.entry(replacement).or_default() += 1;
+                let target =
+                    p.replicas.iter().map(|r| if r.node == node { replacement } else { *r }).collect::<Vec<_>>();
+                out.push((topic.name.clone(), index as u32, target));
             }
         }
         out
@@ -433,7 +638,8 @@ mod tests {
         let assignment = place(0, partitions, rf, &m.placeable_brokers(), &mut m.replica_load()).unwrap();
         let replication =
             ReplicationConfig { replication_factor: rf, min_insync_replicas: 1, unclean_leader_election: unclean };
-        let command = MetaCommand::CreateTopic { name: name.into(), config: TopicConfig::default(), replication, assignment };
+        let command =
+            MetaCommand::CreateTopic { name: name.into(), config: TopicConfig::default(), replication, assignment };
         assert_eq!(m.apply(&command), MetaResponse::Ok);
     }
 
@@ -551,6 +757,52 @@ mod tests {
         let p = &m.topics["t"].partitions[0];
         assert_eq!((p.leader, p.isr[0]), (Some(leader), leader));
         assert_eq!(p.leader_epoch, before.leader_epoch + 2);
+    }
+
+    #[test]
+    fn a_reassignment_adds_replicas_then_removes_the_old_ones_once_they_are_in_sync() {
+        let mut m = three_nodes();
+        m.apply(&MetaCommand::RegisterBroker(broker(4)));
+        let assignment = vec![vec![Replica { node: 1, shard: 0 }, Replica { node: 2, shard: 0 }]];
+        let replication =
+            ReplicationConfig { replication_factor: 2, min_insync_replicas: 1, unclean_leader_election: false };
+        let create =
+            MetaCommand::CreateTopic { name: "t".into(), config: TopicConfig::default(), replication, assignment };
+        assert_eq!(m.apply(&create), MetaResponse::Ok);
+        // Drain node 1 (the leader): its replica moves to node 3 or 4.
+        assert_eq!(m.apply(&MetaCommand::SetDraining { node: 1, draining: true }), MetaResponse::Ok);
+        let targets = m.drain_targets(1);
+        assert_eq!(targets.len(), 1);
+        let (topic, partition, target) = targets[0].clone();
+        assert!(target.iter().all(|r| r.node != 1) && target.len() == 2);
+        let new = target.iter().find(|r| r.node != 2).copied().unwrap();
+        assert_eq!(m.apply(&MetaCommand::Reassign { topic: topic.clone(), partition, target }), MetaResponse::Ok);
+        let p = m.topics["t"].partitions[0].clone();
+        assert_eq!((p.adding.clone(), p.removing.clone()), (vec![new], vec![Replica { node: 1, shard: 0 }]));
+        assert_eq!(p.replicas.len(), 3, "old and new replicas during the move");
+        assert!(m.completable_reassignments().is_empty(), "the new replica is not in sync yet");
+        let early =
+            MetaCommand::CompleteReassignment { topic: topic.clone(), partition, partition_epoch: p.partition_epoch };
+        assert!(matches!(m.apply(&early), MetaResponse::Rejected(_)));
+        // The leader adds it to the ISR once it caught up; the controller completes.
+        let expand = MetaCommand::AlterIsr {
+            topic: topic.clone(),
+            partition,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: vec![1, 2, new.node],
+        };
+        assert_eq!(m.apply(&expand), MetaResponse::Ok);
+        let todo = m.completable_reassignments();
+        assert_eq!(todo.len(), 1);
+        let (t, pi, epoch) = todo[0].clone();
+        let complete = MetaCommand::CompleteReassignment { topic: t, partition: pi, partition_epoch: epoch };
+        assert_eq!(m.apply(&complete), MetaResponse::Ok);
+        let p = &m.topics["t"].partitions[0];
+        assert!(p.replica_on(1).is_none() && p.adding.is_empty() && p.removing.is_empty());
+        assert_ne!(p.leader, Some(1), "the removed leader handed over");
+        assert!(p.leader.is_some_and(|l| p.isr[0] == l) && !p.isr.contains(&1));
+        assert_eq!(p.leader_epoch, 1);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 pub use metadata::{
-    BrokerInfo, ClusterMetadata, CommittedMeta, MetaCommand, MetaResponse, PartitionMeta, ReplicationConfig, Replica,
+    BrokerInfo, ClusterMetadata, CommittedMeta, MetaCommand, MetaResponse, PartitionMeta, Replica, ReplicationConfig,
     TopicMeta,
 };
 

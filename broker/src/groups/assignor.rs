@@ -137,7 +137,7 @@ mod tests {
                     .collect(),
             },
         );
-        TopicTable { topics, shard_count: 2 }
+        TopicTable { topics, shard_count: 2, cluster: None }
     }
 
     fn partitions_of(out: &BTreeMap<String, Vec<TopicPartition>>, member: &str) -> Vec<u32> {

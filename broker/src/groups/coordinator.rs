@@ -713,7 +713,7 @@ mod tests {
             "users".to_owned(),
             TopicInfo { name: "users".into(), id: 1, config: TopicConfig::default(), partitions },
         );
-        TopicTable { topics, shard_count: 1 }
+        TopicTable { topics, shard_count: 1, cluster: None }
     }
 
     fn native_join(member: &str) -> JoinRequest {

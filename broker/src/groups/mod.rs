@@ -42,6 +42,9 @@ pub enum GroupError {
     GroupFull,
     #[error("group coordinator unavailable: {0}")]
     CoordinatorUnavailable(CallError),
+    /// A cluster: groups are served by the controller node, not this one.
+    #[error("this node does not coordinate groups; ask for the coordinator again")]
+    NotCoordinator,
 }
 
 /// A JoinGroup (a member id of "" joins as a new member).

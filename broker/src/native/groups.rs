@@ -86,5 +86,6 @@ pub fn group_code(e: GroupError) -> ErrorCode {
             ErrorCode::MalformedRequest
         }
         GroupError::CoordinatorUnavailable(_) => ErrorCode::ShuttingDown,
+        GroupError::NotCoordinator => ErrorCode::NotCoordinator,
     }
 }
