@@ -20,6 +20,7 @@ pub mod limits;
 pub mod log_store;
 pub mod record;
 pub mod runtime;
+pub mod state_machine;
 pub mod types;
 
 #[cfg(test)]
