@@ -18,8 +18,12 @@ pub mod durable;
 pub mod error;
 pub mod limits;
 pub mod log_store;
+pub mod network;
 pub mod record;
+pub mod rpc;
 pub mod runtime;
+pub mod server;
+pub mod shutdown;
 pub mod state_machine;
 pub mod types;
 
