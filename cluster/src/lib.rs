@@ -14,11 +14,14 @@
 //! - `controller`: broker liveness (fencing) and preferred-leader balancing, on the leader;
 //! - `config`, `node`: a node's settings; starting and running a node (`ClusterNodeService`).
 
+pub mod config;
+pub mod controller;
 pub mod durable;
 pub mod error;
 pub mod limits;
 pub mod log_store;
 pub mod network;
+pub mod node;
 pub mod record;
 pub mod rpc;
 pub mod runtime;
@@ -26,6 +29,9 @@ pub mod server;
 pub mod shutdown;
 pub mod state_machine;
 pub mod types;
+
+pub use config::{parse_peers, ClusterConfig};
+pub use node::{ClusterNode, ClusterNodeService};
 
 #[cfg(test)]
 mod test_util;
