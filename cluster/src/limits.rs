@@ -76,10 +76,11 @@ pub const COMMAND_BYTES_MAX: usize = 1 << 20;
 /// Largest record of the log file (an entry: its command plus log id and framing).
 pub const LOG_RECORD_BYTES_MAX: u32 = COMMAND_BYTES_MAX as u32 + (64 << 10);
 
-/// Largest log file read back at start. The log is purged behind each snapshot, so it holds
-/// about `SNAPSHOT_LOGS_SINCE_LAST_DEFAULT + SNAPSHOT_LOGS_KEPT_DEFAULT` entries; this bounds
-/// the memory a corrupt or foreign file can make us allocate.
-pub const LOG_FILE_BYTES_MAX: u64 = 4 << 30;
+/// Largest log file read back at start (it is read whole). The log is purged behind each
+/// snapshot, so it holds about `SNAPSHOT_LOGS_SINCE_LAST_DEFAULT + SNAPSHOT_LOGS_KEPT_DEFAULT`
+/// entries (see the assert below); this bounds the memory a corrupt or foreign file can make
+/// us allocate.
+pub const LOG_FILE_BYTES_MAX: u64 = 2 << 30;
 
 // ---- RPC ----
 
@@ -133,6 +134,9 @@ const _: () = assert!(RAFT_ELECTION_TIMEOUT_MIN_MS_DEFAULT >= 3 * RAFT_HEARTBEAT
 // One entry always fits a frame, and so does one snapshot chunk as JSON numbers.
 const _: () = assert!(LOG_RECORD_BYTES_MAX < RPC_FRAME_BYTES_MAX / 2);
 const _: () = assert!(4 * SNAPSHOT_CHUNK_BYTES + (1 << 20) < RPC_FRAME_BYTES_MAX as u64);
+const _: () = assert!(
+    (SNAPSHOT_LOGS_SINCE_LAST_DEFAULT + SNAPSHOT_LOGS_KEPT_DEFAULT) * LOG_RECORD_BYTES_MAX as u64 <= LOG_FILE_BYTES_MAX
+);
 const _: () = assert!(RPC_POOLED_IDLE_MS_MAX < RPC_SERVER_IDLE_TIMEOUT_MS);
 const _: () = assert!(RPC_CONNECT_TIMEOUT_MS < RPC_REQUEST_TIMEOUT_MS);
 const _: () = assert!(RPC_REQUEST_TIMEOUT_MS < PROPOSE_DEADLINE_MS);

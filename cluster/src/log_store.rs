@@ -146,6 +146,9 @@ fn open_rw(path: &Path) -> Result<File, IoError> {
 /// Opens (creating if absent) the log in `dir`; blocking.
 fn open_blocking(dir: PathBuf) -> Result<Inner, LogStoreError> {
     std::fs::create_dir_all(&dir).map_err(|e| IoError::new("create dir", &dir, e))?;
+    // The directory entry itself must survive a crash before anything in it counts (a vote
+    // in a directory that vanishes would be forgotten).
+    durable::sync_parent(&dir)?;
     let log_path = dir.join(LOG_FILE);
     let state_path = dir.join(STATE_FILE);
     durable::remove_leftover(&log_path)?;

@@ -22,7 +22,7 @@ use broker::cluster::{
     BrokerInfo, ClusterControl, ClusterService, ClusterStart, LocalFuture, MetaCommand, MetaResponse, ProposeError,
 };
 use broker::NodeId;
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
 use tracing::Instrument;
 
@@ -174,6 +174,7 @@ impl ClusterNode {
         core.clone().ensure_registered();
         spawn(core.clone().heartbeat_loop(), tracing::debug_span!("heartbeat"));
         spawn(core.clone().controller_loop(), tracing::info_span!("controller"));
+        spawn(core.clone().watch_fatal(), tracing::info_span!("raft_watch"));
         tracing::info!(
             advertised = %core.advertised,
             voter = core.peers.contains_key(&core.node),
@@ -494,6 +495,32 @@ impl NodeCore {
             };
             if registered == Some(false) {
                 self.clone().ensure_registered();
+            }
+        }
+    }
+
+    /// A Raft node that stopped on its own (its log could not be written, or its core
+    /// panicked) leaves this broker unable to agree on metadata, yet alive to clients. Take the
+    /// coordinator shard down instead (the broker exits on a shard panic), so that the node
+    /// restarts and recovers from disk rather than serving stale metadata half alive.
+    async fn watch_fatal(self: Rc<Self>) {
+        let mut metrics = self.metrics.clone();
+        loop {
+            let fatal = match &metrics.borrow().running_state {
+                Err(Fatal::Stopped) => return,
+                Err(fatal) => Some(fatal.to_string()),
+                Ok(()) => None,
+            };
+            if let Some(fatal) = fatal {
+                if self.shutdown.is_triggered() {
+                    return;
+                }
+                tracing::error!(node = self.node, error = %fatal, "the metadata Raft node failed");
+                panic!("node {}: the metadata Raft node failed: {fatal}", self.node);
+            }
+            match self.shutdown.or(metrics.changed()).await {
+                None | Some(Err(_)) => return,
+                Some(Ok(())) => {}
             }
         }
     }

@@ -466,3 +466,26 @@ fn a_node_restarted_after_many_proposals_catches_up_through_snapshots() {
         node.stop();
     }
 }
+
+#[test]
+fn without_a_majority_a_proposal_fails_at_its_deadline() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    init_tracing();
+    let base = temp_dir();
+    let (mut nodes, _) = start_cluster(&[1, 2, 3], base.path(), Timing::default());
+    let all: Vec<&Node> = nodes.iter().collect();
+    wait_until("a leader and three registrations", || {
+        agreed_leader(&all).is_some() && all.iter().all(|n| live_registered(&n.metadata(), &[1, 2, 3]))
+    });
+    let last = nodes.pop().unwrap();
+    for node in nodes {
+        node.stop();
+    }
+    let before = last.metadata();
+    let proposed = Instant::now();
+    let result = last.propose(create_topic(&before, "lost", 1));
+    eprintln!("observed: a proposal without a majority failed after {:?}: {result:?}", proposed.elapsed());
+    assert!(matches!(result, Err(ProposeError::TimedOut { .. }) | Err(ProposeError::NoLeader { .. })), "{result:?}");
+    assert!(!last.metadata().topics.contains_key("lost"), "nothing was applied without a majority");
+    last.stop();
+}
