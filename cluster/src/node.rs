@@ -161,20 +161,11 @@ impl ClusterNode {
             server: RefCell::new(None),
             stopped: Cell::new(false),
         });
-        let handler: Rc<dyn Handler> = core.clone();
-        let server =
-            server::serve(config.listen, handler, core.shutdown.clone()).map_err(|e| IoError::new("serve", &dir, e))?;
-        core.server.replace(Some(server));
-
-        if core.peers.contains_key(&core.node) {
-            core.initialize().await?;
-        } else {
-            spawn(core.clone().join(), tracing::info_span!("join"));
+        if let Err(e) = core.begin(config.listen, &dir).await {
+            // Nothing half started stays behind: Raft's tasks and the server end.
+            core.stop().await;
+            return Err(e);
         }
-        core.clone().ensure_registered();
-        spawn(core.clone().heartbeat_loop(), tracing::debug_span!("heartbeat"));
-        spawn(core.clone().controller_loop(), tracing::info_span!("controller"));
-        spawn(core.clone().watch_fatal(), tracing::info_span!("raft_watch"));
         tracing::info!(
             advertised = %core.advertised,
             voter = core.peers.contains_key(&core.node),
@@ -232,6 +223,24 @@ impl NodeCore {
         from_membership.or_else(|| broker_node(id).and_then(|n| self.peers.get(&n).cloned()))
     }
 
+    /// Serves peers, forms or joins the cluster, and starts the background work.
+    async fn begin(self: &Rc<Self>, listen: std::net::TcpListener, dir: &std::path::Path) -> Result<(), StartError> {
+        let handler: Rc<dyn Handler> = self.clone();
+        let server =
+            server::serve(listen, handler, self.shutdown.clone()).map_err(|e| IoError::new("serve", dir, e))?;
+        self.server.replace(Some(server));
+        if self.peers.contains_key(&self.node) {
+            self.initialize().await?;
+        } else {
+            spawn(self.clone().join(), tracing::info_span!("join"));
+        }
+        self.clone().ensure_registered();
+        spawn(self.clone().heartbeat_loop(), tracing::debug_span!("heartbeat"));
+        spawn(self.clone().controller_loop(), tracing::info_span!("controller"));
+        spawn(self.clone().watch_fatal(), tracing::info_span!("raft_watch"));
+        Ok(())
+    }
+
     async fn initialize(&self) -> Result<(), StartError> {
         let initialized = self.raft.is_initialized().await.map_err(|e| StartError::Raft { reason: e.to_string() })?;
         if initialized {
@@ -283,9 +292,14 @@ impl NodeCore {
                 break;
             }
             let attempt = match self.current_leader() {
-                Some(leader) if leader == self.id => self.propose_here(command.clone(), remaining).await,
-                Some(leader) => self.propose_at(leader, command.clone(), remaining).await,
-                None => Attempt::Retry("no metadata leader known".into()),
+                Some(leader) if leader == self.id => {
+                    self.shutdown.or(self.propose_here(command.clone(), remaining)).await
+                }
+                Some(leader) => self.shutdown.or(self.propose_at(leader, command.clone(), remaining)).await,
+                None => Some(Attempt::Retry("no metadata leader known".into())),
+            };
+            let Some(attempt) = attempt else {
+                return Err(ProposeError::Failed { reason: "the cluster node is stopping".into() });
             };
             leader_seen |= self.current_leader().is_some();
             match attempt {
