@@ -144,3 +144,43 @@ impl AsyncRuntime for GlommioRuntime {
         (openraft::async_runtime::TokioOneShotSender(tx), rx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use openraft::async_runtime::AsyncOneshotSendExt;
+
+    use super::*;
+    use crate::test_util::run;
+
+    #[test]
+    fn tasks_timers_timeouts_and_oneshots_work_on_glommio() {
+        run(|| async {
+            // A dropped handle detaches its task (tokio semantics): the task still runs.
+            let ran = Rc::new(Cell::new(false));
+            let flag = ran.clone();
+            drop(GlommioRuntime::spawn(async move {
+                GlommioRuntime::sleep(Duration::from_millis(1)).await;
+                flag.set(true);
+            }));
+            let joined = GlommioRuntime::spawn(async { 7 }).await;
+            assert_eq!(joined.ok(), Some(7));
+            GlommioRuntime::sleep_until(TokioInstant::now() + Duration::from_millis(20)).await;
+            assert!(ran.get(), "the detached task ran");
+
+            let late = GlommioRuntime::timeout(Duration::from_millis(1), std::future::pending::<()>()).await;
+            assert!(late.is_err());
+            let early = GlommioRuntime::timeout(Duration::from_secs(5), async { 3 }).await;
+            assert_eq!(early.ok(), Some(3));
+
+            let (tx, rx) = GlommioRuntime::oneshot();
+            let sender = GlommioRuntime::spawn(async move {
+                let _ = tx.send(9u32);
+            });
+            assert_eq!(rx.await.ok(), Some(9));
+            assert!(sender.await.is_ok());
+        });
+    }
+}
