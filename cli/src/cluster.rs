@@ -1,23 +1,20 @@
-//! TEMPORARY placeholder until the cluster crate's node lands.
+//! The `cluster` crate's node for `serve --cluster-listen`: Raft for the metadata and the
+//! controller, on the coordinator shard (see the cluster crate).
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use broker::cluster::{ClusterControl, ClusterService, ClusterStart, LocalFuture};
+use broker::cluster::ClusterService;
+use cluster::{ClusterConfig, ClusterNodeService};
 
-struct Placeholder;
-
-impl ClusterService for Placeholder {
-    fn start(&self, _start: ClusterStart) -> LocalFuture<'static, Result<std::rc::Rc<dyn ClusterControl>, String>> {
-        Box::pin(async { Err("cluster support is not built yet".to_owned()) })
-    }
-}
-
+/// This node's part of the cluster: `listener` is its bound cluster port, `advertised` its
+/// cluster address as the others reach it, `peers` the voters.
 pub fn service(
-    _node: u32,
-    _listener: TcpListener,
-    _advertised: String,
-    _peers: BTreeMap<u32, String>,
+    node: u32,
+    listener: TcpListener,
+    advertised: String,
+    peers: BTreeMap<u32, String>,
 ) -> Arc<dyn ClusterService> {
-    Arc::new(Placeholder)
+    Arc::new(ClusterNodeService::new(ClusterConfig::new(node, listener, advertised, peers)))
 }

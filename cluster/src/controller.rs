@@ -11,7 +11,8 @@
 //!
 //! Balancing: every `LEADER_BALANCE_INTERVAL_MS`, up to `LEADER_BALANCE_BATCH_MAX` partitions
 //! whose preferred (first) replica is live and in sync but not leading get an `ElectLeader`
-//! (Kafka's auto.leader.rebalance), one round at a time.
+//! (Kafka's auto.leader.rebalance), one round at a time. In every round, reassignments whose
+//! new replicas are all in sync get their `CompleteReassignment`.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
@@ -26,7 +27,8 @@ use crate::limits::{LEADER_BALANCE_BATCH_MAX, LEADER_BALANCE_INTERVAL_MS};
 pub enum Action {
     /// `FenceBroker` for this silent broker; report back with `fence_done`.
     Fence(u32),
-    /// These `ElectLeader`s, in order; report back with `balance_done`.
+    /// These `ElectLeader`s and `CompleteReassignment`s, in order; report back with
+    /// `balance_done`.
     Balance(Vec<MetaCommand>),
 }
 
@@ -100,23 +102,39 @@ impl Controller {
                 actions.push(Action::Fence(broker.node));
             }
         }
-        if now >= state.next_balance && !state.balancing {
-            state.next_balance = now + self.balance_interval;
-            let elections: Vec<MetaCommand> = metadata
-                .unbalanced_leaders()
+        if !state.balancing {
+            // Reassignments whose new replicas are all in sync complete at once.
+            let mut commands: Vec<MetaCommand> = metadata
+                .completable_reassignments()
                 .into_iter()
-                .take(LEADER_BALANCE_BATCH_MAX)
-                .map(|(topic, partition, partition_epoch, leader)| MetaCommand::ElectLeader {
+                .map(|(topic, partition, partition_epoch)| MetaCommand::CompleteReassignment {
                     topic,
                     partition,
                     partition_epoch,
-                    leader,
                 })
                 .collect();
-            if !elections.is_empty() {
-                tracing::info!(partitions = elections.len(), "moving leaderships back to preferred replicas");
+            if now >= state.next_balance {
+                state.next_balance = now + self.balance_interval;
+                let elections = metadata.unbalanced_leaders().into_iter().take(LEADER_BALANCE_BATCH_MAX).map(
+                    |(topic, partition, partition_epoch, leader)| MetaCommand::ElectLeader {
+                        topic,
+                        partition,
+                        partition_epoch,
+                        leader,
+                    },
+                );
+                let before = commands.len();
+                commands.extend(elections);
+                if commands.len() > before {
+                    tracing::info!(
+                        partitions = commands.len() - before,
+                        "moving leaderships back to preferred replicas"
+                    );
+                }
+            }
+            if !commands.is_empty() {
                 state.balancing = true;
-                actions.push(Action::Balance(elections));
+                actions.push(Action::Balance(commands));
             }
         }
         actions
