@@ -218,11 +218,17 @@ impl Partition {
         &self.log
     }
 
-    /// Where consumers may read up to. One replica: the log end.
+    /// Where consumers may read up to: what every in-sync replica has (a single node: the log
+    /// end) — and for a topic whose durability is `sync`, has fdatasync'ed — so a consumer never
+    /// reads a record that a crash could take back (and an offset is never read twice with
+    /// different records). Never goes back while this replica leads.
     pub fn high_watermark(&self) -> Offset {
+        let sync = self.durability.get() == Durability::Sync;
         match &*self.role.borrow() {
+            Role::Single if sync => self.log.durable_end_offset(),
             Role::Single => self.log.log_end_offset(),
-            _ => self.high_watermark.get(),
+            Role::Leader(_) if sync => self.durable_watermark.get().min(self.high_watermark.get()),
+            Role::Leader(_) | Role::Follower(_) | Role::Offline => self.high_watermark.get(),
         }
     }
 
@@ -387,14 +393,7 @@ impl Partition {
     /// batch), below the high watermark.
     pub async fn read(&self, offset: Offset, bytes_max: u32) -> Result<Read, PartitionError> {
         self.check_leader()?;
-        let read = match &*self.role.borrow() {
-            Role::Single => None,
-            _ => Some(self.high_watermark.get()),
-        };
-        let read = match read {
-            None => self.log.read(offset, bytes_max).await?,
-            Some(high_watermark) => self.log.read_below(offset, bytes_max, high_watermark).await?,
-        };
+        let read = self.log.read_below(offset, bytes_max, self.high_watermark()).await?;
         let bounds = self.bounds();
         debug_assert!(read.next_offset >= offset);
         debug_assert!(read.next_offset <= bounds.high_watermark.max(offset));
@@ -404,12 +403,13 @@ impl Partition {
     /// Resolves once there is data at `offset` below the high watermark, or the partition
     /// closes or is fenced. Long-poll fetches race it against their deadline.
     pub async fn wait_for_data(&self, offset: Offset) {
-        if matches!(&*self.role.borrow(), Role::Single) {
+        let single_unsynced = matches!(&*self.role.borrow(), Role::Single) && self.durability.get() != Durability::Sync;
+        if single_unsynced {
             return self.log.wait_for_offset(offset).await;
         }
         loop {
             let listener = self.progressed.listen();
-            if self.high_watermark.get() > offset || !self.role.borrow().is_leader() || self.log.fenced().is_some() {
+            if self.high_watermark() > offset || !self.role.borrow().is_leader() || self.log.fenced().is_some() {
                 return;
             }
             listener.await;
@@ -578,7 +578,10 @@ impl Partition {
         let log_end = self.log.log_end_offset();
         let high_watermark = self.high_watermark.get().max(self.log.checkpointed_high_watermark()).min(log_end);
         self.high_watermark.set(high_watermark);
-        self.durable_watermark.set(self.durable_watermark.get().min(high_watermark));
+        // What the old leader let consumers see was durable on every in-sync replica, this one
+        // included: it stays visible (within what this log durably has).
+        let durable = high_watermark.min(self.log.durable_end_offset()).max(self.durable_watermark.get());
+        self.durable_watermark.set(durable.min(high_watermark));
         self.producers_loaded.set(false);
         *self.producers.borrow_mut() = ProducerStates::default();
         let epoch = start.epoch;

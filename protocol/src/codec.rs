@@ -1224,11 +1224,12 @@ mod tests {
     #[test]
     fn unknown_enum_values_are_rejected() {
         let frame = response_frame(fb::ResponseBody::StatusResponse, |fbb| {
-            let args = fb::StatusResponseArgs { error: fb::ErrorCode(22), message: None };
+            let args = fb::StatusResponseArgs { error: fb::ErrorCode(fb::ErrorCode::ENUM_MAX + 1), message: None };
             Some(fb::StatusResponse::create(fbb, &args).as_union_value())
         });
         let error = decode_response(frame).unwrap_err();
-        assert_eq!(error, DecodeError::UnknownEnumValue { field: "Status.error", value: 22, correlation_id: 12 });
+        let value = fb::ErrorCode::ENUM_MAX + 1;
+        assert_eq!(error, DecodeError::UnknownEnumValue { field: "Status.error", value, correlation_id: 12 });
         assert_eq!(error.error_code(), ErrorCode::MalformedRequest);
 
         let frame = request_frame(fb::RequestBody::ProduceRequest, &[], |fbb| Some(produce(fbb, fb::Acks(3), &[])));
