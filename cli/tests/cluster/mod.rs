@@ -1,0 +1,6 @@
+//! The cluster test harness. So far: the fault-injecting proxy ([`proxy`]) that sits in front
+//! of every port of every node.
+#![allow(dead_code)] // Each test file uses a different subset.
+#![allow(clippy::unwrap_used)]
+
+pub mod proxy;
