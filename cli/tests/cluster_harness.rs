@@ -266,3 +266,323 @@ fn proxy_resets_connections_past_its_bound_and_when_nothing_listens_behind() {
     assert!(is_closed(&mut connect_as(Peer::Client, front)));
     assert_eq!(proxy.stats().upstream_failed, 1);
 }
+
+// ---- checker ---------------------------------------------------------------------------------
+
+mod checker_tests {
+    use bytes::Bytes;
+    use engine::batch::BatchBuilder;
+
+    use super::cluster::checker::{check_all, Check, CheckReport, FinalLog, ReplicaBatches, Verdict};
+    use super::cluster::history::{History, Op, OpId, Ret};
+
+    const T: &str = "t";
+
+    fn produce(history: &History, client: u64, partition: u32, value: &str) -> OpId {
+        let op = Op::Produce { topic: T.to_owned(), partition, value: value.to_owned(), idempotent: false };
+        history.invoke(client, op)
+    }
+
+    fn acked(history: &History, client: u64, partition: u32, value: &str, offset: Option<u64>) {
+        let id = produce(history, client, partition, value);
+        history.ok(id, Ret::Produced { offset });
+    }
+
+    fn commit(history: &History, client: u64, offset: u64) -> OpId {
+        history.invoke(client, Op::Commit { group: "g".into(), topic: T.into(), partition: 0, offset })
+    }
+
+    fn fetch(history: &History, client: u64) -> OpId {
+        history.invoke(client, Op::FetchOffset { group: "g".into(), topic: T.into(), partition: 0 })
+    }
+
+    fn log(partition: u32, values: &[&str]) -> FinalLog {
+        FinalLog::new(T, partition, values.iter().enumerate().map(|(i, v)| (i as u64, (*v).to_owned())))
+    }
+
+    /// One batch per value, at its offset.
+    fn batches(values: &[&str]) -> Vec<(u64, Bytes)> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut builder = BatchBuilder::new().base_offset(i as i64);
+                builder.push(None, Some(v.as_bytes()), 1_700_000_000_000, &[]);
+                (i as u64, builder.build().unwrap())
+            })
+            .collect()
+    }
+
+    fn replicas(leader: u32, per_node: Vec<(u32, Vec<(u64, Bytes)>)>, hw: u64) -> ReplicaBatches {
+        ReplicaBatches { topic: T.into(), partition: 0, high_watermark: hw, leader, replicas: per_node.into_iter().collect() }
+    }
+
+    fn report(verdict: &Verdict, check: Check) -> &CheckReport {
+        verdict.report(check).unwrap()
+    }
+
+    /// The one failing check of `verdict` is `check`; returns its text.
+    fn only_failure(verdict: &Verdict, check: Check) -> String {
+        let failed: Vec<Check> = verdict.reports.iter().filter(|r| !r.is_valid()).map(|r| r.check).collect();
+        assert_eq!(failed, vec![check], "{verdict}");
+        report(verdict, check).to_string()
+    }
+
+    /// A history every check accepts: acknowledged, failed and unknown produces (the unknown
+    /// ones present or not), reads in two sessions, commits and fetches, identical replicas.
+    fn valid() -> (History, Vec<FinalLog>, Vec<ReplicaBatches>) {
+        let h = History::new();
+        acked(&h, 1, 0, "c1-0", Some(0));
+        let unknown = produce(&h, 2, 0, "c2-0");
+        h.nemesis("begin kill -9 node 2", vec![2]);
+        h.info(unknown, "timed out");
+        acked(&h, 1, 0, "c1-1", None); // No offset reported: found by value.
+        let failed = produce(&h, 2, 0, "c2-1");
+        h.fail(failed, "connection refused");
+        let lost_unknown = produce(&h, 2, 0, "c2-2");
+        h.info(lost_unknown, "timed out"); // Unknown and absent: fine.
+        h.nemesis("end kill -9 node 2", vec![2]);
+        let never = produce(&h, 3, 0, "c3-0"); // Never completed: unknown.
+        let _ = never;
+        let session = h.new_session();
+        h.read(4, session, T, 0, 0, "c1-0");
+        h.read(4, session, T, 0, 2, "c1-1");
+        let second = h.new_session();
+        h.read(5, second, T, 0, 1, "c2-0");
+        let c1 = commit(&h, 6, 5);
+        h.ok(c1, Ret::Committed);
+        let f1 = fetch(&h, 7);
+        // A commit concurrent with a fetch may or may not be seen.
+        let c2 = commit(&h, 6, 9);
+        h.ok(f1, Ret::Fetched { offset: Some(5) });
+        h.ok(c2, Ret::Committed);
+        let f2 = fetch(&h, 7);
+        h.ok(f2, Ret::Fetched { offset: Some(9) });
+        let values = ["c1-0", "c2-0", "c1-1"];
+        let logs = vec![log(0, &values)];
+        let replicas = vec![replicas(1, vec![(1, batches(&values)), (2, batches(&values)), (3, batches(&values))], 3)];
+        (h, logs, replicas)
+    }
+
+    #[test]
+    fn a_valid_history_passes_every_check() {
+        let (h, logs, replicas) = valid();
+        let verdict = check_all(&h, &logs, &replicas);
+        assert!(verdict.is_valid(), "{verdict}");
+        assert_eq!(report(&verdict, Check::NoLostAcks).checked, 2);
+        assert_eq!(report(&verdict, Check::NoDuplicates).checked, 3);
+        assert_eq!(report(&verdict, Check::ReadsStable).checked, 3);
+        assert_eq!(report(&verdict, Check::ReplicasIdentical).checked, 9);
+        assert_eq!(report(&verdict, Check::CommitsMonotonic).checked, 2);
+        verdict.assert_valid("");
+    }
+
+    #[test]
+    fn a_lost_acknowledged_record_fails_check_a() {
+        // Acknowledged at offset 1, but the final log holds another value there; the report
+        // names the value, both offsets and the nemesis event during the operation.
+        let h = History::new();
+        acked(&h, 1, 0, "c1-0", Some(0));
+        let id = produce(&h, 1, 0, "c1-1");
+        h.nemesis("begin partition 1 | 2", vec![1, 2]);
+        h.ok(id, Ret::Produced { offset: Some(1) });
+        h.nemesis("end partition 1 | 2", vec![1, 2]);
+        let other = produce(&h, 2, 0, "c2-0");
+        h.info(other, "timed out");
+        let logs = vec![log(0, &["c1-0", "c2-0"])];
+        let verdict = check_all(&h, &logs, &[]);
+        let text = only_failure(&verdict, Check::NoLostAcks);
+        assert!(text.contains("lost: c1-1 acknowledged at t-0@1; the final log holds c2-0 there"), "{text}");
+        assert!(text.contains("c1-1 is nowhere in the final logs"), "{text}");
+        assert!(text.contains("nemesis: begin partition 1 | 2"), "{text}");
+        assert!(text.contains("nemesis: end partition 1 | 2"), "{text}");
+        // Acknowledged without an offset and absent: lost too.
+        let h = History::new();
+        acked(&h, 1, 0, "c1-0", None);
+        let verdict = check_all(&h, &[log(0, &[])], &[]);
+        let text = only_failure(&verdict, Check::NoLostAcks);
+        assert!(text.contains("lost: c1-0 acknowledged (no offset reported)"), "{text}");
+        // Acknowledged at one offset, found at another: also reported.
+        let h = History::new();
+        acked(&h, 1, 0, "c1-0", Some(1));
+        let other = produce(&h, 2, 0, "c2-0");
+        h.info(other, "?");
+        let verdict = check_all(&h, &[log(0, &["c1-0", "c2-0"])], &[]);
+        let text = only_failure(&verdict, Check::NoLostAcks);
+        assert!(text.contains("c1-0 is at t-0@0"), "{text}");
+    }
+
+    #[test]
+    fn duplicates_and_unknown_values_fail_check_b() {
+        let h = History::new();
+        acked(&h, 1, 0, "c1-0", None);
+        let verdict = check_all(&h, &[log(0, &["c1-0", "c1-0"])], &[]);
+        let text = only_failure(&verdict, Check::NoDuplicates);
+        assert!(text.contains("duplicate: c1-0 is in the final log 2 times (at t-0@0, t-0@1), produced 1 time(s)"), "{text}");
+        // A non-idempotent producer asked twice for the same value may store it twice ...
+        let h = History::new();
+        for _ in 0..2 {
+            let id = produce(&h, 1, 0, "c1-0");
+            h.info(id, "timed out, retried");
+        }
+        assert!(check_all(&h, &[log(0, &["c1-0", "c1-0"])], &[]).is_valid());
+        // ... an idempotent one may not.
+        let h = History::new();
+        for _ in 0..2 {
+            let op = Op::Produce { topic: T.into(), partition: 0, value: "c1-0".into(), idempotent: true };
+            let id = h.invoke(1, op);
+            h.info(id, "timed out, retried");
+        }
+        let verdict = check_all(&h, &[log(0, &["c1-0", "c1-0"])], &[]);
+        let text = only_failure(&verdict, Check::NoDuplicates);
+        assert!(text.contains("by an idempotent producer"), "{text}");
+        // A value nobody produced.
+        let h = History::new();
+        let verdict = check_all(&h, &[log(0, &["ghost"])], &[]);
+        let text = only_failure(&verdict, Check::NoDuplicates);
+        assert!(text.contains("ghost is in the final log at t-0@0 but no client produced it"), "{text}");
+    }
+
+    #[test]
+    fn backwards_and_unstable_reads_fail_check_c() {
+        let produced = |h: &History| {
+            for (i, v) in ["c1-0", "c1-1", "c1-2"].iter().enumerate() {
+                acked(h, 1, 0, v, Some(i as u64));
+            }
+        };
+        let logs = vec![log(0, &["c1-0", "c1-1", "c1-2"])];
+        // Offsets going backwards within one session.
+        let h = History::new();
+        produced(&h);
+        let s = h.new_session();
+        h.read(2, s, T, 0, 1, "c1-1");
+        h.read(2, s, T, 0, 0, "c1-0");
+        let text = only_failure(&check_all(&h, &logs, &[]), Check::ReadsStable);
+        assert!(text.contains("offsets went backwards in read session 1 of t-0: 0 after 1"), "{text}");
+        // The same offset twice in one session is backwards too (a record delivered twice).
+        let h = History::new();
+        produced(&h);
+        let s = h.new_session();
+        h.read(2, s, T, 0, 2, "c1-2");
+        h.read(2, s, T, 0, 2, "c1-2");
+        only_failure(&check_all(&h, &logs, &[]), Check::ReadsStable);
+        // A read of data the final log no longer holds (truncated after the read), around a
+        // kill.
+        let h = History::new();
+        produced(&h);
+        let unacked = produce(&h, 3, 0, "c3-0");
+        h.nemesis("begin kill -9 node 1", vec![1]);
+        let s = h.new_session();
+        h.read(2, s, T, 0, 3, "c3-0");
+        h.info(unacked, "connection lost");
+        let text = only_failure(&check_all(&h, &logs, &[]), Check::ReadsStable);
+        assert!(text.contains("unstable read: c3-0 read at t-0@3, but the final log has nothing there"), "{text}");
+        assert!(text.contains("nemesis: begin kill -9 node 1"), "{text}");
+    }
+
+    #[test]
+    fn diverging_replicas_fail_check_d() {
+        let values = ["a", "b", "c"];
+        let h = History::new();
+        for (i, v) in values.iter().enumerate() {
+            acked(&h, 1, 0, v, Some(i as u64));
+        }
+        h.nemesis("begin kill -9 node 3", vec![3]);
+        let logs = vec![log(0, &values)];
+        // Node 3's batch at offset 1 has another producer id: byte-different, valid CRC.
+        let mut node3 = batches(&values);
+        let mut builder = BatchBuilder::new().base_offset(1).producer(42, 0, 0);
+        builder.push(None, Some(b"b"), 1_700_000_000_000, &[]);
+        node3[1] = (1, builder.build().unwrap());
+        let r = replicas(1, vec![(1, batches(&values)), (2, batches(&values)), (3, node3)], 3);
+        let text = only_failure(&check_all(&h, &logs, &[r]), Check::ReplicasIdentical);
+        assert!(text.contains("t-0: node 3's batch at 1 differs from the leader's (node 1)"), "{text}");
+        assert!(text.contains("first at byte 17, in fields crc, producerId"), "{text}");
+        assert!(text.contains("nemesis: begin kill -9 node 3"), "{text}");
+        // A follower missing a batch below the high watermark.
+        let short = batches(&values[..2]);
+        let r = replicas(1, vec![(1, batches(&values)), (2, short)], 3);
+        let text = only_failure(&check_all(&h, &logs, &[r]), Check::ReplicasIdentical);
+        assert!(text.contains("node 2 lacks the one at 2"), "{text}");
+        // Differences at or above the high watermark do not count.
+        let mut longer = batches(&values);
+        let mut builder = BatchBuilder::new().base_offset(3);
+        builder.push(None, Some(b"unreplicated"), 1_700_000_000_000, &[]);
+        longer.push((3, builder.build().unwrap()));
+        let r = replicas(1, vec![(1, batches(&values)), (2, longer)], 3);
+        assert!(check_all(&h, &logs, &[r]).is_valid());
+        // The leader's batches must decode to the final log.
+        let wrong = batches(&["a", "x", "c"]);
+        let r = replicas(1, vec![(1, wrong.clone()), (2, wrong)], 3);
+        let text = only_failure(&check_all(&h, &logs, &[r]), Check::ReplicasIdentical);
+        assert!(text.contains("the leader's batch holds x at 1"), "{text}");
+        // A corrupt leader batch is reported, not panicked on.
+        let mut corrupt = batches(&values);
+        let mut bytes = corrupt[2].1.to_vec();
+        *bytes.last_mut().unwrap() ^= 0xFF;
+        corrupt[2].1 = Bytes::from(bytes);
+        let r = replicas(1, vec![(1, corrupt)], 3);
+        let text = only_failure(&check_all(&h, &logs, &[r]), Check::ReplicasIdentical);
+        assert!(text.contains("the leader's batch at 2 is invalid"), "{text}");
+    }
+
+    #[test]
+    fn committed_offsets_going_backwards_fail_check_e() {
+        // A fetch that starts after a commit of 9 was acknowledged sees 5.
+        let h = History::new();
+        let c = commit(&h, 1, 5);
+        h.ok(c, Ret::Committed);
+        let c = commit(&h, 1, 9);
+        h.ok(c, Ret::Committed);
+        h.nemesis("begin isolate node 1", vec![1]);
+        let f = fetch(&h, 2);
+        h.ok(f, Ret::Fetched { offset: Some(5) });
+        let text = only_failure(&check_all(&h, &[], &[]), Check::CommitsMonotonic);
+        assert!(text.contains("committed offset went backwards: g t-0 fetched 5 after a commit of 9 was acknowledged"), "{text}");
+        assert!(text.contains("nemesis: begin isolate node 1"), "{text}");
+        // Nothing at all after an acknowledged commit.
+        let h = History::new();
+        let c = commit(&h, 1, 5);
+        h.ok(c, Ret::Committed);
+        let f = fetch(&h, 2);
+        h.ok(f, Ret::Fetched { offset: None });
+        let text = only_failure(&check_all(&h, &[], &[]), Check::CommitsMonotonic);
+        assert!(text.contains("fetched nothing after a commit of 5"), "{text}");
+        // An offset no commit wrote.
+        let h = History::new();
+        let f = fetch(&h, 2);
+        h.ok(f, Ret::Fetched { offset: Some(77) });
+        let text = only_failure(&check_all(&h, &[], &[]), Check::CommitsMonotonic);
+        assert!(text.contains("fetched offset 77, which no commit"), "{text}");
+        // A workload that commits backwards is reported as such.
+        let h = History::new();
+        let c = commit(&h, 1, 9);
+        h.ok(c, Ret::Committed);
+        let c = commit(&h, 1, 5);
+        h.ok(c, Ret::Committed);
+        let text = only_failure(&check_all(&h, &[], &[]), Check::CommitsMonotonic);
+        assert!(text.contains("the workload committed backwards"), "{text}");
+        // An unknown commit may or may not be seen; a failed fetch checks nothing.
+        let h = History::new();
+        let c = commit(&h, 1, 5);
+        h.ok(c, Ret::Committed);
+        let c = commit(&h, 1, 9);
+        h.info(c, "timed out");
+        let f = fetch(&h, 2);
+        h.ok(f, Ret::Fetched { offset: Some(9) });
+        let f = fetch(&h, 2);
+        h.fail(f, "refused");
+        let verdict = check_all(&h, &[], &[]);
+        assert!(verdict.is_valid(), "{verdict}");
+        assert_eq!(report(&verdict, Check::CommitsMonotonic).checked, 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "completed twice")]
+    fn completing_an_operation_twice_is_a_harness_bug() {
+        let h = History::new();
+        let id = produce(&h, 1, 0, "c1-0");
+        h.ok(id, Ret::Produced { offset: None });
+        h.info(id, "again");
+    }
+}
