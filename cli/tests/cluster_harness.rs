@@ -1,7 +1,7 @@
 //! Self-tests of the cluster harness (`tests/cluster/`): the fault-injecting proxy against
 //! plain TCP echo servers, the nemesis's schedule, the checker on hand-built histories (each
-//! check with a history that violates it), and the process harness and the workload against
-//! the current binary, started as independent single-node brokers behind the proxies
+//! check with a history that violates it), and the process harness against the current
+//! binary, started as independent single-node brokers behind the proxies
 //! (`cluster_flags: false`) until the cluster exists.
 #![allow(clippy::unwrap_used)]
 
@@ -95,7 +95,8 @@ fn is_closed(stream: &mut TcpStream) -> bool {
 fn is_silent(stream: &mut TcpStream) -> bool {
     stream.set_read_timeout(Some(SILENCE)).unwrap();
     let mut byte = [0u8; 1];
-    let silent = matches!(stream.read(&mut byte), Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+    let silent =
+        matches!(stream.read(&mut byte), Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
     stream.set_read_timeout(Some(READ_WAIT)).unwrap();
     silent
 }
@@ -267,6 +268,66 @@ fn proxy_resets_connections_past_its_bound_and_when_nothing_listens_behind() {
     assert_eq!(proxy.stats().upstream_failed, 1);
 }
 
+// ---- nemesis and startup parsing -----------------------------------------------------------
+
+#[test]
+fn nemesis_schedule_is_a_function_of_the_seed() {
+    use cluster::nemesis::{Fault, FaultKind, Nemesis, NemesisOptions};
+    let options = |seed| NemesisOptions { seed, steps: 50, ..NemesisOptions::default() };
+    let nodes = [1, 2, 3];
+    let a = Nemesis::new(options(7), &nodes);
+    let b = Nemesis::new(options(7), &nodes);
+    let c = Nemesis::new(options(8), &nodes);
+    assert_eq!(a.schedule(), b.schedule());
+    assert_ne!(a.schedule(), c.schedule());
+    for step in a.schedule() {
+        assert!(options(7).kinds.contains(&step.fault.kind()), "{step:?}");
+        assert!(step.fault.nodes().iter().all(|n| nodes.contains(n)), "{step:?}");
+        if let Fault::Partition(x, y) = step.fault {
+            assert_ne!(x, y);
+        }
+        assert!((300..=1_500).contains(&(step.hold.as_millis() as u64)), "{step:?}");
+        assert!((200..=1_000).contains(&(step.calm.as_millis() as u64)), "{step:?}");
+    }
+    // Every kind shows up in 50 steps, and only the kinds asked for.
+    for kind in [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition, FaultKind::Isolate] {
+        assert!(a.schedule().iter().any(|s| s.fault.kind() == kind), "{kind:?} never drawn");
+    }
+    let pauses = Nemesis::new(NemesisOptions { kinds: vec![FaultKind::Pause], ..options(3) }, &nodes);
+    assert!(pauses.schedule().iter().all(|s| matches!(s.fault, Fault::Pause(_))));
+}
+
+#[test]
+fn startup_lines_are_parsed_and_unknown_lines_skipped() {
+    use cluster::{parse_addresses, Expected, PortLayout};
+    let lines: Vec<String> = [
+        "shardlog listening on 127.0.1.2:10001 with 2 shards",
+        "  shard 0: 127.0.1.2:10002",
+        "  cluster: 127.0.1.2:10000",
+        "  shard 1: 127.0.1.2:10003",
+        "  kafka: 127.0.1.2:10004",
+        "  kafka broker 0: 127.0.2.2:10005",
+    ]
+    .iter()
+    .map(|l| (*l).to_owned())
+    .collect();
+    let expected = Expected { shards: 2, kafka: true, metrics: false };
+    // Not all there yet: the second Kafka broker line is missing.
+    assert_eq!(parse_addresses(&lines, &expected), None);
+    let mut all = lines.clone();
+    all.push("  kafka broker 1: 127.0.2.2:10006".to_owned());
+    let printed = parse_addresses(&all, &expected).unwrap();
+    assert_eq!(printed.native, "127.0.1.2:10001".parse().unwrap());
+    assert_eq!(printed.native_shards.len(), 2);
+    assert_eq!(printed.kafka_shards[1], "127.0.2.2:10006".parse().unwrap());
+    let without_kafka = Expected { shards: 2, kafka: false, metrics: false };
+    assert!(parse_addresses(&lines, &without_kafka).is_some());
+    let layout = PortLayout::new(10_000, 2, true, true);
+    assert_eq!(layout.all().len() as u16, PortLayout::count(2, true, true));
+    assert_eq!((layout.cluster, layout.native, layout.native_shard_base), (10_000, 10_001, 10_002));
+    assert_eq!((layout.kafka, layout.kafka_shard_base, layout.metrics), (Some(10_004), Some(10_005), Some(10_007)));
+}
+
 // ---- checker ---------------------------------------------------------------------------------
 
 mod checker_tests {
@@ -314,7 +375,13 @@ mod checker_tests {
     }
 
     fn replicas(leader: u32, per_node: Vec<(u32, Vec<(u64, Bytes)>)>, hw: u64) -> ReplicaBatches {
-        ReplicaBatches { topic: T.into(), partition: 0, high_watermark: hw, leader, replicas: per_node.into_iter().collect() }
+        ReplicaBatches {
+            topic: T.into(),
+            partition: 0,
+            high_watermark: hw,
+            leader,
+            replicas: per_node.into_iter().collect(),
+        }
     }
 
     fn report(verdict: &Verdict, check: Check) -> &CheckReport {
@@ -418,7 +485,10 @@ mod checker_tests {
         acked(&h, 1, 0, "c1-0", None);
         let verdict = check_all(&h, &[log(0, &["c1-0", "c1-0"])], &[]);
         let text = only_failure(&verdict, Check::NoDuplicates);
-        assert!(text.contains("duplicate: c1-0 is in the final log 2 times (at t-0@0, t-0@1), produced 1 time(s)"), "{text}");
+        assert!(
+            text.contains("duplicate: c1-0 is in the final log 2 times (at t-0@0, t-0@1), produced 1 time(s)"),
+            "{text}"
+        );
         // A non-idempotent producer asked twice for the same value may store it twice ...
         let h = History::new();
         for _ in 0..2 {
@@ -538,7 +608,10 @@ mod checker_tests {
         let f = fetch(&h, 2);
         h.ok(f, Ret::Fetched { offset: Some(5) });
         let text = only_failure(&check_all(&h, &[], &[]), Check::CommitsMonotonic);
-        assert!(text.contains("committed offset went backwards: g t-0 fetched 5 after a commit of 9 was acknowledged"), "{text}");
+        assert!(
+            text.contains("committed offset went backwards: g t-0 fetched 5 after a commit of 9 was acknowledged"),
+            "{text}"
+        );
         assert!(text.contains("nemesis: begin isolate node 1"), "{text}");
         // Nothing at all after an acknowledged commit.
         let h = History::new();
@@ -584,5 +657,136 @@ mod checker_tests {
         let id = produce(&h, 1, 0, "c1-0");
         h.ok(id, Ret::Produced { offset: None });
         h.info(id, "again");
+    }
+}
+
+// ---- the process harness, on the current binary ------------------------------------------
+
+mod process_tests {
+    use client::{Acks, Client, ClientOptions, FetchPartition, Producer, ProducerOptions, Routing, TopicSettings};
+
+    use super::cluster::{on_executor, within, Cluster, ClusterOptions, StopOutcome, WAIT};
+
+    /// Independent single-node brokers behind the proxies (the binary has no cluster yet).
+    fn standalone(nodes: u32) -> Cluster {
+        Cluster::start(ClusterOptions { nodes, voters: nodes, cluster_flags: false, ..ClusterOptions::default() })
+    }
+
+    fn client_options() -> ClientOptions {
+        // Forward: everything through the advertised bootstrap, so through the proxy (a
+        // standalone node advertises its own address for its shards).
+        ClientOptions { routing: Routing::Forward, request_timeout_ms: 5_000, ..ClientOptions::default() }
+    }
+
+    /// Creates `topic` on `addr` and produces `values` durably to partition 0.
+    fn create_and_produce(addr: String, topic: &'static str, values: Vec<String>) -> Vec<u64> {
+        on_executor(move || async move {
+            let client = std::rc::Rc::new(Client::connect(&addr, client_options()).await.unwrap());
+            client.create_topic(topic, 1, TopicSettings::default()).await.unwrap();
+            let options = ProducerOptions { acks: Acks::Durable, ..ProducerOptions::default() };
+            let producer = Producer::new(client, options);
+            let mut offsets = Vec::new();
+            for value in &values {
+                let ack = producer.send_to(topic, 0, None, Some(value.as_bytes()), &[], None).await.unwrap();
+                offsets.push(ack.offset.unwrap());
+            }
+            offsets
+        })
+    }
+
+    /// Partition 0 of `topic` on `addr`, or the error.
+    fn read_all(addr: String, topic: &'static str) -> Result<Vec<String>, String> {
+        on_executor(move || async move {
+            let connect = within(WAIT, Client::connect(&addr, client_options())).await;
+            let client = connect.ok_or("connect: no answer")?.map_err(|e| e.to_string())?;
+            let fetch = FetchPartition { topic: topic.to_owned(), partition: 0, offset: 0, bytes_max: 1 << 20 };
+            let results = client.fetch(0, 0, 1 << 20, vec![fetch]).await.map_err(|e| e.to_string())?;
+            let mut bytes = bytes::BytesMut::new();
+            for chunk in results.into_iter().flat_map(|r| r.records) {
+                bytes.extend_from_slice(&chunk);
+            }
+            let mut values = Vec::new();
+            for batch in engine::batch::split_batches(bytes.freeze()) {
+                for record in batch.map_err(|e| e.to_string())?.records() {
+                    let record = record.map_err(|e| e.to_string())?;
+                    values.push(String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned());
+                }
+            }
+            Ok(values)
+        })
+    }
+
+    #[test]
+    fn harness_starts_kills_restarts_pauses_cuts_and_stops_real_nodes() {
+        let cluster = standalone(2);
+        let ports = cluster.ports();
+        for node in cluster.node_ids() {
+            assert!(cluster.is_running(node));
+            let printed = format!("shardlog listening on {}", cluster.bound(node).native);
+            assert!(cluster.stdout(node).contains(&printed), "{}", cluster.diagnostics());
+        }
+        let kafka = ports.kafka.unwrap();
+        assert_eq!(cluster.bootstrap_kafka(), format!("127.0.2.1:{kafka},127.0.2.2:{kafka}"));
+        assert_eq!(cluster.bootstrap_native(), format!("127.0.2.1:{0},127.0.2.2:{0}", ports.native));
+        assert_eq!(cluster.cluster_peers(), format!("1=127.0.2.1:{0},2=127.0.2.2:{0}", ports.cluster));
+
+        // Records on node 1, through its proxy; they survive kill -9 and restart.
+        let node1 = cluster.advertised(1).native.to_string();
+        let values: Vec<String> = (0..3).map(|i| format!("v{i}")).collect();
+        assert_eq!(create_and_produce(node1.clone(), "t", values.clone()), vec![0, 1, 2]);
+        cluster.kill9(1);
+        assert!(!cluster.is_running(1));
+        cluster.restart(1);
+        assert!(cluster.is_running(1));
+        assert_eq!(read_all(node1.clone(), "t").unwrap(), values);
+        assert!(cluster.stderr(1).contains("--- node 1 start #2"), "{}", cluster.diagnostics());
+        // Restarting a running node kills it first.
+        cluster.restart(1);
+        assert_eq!(read_all(node1.clone(), "t").unwrap(), values);
+
+        // Paused, then resumed: node 2 answers again.
+        cluster.pause(2);
+        assert!(cluster.is_paused(2) && cluster.is_running(2));
+        cluster.resume(2);
+        let node2 = cluster.advertised(2).native.to_string();
+        assert_eq!(create_and_produce(node2, "u", vec!["w".into()]), vec![0]);
+
+        // Clients cut from node 1 fail fast; healed, they get through.
+        cluster.cut_clients(1);
+        let refused = read_all(node1.clone(), "t").unwrap_err();
+        assert!(refused.contains("lost") || refused.contains("connect"), "{refused}");
+        cluster.heal();
+        assert_eq!(read_all(node1, "t").unwrap(), values);
+
+        let outcomes = cluster.stop_all();
+        assert!(outcomes.iter().all(|(_, o)| matches!(o, StopOutcome::Exited(s) if s.success())), "{outcomes:?}");
+        assert!(std::fs::read_dir(cluster.node_data_dir(1)).unwrap().next().is_some());
+        // Stopped nodes can be started again.
+        cluster.restart(2);
+        assert!(cluster.is_running(2));
+        let events: Vec<String> = cluster.events().into_iter().map(|e| e.what).collect();
+        assert!(events.iter().any(|e| e == "kill -9 node 1"), "{events:?}");
+        assert!(events.iter().any(|e| e == "pause node 2"), "{events:?}");
+    }
+
+    #[test]
+    fn a_node_that_cannot_start_fails_the_start_with_its_output() {
+        let options = ClusterOptions {
+            nodes: 1,
+            voters: 1,
+            cluster_flags: false,
+            extra_args: vec!["--no-such-flag".into()],
+            ..ClusterOptions::default()
+        };
+        let Err(failure) = std::panic::catch_unwind(|| Cluster::start(options)) else {
+            panic!("a node with an unknown flag started");
+        };
+        let message = failure.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(message.contains("node 1 did not become ready: exited during startup"), "{message}");
+        assert!(message.contains("--no-such-flag"), "{message}");
+        // The run was kept for inspection: remove it.
+        let dir = message.split("run dir ").nth(1).and_then(|rest| rest.split(", ports").next()).unwrap();
+        assert!(std::path::Path::new(dir).join("node-1/stderr.log").exists(), "{dir}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

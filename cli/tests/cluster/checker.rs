@@ -199,9 +199,12 @@ fn logs_by_partition(logs: &[FinalLog]) -> HashMap<Tp, &FinalLog> {
     logs.iter().map(|log| ((log.topic.clone(), log.partition), log)).collect()
 }
 
-/// Where each value is in the final logs: (topic, partition, offset).
-fn value_positions(logs: &[FinalLog]) -> HashMap<&str, Vec<(&str, u32, u64)>> {
-    let mut positions: HashMap<&str, Vec<(&str, u32, u64)>> = HashMap::new();
+/// A record's place: (topic, partition, offset).
+type Position<'a> = (&'a str, u32, u64);
+
+/// Where each value is in the final logs.
+fn value_positions(logs: &[FinalLog]) -> HashMap<&str, Vec<Position<'_>>> {
+    let mut positions: HashMap<&str, Vec<Position<'_>>> = HashMap::new();
     for log in logs {
         for (&offset, value) in &log.records {
             positions.entry(value.as_str()).or_default().push((log.topic.as_str(), log.partition, offset));
@@ -210,7 +213,7 @@ fn value_positions(logs: &[FinalLog]) -> HashMap<&str, Vec<(&str, u32, u64)>> {
     positions
 }
 
-fn show_positions(positions: Option<&Vec<(&str, u32, u64)>>) -> String {
+fn show_positions(positions: Option<&Vec<Position<'_>>>) -> String {
     match positions {
         None => "nowhere in the final logs".to_owned(),
         Some(list) => {
@@ -287,7 +290,8 @@ pub fn no_lost_acks(entries: &[Entry], logs: &[FinalLog]) -> CheckReport {
     let positions = value_positions(logs);
     let mut report = CheckReport::new(Check::NoLostAcks);
     for op in operations(entries) {
-        let (Op::Produce { topic, partition, value, .. }, Outcome::Ok(Ret::Produced { offset })) = (&op.op, &op.outcome)
+        let (Op::Produce { topic, partition, value, .. }, Outcome::Ok(Ret::Produced { offset })) =
+            (&op.op, &op.outcome)
         else {
             continue;
         };
@@ -347,7 +351,7 @@ pub fn no_duplicates(entries: &[Entry], logs: &[FinalLog]) -> CheckReport {
         }
     }
     let mut report = CheckReport::new(Check::NoDuplicates);
-    let mut values: Vec<(&&str, &Vec<(&str, u32, u64)>)> = positions.iter().collect();
+    let mut values: Vec<(&&str, &Vec<Position<'_>>)> = positions.iter().collect();
     values.sort();
     for (value, at) in values {
         report.checked += 1;
@@ -459,7 +463,9 @@ pub fn replicas_identical(entries: &[Entry], replicas: &[ReplicaBatches], logs: 
             continue;
         };
         let leader = below(leader_list);
-        if let Err(message) = check_leader_batches(&name, hw, &leader, by_partition.get(&(partition.topic.clone(), partition.partition))) {
+        if let Err(message) =
+            check_leader_batches(&name, hw, &leader, by_partition.get(&(partition.topic.clone(), partition.partition)))
+        {
             report.violations.push(context.node_violation(message, partition.leader));
         }
         for (&node, list) in &partition.replicas {
@@ -485,7 +491,10 @@ fn check_leader_batches(name: &str, hw: u64, batches: &[(u64, Bytes)], log: Opti
         let batch = Batch::validate(bytes.clone())
             .map_err(|e| format!("{name}: the leader's batch at {offset} is invalid: {e}"))?;
         if batch.base_offset() != *offset as i64 {
-            return Err(format!("{name}: the leader's batch listed at {offset} says baseOffset {}", batch.base_offset()));
+            return Err(format!(
+                "{name}: the leader's batch listed at {offset} says baseOffset {}",
+                batch.base_offset()
+            ));
         }
         if let Some(expected) = next {
             if *offset != expected {
@@ -510,7 +519,9 @@ fn check_leader_batches(name: &str, hw: u64, batches: &[(u64, Bytes)], log: Opti
         }
     }
     match next {
-        Some(end) if end < hw => Err(format!("{name}: the leader's batches end at {end}, below the high watermark {hw}")),
+        Some(end) if end < hw => {
+            Err(format!("{name}: the leader's batches end at {end}, below the high watermark {hw}"))
+        }
         None if hw > 0 => Err(format!("{name}: the leader has no batch below the high watermark {hw}")),
         _ => Ok(()),
     }
@@ -533,8 +544,13 @@ fn first_difference(
             ));
         }
         if bytes != leader_bytes {
-            let positions: Vec<usize> =
-                bytes.iter().zip(leader_bytes.iter()).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
+            let positions: Vec<usize> = bytes
+                .iter()
+                .zip(leader_bytes.iter())
+                .enumerate()
+                .filter(|(_, (a, b))| a != b)
+                .map(|(i, _)| i)
+                .collect();
             let mut fields: Vec<&str> = positions.iter().map(|&p| batch_field(p)).collect();
             fields.dedup();
             let at = match positions.first() {

@@ -43,21 +43,43 @@ pub enum Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ret {
     /// The offset the broker assigned, when the client reports it.
-    Produced { offset: Option<u64> },
+    Produced {
+        offset: Option<u64>,
+    },
     Committed,
     /// The committed offset (`None`: nothing committed).
-    Fetched { offset: Option<u64> },
+    Fetched {
+        offset: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Invoke(Op),
-    Ok { invoke: OpId, ret: Ret },
-    Fail { invoke: OpId, reason: String },
-    Info { invoke: OpId, reason: String },
+    Ok {
+        invoke: OpId,
+        ret: Ret,
+    },
+    Fail {
+        invoke: OpId,
+        reason: String,
+    },
+    Info {
+        invoke: OpId,
+        reason: String,
+    },
     /// A consumer read `value` at `offset`. `session`: one cursor's reads (offsets must rise).
-    Read { session: u64, topic: String, partition: u32, offset: u64, value: String },
-    Nemesis { what: String, nodes: Vec<NodeId> },
+    Read {
+        session: u64,
+        topic: String,
+        partition: u32,
+        offset: u64,
+        value: String,
+    },
+    Nemesis {
+        what: String,
+        nodes: Vec<NodeId>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +116,9 @@ impl fmt::Display for Op {
             Op::Produce { topic, partition, value, idempotent } => {
                 write!(f, "produce {value} to {topic}-{partition}{}", if *idempotent { " (idempotent)" } else { "" })
             }
-            Op::Commit { group, topic, partition, offset } => write!(f, "commit {group} {topic}-{partition} = {offset}"),
+            Op::Commit { group, topic, partition, offset } => {
+                write!(f, "commit {group} {topic}-{partition} = {offset}")
+            }
             Op::FetchOffset { group, topic, partition } => write!(f, "fetch offset {group} {topic}-{partition}"),
         }
     }
@@ -204,8 +228,7 @@ impl History {
 
     pub fn read(&self, process: ProcessId, session: u64, topic: &str, partition: u32, offset: u64, value: &str) {
         let mut inner = self.lock();
-        let event =
-            Event::Read { session, topic: topic.to_owned(), partition, offset, value: value.to_owned() };
+        let event = Event::Read { session, topic: topic.to_owned(), partition, offset, value: value.to_owned() };
         self.push(&mut inner, process, event);
     }
 

@@ -367,7 +367,11 @@ impl Drop for Proxy {
         let deadline = Instant::now() + DROP_WAIT;
         let mut state = self.lock();
         while state.threads > 0 && Instant::now() < deadline {
-            state = self.shared.changed.wait_timeout(state, Duration::from_millis(100)).map_or_else(|e| e.into_inner().0, |r| r.0);
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, Duration::from_millis(100))
+                .map_or_else(|e| e.into_inner().0, |r| r.0);
         }
     }
 }
@@ -475,10 +479,8 @@ fn admit(shared: &Arc<Shared>, socket: TcpStream, from: Peer, to: NodeId, back: 
         state.stats.open += 1;
         id
     };
-    let spawned = std::thread::Builder::new()
-        .name(format!("proxy-{from}-to-{to}"))
-        .stack_size(THREAD_STACK_BYTES)
-        .spawn({
+    let spawned =
+        std::thread::Builder::new().name(format!("proxy-{from}-to-{to}")).stack_size(THREAD_STACK_BYTES).spawn({
             let shared = shared.clone();
             move || connect_and_copy(&shared, id, socket, back)
         });
@@ -537,10 +539,8 @@ fn connect_and_copy(shared: &Arc<Shared>, id: u64, down: TcpStream, back: Socket
         shared.direction_done(id);
         return;
     };
-    let back_thread = std::thread::Builder::new()
-        .name(format!("proxy-back-{id}"))
-        .stack_size(THREAD_STACK_BYTES)
-        .spawn({
+    let back_thread =
+        std::thread::Builder::new().name(format!("proxy-back-{id}")).stack_size(THREAD_STACK_BYTES).spawn({
             let shared = shared.clone();
             move || {
                 copy(&shared, id, up_reader, down);
