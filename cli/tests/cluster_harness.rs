@@ -1,7 +1,7 @@
 //! Self-tests of the cluster harness (`tests/cluster/`): the fault-injecting proxy against
 //! plain TCP echo servers, the nemesis's schedule, the checker on hand-built histories (each
-//! check with a history that violates it), and the process harness against the current
-//! binary, started as independent single-node brokers behind the proxies
+//! check with a history that violates it), and the process harness and the workload against
+//! the current binary, started as independent single-node brokers behind the proxies
 //! (`cluster_flags: false`) until the cluster exists.
 #![allow(clippy::unwrap_used)]
 
@@ -660,11 +660,122 @@ mod checker_tests {
     }
 }
 
-// ---- the process harness, on the current binary ------------------------------------------
+// ---- the workload driver on an in-memory log ---------------------------------------------
+
+mod workload_tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::cluster::checker::{check_all, Check, FinalLog};
+    use super::cluster::history::History;
+    use super::cluster::workload::{
+        produce_loop, read_final_log, read_loop, stop_flag, Answer, Fetched, ProduceFn, ProduceLoop, ReadFn, ReadLoop,
+    };
+    use super::cluster::{on_executor, WAIT};
+
+    /// The driver's loops through the closure adapters, on a one-partition log in memory that
+    /// appends every value but every 5th (refused: `Fail`), and does not answer every 7th
+    /// (appended: `Unknown`); then the final log as read back, and the same log after it
+    /// lost record 3.
+    fn run(history: Arc<History>) -> (FinalLog, FinalLog) {
+        on_executor(move || async move {
+            let log: Rc<RefCell<Vec<String>>> = Rc::default();
+            let producer = ProduceFn({
+                let log = log.clone();
+                move |_topic: String, _partition: u32, value: String| {
+                    let log = log.clone();
+                    async move {
+                        let seq: u64 = value.rsplit('-').next().unwrap().parse().unwrap();
+                        if seq % 5 == 4 {
+                            return Answer::Fail("refused".into());
+                        }
+                        log.borrow_mut().push(value);
+                        if seq % 7 == 6 {
+                            return Answer::Unknown("no answer".into());
+                        }
+                        Answer::Ok(Some(log.borrow().len() as u64 - 1))
+                    }
+                }
+            });
+            let reader = ReadFn({
+                let log = log.clone();
+                move |_topic: String, _partition: u32, offset: u64| {
+                    let log = log.clone();
+                    async move {
+                        let log = log.borrow();
+                        let records = log.iter().enumerate().skip(offset as usize).map(|(i, v)| (i as u64, v.clone()));
+                        Ok(Fetched { records: records.collect(), high_watermark: log.len() as u64 })
+                    }
+                }
+            });
+            let reader = Rc::new(reader);
+            let (stop, reading) = (stop_flag(), stop_flag());
+            let timeout = Duration::from_secs(1);
+            let plan = ReadLoop {
+                client: 2,
+                topic: "t".into(),
+                partitions: vec![0],
+                op_timeout: timeout,
+                idle_pause: Duration::from_millis(1),
+            };
+            let read_task = glommio::spawn_local({
+                let (reader, history, reading) = (reader.clone(), history.clone(), reading.clone());
+                async move { read_loop(&*reader, &history, &plan, &reading).await }
+            });
+            let plan =
+                ProduceLoop { client: 1, topic: "t".into(), partitions: vec![0], values_max: 30, op_timeout: timeout };
+            let stats = produce_loop(&producer, &history, &plan, &stop).await;
+            assert_eq!((stats.ok, stats.failed, stats.unknown), (20, 6, 4));
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            reading.store(true, Ordering::SeqCst);
+            assert!(read_task.await.records > 0);
+            let complete = read_final_log(&*reader, "t", 0, WAIT).await.unwrap();
+            log.borrow_mut()[3] = "c9-9".into();
+            let lossy = read_final_log(&*reader, "t", 0, WAIT).await.unwrap();
+            (complete, lossy)
+        })
+    }
+
+    #[test]
+    fn the_loops_feed_the_checker_which_catches_a_lost_record() {
+        let history = Arc::new(History::new());
+        let (complete, lossy) = run(history.clone());
+        assert_eq!(complete.records.len(), 24);
+        let verdict = check_all(&history, &[complete], &[]);
+        assert!(verdict.is_valid(), "{verdict}");
+        assert_eq!(verdict.report(Check::NoLostAcks).unwrap().checked, 20);
+        // The same run against a log that lost offset 3 (c1-3, acknowledged): caught, by the
+        // lost-ack check, by the reads (they saw c1-3 there), and as an unknown value.
+        let verdict = check_all(&history, &[lossy], &[]);
+        let text = verdict.to_string();
+        assert!(!verdict.report(Check::NoLostAcks).unwrap().is_valid(), "{text}");
+        assert!(text.contains("lost: c1-3 acknowledged at t-0@3; the final log holds c9-9 there"), "{text}");
+        assert!(!verdict.report(Check::ReadsStable).unwrap().is_valid(), "{text}");
+        assert!(!verdict.report(Check::NoDuplicates).unwrap().is_valid(), "{text}");
+    }
+}
+
+// ---- the process harness and the workload, on the current binary ---------------------------
 
 mod process_tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Duration;
+
     use client::{Acks, Client, ClientOptions, FetchPartition, Producer, ProducerOptions, Routing, TopicSettings};
 
+    use super::cluster::checker::{check_all, Check};
+    use super::cluster::clients::{
+        kafka_cluster, native_client, KafkaProducerAdapter, KafkaReader, NativeOffsets, NativeProducer, NativeReader,
+    };
+    use super::cluster::history::History;
+    use super::cluster::nemesis::{FaultKind, Nemesis, NemesisOptions};
+    use super::cluster::workload::{
+        commit_loop, produce_loop, read_final_log, read_loop, stop_flag, CommitLoop, ProduceLoop, ReadLoop,
+    };
     use super::cluster::{on_executor, within, Cluster, ClusterOptions, StopOutcome, WAIT};
 
     /// Independent single-node brokers behind the proxies (the binary has no cluster yet).
@@ -788,5 +899,119 @@ mod process_tests {
         let dir = message.split("run dir ").nth(1).and_then(|rest| rest.split(", ports").next()).unwrap();
         assert!(std::path::Path::new(dir).join("node-1/stderr.log").exists(), "{dir}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn workload_nemesis_and_checker_on_a_real_node() {
+        const TOPIC: &str = "jepsen";
+        const VALUES: u64 = 60;
+        let cluster = standalone(1);
+        let history = Arc::new(History::with_epoch(cluster.epoch()));
+        let native = cluster.advertised(1).native.to_string();
+        let kafka = cluster.bootstrap_kafka();
+        on_executor({
+            let native = native.clone();
+            move || async move {
+                let client = native_client(&native, client_options(), WAIT).await.unwrap();
+                client.create_topic(TOPIC, 2, TopicSettings::default()).await.unwrap();
+            }
+        });
+        let nemesis = Nemesis::new(
+            NemesisOptions {
+                seed: cluster.seed(),
+                kinds: vec![FaultKind::Pause, FaultKind::CutClients],
+                steps: 4,
+                hold_ms: 50..=200,
+                calm_ms: 50..=200,
+            },
+            &cluster.node_ids(),
+        );
+        let producing_done = stop_flag();
+        let started = stop_flag();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // Faults during the workload, not its setup.
+                cluster.wait_until(WAIT, || started.load(Ordering::SeqCst).then_some(()), || "workload start".into());
+                nemesis.run(&cluster, &producing_done, Some(&history));
+            });
+            let (history, done, started) = (history.clone(), producing_done.clone(), started.clone());
+            let (native, kafka) = (native.clone(), kafka.clone());
+            on_executor(move || async move {
+                let client = native_client(&native, client_options(), WAIT).await.unwrap();
+                let kafka = kafka_cluster(&kafka, WAIT).await.unwrap();
+                let reading = stop_flag();
+                started.store(true, Ordering::SeqCst);
+                let partitions = vec![0, 1];
+                let op_timeout = Duration::from_secs(5);
+                let produce = |client| ProduceLoop {
+                    client,
+                    topic: TOPIC.into(),
+                    partitions: partitions.clone(),
+                    values_max: VALUES,
+                    op_timeout,
+                };
+                let read = |client| ReadLoop {
+                    client,
+                    topic: TOPIC.into(),
+                    partitions: partitions.clone(),
+                    op_timeout,
+                    idle_pause: Duration::from_millis(5),
+                };
+                let commits = |client, commit| CommitLoop {
+                    client,
+                    group: "g".into(),
+                    topic: TOPIC.into(),
+                    partitions: partitions.clone(),
+                    op_timeout,
+                    pause: Duration::from_millis(10),
+                    commit,
+                };
+                let readers = {
+                    let (h1, h2, h3, h4) = (history.clone(), history.clone(), history.clone(), history.clone());
+                    let (r1, r2, r3, r4) = (reading.clone(), reading.clone(), reading.clone(), reading.clone());
+                    let (native_reader, kafka_reader) =
+                        (NativeReader::new(client.clone()), KafkaReader::new(kafka.clone()));
+                    let (offsets, fetch_only) =
+                        (NativeOffsets::new(client.clone()), NativeOffsets::new(client.clone()));
+                    let (plan1, plan2, plan3, plan4) = (read(3), read(4), commits(5, true), commits(6, false));
+                    (
+                        glommio::spawn_local(async move { read_loop(&native_reader, &h1, &plan1, &r1).await }),
+                        glommio::spawn_local(async move { read_loop(&kafka_reader, &h2, &plan2, &r2).await }),
+                        glommio::spawn_local(async move { commit_loop(&offsets, &h3, &plan3, &r3).await }),
+                        glommio::spawn_local(async move { commit_loop(&fetch_only, &h4, &plan4, &r4).await }),
+                    )
+                };
+                let native_producer = NativeProducer::new(client.clone());
+                let kafka_producer = KafkaProducerAdapter::new(kafka.clone());
+                let (p1, p2) = (produce(1), produce(2));
+                let stats = futures_lite::future::zip(
+                    produce_loop(&native_producer, &history, &p1, &done),
+                    produce_loop(&kafka_producer, &history, &p2, &done),
+                )
+                .await;
+                done.store(true, Ordering::SeqCst);
+                // Let the readers catch up with the end (bounded: they stop when told).
+                glommio::timer::sleep(Duration::from_millis(300)).await;
+                reading.store(true, Ordering::SeqCst);
+                let (a, b, c, d) = readers;
+                (stats, a.await, b.await, c.await, d.await)
+            })
+        });
+        cluster.recover();
+        let logs = on_executor(move || async move {
+            let client = native_client(&native, client_options(), WAIT).await.unwrap();
+            let reader = NativeReader::new(client);
+            let mut logs = Vec::new();
+            for partition in 0..2 {
+                logs.push(read_final_log(&reader, TOPIC, partition, WAIT).await.unwrap());
+            }
+            logs
+        });
+        let verdict = check_all(&history, &logs, &[]);
+        verdict.assert_valid(&format!("{}{}", nemesis.report(), cluster.diagnostics()));
+        for check in [Check::NoLostAcks, Check::NoDuplicates, Check::ReadsStable, Check::CommitsMonotonic] {
+            assert!(verdict.report(check).unwrap().checked > 0, "{check} checked nothing\n{verdict}");
+        }
+        cluster.stop_all_cleanly();
     }
 }

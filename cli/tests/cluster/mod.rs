@@ -1,7 +1,8 @@
 //! The cluster test harness: several `shardlog serve` processes, each behind a fault-injecting
 //! proxy ([`proxy`]), with controls to kill, restart, pause and partition them; a seeded
-//! [`nemesis`] that runs a schedule of such faults; and a Jepsen-style [`history`] and
-//! [`checker`].
+//! [`nemesis`] that runs a schedule of such faults; a Jepsen-style [`history`] and
+//! [`checker`]; and a [`workload`] driver with adapters for the native and the Kafka clients
+//! ([`clients`]).
 //!
 //! Addressing: node N binds everything on its own loopback address `127.0.1.N` and advertises
 //! `127.0.2.N` (same ports), where the proxy listens and forwards to `127.0.1.N`. Every node
@@ -15,9 +16,11 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod checker;
+pub mod clients;
 pub mod history;
 pub mod nemesis;
 pub mod proxy;
+pub mod workload;
 
 use std::fmt::Write as _;
 use std::fs::File;
