@@ -91,6 +91,31 @@ fn is_closed(stream: &mut TcpStream) -> bool {
     }
 }
 
+/// A new connection fails fast: refused at connect (a reset can beat connect's return) or
+/// closed right after.
+fn refused(peer: Peer, to: SocketAddrV4) -> bool {
+    let source = match peer {
+        Peer::Node(n) => node_ip(n),
+        Peer::Client => Ipv4Addr::LOCALHOST,
+    };
+    match connect_from(source, to) {
+        Err(_) => true,
+        Ok(mut stream) => {
+            stream.set_read_timeout(Some(READ_WAIT)).unwrap();
+            is_closed(&mut stream)
+        }
+    }
+}
+
+/// Polls `condition` until it holds, for at most `READ_WAIT`.
+fn wait_for(condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + READ_WAIT;
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "condition not met within {READ_WAIT:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Nothing arrives within `SILENCE`.
 fn is_silent(stream: &mut TcpStream) -> bool {
     stream.set_read_timeout(Some(SILENCE)).unwrap();
@@ -139,8 +164,8 @@ fn proxy_cut_closes_existing_and_refuses_new_connections_of_the_pair_only() {
     assert!(is_closed(&mut one_to_two));
     assert!(is_closed(&mut two_to_one));
     // New ones are refused (reset), both directions.
-    assert!(is_closed(&mut connect_as(Peer::Node(1), fronts[1])));
-    assert!(is_closed(&mut connect_as(Peer::Node(2), fronts[0])));
+    assert!(refused(Peer::Node(1), fronts[1]));
+    assert!(refused(Peer::Node(2), fronts[0]));
     // Everything else still flows.
     assert!(echoes(&mut one_to_three, b"unaffected"));
     assert!(echoes(&mut client_to_two, b"unaffected"));
@@ -160,10 +185,10 @@ fn proxy_cut_closes_existing_and_refuses_new_connections_of_the_pair_only() {
 fn proxy_isolate_cuts_a_node_from_all_others_and_heal_all_undoes_it() {
     let (proxy, fronts) = echo_cluster(ProxyOptions::default());
     proxy.isolate(3);
-    assert!(is_closed(&mut connect_as(Peer::Node(1), fronts[2])));
-    assert!(is_closed(&mut connect_as(Peer::Node(2), fronts[2])));
-    assert!(is_closed(&mut connect_as(Peer::Node(3), fronts[0])));
-    assert!(is_closed(&mut connect_as(Peer::Node(3), fronts[1])));
+    assert!(refused(Peer::Node(1), fronts[2]));
+    assert!(refused(Peer::Node(2), fronts[2]));
+    assert!(refused(Peer::Node(3), fronts[0]));
+    assert!(refused(Peer::Node(3), fronts[1]));
     // Node 3 still reaches itself through its advertised address, and clients reach it.
     assert!(echoes(&mut connect_as(Peer::Node(3), fronts[2]), b"self"));
     assert!(echoes(&mut connect_as(Peer::Client, fronts[2]), b"client"));
@@ -182,7 +207,7 @@ fn proxy_cut_clients_leaves_nodes_connected() {
     assert!(echoes(&mut client, b"before"));
     proxy.cut_clients(1);
     assert!(is_closed(&mut client));
-    assert!(is_closed(&mut connect_as(Peer::Client, fronts[0])));
+    assert!(refused(Peer::Client, fronts[0]));
     assert!(echoes(&mut connect_as(Peer::Client, fronts[1]), b"other node"));
     assert!(echoes(&mut connect_as(Peer::Node(2), fronts[0]), b"node"));
     proxy.heal_clients(1);
@@ -203,6 +228,8 @@ fn proxy_black_hole_holds_connections_silently_and_resumes_them_on_heal() {
     let mut new = connect_as(Peer::Node(2), fronts[0]);
     new.write_all(b"queued").unwrap();
     assert!(is_silent(&mut new));
+    // Both are held (the proxy's threads got to them: bounded wait, no timing assumed).
+    wait_for(|| proxy.stats().held == 2);
     proxy.heal(1, 2);
     // Both go on where they stopped, as TCP would after the partition.
     let mut back = [0u8; 4];
@@ -253,7 +280,7 @@ fn proxy_resets_connections_past_its_bound_and_when_nothing_listens_behind() {
     let mut b = connect_as(Peer::Client, fronts[0]);
     assert!(echoes(&mut a, b"a"));
     assert!(echoes(&mut b, b"b"));
-    assert!(is_closed(&mut connect_as(Peer::Client, fronts[0])));
+    assert!(refused(Peer::Client, fronts[0]));
     assert_eq!(proxy.stats().overflow, 1);
     drop(proxy);
     // Nothing behind a front port: the connection is reset, not left hanging.
@@ -264,7 +291,7 @@ fn proxy_resets_connections_past_its_bound_and_when_nothing_listens_behind() {
     let SocketAddr::V4(front) = proxy.add(4, SocketAddr::new(advertised_ip(4).into(), 0), back).unwrap() else {
         unreachable!()
     };
-    assert!(is_closed(&mut connect_as(Peer::Client, front)));
+    assert!(refused(Peer::Client, front));
     assert_eq!(proxy.stats().upstream_failed, 1);
 }
 
