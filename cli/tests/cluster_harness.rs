@@ -863,6 +863,13 @@ mod process_tests {
             let printed = format!("shardlog listening on {}", cluster.bound(node).native);
             assert!(cluster.stdout(node).contains(&printed), "{}", cluster.diagnostics());
         }
+        // Each standalone node lists its own Kafka broker, on its advertised address.
+        let brokers = cluster.kafka_brokers(2).unwrap();
+        assert_eq!(brokers.len(), 1, "{brokers:?}");
+        assert_eq!(
+            (brokers[0].host.as_str(), brokers[0].port),
+            ("127.0.2.2", i32::from(ports.kafka_shard_base.unwrap()))
+        );
         let kafka = ports.kafka.unwrap();
         assert_eq!(cluster.bootstrap_kafka(), format!("127.0.2.1:{kafka},127.0.2.2:{kafka}"));
         assert_eq!(cluster.bootstrap_native(), format!("127.0.2.1:{0},127.0.2.2:{0}", ports.native));

@@ -1,8 +1,8 @@
 //! The cluster test harness: several `shardlog serve` processes, each behind a fault-injecting
 //! proxy ([`proxy`]), with controls to kill, restart, pause and partition them; a seeded
 //! [`nemesis`] that runs a schedule of such faults; a Jepsen-style [`history`] and
-//! [`checker`]; and a [`workload`] driver with adapters for the native and the Kafka clients
-//! ([`clients`]).
+//! [`checker`]; a [`workload`] driver with adapters for the native and the Kafka clients
+//! ([`clients`]); and blocking [`probe`]s of a node (its Kafka Metadata).
 //!
 //! Addressing: node N binds everything on its own loopback address `127.0.1.N` and advertises
 //! `127.0.2.N` (same ports), where the proxy listens and forwards to `127.0.1.N`. Every node
@@ -19,6 +19,7 @@ pub mod checker;
 pub mod clients;
 pub mod history;
 pub mod nemesis;
+pub mod probe;
 pub mod proxy;
 pub mod workload;
 
@@ -660,6 +661,40 @@ impl Cluster {
 
     pub fn stdout(&self, node: NodeId) -> String {
         std::fs::read_to_string(self.node(node).stdout_path()).unwrap_or_default()
+    }
+
+    /// The Kafka brokers node `node` lists in Metadata, asked through its proxy.
+    pub fn kafka_brokers(&self, node: NodeId) -> Result<Vec<probe::KafkaBroker>, String> {
+        let addr = self.advertised(node).kafka.ok_or("started without Kafka listeners")?;
+        probe::kafka_brokers(addr, Duration::from_secs(2))
+    }
+
+    /// Waits until every running, unpaused node lists in Kafka Metadata a broker on every
+    /// node's advertised address (the cluster has formed, as Kafka clients see it).
+    pub fn wait_kafka_brokers(&self) {
+        let hosts: Vec<String> = self.node_ids().iter().map(|&n| advertised_ip(n).to_string()).collect();
+        let answers = std::cell::RefCell::new(Vec::new());
+        self.wait_until(
+            WAIT,
+            || {
+                let mut answers = answers.borrow_mut();
+                answers.clear();
+                for node in self.node_ids() {
+                    if self.is_running(node) && !self.is_paused(node) {
+                        answers.push((node, self.kafka_brokers(node)));
+                    }
+                }
+                let complete =
+                    |brokers: &Vec<probe::KafkaBroker>| hosts.iter().all(|h| brokers.iter().any(|b| b.host == *h));
+                answers.iter().all(|(_, answer)| answer.as_ref().is_ok_and(complete)).then_some(())
+            },
+            || {
+                format!(
+                    "every node's Kafka Metadata to list brokers on {hosts:?}; last answers: {:?}",
+                    answers.borrow()
+                )
+            },
+        );
     }
 
     /// Polls `check` every 50 ms until it returns `Some`, for at most `timeout`; fails with
