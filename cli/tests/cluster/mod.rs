@@ -12,6 +12,25 @@
 //! Every wait is bounded and fails with what the processes printed; every process is
 //! SIGKILLed when the [`Cluster`] is dropped, also while a test panics — then the run's
 //! directory (data, logs) is kept and its path printed.
+//!
+//! An end-to-end test, in outline (see `tests/cluster_harness.rs` for one that runs):
+//!
+//! ```text
+//! let cluster = Cluster::start(ClusterOptions { seed: seed_from_env(1), ..Default::default() });
+//! cluster.wait_kafka_brokers();
+//! let history = Arc::new(History::with_epoch(cluster.epoch()));
+//! let nemesis = Nemesis::new(NemesisOptions { seed: cluster.seed(), ..Default::default() }, &cluster.node_ids());
+//! thread::scope(|s| {
+//!     s.spawn(|| nemesis.run(&cluster, &done, Some(&history)));
+//!     on_executor(/* create the topic; produce_loop / read_loop / commit_loop with the
+//!                   adapters of `clients` on cluster.bootstrap_kafka() or bootstrap_native() */);
+//! });
+//! cluster.recover();                      // heal, resume, restart
+//! let logs = /* read_final_log of each partition from its leader */;
+//! cluster.stop_all_cleanly();
+//! let replicas = /* each replica's batches below the HW, read from node_data_dir(n) */;
+//! check_all(&history, &logs, &replicas).assert_valid(&nemesis.report());
+//! ```
 #![allow(dead_code)] // Each test file uses a different subset.
 #![allow(clippy::unwrap_used)]
 
@@ -479,8 +498,10 @@ impl Cluster {
         self.node(node).is_running()
     }
 
+    /// Running and stopped by [`Cluster::pause`].
     pub fn is_paused(&self, node: NodeId) -> bool {
-        self.node(node).paused
+        let mut process = self.node(node);
+        process.is_running() && process.paused
     }
 
     /// SIGKILL (a paused node too) and reap. No-op if it is down.

@@ -23,7 +23,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -147,7 +147,9 @@ struct Acceptor {
     node: NodeId,
     front: SocketAddr,
     back: SocketAddr,
-    fd: RawFd,
+    /// Shared with the accepting thread: the descriptor stays open until both let go, so
+    /// `drop` never shuts down a reused descriptor number.
+    listener: Arc<TcpListener>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -234,16 +236,15 @@ impl Proxy {
     /// Returns the bound front address.
     pub fn add(&mut self, node: NodeId, front: SocketAddr, back: SocketAddr) -> io::Result<SocketAddr> {
         assert!((1..=NODES_MAX).contains(&node));
-        let listener = TcpListener::bind(front)?;
+        let listener = Arc::new(TcpListener::bind(front)?);
         let front = listener.local_addr()?;
-        let fd = listener.as_raw_fd();
-        let shared = self.shared.clone();
+        let (shared, accepting) = (self.shared.clone(), listener.clone());
         let thread = std::thread::Builder::new()
             .name(format!("proxy-accept-{front}"))
             .stack_size(THREAD_STACK_BYTES)
-            .spawn(move || accept_loop(&shared, &listener, node, back))?;
+            .spawn(move || accept_loop(&shared, &accepting, node, back))?;
         self.lock().nodes.insert(node);
-        self.listeners.push(Acceptor { node, front, back, fd, thread: Some(thread) });
+        self.listeners.push(Acceptor { node, front, back, listener, thread: Some(thread) });
         Ok(front)
     }
 
@@ -357,9 +358,10 @@ impl Drop for Proxy {
         self.shared.changed.notify_all();
         for acceptor in &mut self.listeners {
             // Wakes the blocked accept(2) (Linux returns EINVAL to it); the thread then sees
-            // `stopped` and drops the listener.
-            // SAFETY: the fd belongs to the listener its thread still owns (joined below).
-            unsafe { libc::shutdown(acceptor.fd, libc::SHUT_RDWR) };
+            // `stopped` and ends.
+            // SAFETY: shutdown(2) takes no pointers; the descriptor is open (we hold the
+            // listener).
+            unsafe { libc::shutdown(acceptor.listener.as_raw_fd(), libc::SHUT_RDWR) };
             if let Some(thread) = acceptor.thread.take() {
                 let _ = thread.join();
             }
