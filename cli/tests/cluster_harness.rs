@@ -295,6 +295,55 @@ fn proxy_resets_connections_past_its_bound_and_when_nothing_listens_behind() {
     assert_eq!(proxy.stats().upstream_failed, 1);
 }
 
+/// Binds `addr` without SO_REUSEADDR (and closes it): fails while any socket, even one in
+/// TIME_WAIT, holds the address — as a node's bind of a port it shares with SO_REUSEPORT
+/// does.
+fn bind_without_reuse(addr: SocketAddrV4) -> std::io::Result<()> {
+    // SAFETY: socket(2) takes no pointers; a non-negative result is a descriptor we own.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else; it closes on drop.
+    let _owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let sockaddr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(*addr.ip()).to_be() },
+        sin_zero: [0; 8],
+    };
+    let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: bind reads `size` bytes of `sockaddr`, a sockaddr_in.
+    if unsafe { libc::bind(fd, (&sockaddr as *const libc::sockaddr_in).cast(), size) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[test]
+fn proxy_leaves_no_time_wait_on_a_node_that_closes_first() {
+    // A node that closes first (or dies) would keep its side of the connection in TIME_WAIT
+    // for a minute after the client closes too, and a restarted node could not bind that port
+    // again (for a port shared with SO_REUSEPORT). The proxy resets its upstream side instead.
+    let listener = TcpListener::bind((node_ip(5), 0)).unwrap();
+    let SocketAddr::V4(back) = listener.local_addr().unwrap() else { unreachable!() };
+    let mut proxy = Proxy::new(ProxyOptions::default());
+    let SocketAddr::V4(front) = proxy.add(5, SocketAddr::new(advertised_ip(5).into(), 0), back.into()).unwrap() else {
+        unreachable!()
+    };
+    let mut client = connect_as(Peer::Client, front);
+    client.write_all(b"x").unwrap();
+    let (mut node_side, _) = listener.accept().unwrap();
+    let mut byte = [0u8; 1];
+    node_side.read_exact(&mut byte).unwrap();
+    drop(listener);
+    drop(node_side); // The node closes first.
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    drop(client);
+    wait_for(|| bind_without_reuse(back).is_ok());
+}
+
 // ---- nemesis and startup parsing -----------------------------------------------------------
 
 #[test]
@@ -803,11 +852,12 @@ mod process_tests {
     use super::cluster::workload::{
         commit_loop, produce_loop, read_final_log, read_loop, stop_flag, CommitLoop, ProduceLoop, ReadLoop,
     };
-    use super::cluster::{on_executor, within, Cluster, ClusterOptions, StopOutcome, WAIT};
+    use super::cluster::{on_executor, seed_from_env, within, Cluster, ClusterOptions, StopOutcome, WAIT};
 
     /// Independent single-node brokers behind the proxies (the binary has no cluster yet).
     fn standalone(nodes: u32) -> Cluster {
-        Cluster::start(ClusterOptions { nodes, voters: nodes, cluster_flags: false, ..ClusterOptions::default() })
+        let seed = seed_from_env(1);
+        Cluster::start(ClusterOptions { nodes, voters: nodes, cluster_flags: false, seed, ..ClusterOptions::default() })
     }
 
     fn client_options() -> ClientOptions {
@@ -935,6 +985,10 @@ mod process_tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// The whole pipeline on one standalone node: both producers (durable / acks=all), both
+    /// readers, offset commits and fetches, under a seeded nemesis of kill -9 + restart, pause
+    /// and client cuts; then the final log and every check. A single node with durable acks
+    /// must pass them all (replicas aside). `SHARDLOG_TEST_SEED` picks another schedule.
     #[test]
     fn workload_nemesis_and_checker_on_a_real_node() {
         const TOPIC: &str = "jepsen";
@@ -953,7 +1007,7 @@ mod process_tests {
         let nemesis = Nemesis::new(
             NemesisOptions {
                 seed: cluster.seed(),
-                kinds: vec![FaultKind::Pause, FaultKind::CutClients],
+                kinds: vec![FaultKind::Kill, FaultKind::Pause, FaultKind::CutClients],
                 steps: 4,
                 hold_ms: 50..=200,
                 calm_ms: 50..=200,

@@ -15,6 +15,10 @@
 //!   connections go on where they stopped (as TCP would after retransmitting), and connections
 //!   accepted during the cut are connected upstream only then.
 //!
+//! When the node closes a connection first (or dies), the proxy passes the end of stream to
+//! the client and resets its own upstream side, so the node's side never sits in TIME_WAIT —
+//! which would keep a restarted node from binding a port it shares with SO_REUSEPORT.
+//!
 //! Threads: one accepting thread per listener, two copying threads per connection (bounded by
 //! [`ProxyOptions::connections_max`]; past it new connections are reset). Dropping the
 //! [`Proxy`] closes its listeners and every connection and waits (bounded) for its threads.
@@ -181,6 +185,8 @@ struct Conn {
     sockets: Vec<TcpStream>,
     closed: bool,
     held: bool,
+    /// Upstream sent its end of stream: the connection is ending.
+    upstream_ended: bool,
     /// Copying directions still running.
     directions: u8,
 }
@@ -416,6 +422,16 @@ impl Shared {
         }
     }
 
+    fn upstream_ended(&self, id: u64) -> bool {
+        self.lock().connections.get(&id).is_none_or(|c| c.upstream_ended)
+    }
+
+    fn end_upstream(&self, id: u64) {
+        if let Some(conn) = self.lock().connections.get_mut(&id) {
+            conn.upstream_ended = true;
+        }
+    }
+
     /// One copying direction of connection `id` ended; the last one removes it.
     fn direction_done(&self, id: u64) {
         let mut state = self.lock();
@@ -428,8 +444,8 @@ impl Shared {
             None => false,
         };
         if last {
-            // Both directions ended (by end of stream or after `close`): nothing to reset;
-            // dropping the clones closes what the threads did not.
+            // Both directions ended (by end of stream or after `close`): dropping the clones
+            // closes what the threads did not (upstream with a reset, see `copy`).
             state.connections.remove(&id);
             state.stats.open -= 1;
         }
@@ -475,7 +491,8 @@ fn admit(shared: &Arc<Shared>, socket: TcpStream, from: Peer, to: NodeId, back: 
         }
         let id = state.next_connection;
         state.next_connection += 1;
-        let conn = Conn { from, to, sockets: vec![clone], closed: false, held: false, directions: 2 };
+        let conn =
+            Conn { from, to, sockets: vec![clone], closed: false, held: false, upstream_ended: false, directions: 2 };
         state.connections.insert(id, conn);
         state.threads += 2;
         state.stats.open += 1;
@@ -502,6 +519,8 @@ fn connect_and_copy(shared: &Arc<Shared>, id: u64, down: TcpStream, back: Socket
         Gate::Open => TcpStream::connect_timeout(&back, shared.options.connect_timeout),
         Gate::Closed => Err(io::Error::other("closed before connecting")),
     };
+    // Reset, not FIN, when the proxy closes it: see `copy`.
+    let upstream = upstream.inspect(set_linger_zero);
     let up = match upstream.and_then(|up| up.try_clone().map(|clone| (up, clone))) {
         Ok((up, clone)) => {
             let mut state = shared.lock();
@@ -545,7 +564,7 @@ fn connect_and_copy(shared: &Arc<Shared>, id: u64, down: TcpStream, back: Socket
         std::thread::Builder::new().name(format!("proxy-back-{id}")).stack_size(THREAD_STACK_BYTES).spawn({
             let shared = shared.clone();
             move || {
-                copy(&shared, id, up_reader, down);
+                copy(&shared, id, up_reader, down, Direction::ToClient);
                 shared.direction_done(id);
             }
         });
@@ -553,13 +572,26 @@ fn connect_and_copy(shared: &Arc<Shared>, id: u64, down: TcpStream, back: Socket
         shared.lock().close(id);
         shared.direction_done(id);
     }
-    copy(shared, id, down_reader, up);
+    copy(shared, id, down_reader, up, Direction::ToUpstream);
     shared.direction_done(id);
 }
 
-/// Copies `from` → `to` until end of stream (then half-closes `to`) or an error (then closes
-/// the whole connection), waiting before each write while the link is black-holed.
-fn copy(shared: &Shared, id: u64, mut from: TcpStream, mut to: TcpStream) {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToUpstream,
+    ToClient,
+}
+
+/// Copies `from` → `to` until end of stream or an error (then closes the whole connection),
+/// waiting before each write while the link is black-holed.
+///
+/// End of stream from the client is passed on as a half-close. End of stream from upstream
+/// (the node closed, or died) ends the connection: the client gets the end of stream, and the
+/// upstream socket is reset instead of closed in order. An orderly close would leave the
+/// node's side of it in TIME_WAIT (the node closed first) for a minute, and a TIME_WAIT
+/// socket on a port the node shares with SO_REUSEPORT keeps the restarted node from binding
+/// it again.
+fn copy(shared: &Shared, id: u64, mut from: TcpStream, mut to: TcpStream, direction: Direction) {
     let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
     loop {
         let read = match from.read(&mut buffer) {
@@ -571,8 +603,18 @@ fn copy(shared: &Shared, id: u64, mut from: TcpStream, mut to: TcpStream) {
             return;
         }
         if read == 0 {
-            // The sender finished: pass the half-close on; the other direction goes on.
-            let _ = to.shutdown(Shutdown::Write);
+            match direction {
+                Direction::ToUpstream => {
+                    if !shared.upstream_ended(id) {
+                        let _ = to.shutdown(Shutdown::Write);
+                    }
+                }
+                Direction::ToClient => {
+                    shared.end_upstream(id);
+                    // The client sees the end; the other direction wakes and ends too.
+                    let _ = to.shutdown(Shutdown::Both);
+                }
+            }
             return;
         }
         if to.write_all(&buffer[..read]).is_err() {
@@ -582,9 +624,7 @@ fn copy(shared: &Shared, id: u64, mut from: TcpStream, mut to: TcpStream) {
     shared.lock().close(id);
 }
 
-/// Closes a socket abortively: SO_LINGER 0 makes the final close send a RST, and the shutdown
-/// wakes every thread blocked on it now.
-fn reset(socket: &TcpStream) {
+fn set_linger_zero(socket: &TcpStream) {
     let linger = libc::linger { l_onoff: 1, l_linger: 0 };
     // SAFETY: setsockopt reads `linger` (its size is passed) on a descriptor `socket` owns.
     unsafe {
@@ -596,6 +636,12 @@ fn reset(socket: &TcpStream) {
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         );
     }
+}
+
+/// Closes a socket abortively: SO_LINGER 0 makes the final close send a RST, and the shutdown
+/// wakes every thread blocked on it now.
+fn reset(socket: &TcpStream) {
+    set_linger_zero(socket);
     let _ = socket.shutdown(Shutdown::Both);
 }
 
