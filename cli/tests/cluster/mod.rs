@@ -38,20 +38,25 @@ pub mod checker;
 pub mod clients;
 pub mod history;
 pub mod nemesis;
+pub mod ports;
 pub mod probe;
 pub mod proxy;
+pub mod startup;
 pub mod workload;
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub use ports::{NodeAddrs, PortKind, PortLayout};
 pub use proxy::{advertised_ip, node_ip, NodeId, Proxy, ProxyOptions};
+pub use startup::{parse_addresses, Expected, Printed};
+
+use ports::{reserve_ports, PortLocks, SHARDS_MAX};
 
 /// The longest any single wait of the harness takes before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -61,13 +66,6 @@ const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
 const START_ATTEMPTS: usize = 3;
 /// Lines of each log shown in failure messages.
 const LOG_TAIL_LINES: usize = 40;
-/// Ports are reserved in blocks of this many (as `tests/common::PortBlock`, whose lock files
-/// these are).
-const PORT_BLOCK: u16 = 8;
-/// Ports per node at most: cluster, native bootstrap, Kafka bootstrap, metrics, and a native
-/// and a Kafka port per shard.
-const PORTS_PER_NODE_MAX: u16 = 4 * PORT_BLOCK;
-const SHARDS_MAX: u32 = (PORTS_PER_NODE_MAX as u32 - 4) / 2;
 /// Environment: where run directories go (else the system temp dir), and keep them even on
 /// success.
 pub const TEST_DIR_ENV: &str = "SHARDLOG_TEST_DIR";
@@ -131,91 +129,6 @@ impl Default for ClusterOptions {
             cluster_flags: true,
             proxy: ProxyOptions::default(),
             keep_dir: false,
-        }
-    }
-}
-
-/// Where each port of a node is; every node has the same numbers on its own address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortLayout {
-    pub cluster: u16,
-    pub native: u16,
-    /// Shard i listens natively on `native_shard_base + i`.
-    pub native_shard_base: u16,
-    pub kafka: Option<u16>,
-    pub kafka_shard_base: Option<u16>,
-    pub metrics: Option<u16>,
-    pub shards: u16,
-}
-
-/// What a port is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PortKind {
-    Cluster,
-    Native,
-    NativeShard(u16),
-    Kafka,
-    KafkaShard(u16),
-    Metrics,
-}
-
-impl PortLayout {
-    /// Ports from `base` on: cluster, native, native shards, then Kafka and its shards, then
-    /// metrics.
-    pub fn new(base: u16, shards: u16, kafka: bool, metrics: bool) -> PortLayout {
-        let native_shard_base = base + 2;
-        let kafka_base = native_shard_base + shards;
-        let after_kafka = if kafka { kafka_base + 1 + shards } else { kafka_base };
-        PortLayout {
-            cluster: base,
-            native: base + 1,
-            native_shard_base,
-            kafka: kafka.then_some(kafka_base),
-            kafka_shard_base: kafka.then_some(kafka_base + 1),
-            metrics: metrics.then_some(after_kafka),
-            shards,
-        }
-    }
-
-    pub fn count(shards: u16, kafka: bool, metrics: bool) -> u16 {
-        2 + shards + if kafka { 1 + shards } else { 0 } + u16::from(metrics)
-    }
-
-    /// Every port with what it is for.
-    pub fn all(&self) -> Vec<(PortKind, u16)> {
-        let mut ports = vec![(PortKind::Cluster, self.cluster), (PortKind::Native, self.native)];
-        ports.extend((0..self.shards).map(|i| (PortKind::NativeShard(i), self.native_shard_base + i)));
-        if let (Some(kafka), Some(base)) = (self.kafka, self.kafka_shard_base) {
-            ports.push((PortKind::Kafka, kafka));
-            ports.extend((0..self.shards).map(|i| (PortKind::KafkaShard(i), base + i)));
-        }
-        ports.extend(self.metrics.map(|port| (PortKind::Metrics, port)));
-        ports
-    }
-}
-
-/// A node's addresses on one IP (advertised: through the proxy; bound: direct).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeAddrs {
-    pub cluster: SocketAddr,
-    pub native: SocketAddr,
-    pub native_shards: Vec<SocketAddr>,
-    pub kafka: Option<SocketAddr>,
-    pub kafka_shards: Vec<SocketAddr>,
-    /// Only ever on the bound address (metrics are not proxied).
-    pub metrics: Option<SocketAddr>,
-}
-
-impl NodeAddrs {
-    fn on(ip: Ipv4Addr, ports: &PortLayout) -> NodeAddrs {
-        let at = |port: u16| SocketAddr::V4(SocketAddrV4::new(ip, port));
-        NodeAddrs {
-            cluster: at(ports.cluster),
-            native: at(ports.native),
-            native_shards: (0..ports.shards).map(|i| at(ports.native_shard_base + i)).collect(),
-            kafka: ports.kafka.map(at),
-            kafka_shards: ports.kafka_shard_base.map_or(Vec::new(), |b| (0..ports.shards).map(|i| at(b + i)).collect()),
-            metrics: ports.metrics.map(at),
         }
     }
 }
@@ -327,12 +240,6 @@ impl NodeProcess {
     }
 }
 
-/// Ports reserved for a run: held until dropped.
-struct PortLocks {
-    base: u16,
-    _locks: Vec<File>,
-}
-
 /// A running cluster. See the module doc.
 pub struct Cluster {
     options: ClusterOptions,
@@ -362,23 +269,7 @@ impl Cluster {
         let shards = options.shards as u16;
         let count = PortLayout::count(shards, options.kafka, options.metrics);
         let node_ids: Vec<NodeId> = (1..=options.nodes).collect();
-        let locks = reserve_ports(count, &node_ids);
-        let ports = PortLayout::new(locks.base, shards, options.kafka, options.metrics);
-        let mut proxy = Proxy::new(options.proxy.clone());
-        for &node in &node_ids {
-            for (kind, port) in ports.all() {
-                let proxied = match kind {
-                    PortKind::Metrics => false,
-                    PortKind::Cluster => options.cluster_flags,
-                    _ => true,
-                };
-                if proxied {
-                    let front = SocketAddr::V4(SocketAddrV4::new(advertised_ip(node), port));
-                    let back = SocketAddr::V4(SocketAddrV4::new(node_ip(node), port));
-                    proxy.add(node, front, back).unwrap_or_else(|e| panic!("proxy on {front}: {e}"));
-                }
-            }
-        }
+        let (locks, ports, proxy) = proxied_ports(&options, count, &node_ids);
         let nodes = node_ids
             .iter()
             .map(|&id| {
@@ -1013,72 +904,39 @@ impl Drop for Cluster {
     }
 }
 
-/// What a node prints at start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Printed {
-    pub native: SocketAddr,
-    pub native_shards: Vec<SocketAddr>,
-    pub kafka: Option<SocketAddr>,
-    pub kafka_shards: Vec<SocketAddr>,
-    pub metrics: Option<SocketAddr>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Expected {
-    pub shards: usize,
-    pub kafka: bool,
-    pub metrics: bool,
-}
-
-/// The addresses in `serve`'s startup lines, once all expected ones are there; lines it does
-/// not know (a future "cluster: ADDR") are skipped:
-/// "shardlog listening on ADDR with N shard(s)", "  shard i: ADDR",
-/// "  metrics: http://ADDR/metrics", "  kafka: ADDR", "  kafka broker i: ADDR".
-pub fn parse_addresses(lines: &[String], expected: &Expected) -> Option<Printed> {
-    let mut native = None;
-    let mut native_shards = vec![None; expected.shards];
-    let mut kafka = None;
-    let mut kafka_shards = vec![None; expected.shards];
-    let mut metrics = None;
-    for line in lines {
-        let line = line.trim();
-        if let Some(rest) = line.strip_prefix("shardlog listening on ") {
-            native = rest.split_whitespace().next().and_then(|a| a.parse::<SocketAddr>().ok());
-        } else if let Some(rest) = line.strip_prefix("kafka broker ") {
-            if let Some((i, addr)) = indexed(rest) {
-                if let Some(slot) = kafka_shards.get_mut(i) {
-                    *slot = Some(addr);
-                }
+/// Reserves the ports and starts a proxy on every node's advertised address for each of them
+/// (not metrics; the cluster port only with `cluster_flags`). Something outside these tests
+/// may take a port between the check and the proxy's bind: then other ports are tried (the
+/// failed block stays locked meanwhile, so it is not picked again).
+fn proxied_ports(options: &ClusterOptions, count: u16, node_ids: &[NodeId]) -> (PortLocks, PortLayout, Proxy) {
+    let mut failures = Vec::new();
+    let mut failed_blocks = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        let locks = reserve_ports(count, node_ids);
+        let ports = PortLayout::new(locks.base, options.shards as u16, options.kafka, options.metrics);
+        let mut proxy = Proxy::new(options.proxy.clone());
+        let added = node_ids.iter().try_for_each(|&node| {
+            let proxied = ports.all().into_iter().filter(|(kind, _)| match kind {
+                PortKind::Metrics => false,
+                PortKind::Cluster => options.cluster_flags,
+                _ => true,
+            });
+            for (_, port) in proxied {
+                let front = SocketAddr::V4(SocketAddrV4::new(advertised_ip(node), port));
+                let back = SocketAddr::V4(SocketAddrV4::new(node_ip(node), port));
+                proxy.add(node, front, back).map_err(|e| format!("proxy on {front}: {e}"))?;
             }
-        } else if let Some(rest) = line.strip_prefix("kafka: ") {
-            kafka = rest.trim().parse().ok();
-        } else if let Some(rest) = line.strip_prefix("shard ") {
-            if let Some((i, addr)) = indexed(rest) {
-                if let Some(slot) = native_shards.get_mut(i) {
-                    *slot = Some(addr);
-                }
+            Ok::<(), String>(())
+        });
+        match added {
+            Ok(()) => return (locks, ports, proxy),
+            Err(message) => {
+                failures.push(message);
+                failed_blocks.push(locks);
             }
-        } else if let Some(rest) = line.strip_prefix("metrics: http://") {
-            metrics = rest.strip_suffix("/metrics").and_then(|a| a.parse().ok());
         }
     }
-    let native = native?;
-    let native_shards: Vec<SocketAddr> = native_shards.into_iter().collect::<Option<_>>()?;
-    let (kafka, kafka_shards) = if expected.kafka {
-        (Some(kafka?), kafka_shards.into_iter().collect::<Option<Vec<_>>>()?)
-    } else {
-        (None, Vec::new())
-    };
-    if expected.metrics && metrics.is_none() {
-        return None;
-    }
-    Some(Printed { native, native_shards, kafka, kafka_shards, metrics })
-}
-
-/// "i: ADDR" → (i, ADDR).
-fn indexed(text: &str) -> Option<(usize, SocketAddr)> {
-    let (index, addr) = text.split_once(':')?;
-    Some((index.trim().parse().ok()?, addr.trim().parse().ok()?))
+    panic!("no proxy ports after {START_ATTEMPTS} attempts: {failures:?}");
 }
 
 /// The last `lines` lines of a file (empty if unreadable).
@@ -1086,59 +944,6 @@ fn tail(path: &Path, lines: usize) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].iter().map(|l| (*l).to_owned()).collect()
-}
-
-/// Reserves `count` consecutive ports free on every node's own and advertised address, as
-/// whole blocks of `tests/common`'s port locks (same directory and names, so single-node
-/// tests running at the same time stay off them).
-fn reserve_ports(count: u16, nodes: &[NodeId]) -> PortLocks {
-    assert!(count <= PORTS_PER_NODE_MAX);
-    let blocks_needed = count.div_ceil(PORT_BLOCK);
-    let (first, last) = port_region();
-    let dir = std::env::temp_dir().join("shardlog-itest-ports");
-    std::fs::create_dir_all(&dir).unwrap();
-    let blocks = (last - first) / PORT_BLOCK;
-    assert!(blocks > blocks_needed);
-    let start = (std::process::id() as u16).wrapping_mul(6007) % (blocks - blocks_needed);
-    let ips: Vec<Ipv4Addr> = nodes.iter().flat_map(|&n| [node_ip(n), advertised_ip(n)]).collect();
-    for i in 0..blocks - blocks_needed {
-        let index = (start + i) % (blocks - blocks_needed);
-        let base = first + index * PORT_BLOCK;
-        let mut locks = Vec::new();
-        for b in 0..blocks_needed {
-            let lock = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(dir.join(format!("ports-{}.lock", base + b * PORT_BLOCK)))
-                .unwrap();
-            if lock.try_lock().is_err() {
-                break; // Another test holds this block.
-            }
-            locks.push(lock);
-        }
-        if locks.len() < blocks_needed as usize {
-            continue;
-        }
-        let free = (base..base + count).all(|port| ips.iter().all(|&ip| TcpListener::bind((ip, port)).is_ok()));
-        if free {
-            return PortLocks { base, _locks: locks };
-        }
-    }
-    panic!("no {count} free ports on {ips:?} in {first}..{last}");
-}
-
-/// Ports outside the kernel's ephemeral range (the same region as `tests/common`).
-fn port_region() -> (u16, u16) {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-    let mut bounds = range.split_whitespace().filter_map(|v| v.parse::<u16>().ok());
-    let (low, high) = (bounds.next().unwrap_or(32768), bounds.next().unwrap_or(60999));
-    if low >= 12_000 {
-        (10_000, low - 1)
-    } else {
-        assert!(high < 60_000, "no port region outside the ephemeral range {low}..{high}");
-        (high + 1, 65_000)
-    }
 }
 
 /// Runs `make()`'s future on a fresh glommio executor thread and returns its output.
