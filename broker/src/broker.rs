@@ -83,7 +83,8 @@ pub struct BrokerConfig {
 pub struct ClusterSetup {
     /// Starts Raft and the controller on the coordinator shard (the `cluster` crate).
     pub service: Arc<dyn ClusterService>,
-    /// This broker as it registers itself (its advertised addresses).
+    /// This broker as it registers itself (its advertised addresses, and an incarnation that
+    /// is new at every start).
     pub broker: BrokerInfo,
     /// Connections to other nodes bind this source IP (this node's cluster IP).
     pub source_ip: Option<IpAddr>,
@@ -372,6 +373,7 @@ async fn start_shard(start: ShardStart) -> Result<Rc<Shard>, String> {
         topics_changed,
         source_ip: config.cluster.as_ref().and_then(|c| c.source_ip),
         default_replication_factor: config.cluster.as_ref().map_or(1, |c| c.default_replication_factor),
+        incarnation: config.cluster.as_ref().map(|c| c.broker.incarnation),
     }));
     for receiver in connected_receivers {
         glommio::spawn_local(serve_peer(shard.clone(), receiver)).detach();

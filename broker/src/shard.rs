@@ -67,6 +67,8 @@ pub struct ShardSetup {
     pub source_ip: Option<IpAddr>,
     /// Replicas per partition of a cluster topic created without a replication factor.
     pub default_replication_factor: u32,
+    /// This process's registration in a cluster (see `BrokerInfo::incarnation`).
+    pub incarnation: Option<u64>,
 }
 
 /// One partition of a Fetch.
@@ -100,6 +102,7 @@ pub struct Shard {
     /// Leader addresses this shard's followers have a fetch session with (`replica/fetcher.rs`).
     fetch_sessions: RefCell<HashSet<String>>,
     default_replication_factor: u32,
+    incarnation: Option<u64>,
 }
 
 impl Shard {
@@ -126,7 +129,13 @@ impl Shard {
             source_ip: setup.source_ip,
             fetch_sessions: RefCell::new(HashSet::new()),
             default_replication_factor: setup.default_replication_factor,
+            incarnation: setup.incarnation,
         }
+    }
+
+    /// This process's registration in a cluster.
+    pub(crate) fn incarnation(&self) -> Option<u64> {
+        self.incarnation
     }
 
     /// Replicas per partition of a cluster topic created without a replication factor.

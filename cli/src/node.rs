@@ -136,7 +136,7 @@ fn cluster_setup(
         cluster.peers.get(&node).cloned().unwrap_or_else(|| advertised(&bound, config.advertised_host.as_deref()));
     let broker = BrokerInfo {
         node,
-        incarnation: 0,
+        incarnation: new_incarnation(),
         cluster_address: cluster_address.clone(),
         native_addresses,
         kafka_addresses,
@@ -148,4 +148,14 @@ fn cluster_setup(
     let setup =
         ClusterSetup { service, broker, source_ip, default_replication_factor: cluster.default_replication_factor };
     Ok((setup, bound))
+}
+
+/// A random, non-zero incarnation for this start of the process (std's per-process random
+/// hash keys; no dependency needed for an id that only has to differ between starts).
+fn new_incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.write_u32(std::process::id());
+    hasher.finish().max(1)
 }

@@ -454,10 +454,12 @@ impl ClusterMetadata {
                     }
                     p.leader_epoch += 1;
                     p.partition_epoch += 1;
-                } else if p.isr.contains(&node) {
+                } else if p.isr.contains(&node) && p.leader.is_some() {
                     p.isr.retain(|n| *n != node);
                     p.partition_epoch += 1;
                 }
+                // An offline partition keeps its last in-sync member in the ISR: it is the one
+                // that may lead again when it comes back (as Kafka keeps it).
             }
         }
     }
@@ -712,9 +714,11 @@ mod tests {
             } else {
                 assert_eq!(p.leader, None, "offline: only the dead leader was in sync");
                 assert_eq!(p.isr, vec![leader]);
-                // It comes back: it leads again.
-                m.apply(&MetaCommand::RegisterBroker(broker(leader)));
+                // It comes back: it leads again — also after a restart (a new incarnation).
+                let restarted = BrokerInfo { incarnation: 2, ..broker(leader) };
+                m.apply(&MetaCommand::RegisterBroker(restarted));
                 assert_eq!(m.topics["t"].partitions[0].leader, Some(leader));
+                assert_eq!(m.topics["t"].partitions[0].isr, vec![leader]);
             }
         }
     }

@@ -173,7 +173,13 @@ async fn apply(followers: &[(Rc<Partition>, FollowerRole)], results: Vec<Replica
         }
         if let Some((epoch, end)) = result.diverging {
             let target = truncation_point(partition, LeaderEpoch::new(epoch), Offset::new(end));
+            let before = (partition.log().log_end_offset(), partition.log().leader_epochs());
             match partition.truncate_to(target).await {
+                Ok(end) if (end, partition.log().leader_epochs()) == before => {
+                    // Nothing changed: asking again at once would get the same answer.
+                    tracing::warn!(partition = %partition.id(), %end, leader_epoch = epoch, "divergence the log cannot resolve yet");
+                    backoff = true;
+                }
                 Ok(end) => tracing::info!(partition = %partition.id(), %end, "truncated a divergent tail"),
                 Err(e) => {
                     tracing::error!(partition = %partition.id(), error = %e, "truncation failed");

@@ -9,6 +9,11 @@
 //! deleted while this node was away and created again under the same name has a new id, and
 //! the old directory is removed rather than mistaken for the new topic's log. A directory with
 //! a newer id than the metadata names is left alone (this node's metadata is behind).
+//!
+//! A node leads only once the metadata has registered it in its current incarnation (Kafka's
+//! brokers are fenced until they have caught up with the metadata log likewise): the metadata
+//! a restarted node restores from disk may still name it leader in an epoch that others have
+//! moved past, and beginning that epoch would write a stale epoch into its log.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -110,7 +115,12 @@ impl Shard {
     async fn apply_role(&self, partition: &Rc<Partition>, view: &ClusterView, topic: &TopicMeta, meta: &PartitionMeta) {
         let node = view.node;
         let epoch = LeaderEpoch::new(meta.leader_epoch);
+        // Metadata restored at a restart may still name this node leader of an epoch that a
+        // later entry (this start's own registration, which fences the old incarnation) takes
+        // away: it leads only once the metadata knows it in this incarnation, unfenced.
+        let registered = view.broker(node).is_some_and(|b| !b.fenced && Some(b.incarnation) == self.incarnation());
         match meta.leader {
+            Some(leader) if leader == node.get() && !registered => partition.become_offline(),
             Some(leader) if leader == node.get() => {
                 let start = LeaderStart {
                     node,
