@@ -254,7 +254,7 @@ async fn create_topic_in_cluster(
 
 /// Replica placement for `count` new partitions from `first`: the explicit `assignment` (nodes
 /// only; each replica goes to its node's least loaded shard), or `place`'s spread.
-fn placement(
+pub(crate) fn placement(
     metadata: &ClusterMetadata,
     first: u32,
     count: u32,

@@ -142,6 +142,20 @@ pub enum AdminError {
     /// The cluster's metadata log did not take the change (no leader, timed out).
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ProposeError),
+    /// A reassignment's target replicas are not usable (unknown brokers, duplicates, none).
+    #[error("invalid replica assignment: {reason}")]
+    InvalidReplicaAssignment { reason: String },
+    #[error("no reassignment is under way for {topic}-{partition}")]
+    NoReassignmentInProgress { topic: String, partition: u32 },
+    /// The preferred replica already leads.
+    #[error("{topic}-{partition}: the preferred replica already leads")]
+    ElectionNotNeeded { topic: String, partition: u32 },
+    /// The preferred replica is not live and in sync.
+    #[error("{topic}-{partition}: the preferred replica cannot lead now: {reason}")]
+    PreferredLeaderNotAvailable { topic: String, partition: u32, reason: String },
+    /// A cluster operation on a single node.
+    #[error("this broker is a single node, not part of a cluster")]
+    NotACluster,
 }
 
 impl From<engine::catalog::CatalogError> for AdminError {

@@ -14,7 +14,8 @@
 //! - `shard`: a shard's state and the typed API adapters call (routes to the owner);
 //! - `replica`: replication tasks — a follower's fetches, a leader's answers, applying
 //!   committed cluster metadata to a shard's replicas;
-//! - `admin`: catalog changes in their safe order; `peer`: serves calls from other shards;
+//! - `admin`: catalog changes in their safe order; `reassign`: moving partitions, draining
+//!   brokers, preferred leaders (a cluster); `peer`: serves calls from other shards;
 //! - `net`: listeners, budgeted framing, the connection pipeline;
 //! - `broker`: starting, stopping, panics; `native`: the native protocol adapter.
 
@@ -35,6 +36,7 @@ pub mod order;
 pub mod partition;
 mod peer;
 pub mod producers;
+pub mod reassign;
 pub mod replica;
 mod router;
 pub mod shard;
