@@ -3,7 +3,8 @@
 //! panics takes the whole process down at once with a clear message, never leaving a
 //! half-alive broker whose other shards go on serving.
 
-use std::net::TcpListener as StdListener;
+use std::cell::{Cell, RefCell};
+use std::net::{IpAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,18 +22,19 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::calls::ShardCall;
 use crate::catalog::CatalogService;
+use crate::cluster::{BrokerInfo, ClusterControl, ClusterMetadata, ClusterService, ClusterStart, MetadataSink};
 use crate::groups::{GroupCoordinator, OffsetStore};
 use crate::ids::{shard_at, NodeId, ShardId, COORDINATOR_SHARD};
 use crate::limits::{
-    GROUP_EXPIRY_CHECK_INTERVAL_MS, PRODUCE_MEMORY_BYTES_PER_SHARD_MAX, SHARD_CHANNEL_CAPACITY, SHUTDOWN_GRACE_MS,
-    STOP_POLL_MS,
+    CONTROLLER_POLL_MS, GROUP_EXPIRY_CHECK_INTERVAL_MS, PRODUCE_MEMORY_BYTES_PER_SHARD_MAX, SHARD_CHANNEL_CAPACITY,
+    SHUTDOWN_GRACE_MS, STOP_POLL_MS,
 };
 use crate::metrics;
 use crate::net::into_glommio;
 use crate::peer::serve_peer;
 use crate::router::Router;
 use crate::shard::{CoordinatorState, Shard, ShardSetup};
-use crate::topics::{SharedTopics, TopicTable};
+use crate::topics::{ClusterView, SharedTopics, TopicTable};
 
 /// The exit status of a broker whose shard panicked (EX_SOFTWARE).
 pub const SHARD_PANIC_EXIT_CODE: i32 = 70;
@@ -75,6 +77,33 @@ pub struct BrokerConfig {
     /// Kafka's `group.initial.rebalance.delay.ms`: an empty consumer group waits this long
     /// for more members before its first generation.
     pub group_initial_rebalance_delay_ms: u64,
+    /// Part of a cluster (`None`: a single node, its catalog the metadata).
+    pub cluster: Option<ClusterSetup>,
+}
+
+/// How a broker joins a cluster.
+#[derive(Clone)]
+pub struct ClusterSetup {
+    /// Starts Raft and the controller on the coordinator shard (the `cluster` crate).
+    pub service: Arc<dyn ClusterService>,
+    /// This broker as it registers itself (its advertised addresses, and an incarnation that
+    /// is new at every start).
+    pub broker: BrokerInfo,
+    /// Connections to other nodes bind this source IP (this node's cluster IP).
+    pub source_ip: Option<IpAddr>,
+    /// Replicas per partition of a topic created without a replication factor (Kafka's
+    /// default.replication.factor).
+    pub default_replication_factor: u32,
+}
+
+impl std::fmt::Debug for ClusterSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSetup")
+            .field("broker", &self.broker)
+            .field("source_ip", &self.source_ip)
+            .field("default_replication_factor", &self.default_replication_factor)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Starts serving one protocol on a shard's listener; implemented by each protocol adapter.
@@ -112,7 +141,17 @@ impl Broker {
         install_panic_hook();
         std::fs::create_dir_all(&config.data_dir)?;
         let catalog = Catalog::open(&config.data_dir, config.shards as u32)?;
-        let topics: SharedTopics = Arc::new(ArcSwap::from_pointee(TopicTable::from_catalog(&catalog)));
+        let table = match &config.cluster {
+            // A cluster's topics come from its metadata once this node has it (an empty table
+            // until then); the catalog file stays unused.
+            Some(_) => TopicTable::from_cluster(
+                ClusterView { node: config.node, metadata: Arc::new(ClusterMetadata::default()), controller: None },
+                config.shards as u32,
+            ),
+            None => TopicTable::from_catalog(&catalog),
+        };
+        let topics: SharedTopics = Arc::new(ArcSwap::from_pointee(table));
+        let topics_changed = Arc::new(event_listener::Event::new());
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel::<Result<ShardId, (ShardId, String)>>();
         let mut channels = Channels::new(config.shards);
@@ -134,6 +173,7 @@ impl Broker {
                     id,
                     config: config.clone(),
                     topics: topics.clone(),
+                    topics_changed: topics_changed.clone(),
                     catalog: if id == COORDINATOR_SHARD { catalog.take() } else { None },
                     senders: channels.take_senders(index),
                     receivers: channels.take_receivers(index),
@@ -258,6 +298,7 @@ struct ShardStart {
     id: ShardId,
     config: BrokerConfig,
     topics: SharedTopics,
+    topics_changed: Arc<event_listener::Event>,
     catalog: Option<Catalog>,
     senders: Vec<Option<SharedSender<ShardCall>>>,
     receivers: Vec<SharedReceiver<ShardCall>>,
@@ -288,7 +329,7 @@ async fn run_shard(plan: ShardPlan) {
 }
 
 async fn start_shard(start: ShardStart) -> Result<Rc<Shard>, String> {
-    let ShardStart { id, config, topics, catalog, senders, receivers } = start;
+    let ShardStart { id, config, topics, topics_changed, catalog, senders, receivers } = start;
     // This executor's cache budget, before any log opens.
     engine::cache::set_shard_budget_bytes(config.batch_cache_bytes);
     // Each end of a shared channel waits in `connect` for the other end, so connect every
@@ -309,10 +350,15 @@ async fn start_shard(start: ShardStart) -> Result<Rc<Shard>, String> {
     let coordinator = match catalog {
         Some(catalog) => {
             let offsets = GroupOffsets::open(&config.data_dir).await.map_err(|e| e.to_string())?;
+            let cluster = match &config.cluster {
+                Some(setup) => Some(start_cluster(&config, setup, &topics, &topics_changed).await?),
+                None => None,
+            };
             Some(CoordinatorState {
                 catalog: CatalogService::new(catalog),
                 groups: GroupCoordinator::new(Duration::from_millis(config.group_initial_rebalance_delay_ms)),
                 offsets: OffsetStore::new(offsets),
+                cluster,
             })
         }
         None => None,
@@ -327,16 +373,94 @@ async fn start_shard(start: ShardStart) -> Result<Rc<Shard>, String> {
         coordinator,
         request_memory_bytes: PRODUCE_MEMORY_BYTES_PER_SHARD_MAX,
         disk_free_floor_bytes: config.disk_free_floor_bytes,
+        topics_changed,
+        source_ip: config.cluster.as_ref().and_then(|c| c.source_ip),
+        default_replication_factor: config.cluster.as_ref().map_or(1, |c| c.default_replication_factor),
+        incarnation: config.cluster.as_ref().map(|c| c.broker.incarnation),
     }));
     for receiver in connected_receivers {
         glommio::spawn_local(serve_peer(shard.clone(), receiver)).detach();
     }
-    shard.open_owned_partitions().await.map_err(|e| e.to_string())?;
+    if config.cluster.is_some() {
+        glommio::spawn_local(shard.clone().reconcile_loop()).detach();
+        glommio::spawn_local(shard.clone().replica_housekeeping()).detach();
+    } else {
+        shard.open_owned_partitions().await.map_err(|e| e.to_string())?;
+    }
     glommio::spawn_local(shard.clone().retention_loop()).detach();
     if shard.coordinator().is_some() {
         glommio::spawn_local(expire_groups(shard.clone())).detach();
     }
     Ok(shard)
+}
+
+/// Installs each committed cluster metadata as every shard's topic table (with the current
+/// controller, which changes without a metadata change when Raft elects another leader).
+struct TableSink {
+    topics: SharedTopics,
+    changed: Arc<event_listener::Event>,
+    node: NodeId,
+    shard_count: u32,
+    metadata: RefCell<Arc<ClusterMetadata>>,
+    controller: Cell<Option<NodeId>>,
+}
+
+impl TableSink {
+    fn install(&self) {
+        let view = ClusterView {
+            node: self.node,
+            metadata: self.metadata.borrow().clone(),
+            controller: self.controller.get(),
+        };
+        self.topics.store(Arc::new(TopicTable::from_cluster(view, self.shard_count)));
+        self.changed.notify(usize::MAX);
+    }
+}
+
+impl MetadataSink for TableSink {
+    fn publish(&self, metadata: Arc<ClusterMetadata>) {
+        *self.metadata.borrow_mut() = metadata;
+        self.install();
+    }
+}
+
+/// Starts this node's part of the cluster on the coordinator shard, and a task that republishes
+/// the table when the controller changes.
+async fn start_cluster(
+    config: &BrokerConfig,
+    setup: &ClusterSetup,
+    topics: &SharedTopics,
+    changed: &Arc<event_listener::Event>,
+) -> Result<Rc<dyn ClusterControl>, String> {
+    let sink = Rc::new(TableSink {
+        topics: topics.clone(),
+        changed: changed.clone(),
+        node: config.node,
+        shard_count: config.shards as u32,
+        metadata: RefCell::new(Arc::new(ClusterMetadata::default())),
+        controller: Cell::new(None),
+    });
+    let start = ClusterStart {
+        node: config.node,
+        data_dir: config.data_dir.clone(),
+        broker: setup.broker.clone(),
+        sink: sink.clone(),
+    };
+    let control = setup.service.start(start).await?;
+    let watched = control.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(CONTROLLER_POLL_MS)).await;
+            let controller = watched.controller();
+            if controller != sink.controller.get() {
+                tracing::info!(?controller, "metadata controller changed");
+                sink.controller.set(controller);
+                sink.install();
+            }
+        }
+    })
+    .detach();
+    Ok(control)
 }
 
 /// See `TEST_PANIC_SHARD_ENV`.

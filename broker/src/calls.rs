@@ -8,6 +8,7 @@ use bytes::Bytes;
 use engine::catalog::{PartitionInfo, TopicConfig};
 use futures_channel::oneshot;
 
+use crate::cluster::{MetaCommand, MetaResponse, ProposeError};
 use crate::error::{AdminError, PartitionError};
 use crate::groups::offsets::Committed;
 use crate::groups::{
@@ -165,6 +166,11 @@ pub enum ShardCall {
         topic: String,
         config: TopicConfig,
         reply: Reply<()>,
+    },
+    /// A cluster metadata change, on the coordinator shard (which runs this node's Raft).
+    Propose {
+        command: MetaCommand,
+        reply: Reply<Result<MetaResponse, ProposeError>>,
     },
 }
 

@@ -4,7 +4,7 @@
 
 use engine::{AppendError, ReadError};
 
-use crate::ids::{Offset, ShardId};
+use crate::ids::{LeaderEpoch, NodeId, Offset, ShardId};
 
 /// Why a call to another shard got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -67,6 +67,23 @@ pub enum PartitionError {
     ShuttingDown,
     #[error(transparent)]
     Call(#[from] CallError),
+    /// A cluster: this broker does not lead the partition (`leader`, if any, does).
+    #[error("not the partition's leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    /// acks=all with fewer in-sync replicas than the topic's min.insync.replicas; nothing
+    /// was appended.
+    #[error("{isr} in-sync replicas, fewer than min.insync.replicas {min}")]
+    NotEnoughReplicas { isr: usize, min: u32 },
+    /// Appended, but the ISR fell below min.insync.replicas (or the wait timed out) before the
+    /// batch reached every in-sync replica: it may or may not survive a failure.
+    #[error("appended but not replicated: {reason}")]
+    NotEnoughReplicasAfterAppend { reason: String },
+    /// The request names an older leader epoch than the partition's.
+    #[error("leader epoch {requested} is older than the partition's {current}")]
+    FencedLeaderEpoch { requested: LeaderEpoch, current: LeaderEpoch },
+    /// The request names a newer leader epoch than this replica knows.
+    #[error("leader epoch {requested} is newer than this replica's {current}")]
+    UnknownLeaderEpoch { requested: LeaderEpoch, current: LeaderEpoch },
 }
 
 impl PartitionError {
@@ -120,6 +137,25 @@ pub enum AdminError {
     Storage { reason: String },
     #[error(transparent)]
     Call(#[from] CallError),
+    #[error("invalid replication factor: {reason}")]
+    InvalidReplicationFactor { reason: String },
+    /// The cluster's metadata log did not take the change (no leader, timed out).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ProposeError),
+    /// A reassignment's target replicas are not usable (unknown brokers, duplicates, none).
+    #[error("invalid replica assignment: {reason}")]
+    InvalidReplicaAssignment { reason: String },
+    #[error("no reassignment is under way for {topic}-{partition}")]
+    NoReassignmentInProgress { topic: String, partition: u32 },
+    /// The preferred replica already leads.
+    #[error("{topic}-{partition}: the preferred replica already leads")]
+    ElectionNotNeeded { topic: String, partition: u32 },
+    /// The preferred replica is not live and in sync.
+    #[error("{topic}-{partition}: the preferred replica cannot lead now: {reason}")]
+    PreferredLeaderNotAvailable { topic: String, partition: u32, reason: String },
+    /// A cluster operation on a single node.
+    #[error("this broker is a single node, not part of a cluster")]
+    NotACluster,
 }
 
 impl From<engine::catalog::CatalogError> for AdminError {

@@ -111,3 +111,45 @@ const _: () = assert!(BIND_RETRY_INTERVAL_MS < BIND_RETRY_MS_MAX);
 const _: () = assert!(GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT < REBALANCE_TIMEOUT_MS_MAX);
 const _: () = assert!(FRAME_FIRST_PIECE_BYTES <= FRAME_BYTES_MAX);
 const _: () = assert!(PRODUCE_MEMORY_BYTES_PER_SHARD_MAX >= 2 * engine::limits::BATCH_SIZE_BYTES_MAX as u64);
+
+// ---- replication (a cluster) ------------------------------------------------------------
+
+/// An in-sync follower that has not caught up with the leader's log end for this long leaves
+/// the ISR (Kafka's replica.lag.time.max.ms, 30 s by default; shorter here so that a stalled
+/// follower stops holding acks=all back within seconds).
+pub const REPLICA_LAG_TIME_MAX_MS: u64 = 10_000;
+
+/// How often a leader checks its followers' lag (and a replica checkpoints its high
+/// watermark).
+pub const REPLICA_CHECK_INTERVAL_MS: u64 = 1_000;
+
+/// The longest a follower's fetch waits at the leader for new data (long-poll). Also how
+/// late a follower may learn a new high watermark when nothing is produced.
+pub const REPLICA_FETCH_WAIT_MS: u32 = 500;
+
+/// Bytes one replica fetch asks for (all partitions), and per partition.
+pub const REPLICA_FETCH_BYTES_MAX: u32 = 16 << 20;
+pub const REPLICA_FETCH_PARTITION_BYTES_MAX: u32 = 4 << 20;
+
+/// A replica fetch gets its answer within the long-poll plus this, or the connection is
+/// dropped and the fetch retried.
+pub const REPLICA_FETCH_TIMEOUT_MS: u64 = 10_000;
+
+/// A follower that cannot reach its leader retries after this long (doubling up to the max).
+pub const REPLICA_RETRY_MS_MIN: u64 = 50;
+pub const REPLICA_RETRY_MS_MAX: u64 = 1_000;
+
+/// Connecting to a leader's shard gives up after this long.
+pub const REPLICA_CONNECT_TIMEOUT_MS: u64 = 2_000;
+
+/// An acks=all produce waits at most this long for its batches to reach every in-sync
+/// replica; then the client gets a timeout (the batch may still be replicated later).
+pub const REPLICATION_WAIT_MS_MAX: u64 = 15_000;
+
+/// A metadata proposal (topic changes, ISR changes, offset commits) from this node gives up
+/// after this long.
+pub const PROPOSE_TIMEOUT_MS: u64 = 15_000;
+
+/// How often the coordinator shard checks which node leads the metadata log (the controller,
+/// and group coordinator, that Metadata and FindCoordinator name).
+pub const CONTROLLER_POLL_MS: u64 = 100;

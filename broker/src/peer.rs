@@ -120,5 +120,8 @@ async fn serve_call(shard: Rc<Shard>, call: ShardCall, turn: Turn) {
             shard.reconfigure_partitions(&topic, &config);
             let _ = reply.send(());
         }
+        ShardCall::Propose { command, reply } => {
+            let _ = reply.send(shard.propose(command).await);
+        }
     }
 }

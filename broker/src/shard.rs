@@ -6,7 +6,8 @@
 //! with a deadline. Adapters never see where a partition lives beyond `owner`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use glommio::sync::Semaphore;
 
 use crate::calls::{OffsetsCommit, ShardCall};
 use crate::catalog::CatalogService;
+use crate::cluster::{ClusterControl, CommittedMeta, MetaCommand, MetaResponse, ProposeError};
 use crate::error::{AdminError, CallError, PartitionError};
 use crate::groups::offsets::Committed;
 use crate::groups::{
@@ -25,7 +27,9 @@ use crate::groups::{
     MemberLeft, OffsetStore, SyncRequest, Synced,
 };
 use crate::ids::{shard_at, LeaderEpoch, NodeId, Offset, ShardId, COORDINATOR_SHARD};
-use crate::limits::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX, RETENTION_CHECK_INTERVAL_MS, SHARD_CALL_TIMEOUT_MS};
+use crate::limits::{
+    FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX, PROPOSE_TIMEOUT_MS, RETENTION_CHECK_INTERVAL_MS, SHARD_CALL_TIMEOUT_MS,
+};
 use crate::metrics::{ShardMetrics, ShardMetricsSnapshot, StorageGauges};
 use crate::order::Turn;
 use crate::partition::{Acks, Appended, ListedOffset, OffsetQuery, Partition, PartitionBounds, Read, TopicPartition};
@@ -38,11 +42,12 @@ pub fn now_ms() -> i64 {
 }
 
 /// What only the coordinator shard holds: the catalog, the group coordinator and the
-/// committed offsets.
+/// committed offsets — and in a cluster, this node's part of it (Raft, the controller).
 pub struct CoordinatorState {
     pub catalog: CatalogService,
     pub groups: GroupCoordinator,
     pub offsets: OffsetStore,
+    pub cluster: Option<Rc<dyn ClusterControl>>,
 }
 
 /// How a shard is built (by `broker.rs`).
@@ -56,6 +61,14 @@ pub struct ShardSetup {
     pub coordinator: Option<CoordinatorState>,
     pub request_memory_bytes: u64,
     pub disk_free_floor_bytes: u64,
+    /// Notified after each new topic table is published (a cluster's shards reconcile).
+    pub topics_changed: Arc<event_listener::Event>,
+    /// A cluster node's own IP: connections to other nodes bind it as their source.
+    pub source_ip: Option<IpAddr>,
+    /// Replicas per partition of a cluster topic created without a replication factor.
+    pub default_replication_factor: u32,
+    /// This process's registration in a cluster (see `BrokerInfo::incarnation`).
+    pub incarnation: Option<u64>,
 }
 
 /// One partition of a Fetch.
@@ -84,6 +97,12 @@ pub struct Shard {
     disk_free_floor_bytes: u64,
     /// A produce found the disk full: run retention now rather than at the next interval.
     space_wanted: event_listener::Event,
+    topics_changed: Arc<event_listener::Event>,
+    source_ip: Option<IpAddr>,
+    /// Leader addresses this shard's followers have a fetch session with (`replica/fetcher.rs`).
+    fetch_sessions: RefCell<HashSet<String>>,
+    default_replication_factor: u32,
+    incarnation: Option<u64>,
 }
 
 impl Shard {
@@ -106,7 +125,22 @@ impl Shard {
             stopped: event_listener::Event::new(),
             disk_free_floor_bytes: setup.disk_free_floor_bytes,
             space_wanted: event_listener::Event::new(),
+            topics_changed: setup.topics_changed,
+            source_ip: setup.source_ip,
+            fetch_sessions: RefCell::new(HashSet::new()),
+            default_replication_factor: setup.default_replication_factor,
+            incarnation: setup.incarnation,
         }
+    }
+
+    /// This process's registration in a cluster.
+    pub(crate) fn incarnation(&self) -> Option<u64> {
+        self.incarnation
+    }
+
+    /// Replicas per partition of a cluster topic created without a replication factor.
+    pub fn default_replication_factor(&self) -> u32 {
+        self.default_replication_factor
     }
 
     pub fn id(&self) -> ShardId {
@@ -133,6 +167,70 @@ impl Shard {
 
     pub(crate) fn publish_topics(&self, table: TopicTable) {
         self.topics.store(Arc::new(table));
+        self.topics_changed.notify(usize::MAX);
+    }
+
+    /// Notified after each new topic table.
+    pub(crate) fn topics_changed(&self) -> &event_listener::Event {
+        &self.topics_changed
+    }
+
+    pub(crate) fn source_ip(&self) -> Option<IpAddr> {
+        self.source_ip
+    }
+
+    pub(crate) fn fetch_sessions(&self) -> &RefCell<HashSet<String>> {
+        &self.fetch_sessions
+    }
+
+    pub(crate) fn disk_free_floor_bytes(&self) -> u64 {
+        self.disk_free_floor_bytes
+    }
+
+    /// Every partition replica this shard holds.
+    pub fn local_partitions(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    pub(crate) fn insert_partition(&self, partition: Rc<Partition>) {
+        self.partitions.borrow_mut().insert(partition.id().clone(), partition);
+        self.metrics.partitions.set(self.partitions.borrow().len() as u64);
+    }
+
+    pub(crate) fn forget_partition(&self, id: &TopicPartition) -> Option<Rc<Partition>> {
+        let removed = self.partitions.borrow_mut().remove(id);
+        self.metrics.partitions.set(self.partitions.borrow().len() as u64);
+        removed
+    }
+
+    /// Proposes a change of the cluster metadata (through the coordinator shard, which runs
+    /// this node's part of the cluster).
+    pub async fn propose(self: &Rc<Self>, command: MetaCommand) -> Result<MetaResponse, ProposeError> {
+        match &self.coordinator {
+            Some(c) => match &c.cluster {
+                Some(cluster) => cluster.propose(command).await,
+                None => Err(ProposeError::Failed { reason: "this broker is not part of a cluster".into() }),
+            },
+            None => {
+                let call = |reply| ShardCall::Propose { command, reply };
+                let deadline = deadline_in(PROPOSE_TIMEOUT_MS + SHARD_CALL_TIMEOUT_MS);
+                match self.router.call(COORDINATOR_SHARD, call, deadline).await {
+                    Ok(result) => result,
+                    Err(e) => Err(ProposeError::Failed { reason: e.to_string() }),
+                }
+            }
+        }
+    }
+
+    /// The error for a partition this shard cannot find an owner for: unknown, or (in a
+    /// cluster) held only by other nodes.
+    fn not_here(&self, partition: &TopicPartition) -> PartitionError {
+        let table = self.topics.load();
+        if table.cluster.is_some() && table.exists(&partition.topic, partition.partition) {
+            PartitionError::NotLeader { leader: table.leader(&partition.topic, partition.partition) }
+        } else {
+            PartitionError::UnknownTopicOrPartition
+        }
     }
 
     pub fn metrics(&self) -> &ShardMetrics {
@@ -310,7 +408,7 @@ impl Shard {
         acks: Acks,
         turn: Turn,
     ) -> Result<Appended, PartitionError> {
-        let owner = self.owner(&partition).ok_or(PartitionError::UnknownTopicOrPartition)?;
+        let owner = self.owner(&partition).ok_or_else(|| self.not_here(&partition))?;
         if owner == self.id {
             return self.produce_here(partition, batches, acks, turn).await;
         }
@@ -334,7 +432,7 @@ impl Shard {
         turn: Turn,
     ) -> Result<Appended, PartitionError> {
         let Some(p) = self.local_partition(&partition) else {
-            return Err(PartitionError::UnknownTopicOrPartition);
+            return Err(self.not_here(&partition));
         };
         let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
         let started = Instant::now();
@@ -360,7 +458,7 @@ impl Shard {
         offset: Offset,
         bytes_max: u32,
     ) -> Result<Read, PartitionError> {
-        let owner = self.owner(&partition).ok_or(PartitionError::UnknownTopicOrPartition)?;
+        let owner = self.owner(&partition).ok_or_else(|| self.not_here(&partition))?;
         if owner == self.id {
             return self.read_here(&partition, offset, bytes_max).await;
         }
@@ -375,10 +473,10 @@ impl Shard {
         offset: Offset,
         bytes_max: u32,
     ) -> Result<Read, PartitionError> {
-        let p = self.local_partition(partition).ok_or(PartitionError::UnknownTopicOrPartition)?;
+        let p = self.local_partition(partition).ok_or_else(|| self.not_here(partition))?;
         let result = p.read(offset, bytes_max).await;
         if let Err(e) = &result {
-            if !matches!(e, PartitionError::OffsetOutOfRange { .. }) {
+            if !matches!(e, PartitionError::OffsetOutOfRange { .. } | PartitionError::NotLeader { .. }) {
                 tracing::error!(shard = %self.id, %partition, error = %e, "read failed");
             }
         }
@@ -487,9 +585,9 @@ impl Shard {
         partition: TopicPartition,
         query: OffsetQuery,
     ) -> Result<ListedOffset, PartitionError> {
-        let owner = self.owner(&partition).ok_or(PartitionError::UnknownTopicOrPartition)?;
+        let owner = self.owner(&partition).ok_or_else(|| self.not_here(&partition))?;
         if owner == self.id {
-            let p = self.local_partition(&partition).ok_or(PartitionError::UnknownTopicOrPartition)?;
+            let p = self.local_partition(&partition).ok_or_else(|| self.not_here(&partition))?;
             return p.list_offset(query).await;
         }
         let call = |reply| ShardCall::ListOffset { partition, query, reply };
@@ -498,9 +596,9 @@ impl Shard {
 
     /// A partition's log start, high watermark, log end and leader epoch.
     pub async fn bounds(self: &Rc<Self>, partition: TopicPartition) -> Result<PartitionBounds, PartitionError> {
-        let owner = self.owner(&partition).ok_or(PartitionError::UnknownTopicOrPartition)?;
+        let owner = self.owner(&partition).ok_or_else(|| self.not_here(&partition))?;
         if owner == self.id {
-            let p = self.local_partition(&partition).ok_or(PartitionError::UnknownTopicOrPartition)?;
+            let p = self.local_partition(&partition).ok_or_else(|| self.not_here(&partition))?;
             return Ok(p.bounds());
         }
         let call = |reply| ShardCall::Bounds { partition, reply };
@@ -508,6 +606,13 @@ impl Shard {
     }
 
     // ---- consumer groups (coordinator shard) -------------------------------------------------
+
+    /// A cluster node that is not the controller: groups are served elsewhere (Kafka clients
+    /// ask FindCoordinator again; native clients ask Metadata).
+    pub fn not_coordinator(&self) -> bool {
+        let table = self.topics.load();
+        table.cluster.as_ref().is_some_and(|view| view.controller != Some(view.node))
+    }
 
     /// Runs `local` here if this is the coordinator shard, else sends the call `remote` builds.
     async fn on_coordinator<T>(
@@ -523,6 +628,9 @@ impl Shard {
     }
 
     pub async fn join_group(self: &Rc<Self>, request: JoinRequest) -> Result<Joined, GroupError> {
+        if self.not_coordinator() {
+            return Err(GroupError::NotCoordinator);
+        }
         // A join waits at the barrier for up to the rebalance timeout.
         let timeout_ms = u64::from(request.rebalance_timeout_ms.unwrap_or(request.session_timeout_ms))
             .min(crate::limits::REBALANCE_TIMEOUT_MS_MAX)
@@ -537,6 +645,9 @@ impl Shard {
 
     /// A join to a group whose assignment the broker computes (native consumers).
     pub async fn join_group_assigned(self: &Rc<Self>, request: JoinRequest) -> Result<AssignedJoin, GroupError> {
+        if self.not_coordinator() {
+            return Err(GroupError::NotCoordinator);
+        }
         let table = self.topics();
         let local = async |c: &CoordinatorState| c.groups.join_assigned(request.clone(), &table);
         let remote = |reply| ShardCall::JoinAssignedGroup { request: request.clone(), reply };
@@ -546,6 +657,9 @@ impl Shard {
     }
 
     pub async fn sync_group(self: &Rc<Self>, request: SyncRequest) -> Result<Synced, GroupError> {
+        if self.not_coordinator() {
+            return Err(GroupError::NotCoordinator);
+        }
         let timeout_ms = crate::limits::REBALANCE_TIMEOUT_MS_MAX + SHARD_CALL_TIMEOUT_MS;
         let local =
             async |c: &CoordinatorState| c.groups.sync(request.clone()).answer(Err(GroupError::UnknownMemberId)).await;
@@ -556,6 +670,9 @@ impl Shard {
     }
 
     pub async fn heartbeat(self: &Rc<Self>, request: HeartbeatRequest) -> Result<(), GroupError> {
+        if self.not_coordinator() {
+            return Err(GroupError::NotCoordinator);
+        }
         let local = async |c: &CoordinatorState| c.groups.heartbeat(&request);
         let remote = |reply| ShardCall::Heartbeat { request: request.clone(), reply };
         self.on_coordinator(local, remote, SHARD_CALL_TIMEOUT_MS)
@@ -564,6 +681,9 @@ impl Shard {
     }
 
     pub async fn leave_group(self: &Rc<Self>, request: LeaveRequest) -> Result<Vec<MemberLeft>, GroupError> {
+        if self.not_coordinator() {
+            return Err(GroupError::NotCoordinator);
+        }
         let local = async |c: &CoordinatorState| c.groups.leave(request.clone());
         let remote = |reply| ShardCall::LeaveGroup { request: request.clone(), reply };
         self.on_coordinator(local, remote, SHARD_CALL_TIMEOUT_MS)
@@ -574,6 +694,9 @@ impl Shard {
     /// Checks the commit against the group's membership, then stores it; one result per
     /// offset, in order.
     pub async fn commit_offsets(self: &Rc<Self>, commit: OffsetsCommit) -> Vec<Result<(), CommitError>> {
+        if self.not_coordinator() {
+            return vec![Err(CommitError::Group(GroupError::NotCoordinator)); commit.offsets.len()];
+        }
         let count = commit.offsets.len();
         let table = self.topics();
         let local = async |c: &CoordinatorState| commit_here(c, &table, commit.clone()).await;
@@ -590,18 +713,104 @@ impl Shard {
         group: String,
         partitions: Option<Vec<TopicPartition>>,
     ) -> Result<Vec<(TopicPartition, Option<Committed>)>, CallError> {
+        if let Some(view) = self.topics().cluster.clone() {
+            if view.controller != Some(view.node) {
+                return Err(CallError::Unreachable { shard: COORDINATOR_SHARD });
+            }
+            return Ok(committed_in_cluster(&view, &group, partitions));
+        }
         let local = async |c: &CoordinatorState| c.offsets.fetch(&group, partitions.clone());
         let remote = |reply| ShardCall::FetchOffsets { group: group.clone(), partitions: partitions.clone(), reply };
         self.on_coordinator(local, remote, SHARD_CALL_TIMEOUT_MS).await
     }
 }
 
-/// An offset commit on the coordinator shard: membership check, then the store.
+/// An offset commit on the coordinator shard: membership check, then the store (in a cluster,
+/// the metadata log).
 async fn commit_here(c: &CoordinatorState, table: &TopicTable, commit: OffsetsCommit) -> Vec<Result<(), CommitError>> {
     if let Err(e) = c.groups.check_commit(&commit.group, commit.generation, &commit.member_id) {
         return vec![Err(CommitError::Group(e)); commit.offsets.len()];
     }
-    c.offsets.commit(table, &commit.group, commit.offsets, now_ms()).await
+    match &c.cluster {
+        Some(cluster) => commit_in_cluster(cluster.as_ref(), table, commit).await,
+        None => c.offsets.commit(table, &commit.group, commit.offsets, now_ms()).await,
+    }
+}
+
+/// A cluster's commit: one metadata command for the offsets of existing partitions. The
+/// metadata log holds committed offsets so that they survive any one node (it is replicated to
+/// every node, and a new controller — the next group coordinator — has them at once).
+async fn commit_in_cluster(
+    cluster: &dyn ClusterControl,
+    table: &TopicTable,
+    commit: OffsetsCommit,
+) -> Vec<Result<(), CommitError>> {
+    if let Err(e) = engine::group_offsets::validate_group(&commit.group) {
+        return vec![Err(CommitError::InvalidGroupId { reason: e.to_string() }); commit.offsets.len()];
+    }
+    let now = now_ms();
+    let mut results = Vec::with_capacity(commit.offsets.len());
+    let mut offsets = Vec::new();
+    for o in commit.offsets {
+        if !table.exists(&o.partition.topic, o.partition.partition) {
+            results.push(Err(CommitError::UnknownTopicOrPartition));
+            continue;
+        }
+        if o.metadata.len() > engine::limits::OFFSET_METADATA_BYTES_MAX {
+            let reason = format!("offset metadata of {} bytes is over the limit", o.metadata.len());
+            results.push(Err(CommitError::InvalidOffset { reason }));
+            continue;
+        }
+        let committed = CommittedMeta {
+            offset: o.offset.get(),
+            metadata: o.metadata,
+            commit_timestamp_ms: now,
+            leader_epoch: o.leader_epoch.map(|e| e.get()),
+        };
+        offsets.push((o.partition.topic, o.partition.partition, committed));
+        results.push(Ok(()));
+    }
+    if offsets.is_empty() {
+        return results;
+    }
+    let stored = match cluster.propose(MetaCommand::CommitOffsets { group: commit.group, offsets }).await {
+        Ok(MetaResponse::Ok) => Ok(()),
+        Ok(other) => Err(CommitError::Unavailable { reason: format!("{other:?}") }),
+        Err(e) => Err(CommitError::Unavailable { reason: e.to_string() }),
+    };
+    if let Err(e) = stored {
+        for r in results.iter_mut().filter(|r| r.is_ok()) {
+            *r = Err(e.clone());
+        }
+    }
+    results
+}
+
+/// A group's committed offsets from the cluster metadata.
+fn committed_in_cluster(
+    view: &crate::topics::ClusterView,
+    group: &str,
+    partitions: Option<Vec<TopicPartition>>,
+) -> Vec<(TopicPartition, Option<Committed>)> {
+    let topics = view.metadata.offsets.get(group);
+    let committed = |tp: &TopicPartition| {
+        let c = topics?.get(&tp.topic)?.get(&tp.partition)?;
+        Some(Committed {
+            partition: tp.clone(),
+            offset: Offset::new(c.offset),
+            metadata: c.metadata.clone(),
+            leader_epoch: c.leader_epoch.map(LeaderEpoch::new),
+        })
+    };
+    match partitions {
+        Some(list) => list.into_iter().map(|tp| (tp.clone(), committed(&tp))).collect(),
+        None => topics
+            .into_iter()
+            .flat_map(|t| t.iter())
+            .flat_map(|(topic, partitions)| partitions.keys().map(|&p| TopicPartition::new(topic.clone(), p)))
+            .map(|tp| (tp.clone(), committed(&tp)))
+            .collect(),
+    }
 }
 
 /// Awaits futures concurrently on this executor, returning results in input order.

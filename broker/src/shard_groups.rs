@@ -6,6 +6,7 @@
 use std::rc::Rc;
 
 use crate::calls::{Reply, ShardCall};
+use crate::cluster::{MetaCommand, MetaResponse};
 use crate::error::CallError;
 use crate::groups::{DeleteGroupError, GroupDescription, GroupListing, OffsetDeleteError};
 use crate::ids::COORDINATOR_SHARD;
@@ -18,6 +19,50 @@ use crate::shard::{now_ms, CoordinatorState, Shard};
 const OFFSETS_ONLY_PROTOCOL_TYPE: &str = "consumer";
 
 impl Shard {
+    /// The groups with committed offsets: the offset store's on a single node, the metadata's
+    /// in a cluster (where committed offsets go through the metadata log).
+    fn groups_with_offsets(&self, c: &CoordinatorState) -> Vec<String> {
+        match &self.topics().cluster {
+            Some(view) => view.metadata.offsets.keys().cloned().collect(),
+            None => c.offsets.groups(),
+        }
+    }
+
+    /// Deletes `group`'s committed offsets (of `partitions`, or all): from the offset store, or
+    /// in a cluster through the metadata log.
+    async fn delete_committed(
+        self: &Rc<Self>,
+        c: &CoordinatorState,
+        group: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Result<(), DeleteGroupError> {
+        if self.topics().cluster.is_some() {
+            let partitions = partitions.map(|list| list.iter().map(|tp| (tp.topic.clone(), tp.partition)).collect());
+            let command = MetaCommand::DeleteOffsets { group: group.to_owned(), partitions };
+            return match self.propose(command).await {
+                Ok(MetaResponse::Ok) => Ok(()),
+                Ok(other) => {
+                    tracing::error!(%group, answer = ?other, "deleting committed offsets was refused");
+                    Err(DeleteGroupError::Storage)
+                }
+                Err(e) => {
+                    tracing::warn!(%group, error = %e, "deleting committed offsets failed");
+                    Err(DeleteGroupError::Storage)
+                }
+            };
+        }
+        let deleted = match partitions {
+            None => c.offsets.delete_group(group, now_ms()).await.map(|count| {
+                tracing::info!(%group, offsets = count, "group deleted");
+            }),
+            Some(partitions) => c.offsets.delete_offsets(group, partitions, now_ms()).await,
+        };
+        deleted.map_err(|e| {
+            tracing::error!(%group, error = %e, "deleting committed offsets failed");
+            DeleteGroupError::Storage
+        })
+    }
+
     /// Runs `local` on the coordinator state if this is the coordinator shard, else sends the
     /// call `remote` builds.
     async fn on_group_coordinator<T>(
@@ -35,7 +80,7 @@ impl Shard {
     pub async fn list_groups(self: &Rc<Self>) -> Result<Vec<GroupListing>, CallError> {
         let local = async |c: &CoordinatorState| {
             let mut listed = c.groups.list();
-            for group in c.offsets.groups() {
+            for group in self.groups_with_offsets(c) {
                 if !listed.iter().any(|l| l.group == group) {
                     listed.push(GroupListing {
                         group,
@@ -56,7 +101,7 @@ impl Shard {
     pub async fn describe_group(self: &Rc<Self>, group: String) -> Result<GroupDescription, CallError> {
         let local = async |c: &CoordinatorState| {
             c.groups.describe(&group).unwrap_or_else(|| {
-                let has_offsets = c.offsets.groups().contains(&group);
+                let has_offsets = self.groups_with_offsets(c).contains(&group);
                 GroupDescription {
                     group: group.clone(),
                     state: if has_offsets { "Empty" } else { "Dead" },
@@ -77,23 +122,14 @@ impl Shard {
             if group.is_empty() || group.len() > engine::limits::GROUP_NAME_BYTES_MAX {
                 return Err(DeleteGroupError::InvalidGroupId);
             }
-            let known = c.groups.describe(&group).is_some() || c.offsets.groups().contains(&group);
+            let known = c.groups.describe(&group).is_some() || self.groups_with_offsets(c).contains(&group);
             if !known {
                 return Err(DeleteGroupError::NotFound);
             }
             if !c.groups.forget(&group) {
                 return Err(DeleteGroupError::NotEmpty);
             }
-            match c.offsets.delete_group(&group, now_ms()).await {
-                Ok(count) => {
-                    tracing::info!(%group, offsets = count, "group deleted");
-                    Ok(())
-                }
-                Err(e) => {
-                    tracing::error!(%group, error = %e, "deleting a group's offsets failed");
-                    Err(DeleteGroupError::Storage)
-                }
-            }
+            self.delete_committed(c, &group, None).await
         };
         let remote = |reply| ShardCall::DeleteGroup { group: group.clone(), reply };
         self.on_group_coordinator(local, remote)
@@ -110,7 +146,7 @@ impl Shard {
     ) -> Result<Vec<Result<(), OffsetDeleteError>>, DeleteGroupError> {
         let table = self.topics();
         let local = async |c: &CoordinatorState| {
-            let has_offsets = c.offsets.groups().contains(&group);
+            let has_offsets = self.groups_with_offsets(c).contains(&group);
             let subscribed = c.groups.subscribed_topics(&group);
             if !has_offsets && subscribed.is_none() {
                 return Err(DeleteGroupError::NotFound);
@@ -130,10 +166,7 @@ impl Shard {
                 .collect();
             let doomed: Vec<TopicPartition> =
                 partitions.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(tp, _)| tp.clone()).collect();
-            if let Err(e) = c.offsets.delete_offsets(&group, &doomed, now_ms()).await {
-                tracing::error!(%group, error = %e, "deleting committed offsets failed");
-                return Err(DeleteGroupError::Storage);
-            }
+            self.delete_committed(c, &group, Some(&doomed)).await?;
             Ok(results)
         };
         let remote = |reply| ShardCall::DeleteOffsets { group: group.clone(), partitions: partitions.clone(), reply };

@@ -45,6 +45,8 @@ impl Shard {
         offset: Option<Offset>,
     ) -> Result<Offset, PartitionError> {
         let local = async |p: Rc<Partition>| {
+            // In a cluster only the leader deletes; followers follow its log start.
+            p.check_leader()?;
             let bounds = p.bounds();
             let offset = offset.unwrap_or(bounds.high_watermark);
             if offset > bounds.high_watermark {

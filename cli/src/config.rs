@@ -1,5 +1,6 @@
 //! `shardlog serve` settings: a TOML file and command-line flags; flags win.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
@@ -57,8 +58,32 @@ pub struct ServeArgs {
     /// rebalance, not one each. Default 3000.
     #[arg(long, value_name = "MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Host put in native metadata and advertised to the cluster in place of the bound IP
+    /// (ports unchanged). Default: the bound IP.
+    #[arg(long)]
+    pub advertised_host: Option<String>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Flags of a cluster node. Without `--cluster-listen` the broker is a single node.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ClusterArgs {
+    /// Join a cluster: the address this node's cluster port (Raft and controller calls)
+    /// listens on. Needs --node-id and --cluster-peers.
+    #[arg(long)]
+    pub cluster_listen: Option<String>,
+    /// The metadata voters (3 by default): NODE=HOST:PORT,… with each voter's cluster address
+    /// as the others reach it. A node not in the list joins as a learner (a broker without a
+    /// vote).
+    #[arg(long)]
+    pub cluster_peers: Option<String>,
+    /// Replicas per partition of topics created without a replication factor (Kafka's
+    /// default.replication.factor). Default 1.
+    #[arg(long)]
+    pub default_replication_factor: Option<u32>,
 }
 
 /// Flags of the Kafka listener (`server/src/kafka/`).
@@ -108,6 +133,10 @@ struct FileConfig {
     kafka_advertised_host: Option<String>,
     kafka_auto_create_topics: Option<bool>,
     kafka_default_partitions: Option<u32>,
+    advertised_host: Option<String>,
+    cluster_listen: Option<String>,
+    cluster_peers: Option<String>,
+    default_replication_factor: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +157,18 @@ pub struct ServeConfig {
     pub group_initial_rebalance_delay_ms: u64,
     /// `None`: no Kafka listener.
     pub kafka: Option<KafkaConfig>,
+    /// See `ServeArgs::advertised_host`.
+    pub advertised_host: Option<String>,
+    /// `None`: a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub listen: SocketAddr,
+    /// Voters: node id → cluster address as the others reach it.
+    pub peers: BTreeMap<u32, String>,
+    pub default_replication_factor: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +229,10 @@ impl ServeConfig {
             None => None,
         };
         let kafka = KafkaConfig::resolve(&args.kafka, &file)?;
+        let cluster = ClusterConfig::resolve(&args.cluster, &file)?;
+        if cluster.is_some() && args.node_id.or(file.node_id).is_none() {
+            return Err("--cluster-listen needs --node-id".into());
+        }
         let batch_cache_bytes =
             args.batch_cache_bytes.or(file.batch_cache_bytes).unwrap_or(engine::limits::SHARD_CACHE_BYTES_DEFAULT);
         if batch_cache_bytes < BATCH_CACHE_BYTES_MIN {
@@ -217,8 +262,54 @@ impl ServeConfig {
             disk_free_floor_bytes: args.disk_free_floor_bytes.or(file.disk_free_floor_bytes).unwrap_or(0),
             batch_cache_bytes,
             kafka,
+            advertised_host: args.advertised_host.clone().or(file.advertised_host.clone()),
+            cluster,
         })
     }
+}
+
+impl ClusterConfig {
+    fn resolve(args: &ClusterArgs, file: &FileConfig) -> Result<Option<ClusterConfig>, String> {
+        let Some(listen) = args.cluster_listen.as_deref().or(file.cluster_listen.as_deref()) else {
+            if args.cluster_peers.is_some() || file.cluster_peers.is_some() {
+                return Err("--cluster-peers needs --cluster-listen".into());
+            }
+            return Ok(None);
+        };
+        let peers_text = args
+            .cluster_peers
+            .as_deref()
+            .or(file.cluster_peers.as_deref())
+            .ok_or("--cluster-listen needs --cluster-peers (the voters: NODE=HOST:PORT,…)")?;
+        let peers = parse_peers(peers_text)?;
+        let default_replication_factor =
+            args.default_replication_factor.or(file.default_replication_factor).unwrap_or(1);
+        if default_replication_factor == 0 {
+            return Err("--default-replication-factor must be at least 1".into());
+        }
+        Ok(Some(ClusterConfig { listen: resolve_addr(listen)?, peers, default_replication_factor }))
+    }
+}
+
+/// `1=host:port,2=host:port` → {1: "host:port", 2: "host:port"}.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<u32, String>, String> {
+    let mut peers = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (id, address) =
+            item.split_once('=').ok_or_else(|| format!("bad peer {item:?}: expected NODE=HOST:PORT"))?;
+        let id: u32 = id.trim().parse().map_err(|_| format!("bad peer {item:?}: the node id must be a number"))?;
+        let address = address.trim();
+        if address.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).is_none() {
+            return Err(format!("bad peer {item:?}: expected HOST:PORT after '='"));
+        }
+        if peers.insert(id, address.to_owned()).is_some() {
+            return Err(format!("node {id} is listed twice in the peers"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("--cluster-peers lists no voter".into());
+    }
+    Ok(peers)
 }
 
 impl KafkaConfig {

@@ -3,6 +3,7 @@
 //! listener and, when asked, its Kafka listener (`kafka` crate). The load generator and the
 //! tests start embedded brokers through `Node` too.
 
+mod cluster;
 pub mod config;
 mod node;
 

@@ -86,7 +86,7 @@ fn produce_fetch_and_metadata_across_shards() {
     let (mut broker, _dir) = start(2);
     let mut raw = Raw::connect(broker.listen);
     assert_eq!(create(&mut raw, "users", 4), Response::ok());
-    let Response::Metadata { shards, topics } = raw.call(Request::Metadata { topics: None, with_offsets: false })
+    let Response::Metadata { shards, topics, .. } = raw.call(Request::Metadata { topics: None, with_offsets: false })
     else {
         panic!()
     };

@@ -87,6 +87,9 @@ fn base_requests() -> Vec<Request> {
                 segment_bytes: Some(0),
                 segment_ms: Some(0),
                 durability: Some(String::new()),
+                replication_factor: Some(0),
+                min_insync_replicas: Some(0),
+                unclean_leader_election: Some(false),
             },
         },
         Request::CreateTopic {
@@ -98,6 +101,9 @@ fn base_requests() -> Vec<Request> {
                 segment_bytes: Some(128 << 20),
                 segment_ms: None,
                 durability: Some("interval:50".into()),
+                replication_factor: Some(3),
+                min_insync_replicas: None,
+                unclean_leader_election: Some(true),
             },
         },
         Request::DeleteTopic { name: "orders".into() },
@@ -177,6 +183,32 @@ fn base_requests() -> Vec<Request> {
         Request::Heartbeat { group: "g".into(), generation_id: 3, member_id: "member-1".into() },
         Request::Heartbeat { group: "g".into(), generation_id: i32::MIN, member_id: String::new() },
         Request::LeaveGroup { group: "g".into(), member_id: "member-1".into() },
+        Request::ReplicaFetch { replica_node: 0, wait_ms_max: 0, bytes_max: 0, partitions: vec![] },
+        Request::ReplicaFetch {
+            replica_node: 2,
+            wait_ms_max: 500,
+            bytes_max: 16 << 20,
+            partitions: vec![
+                ReplicaFetchPartition {
+                    topic: "orders".into(),
+                    partition: 3,
+                    leader_epoch: 7,
+                    fetch_offset: 100,
+                    durable_offset: 90,
+                    last_fetched_epoch: Some(6),
+                    bytes_max: 1 << 20,
+                },
+                ReplicaFetchPartition {
+                    topic: String::new(),
+                    partition: u32::MAX,
+                    leader_epoch: 0,
+                    fetch_offset: u64::MAX,
+                    durable_offset: 0,
+                    last_fetched_epoch: None,
+                    bytes_max: 0,
+                },
+            ],
+        },
     ]
 }
 
@@ -230,8 +262,9 @@ fn base_responses() -> Vec<Response> {
         Response::ok(),
         Response::status(ErrorCode::TopicAlreadyExists, "topic orders already exists"),
         Response::status(ErrorCode::Internal, ""),
-        Response::Metadata { shards: vec![], topics: vec![] },
+        Response::Metadata { shards: vec![], topics: vec![], coordinator_address: None },
         Response::Metadata {
+            coordinator_address: Some("127.0.2.1:9292".into()),
             shards: vec![
                 ShardInfo { shard: 0, address: "127.0.0.1:9092".into() },
                 ShardInfo { shard: 1, address: "127.0.0.1:9093".into() },
@@ -247,25 +280,27 @@ fn base_responses() -> Vec<Response> {
                     durability: "sync".into(),
                     partitions: vec![
                         PartitionMetadata {
-                            partition: 0,
-                            shard: 0,
                             log_start_offset: Some(0),
                             log_end_offset: Some(0),
                             size_bytes: Some(0),
+                            ..PartitionMetadata::single(0)
                         },
                         PartitionMetadata {
-                            partition: 1,
                             shard: 1,
                             log_start_offset: Some(10),
                             log_end_offset: Some(u64::MAX),
-                            size_bytes: None,
+                            ..PartitionMetadata::single(1)
                         },
+                        PartitionMetadata::single(2),
                         PartitionMetadata {
-                            partition: 2,
-                            shard: 0,
-                            log_start_offset: None,
-                            log_end_offset: None,
-                            size_bytes: None,
+                            shard: 1,
+                            leader_address: Some("127.0.2.2:9301".into()),
+                            leader_node: 2,
+                            leader_epoch: 4,
+                            replica_nodes: vec![2, 3, 1],
+                            isr_nodes: vec![2, 1],
+                            high_watermark: Some(42),
+                            ..PartitionMetadata::single(3)
                         },
                     ],
                 },
@@ -713,7 +748,31 @@ fn request() -> impl Strategy<Value = Request> {
             segment_bytes,
             segment_ms,
             durability,
+            ..TopicSettings::default()
         });
+    let settings = (settings, any::<Option<u32>>(), any::<Option<u32>>(), any::<Option<bool>>()).prop_map(
+        |(settings, replication_factor, min_insync_replicas, unclean_leader_election)| TopicSettings {
+            replication_factor,
+            min_insync_replicas,
+            unclean_leader_election,
+            ..settings
+        },
+    );
+    let replica_partition =
+        ((text(), any::<u32>(), any::<u32>()), (any::<u64>(), any::<u64>(), any::<Option<u32>>(), any::<u32>()))
+            .prop_map(
+                |((topic, partition, leader_epoch), (fetch_offset, durable_offset, last_fetched_epoch, bytes_max))| {
+                    ReplicaFetchPartition {
+                        topic,
+                        partition,
+                        leader_epoch,
+                        fetch_offset,
+                        durable_offset,
+                        last_fetched_epoch,
+                        bytes_max,
+                    }
+                },
+            );
     let acks = prop::sample::select(vec![Acks::None, Acks::Leader, Acks::Durable]);
     let produce_partition = (text(), any::<u32>(), prop::collection::vec(opaque(), 0..4))
         .prop_map(|(topic, partition, batches)| ProducePartition { topic, partition, batches });
@@ -775,7 +834,36 @@ fn request() -> impl Strategy<Value = Request> {
             member_id
         }),
         (text(), text()).prop_map(|(group, member_id)| Request::LeaveGroup { group, member_id }),
+        (any::<u32>(), any::<u32>(), any::<u32>(), prop::collection::vec(replica_partition, 0..4)).prop_map(
+            |(replica_node, wait_ms_max, bytes_max, partitions)| Request::ReplicaFetch {
+                replica_node,
+                wait_ms_max,
+                bytes_max,
+                partitions
+            }
+        ),
     ]
+}
+
+fn replica_result() -> impl Strategy<Value = ReplicaFetchResult> {
+    (
+        (text(), any::<u32>(), error_code()),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<Option<(u32, u64)>>(), prop::collection::vec(opaque(), 0..4)),
+    )
+        .prop_map(
+            |((topic, partition, error), (high_watermark, log_start_offset, log_end_offset, diverging, records))| {
+                ReplicaFetchResult {
+                    topic,
+                    partition,
+                    error,
+                    high_watermark,
+                    log_start_offset,
+                    log_end_offset,
+                    diverging,
+                    records,
+                }
+            },
+        )
 }
 
 fn response() -> impl Strategy<Value = Response> {
@@ -783,11 +871,29 @@ fn response() -> impl Strategy<Value = Response> {
     let partition_metadata =
         (any::<u32>(), any::<u32>(), any::<Option<u64>>(), any::<Option<u64>>(), any::<Option<u64>>()).prop_map(
             |(partition, shard, log_start_offset, log_end_offset, size_bytes)| PartitionMetadata {
-                partition,
                 shard,
                 log_start_offset,
                 log_end_offset,
                 size_bytes,
+                ..PartitionMetadata::single(partition)
+            },
+        );
+    let partition_metadata = (
+        partition_metadata,
+        (prop::option::of(text()), any::<i32>(), any::<u32>()),
+        (prop::collection::vec(any::<u32>(), 0..4), prop::collection::vec(any::<u32>(), 0..4), any::<Option<u64>>()),
+    )
+        .prop_map(
+            |(p, (leader_address, leader_node, leader_epoch), (replica_nodes, isr_nodes, high_watermark))| {
+                PartitionMetadata {
+                    leader_address,
+                    leader_node,
+                    leader_epoch,
+                    replica_nodes,
+                    isr_nodes,
+                    high_watermark,
+                    ..p
+                }
             },
         );
     let topic = (
@@ -828,7 +934,8 @@ fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
         (error_code(), text()).prop_map(|(error, message)| Response::Status { error, message }),
         (prop::collection::vec(shard, 0..3), prop::collection::vec(topic, 0..3))
-            .prop_map(|(shards, topics)| Response::Metadata { shards, topics }),
+            .prop_map(|(shards, topics)| Response::Metadata { shards, topics, coordinator_address: None }),
+        (prop::collection::vec(replica_result(), 0..4)).prop_map(|partitions| Response::ReplicaFetch { partitions }),
         prop::collection::vec(produce_result, 0..4).prop_map(|partitions| Response::Produce { partitions }),
         prop::collection::vec(fetch_result, 0..4).prop_map(|partitions| Response::Fetch { partitions }),
         prop::collection::vec(list_result, 0..4).prop_map(|partitions| Response::ListOffsets { partitions }),

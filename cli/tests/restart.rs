@@ -149,6 +149,21 @@ fn a_broker_restarted_at_once_after_sigkill_comes_up() {
     assert_eq!(described.success().lines().count(), 1 + PARTITIONS as usize);
 }
 
+/// A client connected to the bootstrap port when the broker is killed leaves the dead
+/// broker's side of the connection in TIME_WAIT once the client closes: without SO_REUSEADDR
+/// the restarted broker could not listen there for about a minute (found by the cluster
+/// harness). It must come up at once.
+#[test]
+fn a_broker_restarted_after_sigkill_with_clients_connected_comes_up() {
+    let data = temp_dir("shardlog-restart-time-wait-");
+    let server = Server::start(data.path());
+    server.cli(&["topic", "create", "t", "--partitions", "1"]).success();
+    let clients: Vec<std::net::TcpStream> =
+        (0..4).map(|_| std::net::TcpStream::connect(&server.addr).unwrap()).collect();
+    let restarted = server.kill_and_restart_after(move || drop(clients));
+    restarted.cli_stdin(&["produce", "t", "--key-separator", ","], b"a,b\n").success();
+}
+
 #[test]
 fn a_shard_that_panics_takes_the_process_down() {
     let data = temp_dir("shardlog-shard-panic-");

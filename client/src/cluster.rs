@@ -68,6 +68,13 @@ pub struct JoinResult {
 pub(crate) enum Route {
     Bootstrap,
     Shard(u32),
+    /// A cluster: the leader's shard (node, shard), at the address Metadata gave.
+    Leader {
+        node: u32,
+        shard: u32,
+    },
+    /// A cluster: the node serving consumer groups.
+    Coordinator,
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +83,12 @@ struct MetadataCache {
     shards: HashMap<u32, String>,
     /// Topic → the owning shard of each partition (index = partition).
     topics: HashMap<String, Vec<u32>>,
+    /// A cluster: topic → each partition's leader (node, shard), `None` while none leads.
+    leaders: HashMap<String, Vec<Option<(u32, u32)>>>,
+    /// A cluster: (node, shard) → its native address.
+    leader_addresses: HashMap<(u32, u32), String>,
+    /// A cluster: the native address of the node serving groups.
+    coordinator: Option<String>,
     refreshed: Option<Instant>,
 }
 
@@ -89,6 +102,8 @@ pub struct Client {
     options: ClientOptions,
     bootstrap_connection: RefCell<Option<Rc<Connection>>>,
     shard_connections: RefCell<HashMap<u32, Rc<Connection>>>,
+    /// A cluster's connections to leaders' shards and to the group coordinator, by address.
+    address_connections: RefCell<HashMap<String, Rc<Connection>>>,
     unreachable_shards: RefCell<HashMap<u32, Instant>>,
     /// One connect at a time, so concurrent callers share the new connection.
     connecting: Semaphore,
@@ -112,6 +127,7 @@ impl Client {
             options,
             bootstrap_connection: RefCell::new(None),
             shard_connections: RefCell::new(HashMap::new()),
+            address_connections: RefCell::new(HashMap::new()),
             unreachable_shards: RefCell::new(HashMap::new()),
             connecting: Semaphore::new(1),
             metadata: RefCell::new(MetadataCache::default()),
@@ -134,6 +150,7 @@ impl Client {
             options,
             bootstrap_connection: RefCell::new(None),
             shard_connections: RefCell::new(HashMap::new()),
+            address_connections: RefCell::new(HashMap::new()),
             unreachable_shards: RefCell::new(HashMap::new()),
             connecting: Semaphore::new(1),
             metadata: RefCell::new(MetadataCache::default()),
@@ -167,10 +184,11 @@ impl Client {
     pub async fn metadata(&self, topics: Option<Vec<String>>, with_offsets: bool) -> Result<Metadata, ClientError> {
         let all = topics.is_none();
         let response = self.call(Request::Metadata { topics, with_offsets }).await?;
-        let Response::Metadata { shards, topics } = response else {
+        let Response::Metadata { shards, topics, coordinator_address } = response else {
             return Err(self.unexpected(&response, "Metadata"));
         };
         self.update_cache(&shards, &topics, all);
+        self.metadata.borrow_mut().coordinator = coordinator_address.map(|a| self.reachable_address(&a));
         Ok(Metadata { shards, topics })
     }
 
@@ -179,18 +197,39 @@ impl Client {
         cache.shards = shards.iter().map(|s| (s.shard, self.reachable_address(&s.address))).collect();
         if all {
             cache.topics.clear();
+            cache.leaders.clear();
         }
         for t in topics {
             if t.error.is_ok() {
                 let mut owners = vec![0; t.partitions.len()];
+                let mut leaders = vec![None; t.partitions.len()];
+                let mut cluster = false;
                 for p in &t.partitions {
                     if let Some(slot) = owners.get_mut(p.partition as usize) {
                         *slot = p.shard;
                     }
+                    // A cluster names each partition's replicas, and its leader's address.
+                    if p.replica_nodes.is_empty() {
+                        continue;
+                    }
+                    cluster = true;
+                    if let (Some(address), Ok(node)) = (&p.leader_address, u32::try_from(p.leader_node)) {
+                        let address = self.reachable_address(address);
+                        cache.leader_addresses.insert((node, p.shard), address);
+                        if let Some(slot) = leaders.get_mut(p.partition as usize) {
+                            *slot = Some((node, p.shard));
+                        }
+                    }
                 }
                 cache.topics.insert(t.name.clone(), owners);
+                if cluster {
+                    cache.leaders.insert(t.name.clone(), leaders);
+                } else {
+                    cache.leaders.remove(&t.name);
+                }
             } else {
                 cache.topics.remove(&t.name);
+                cache.leaders.remove(&t.name);
             }
         }
         if all {
@@ -250,6 +289,14 @@ impl Client {
         if self.options.routing == Routing::Forward {
             return Route::Bootstrap;
         }
+        let leader = self.metadata.borrow().leaders.get(topic).and_then(|l| l.get(partition as usize).copied());
+        match leader {
+            Some(Some((node, shard))) => return Route::Leader { node, shard },
+            // A cluster partition without a leader: the bootstrap node answers (an error the
+            // caller retries after refreshing metadata).
+            Some(None) => return Route::Bootstrap,
+            None => {}
+        }
         match self.shard_of(topic, partition) {
             Some(shard) => Route::Shard(shard),
             None => Route::Bootstrap, // The broker answers UnknownTopicOrPartition.
@@ -277,6 +324,15 @@ impl Client {
                 let connection =
                     Rc::new(Connection::connect_with_timeout(&self.bootstrap, self.request_timeout()).await?);
                 *self.bootstrap_connection.borrow_mut() = Some(connection.clone());
+                Ok(connection)
+            }
+            Route::Leader { .. } | Route::Coordinator => {
+                let Some(address) = self.address_of(route) else {
+                    drop(permit);
+                    return Box::pin(self.connection(Route::Bootstrap)).await;
+                };
+                let connection = Rc::new(Connection::connect_with_timeout(&address, self.request_timeout()).await?);
+                self.address_connections.borrow_mut().insert(address, connection.clone());
                 Ok(connection)
             }
             Route::Shard(shard) => {
@@ -307,7 +363,40 @@ impl Client {
         match route {
             Route::Bootstrap => self.bootstrap_connection.borrow().as_ref().filter(|c| !c.is_broken()).cloned(),
             Route::Shard(shard) => self.shard_connections.borrow().get(&shard).filter(|c| !c.is_broken()).cloned(),
+            Route::Leader { .. } | Route::Coordinator => {
+                let address = self.address_of(route)?;
+                self.address_connections.borrow().get(&address).filter(|c| !c.is_broken()).cloned()
+            }
         }
+    }
+
+    /// The address of a cluster route, from the cached metadata.
+    fn address_of(&self, route: Route) -> Option<String> {
+        let cache = self.metadata.borrow();
+        match route {
+            Route::Leader { node, shard } => cache.leader_addresses.get(&(node, shard)).cloned(),
+            Route::Coordinator => cache.coordinator.clone(),
+            Route::Bootstrap | Route::Shard(_) => None,
+        }
+    }
+
+    /// A group request: to the cluster's group coordinator when Metadata named one (the
+    /// bootstrap address otherwise); after NotCoordinator, once more after a metadata refresh.
+    async fn group_call(&self, request: Request) -> Result<Response, ClientError> {
+        let not_coordinator = |r: &Response| match r {
+            Response::Status { error, .. }
+            | Response::JoinGroup { error, .. }
+            | Response::OffsetFetch { error, .. } => *error == ErrorCode::NotCoordinator,
+            Response::OffsetCommit { partitions } => partitions.iter().any(|p| p.error == ErrorCode::NotCoordinator),
+            _ => false,
+        };
+        let route = || if self.metadata.borrow().coordinator.is_some() { Route::Coordinator } else { Route::Bootstrap };
+        let response = self.connection(route()).await?.call(request.clone()).await?;
+        if !not_coordinator(&response) {
+            return Ok(response);
+        }
+        self.refresh_metadata().await?;
+        self.connection(route()).await?.call(request).await
     }
 
     fn recently_unreachable(&self, shard: u32) -> bool {
@@ -576,7 +665,7 @@ impl Client {
     ) -> Result<Vec<PartitionError>, ClientError> {
         let request =
             Request::OffsetCommit { group: group.to_owned(), generation_id, member_id: member_id.to_owned(), offsets };
-        match self.call(request).await? {
+        match self.group_call(request).await? {
             Response::OffsetCommit { partitions } => Ok(partitions),
             other => Err(self.unexpected(&other, "OffsetCommit")),
         }
@@ -589,7 +678,7 @@ impl Client {
         group: &str,
         partitions: Option<Vec<TopicPartition>>,
     ) -> Result<Vec<FetchedOffset>, ClientError> {
-        match self.call(Request::OffsetFetch { group: group.to_owned(), partitions }).await? {
+        match self.group_call(Request::OffsetFetch { group: group.to_owned(), partitions }).await? {
             Response::OffsetFetch { error: ErrorCode::None, offsets } => Ok(offsets),
             Response::OffsetFetch { error, .. } => Err(ClientError::broker(error, group)),
             other => Err(self.unexpected(&other, "OffsetFetch")),
@@ -612,7 +701,7 @@ impl Client {
             session_timeout_ms,
             assignor,
         };
-        match self.call(request).await? {
+        match self.group_call(request).await? {
             Response::JoinGroup { error: ErrorCode::None, generation_id, member_id, assignment } => {
                 Ok(JoinResult { generation_id, member_id, assignment })
             }
@@ -631,7 +720,7 @@ impl Client {
     }
 
     async fn plain_status(&self, request: Request) -> Result<(), ClientError> {
-        match self.call(request).await? {
+        match self.group_call(request).await? {
             Response::Status { error: ErrorCode::None, .. } => Ok(()),
             Response::Status { error, message } => Err(ClientError::broker(error, message)),
             other => Err(self.unexpected(&other, "Status")),
@@ -658,11 +747,8 @@ mod tests {
             durability: "sync".to_owned(),
             partitions: (0..4)
                 .map(|p| protocol::messages::PartitionMetadata {
-                    partition: p,
                     shard: p % 2,
-                    log_start_offset: None,
-                    log_end_offset: None,
-                    size_bytes: None,
+                    ..protocol::messages::PartitionMetadata::single(p)
                 })
                 .collect(),
         };

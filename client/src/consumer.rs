@@ -29,6 +29,10 @@ use protocol::messages::{
     TopicPartition,
 };
 
+/// After a fetch found a partition's leader moved, the consumer waits this long before it
+/// refreshes the metadata and fetches again (an election takes a moment).
+const LEADER_MOVED_PAUSE_MS: u64 = 100;
+
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
     /// Consumer group to join; `None` reads every partition of `topics` on its own.
@@ -489,6 +493,18 @@ impl Consumer {
             let (wait, bytes_max) = (options.fetch_wait_ms_max, options.fetch_bytes_max);
             glommio::spawn_local(async move {
                 let result = shared.client.fetch(wait, 1, bytes_max, partitions).await;
+                // A cluster's leader moved (or its node is gone): learn the new leaders before
+                // the next fetch, after a pause so a leaderless partition is not spun on.
+                let moved = match &result {
+                    Ok(results) => results.iter().any(|r| ClientError::broker(r.error, "").is_retriable()),
+                    Err(e) => e.is_retriable(),
+                };
+                if moved {
+                    glommio::timer::sleep(Duration::from_millis(LEADER_MOVED_PAUSE_MS)).await;
+                    if let Err(error) = shared.client.refresh_metadata().await {
+                        tracing::debug!(%error, "metadata refresh after a moved leader failed");
+                    }
+                }
                 shared.outcomes.borrow_mut().push_back(FetchOutcome { epoch, requested, result });
                 shared.arrived.notify(usize::MAX);
             })
@@ -512,6 +528,8 @@ impl Consumer {
             }
             let results = match outcome.result {
                 Ok(results) => results,
+                // Transient: the fetch task refreshed the metadata; the next poll fetches again.
+                Err(error) if error.is_retriable() => continue,
                 Err(error) => {
                     first_error.get_or_insert(error);
                     continue;
@@ -537,8 +555,9 @@ impl Consumer {
                         state.floors.remove(&tp);
                         state.reset.insert(tp);
                     }
-                    // Transient: the next poll fetches again.
-                    ErrorCode::ShuttingDown | ErrorCode::RequestTimedOut => {}
+                    // Transient: the next poll fetches again (after a metadata refresh when the
+                    // leader moved).
+                    code if code == ErrorCode::RequestTimedOut || ClientError::broker(code, "").is_retriable() => {}
                     code => {
                         first_error.get_or_insert(ClientError::broker(code, format!("{}-{}", tp.0, tp.1)));
                     }

@@ -87,6 +87,34 @@ pub fn error_code_text(code: ErrorCode) -> &'static str {
         ErrorCode::Internal => "internal broker error",
         ErrorCode::GroupNotEmpty => "the group has members",
         ErrorCode::GroupNotFound => "no such group",
+        ErrorCode::NotLeaderOrFollower => "not the partition's leader",
+        ErrorCode::NotEnoughReplicas => "not enough in-sync replicas",
+        ErrorCode::NotEnoughReplicasAfterAppend => "not enough in-sync replicas after the append",
+        ErrorCode::FencedLeaderEpoch => "fenced leader epoch",
+        ErrorCode::UnknownLeaderEpoch => "unknown leader epoch",
+        ErrorCode::NotCoordinator => "not the group coordinator",
+    }
+}
+
+impl ClientError {
+    /// Worth retrying after a metadata refresh: the partition's leader moved or is being
+    /// elected, its in-sync replicas are too few for now, or the connection failed (the
+    /// broker may be gone). A retried produce may be appended twice.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::Broker { code, .. } => matches!(
+                code,
+                ErrorCode::NotLeaderOrFollower
+                    | ErrorCode::NotEnoughReplicas
+                    | ErrorCode::NotEnoughReplicasAfterAppend
+                    | ErrorCode::FencedLeaderEpoch
+                    | ErrorCode::UnknownLeaderEpoch
+                    | ErrorCode::NotCoordinator
+                    | ErrorCode::ShuttingDown
+            ),
+            ClientError::Connect { .. } | ClientError::ConnectionLost { .. } => true,
+            _ => false,
+        }
     }
 }
 

@@ -40,7 +40,17 @@ pub struct ProducerOptions {
     pub in_flight_per_partition_max: usize,
     /// Largest Produce request (all its batches); a single larger batch still goes alone.
     pub request_bytes_max: usize,
+    /// Times a batch is sent again after a retriable failure (a cluster's leader moved, too
+    /// few in-sync replicas, a lost connection), each after a metadata refresh (Kafka's
+    /// `retries`). A retried batch may be appended twice.
+    pub retries: u32,
+    /// Wait before the first retry, doubling up to `RETRY_BACKOFF_MS_MAX` (Kafka's
+    /// `retry.backoff.ms`).
+    pub retry_backoff_ms: u64,
 }
+
+/// The longest wait between two retries of a batch.
+pub const RETRY_BACKOFF_MS_MAX: u64 = 1_000;
 
 impl Default for ProducerOptions {
     fn default() -> Self {
@@ -51,6 +61,8 @@ impl Default for ProducerOptions {
             buffer_bytes: 32 << 20,
             in_flight_per_partition_max: 1,
             request_bytes_max: 16 << 20,
+            retries: 10,
+            retry_backoff_ms: 100,
         }
     }
 }
@@ -251,6 +263,8 @@ struct Outgoing {
     memory: u64,
     /// Records of this partition already failed (their batch could not be built).
     failed_records: usize,
+    /// Sends so far that failed with a retriable error.
+    retried: u32,
 }
 
 impl Outgoing {
@@ -288,8 +302,14 @@ fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained<String, BatchAcks>>) {
         }
         let failed_records = records - acks.iter().map(BatchAcks::len).sum::<usize>();
         let partition = ProducePartition { topic: drained.key.0.clone(), partition: drained.key.1, batches };
-        parts.push((partition, Outgoing { key: drained.key, acks, memory, failed_records }));
+        parts.push((partition, Outgoing { key: drained.key, acks, memory, failed_records, retried: 0 }));
     }
+    send_grouped(inner, parts);
+}
+
+/// Sends `parts` in one request per route (split at `request_bytes_max`), each in its own
+/// task.
+fn send_grouped(inner: &Rc<Inner>, parts: Vec<(ProducePartition, Outgoing)>) {
     for (route, _, group) in inner.client.group_by_route(parts, |(p, _)| (&p.topic, p.partition)) {
         let mut request: Vec<(ProducePartition, Outgoing)> = Vec::new();
         let mut request_bytes = 0usize;
@@ -311,6 +331,8 @@ fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained<String, BatchAcks>>) {
 async fn send_request(inner: Rc<Inner>, route: Route, parts: Vec<(ProducePartition, Outgoing)>) {
     let acks = inner.options.acks;
     let (partitions, outgoing): (Vec<ProducePartition>, Vec<Outgoing>) = parts.into_iter().unzip();
+    // Kept for a retry (the batches are `Bytes`: no copy).
+    let sent = partitions.clone();
     let timeout_ms = inner.client.options().request_timeout_ms.min(u64::from(u32::MAX)) as u32;
     let request = Request::Produce { acks, timeout_ms, partitions };
     let result: Result<Option<Vec<ProducePartitionResult>>, ClientError> = async {
@@ -328,20 +350,51 @@ async fn send_request(inner: Rc<Inner>, route: Route, parts: Vec<(ProducePartiti
         }
     }
     .await;
+    let mut retry = Vec::new();
     match result {
         Ok(results) => {
             let mut results = results.map(Vec::into_iter);
-            for out in outgoing {
+            for (out, partition) in outgoing.into_iter().zip(sent) {
                 let result = results.as_mut().and_then(Iterator::next);
+                let retriable = result
+                    .as_ref()
+                    .is_some_and(|r| !r.error.is_ok() && ClientError::broker(r.error, "").is_retriable());
+                if retriable && out.retried < inner.options.retries {
+                    retry.push((partition, out));
+                    continue;
+                }
                 complete(&inner, out, result.as_ref());
             }
         }
         Err(error) => {
-            for out in outgoing {
+            for (out, partition) in outgoing.into_iter().zip(sent) {
+                if error.is_retriable() && out.retried < inner.options.retries {
+                    retry.push((partition, out));
+                    continue;
+                }
                 fail(&inner, out, &error);
             }
         }
     }
+    if !retry.is_empty() {
+        resend(inner, retry).await;
+    }
+}
+
+/// Sends batches again after a retriable failure: waits (backing off), refreshes the metadata
+/// (the partition's leader may have moved), and routes them anew. Their partitions' next
+/// batches wait meanwhile (`request_done` is not called), so order is kept.
+async fn resend(inner: Rc<Inner>, mut parts: Vec<(ProducePartition, Outgoing)>) {
+    let retried = parts.iter().map(|(_, out)| out.retried).max().unwrap_or(0);
+    let backoff = inner.options.retry_backoff_ms.saturating_mul(1 << retried.min(16)).min(RETRY_BACKOFF_MS_MAX);
+    glommio::timer::sleep(Duration::from_millis(backoff)).await;
+    if let Err(e) = inner.client.refresh_metadata().await {
+        tracing::debug!(error = %e, "metadata refresh before a retry failed");
+    }
+    for (_, out) in &mut parts {
+        out.retried += 1;
+    }
+    send_grouped(&inner, parts);
 }
 
 /// Resolves one partition's records from its result (`None`: acks=none, no offsets).
@@ -401,15 +454,7 @@ mod tests {
             retention_bytes: None,
             segment_bytes: 1 << 20,
             durability: "sync".to_owned(),
-            partitions: (0..4)
-                .map(|p| PartitionMetadata {
-                    partition: p,
-                    shard: 0,
-                    log_start_offset: None,
-                    log_end_offset: None,
-                    size_bytes: None,
-                })
-                .collect(),
+            partitions: (0..4).map(PartitionMetadata::single).collect(),
         };
         let shards = [ShardInfo { shard: 0, address: "127.0.0.1:1".to_owned() }];
         let client = Client::offline("127.0.0.1:1", ClientOptions::default(), &shards, &[topic]);
@@ -485,7 +530,7 @@ mod tests {
         let acks = batch.acks;
         let bytes = batch.builder.build().unwrap();
         assert_eq!(Batch::validate(bytes).unwrap().record_count(), 3);
-        let out = Outgoing { key: drained.key, acks: vec![acks], memory, failed_records: 0 };
+        let out = Outgoing { key: drained.key, acks: vec![acks], memory, failed_records: 0, retried: 0 };
         let result = ProducePartitionResult {
             topic: "t".to_owned(),
             partition: 0,
@@ -511,7 +556,7 @@ mod tests {
         let (mut ready, _) = inner.accumulator.drain_ready(Instant::now());
         let drained = ready.pop().unwrap();
         let acks = drained.batches.into_iter().map(|b| b.acks).collect();
-        let out = Outgoing { key: drained.key, acks, memory: 0, failed_records: 0 };
+        let out = Outgoing { key: drained.key, acks, memory: 0, failed_records: 0, retried: 0 };
         let result = ProducePartitionResult {
             topic: "t".to_owned(),
             partition: 3,

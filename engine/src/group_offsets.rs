@@ -377,7 +377,8 @@ fn apply(entries: &mut HashMap<Key, Entry>, key: Key, value: Option<CommittedOff
     }
 }
 
-fn validate_group(group: &str) -> Result<(), GroupOffsetsError> {
+/// A group id any store accepts: non-empty, at most `GROUP_NAME_BYTES_MAX` bytes of printable ASCII.
+pub fn validate_group(group: &str) -> Result<(), GroupOffsetsError> {
     let reason = if group.is_empty() {
         Some("empty")
     } else if group.len() > GROUP_NAME_BYTES_MAX {

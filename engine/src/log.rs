@@ -732,6 +732,18 @@ impl Log {
         self.read_until(offset, bytes_max, ReadEnd::DurableEnd).await
     }
 
+    /// Like `read`, but only batches that end at or below `end_offset` (a replicated
+    /// partition's high watermark: consumers never see what is not yet on every in-sync
+    /// replica). An `end_offset` past the log end reads to the log end.
+    pub async fn read_below(
+        &self,
+        offset: Offset,
+        bytes_max: u32,
+        end_offset: Offset,
+    ) -> Result<ReadBatches, ReadError> {
+        self.read_until(offset, bytes_max, ReadEnd::Below(end_offset)).await
+    }
+
     async fn read_until(&self, offset: Offset, bytes_max: u32, read_end: ReadEnd) -> Result<ReadBatches, ReadError> {
         let bytes_max = bytes_max.clamp(1, READ_BYTES_MAX);
         // A truncation that starts while a disk read is in flight may cut what it read: the read
@@ -741,6 +753,7 @@ impl Log {
             let end_offset = match read_end {
                 ReadEnd::LogEnd => self.log_end_offset(),
                 ReadEnd::DurableEnd => self.durable_end_offset(),
+                ReadEnd::Below(end) => end.min(self.log_end_offset()),
             };
             let (plan, generation) = {
                 let state = self.inner.state.borrow();
@@ -972,6 +985,8 @@ impl Log {
 enum ReadEnd {
     LogEnd,
     DurableEnd,
+    /// A bound the caller keeps (a replicated partition's high watermark), within the log end.
+    Below(Offset),
 }
 
 impl Drop for Inner {

@@ -421,3 +421,34 @@ fn a_truncation_interrupted_at_any_step_is_finished_or_never_happened() {
         println!("truncation stopped before each of {} steps", step - 1);
     });
 }
+
+/// A replica that began an epoch at its log end as leader, appended nothing and lost the
+/// leadership keeps that epoch as its latest — which its new leader does not have. Truncating
+/// "to the log end" (nothing to cut) must drop it, or the follower would report it as its last
+/// fetched epoch, be told to truncate at its end again, and never catch up (found by the
+/// cluster's nemesis run). It stays dropped after a reopen.
+#[test]
+fn a_truncation_at_the_log_end_drops_an_epoch_begun_there() {
+    let dir = temp_dir();
+    let path = dir.path().join("log");
+    run(move || async move {
+        let log = Log::open(&path, small_config()).await.unwrap();
+        log.begin_epoch(e(1)).await.unwrap();
+        for seed in 0..3u64 {
+            log.append(&[batch(seed, 2, 100, seed as i64)], Durability::Sync).await.unwrap();
+        }
+        let end = log.log_end_offset();
+        log.begin_epoch(e(4)).await.unwrap();
+        assert_eq!(log.leader_epochs(), entries(&[(1, 0), (4, end.get())]));
+        assert_eq!(log.truncate_to(end).await.unwrap(), end);
+        assert_eq!(log.leader_epochs(), entries(&[(1, 0)]), "the empty epoch 4 is gone");
+        assert_eq!(log.log_end_offset(), end, "nothing was cut");
+        // An epoch with batches stays.
+        assert_eq!(log.truncate_to(end).await.unwrap(), end);
+        assert_eq!(log.leader_epochs(), entries(&[(1, 0)]));
+        log.close().await.unwrap();
+        let reopened = Log::open(&path, small_config()).await.unwrap();
+        assert_eq!(reopened.leader_epochs(), entries(&[(1, 0)]));
+        reopened.close().await.unwrap();
+    });
+}

@@ -245,6 +245,10 @@ async fn run_op(log: &mut Log, model: &mut Model, injector: &FaultInjector, path
                 model.durable_end = holding;
             } else {
                 assert_eq!(new_end, Offset::new(model.end));
+                // Kafka's `truncateTo` past the end still runs `truncateFromEnd(logEnd)`: an
+                // epoch begun at the log end that wrote nothing may conflict with the leader's.
+                let end = model.end;
+                model.epochs_truncated_from(end);
             }
         }
         Op::CheckpointHighWatermark { at_permille } => {

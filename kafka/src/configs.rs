@@ -136,7 +136,19 @@ pub fn describe_configs(
             match r.resource_type {
                 RESOURCE_TOPIC => match table.topics.get(r.resource_name.as_str()) {
                     Some(info) => {
-                        let entries = topic_entries(&info.config, keys.as_deref());
+                        // A cluster applies the replication configs: report the agreed ones.
+                        let mut config = info.config.clone();
+                        if let Some(meta) = table.cluster.as_ref().and_then(|v| v.topic(&info.name)) {
+                            let r = &meta.replication;
+                            if r.min_insync_replicas != 1 {
+                                let value = r.min_insync_replicas.to_string();
+                                config.unapplied.insert("min.insync.replicas".into(), value);
+                            }
+                            if r.unclean_leader_election {
+                                config.unapplied.insert("unclean.leader.election.enable".into(), "true".into());
+                            }
+                        }
+                        let entries = topic_entries(&config, keys.as_deref());
                         describe_result(
                             r.resource_type,
                             r.resource_name.clone(),

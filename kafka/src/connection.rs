@@ -212,10 +212,11 @@ async fn serve_request(
         };
     }
     match request {
-        Body::UnsupportedApiVersions | Body::ApiVersions | Body::FindCoordinator(_) => {
+        Body::UnsupportedApiVersions | Body::ApiVersions => {
             tracing::error!(?api_key, "request answered without a shard reached the shard path");
             Err("unhandled API")
         }
+        Body::FindCoordinator(r) => reply!(metadata::find_coordinator(Some(shard), settings, version, r)),
         Body::Metadata(r) => reply!(metadata::handle(shard, settings, version, r).await),
         Body::InitProducerId(r) => reply!(metadata::init_producer_id(shard, r)),
         Body::Produce(r) => match produce::handle(shard, r, turns).await {
@@ -254,7 +255,8 @@ pub enum WithoutShard {
     NeedsShard(Body),
 }
 
-/// Answers the requests that need no shard (ApiVersions, FindCoordinator): the encoded
+/// Answers the requests that need no shard (ApiVersions, and FindCoordinator on a single
+/// node): the encoded
 /// response, or the request's body back when it needs the shard. The connection serves them
 /// through here, and so does the fuzz target.
 pub fn answer_without_shard(settings: &KafkaSettings, decoded: Decoded) -> WithoutShard {
@@ -264,8 +266,9 @@ pub fn answer_without_shard(settings: &KafkaSettings, decoded: Decoded) -> Witho
             encode(api_key, 0, correlation_id, &api_versions::unsupported_version_response())
         }
         Body::ApiVersions => encode(api_key, version, correlation_id, &api_versions::response()),
-        Body::FindCoordinator(r) => {
-            encode(api_key, version, correlation_id, &metadata::find_coordinator(settings, version, r))
+        // A cluster's coordinator is wherever the controller is now: the shard knows.
+        Body::FindCoordinator(r) if !settings.cluster => {
+            encode(api_key, version, correlation_id, &metadata::find_coordinator(None, settings, version, r))
         }
         other => return WithoutShard::NeedsShard(other),
     };

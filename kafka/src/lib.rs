@@ -64,6 +64,7 @@ pub mod codes {
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
     pub const CORRUPT_MESSAGE: i16 = 2;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const REQUEST_TIMED_OUT: i16 = 7;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
@@ -71,6 +72,7 @@ pub mod codes {
     pub const NOT_COORDINATOR: i16 = 16;
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
     pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
     pub const ILLEGAL_GENERATION: i16 = 22;
     pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
     pub const INVALID_GROUP_ID: i16 = 24;
@@ -127,6 +129,11 @@ pub fn partition_code(e: &PartitionError) -> i16 {
             codes::NOT_LEADER_OR_FOLLOWER
         }
         PartitionError::Call(_) => codes::REQUEST_TIMED_OUT,
+        PartitionError::NotLeader { .. } => codes::NOT_LEADER_OR_FOLLOWER,
+        PartitionError::NotEnoughReplicas { .. } => codes::NOT_ENOUGH_REPLICAS,
+        PartitionError::NotEnoughReplicasAfterAppend { .. } => codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        PartitionError::FencedLeaderEpoch { .. } => codes::FENCED_LEADER_EPOCH,
+        PartitionError::UnknownLeaderEpoch { .. } => codes::UNKNOWN_LEADER_EPOCH,
         _ => codes::UNKNOWN_SERVER_ERROR,
     }
 }
@@ -141,6 +148,8 @@ pub fn admin_code(e: &AdminError) -> i16 {
         AdminError::InvalidConfig { .. } => codes::INVALID_CONFIG,
         AdminError::Call(CallError::TimedOut { .. }) => codes::REQUEST_TIMED_OUT,
         AdminError::Call(_) => codes::NOT_LEADER_OR_FOLLOWER,
+        AdminError::InvalidReplicationFactor { .. } => codes::INVALID_REPLICATION_FACTOR,
+        AdminError::Cluster(_) => codes::REQUEST_TIMED_OUT,
         _ => codes::KAFKA_STORAGE_ERROR,
     }
 }
@@ -159,6 +168,7 @@ pub fn group_code(e: GroupError) -> i16 {
         GroupError::TooManyGroups | GroupError::CoordinatorUnavailable(_) => codes::COORDINATOR_NOT_AVAILABLE,
         GroupError::MemberIdRequired => codes::MEMBER_ID_REQUIRED,
         GroupError::FencedInstanceId => codes::FENCED_INSTANCE_ID,
+        GroupError::NotCoordinator => codes::NOT_COORDINATOR,
         _ => codes::UNKNOWN_SERVER_ERROR,
     }
 }
@@ -171,7 +181,7 @@ pub fn commit_code(e: &CommitError) -> i16 {
         CommitError::InvalidTopicName { .. } => codes::INVALID_TOPIC_EXCEPTION,
         CommitError::InvalidOffset { .. } => codes::INVALID_COMMIT_OFFSET_SIZE,
         CommitError::Group(g) => group_code(*g),
-        CommitError::Call(_) => codes::COORDINATOR_NOT_AVAILABLE,
+        CommitError::Call(_) | CommitError::Unavailable { .. } => codes::COORDINATOR_NOT_AVAILABLE,
         _ => codes::KAFKA_STORAGE_ERROR,
     }
 }
@@ -208,6 +218,8 @@ pub struct KafkaSettings {
     pub brokers: Vec<Endpoint>,
     pub auto_create_topics: bool,
     pub default_partitions: u32,
+    /// Part of a cluster: brokers, leaders and the coordinator come from the cluster metadata.
+    pub cluster: bool,
 }
 
 /// How the Kafka listener presents itself, from the `serve` flags.
@@ -218,6 +230,8 @@ pub struct KafkaOptions {
     pub advertised_host: Option<String>,
     pub auto_create_topics: bool,
     pub default_partitions: u32,
+    /// Part of a cluster (see `KafkaSettings::cluster`).
+    pub cluster: bool,
 }
 
 impl KafkaSettings {
@@ -251,6 +265,7 @@ impl KafkaSettings {
             brokers,
             auto_create_topics: options.auto_create_topics,
             default_partitions: options.default_partitions,
+            cluster: options.cluster,
         }
     }
 

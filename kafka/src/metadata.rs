@@ -8,7 +8,10 @@
 
 use std::rc::Rc;
 
-use broker::{admin, AdminError, Shard, ShardId};
+use broker::cluster::Replica;
+use broker::ids::{shard_at, COORDINATOR_SHARD};
+use broker::topics::ClusterView;
+use broker::{admin, AdminError, NodeId, Shard, ShardId};
 use engine::catalog::TopicConfig;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::metadata_response::{
@@ -19,7 +22,7 @@ use kafka_protocol::messages::{
     MetadataRequest, MetadataResponse, ProducerId, TopicName,
 };
 
-use crate::{admin_code, codes, str_bytes, KafkaSettings};
+use crate::{admin_code, codes, kafka_broker_id, str_bytes, Endpoint, KafkaSettings};
 
 /// Kafka's authorized-operations bitfield for a topic (AclOperation codes; no ACLs here, so
 /// all of them): READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, DESCRIBE_CONFIGS 10,
@@ -62,6 +65,9 @@ pub async fn handle(
         }
     }
     let table = shard.topics();
+    if let Some(view) = &table.cluster {
+        return cluster_metadata(view, requested, &create_errors);
+    }
     let names: Vec<String> = requested.unwrap_or_else(|| {
         let mut all: Vec<String> = table.topics.keys().cloned().collect();
         all.sort();
@@ -115,6 +121,88 @@ pub async fn handle(
         .with_topics(topics)
 }
 
+/// A cluster's Metadata: every live broker (node, shard) with its Kafka address, each
+/// partition's leader, replicas, ISR, offline replicas and leader epoch; the controller.
+fn cluster_metadata(
+    view: &ClusterView,
+    requested: Option<Vec<String>>,
+    create_errors: &[(String, i16)],
+) -> MetadataResponse {
+    let metadata = &view.metadata;
+    let id = |r: Replica| BrokerId(kafka_broker_id(NodeId::new(r.node), ShardId::new(r.shard)));
+    let fenced = |node: u32| metadata.brokers.get(&node).is_none_or(|b| b.fenced);
+    let names: Vec<String> = requested.unwrap_or_else(|| metadata.topics.keys().cloned().collect());
+    let mut topics = Vec::with_capacity(names.len());
+    for name in names {
+        let mut topic = MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(name.clone()))));
+        let Some(meta) = metadata.topics.get(&name) else {
+            let error =
+                create_errors.iter().find(|(n, _)| *n == name).map_or(codes::UNKNOWN_TOPIC_OR_PARTITION, |e| e.1);
+            topics.push(topic.with_error_code(error));
+            continue;
+        };
+        topic.partitions = meta
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                let leader = p.leader.and_then(|l| p.replica_on(l));
+                let isr = p.isr.iter().filter_map(|&n| p.replica_on(n)).map(id).collect();
+                let offline = p.replicas.iter().filter(|r| fenced(r.node)).copied().map(id).collect();
+                MetadataResponsePartition::default()
+                    .with_error_code(if leader.is_some() { codes::NONE } else { codes::LEADER_NOT_AVAILABLE })
+                    .with_partition_index(index as i32)
+                    .with_leader_id(leader.map_or(BrokerId(-1), id))
+                    .with_leader_epoch(i32::try_from(p.leader_epoch).unwrap_or(i32::MAX))
+                    .with_replica_nodes(p.replicas.iter().copied().map(id).collect())
+                    .with_isr_nodes(isr)
+                    .with_offline_replicas(offline)
+            })
+            .collect();
+        topics.push(topic.with_error_code(codes::NONE));
+    }
+    let mut brokers = Vec::new();
+    for broker in metadata.brokers.values().filter(|b| !b.fenced) {
+        for (shard, address) in broker.kafka_addresses.iter().enumerate() {
+            let Some((host, port)) = split_address(address) else { continue };
+            brokers.push(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(kafka_broker_id(NodeId::new(broker.node), shard_at(shard))))
+                    .with_host(str_bytes(host))
+                    .with_port(i32::from(port)),
+            );
+        }
+    }
+    let controller = view.controller.map_or(-1, |node| kafka_broker_id(node, COORDINATOR_SHARD));
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(CLUSTER_ID)))
+        .with_controller_id(BrokerId(controller))
+        .with_topics(topics)
+}
+
+/// "host:port" → (host, port).
+fn split_address(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    Some((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port.parse().ok()?))
+}
+
+/// The group coordinator's Kafka endpoint: in a cluster the controller node's coordinator
+/// shard; `None` while no controller is known.
+fn coordinator_endpoint(shard: Option<&Shard>, settings: &KafkaSettings) -> Option<Endpoint> {
+    let Some(shard) = shard else {
+        return Some(settings.coordinator().clone());
+    };
+    let table = shard.topics();
+    let Some(view) = &table.cluster else {
+        return Some(settings.coordinator().clone());
+    };
+    let controller = view.controller?;
+    let address = view.broker(controller)?.kafka_addresses.first()?;
+    let (host, port) = split_address(address)?;
+    Some(Endpoint { node_id: kafka_broker_id(controller, COORDINATOR_SHARD), host, port })
+}
+
 /// Creates `name` with the default partition count. `None` when it exists afterwards,
 /// otherwise the Kafka error for the topic.
 async fn auto_create_topic(shard: &Rc<Shard>, settings: &KafkaSettings, name: &str) -> Option<i16> {
@@ -151,16 +239,24 @@ fn init_producer_id_with(request: InitProducerIdRequest, next_id: impl FnOnce() 
     response.with_producer_id(ProducerId(next_id())).with_producer_epoch(0)
 }
 
-/// Groups are coordinated by the coordinator shard; transactions are not supported.
+/// Groups are coordinated by the coordinator shard (in a cluster, the controller node's);
+/// transactions are not supported.
 pub fn find_coordinator(
+    shard: Option<&Shard>,
     settings: &KafkaSettings,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     /// key_type 1 = transaction coordinator.
     const KEY_TYPE_TRANSACTION: i8 = 1;
-    let endpoint = settings.coordinator();
-    let error = if request.key_type == KEY_TYPE_TRANSACTION { codes::COORDINATOR_NOT_AVAILABLE } else { codes::NONE };
+    let found = coordinator_endpoint(shard, settings);
+    let unknown = Endpoint { node_id: -1, host: String::new(), port: 0 };
+    let error = if request.key_type == KEY_TYPE_TRANSACTION || found.is_none() {
+        codes::COORDINATOR_NOT_AVAILABLE
+    } else {
+        codes::NONE
+    };
+    let endpoint = &found.unwrap_or(unknown);
     if version >= 4 {
         let coordinators = request
             .coordinator_keys

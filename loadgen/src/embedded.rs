@@ -52,6 +52,8 @@ impl Embedded {
             // The workload's consumers start within the warm-up; waiting for more members
             // would only shorten what the warm-up measures.
             group_initial_rebalance_delay_ms: 0,
+            advertised_host: None,
+            cluster: None,
         };
         let broker = Node::start(config).map_err(|e| LoadgenError::Broker(e.to_string()))?;
         if kafka && broker.kafka_listen.is_none() {

@@ -27,8 +27,8 @@ use super::generated::shardlog::protocol as fb;
 use super::messages::{
     Acks, Assignor, CommitOffset, DescribedGroup, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset,
     GroupListing, GroupMember, ListOffsetsPartition, ListOffsetsResult, OffsetSpec, PartitionError, PartitionMetadata,
-    ProducePartition, ProducePartitionResult, Request, Response, ShardInfo, TopicConfigEntry, TopicMetadata,
-    TopicPartition, TopicSettings,
+    ProducePartition, ProducePartitionResult, ReplicaFetchPartition, ReplicaFetchResult, Request, Response, ShardInfo,
+    TopicConfigEntry, TopicMetadata, TopicPartition, TopicSettings,
 };
 
 /// The fixed fields at the start of every frame body: version (u16), correlation id (u32) and
@@ -269,6 +269,30 @@ pub fn encode_request(correlation_id: u32, request: &Request) -> Vec<Bytes> {
             let args = fb::HeartbeatRequestArgs { group: Some(group), generation_id: *generation_id, member_id };
             (fb::RequestBody::HeartbeatRequest, fb::HeartbeatRequest::create(&mut fbb, &args).as_union_value())
         }
+        Request::ReplicaFetch { replica_node, wait_ms_max, bytes_max, partitions } => {
+            let mut encoded = Vec::with_capacity(partitions.len());
+            for partition in partitions {
+                let topic = fbb.create_string(&partition.topic);
+                let args = fb::ReplicaFetchPartitionArgs {
+                    topic: Some(topic),
+                    partition: partition.partition,
+                    leader_epoch: partition.leader_epoch,
+                    fetch_offset: partition.fetch_offset,
+                    durable_offset: partition.durable_offset,
+                    last_fetched_epoch: partition.last_fetched_epoch,
+                    bytes_max: partition.bytes_max,
+                };
+                encoded.push(fb::ReplicaFetchPartition::create(&mut fbb, &args));
+            }
+            let partitions = fbb.create_vector(&encoded);
+            let args = fb::ReplicaFetchRequestArgs {
+                replica_node: *replica_node,
+                wait_ms_max: *wait_ms_max,
+                bytes_max: *bytes_max,
+                partitions: Some(partitions),
+            };
+            (fb::RequestBody::ReplicaFetchRequest, fb::ReplicaFetchRequest::create(&mut fbb, &args).as_union_value())
+        }
         Request::LeaveGroup { group, member_id } => {
             let group = fbb.create_string(group);
             let member_id = encode_optional_string(&mut fbb, member_id);
@@ -330,7 +354,7 @@ pub fn encode_response(correlation_id: u32, response: &Response) -> Vec<Bytes> {
             let args = fb::StatusResponseArgs { error: encode_error(*error), message };
             (fb::ResponseBody::StatusResponse, fb::StatusResponse::create(&mut fbb, &args).as_union_value())
         }
-        Response::Metadata { shards, topics } => {
+        Response::Metadata { shards, topics, coordinator_address } => {
             let mut encoded_shards = Vec::with_capacity(shards.len());
             for shard in shards {
                 let address = fbb.create_string(&shard.address);
@@ -345,12 +369,22 @@ pub fn encode_response(correlation_id: u32, response: &Response) -> Vec<Bytes> {
                 let durability = encode_optional_string(&mut fbb, &topic.durability);
                 encoded_partitions.clear();
                 for partition in &topic.partitions {
+                    let leader_address = partition.leader_address.as_deref().map(|a| fbb.create_string(a));
+                    let replica_nodes =
+                        (!partition.replica_nodes.is_empty()).then(|| fbb.create_vector(&partition.replica_nodes));
+                    let isr_nodes = (!partition.isr_nodes.is_empty()).then(|| fbb.create_vector(&partition.isr_nodes));
                     let args = fb::PartitionMetadataArgs {
                         partition: partition.partition,
                         shard: partition.shard,
                         log_start_offset: partition.log_start_offset,
                         log_end_offset: partition.log_end_offset,
                         size_bytes: partition.size_bytes,
+                        leader_address,
+                        leader_node: partition.leader_node,
+                        leader_epoch: partition.leader_epoch,
+                        replica_nodes,
+                        isr_nodes,
+                        high_watermark: partition.high_watermark,
                     };
                     encoded_partitions.push(fb::PartitionMetadata::create(&mut fbb, &args));
                 }
@@ -368,7 +402,8 @@ pub fn encode_response(correlation_id: u32, response: &Response) -> Vec<Bytes> {
                 encoded_topics.push(fb::TopicMetadata::create(&mut fbb, &args));
             }
             let topics = fbb.create_vector(&encoded_topics);
-            let args = fb::MetadataResponseArgs { shards: Some(shards), topics: Some(topics) };
+            let coordinator_address = coordinator_address.as_deref().map(|a| fbb.create_string(a));
+            let args = fb::MetadataResponseArgs { shards: Some(shards), topics: Some(topics), coordinator_address };
             (fb::ResponseBody::MetadataResponse, fb::MetadataResponse::create(&mut fbb, &args).as_union_value())
         }
         Response::Produce { partitions } => {
@@ -463,6 +498,32 @@ pub fn encode_response(correlation_id: u32, response: &Response) -> Vec<Bytes> {
             let offsets = fbb.create_vector(&encoded);
             let args = fb::OffsetFetchResponseArgs { error: encode_error(*error), offsets: Some(offsets) };
             (fb::ResponseBody::OffsetFetchResponse, fb::OffsetFetchResponse::create(&mut fbb, &args).as_union_value())
+        }
+        Response::ReplicaFetch { partitions } => {
+            let mut encoded = Vec::with_capacity(partitions.len());
+            let mut lengths = Vec::new();
+            for partition in partitions {
+                let topic = fbb.create_string(&partition.topic);
+                lengths.clear();
+                lengths.extend(partition.records.iter().map(chunk_len));
+                let record_chunk_lengths = fbb.create_vector(&lengths);
+                let args = fb::ReplicaFetchResultArgs {
+                    topic: Some(topic),
+                    partition: partition.partition,
+                    error: encode_error(partition.error),
+                    high_watermark: partition.high_watermark,
+                    log_start_offset: partition.log_start_offset,
+                    log_end_offset: partition.log_end_offset,
+                    diverging_epoch: partition.diverging.map(|d| d.0),
+                    diverging_end_offset: partition.diverging.map(|d| d.1),
+                    record_chunk_lengths: Some(record_chunk_lengths),
+                };
+                encoded.push(fb::ReplicaFetchResult::create(&mut fbb, &args));
+                payload.extend(partition.records.iter().filter(|chunk| !chunk.is_empty()).cloned());
+            }
+            let partitions = fbb.create_vector(&encoded);
+            let args = fb::ReplicaFetchResponseArgs { partitions: Some(partitions) };
+            (fb::ResponseBody::ReplicaFetchResponse, fb::ReplicaFetchResponse::create(&mut fbb, &args).as_union_value())
         }
         Response::JoinGroup { error, generation_id, member_id, assignment } => {
             let member_id = encode_optional_string(&mut fbb, member_id);
@@ -595,6 +656,7 @@ fn header_capacity_hint_request(request: &Request) -> usize {
         Request::OffsetFetch { partitions, .. } => partitions.as_ref().map_or(0, Vec::len),
         Request::JoinGroup { topics, .. } => topics.len(),
         Request::AlterTopicConfig { set, reset, .. } => set.len() + reset.len(),
+        Request::ReplicaFetch { partitions, .. } => partitions.len(),
         _ => 0,
     };
     256 + items.min(LIST_ITEMS_MAX) * 48
@@ -602,7 +664,7 @@ fn header_capacity_hint_request(request: &Request) -> usize {
 
 fn header_capacity_hint_response(response: &Response) -> usize {
     let items = match response {
-        Response::Metadata { shards, topics } => {
+        Response::Metadata { shards, topics, .. } => {
             shards.len() + topics.iter().map(|topic| 1 + topic.partitions.len()).sum::<usize>()
         }
         Response::Produce { partitions } => partitions.iter().map(|p| 1 + p.base_offsets.len()).sum(),
@@ -614,6 +676,7 @@ fn header_capacity_hint_response(response: &Response) -> usize {
         Response::ListGroups { groups } => groups.len(),
         Response::DescribeGroup(described) => described.members.iter().map(|m| 1 + m.assignment.len()).sum(),
         Response::TopicConfig { configs, .. } => configs.len(),
+        Response::ReplicaFetch { partitions } => partitions.iter().map(|p| 1 + p.records.len()).sum(),
         Response::Status { .. } => 0,
     };
     256 + items.min(LIST_ITEMS_MAX) * 64
@@ -657,6 +720,9 @@ fn encode_topic_settings<'fbb>(
         segment_bytes: settings.segment_bytes,
         segment_ms: settings.segment_ms,
         durability,
+        replication_factor: settings.replication_factor,
+        min_insync_replicas: settings.min_insync_replicas,
+        unclean_leader_election: settings.unclean_leader_election,
     };
     fb::TopicSettings::create(fbb, &args)
 }
@@ -841,6 +907,9 @@ impl Decoder {
                 segment_bytes: settings.segment_bytes(),
                 segment_ms: settings.segment_ms(),
                 durability: settings.durability().map(str::to_owned),
+                replication_factor: settings.replication_factor(),
+                min_insync_replicas: settings.min_insync_replicas(),
+                unclean_leader_election: settings.unclean_leader_election(),
             });
             return Ok(Request::CreateTopic {
                 name: body.name().to_owned(),
@@ -863,6 +932,25 @@ impl Decoder {
         }
         if let Some(body) = root.body_as_produce_request() {
             return self.produce_request(body);
+        }
+        if let Some(body) = root.body_as_replica_fetch_request() {
+            let partitions = self.list("ReplicaFetch.partitions", body.partitions(), |_, partition| {
+                Ok(ReplicaFetchPartition {
+                    topic: partition.topic().to_owned(),
+                    partition: partition.partition(),
+                    leader_epoch: partition.leader_epoch(),
+                    fetch_offset: partition.fetch_offset(),
+                    durable_offset: partition.durable_offset(),
+                    last_fetched_epoch: partition.last_fetched_epoch(),
+                    bytes_max: partition.bytes_max(),
+                })
+            })?;
+            return Ok(Request::ReplicaFetch {
+                replica_node: body.replica_node(),
+                wait_ms_max: body.wait_ms_max(),
+                bytes_max: body.bytes_max(),
+                partitions,
+            });
         }
         if let Some(body) = root.body_as_fetch_request() {
             let partitions = self.list("Fetch.partitions", body.partitions(), |_, partition| {
@@ -1010,8 +1098,8 @@ impl Decoder {
         if kind == fb::ResponseBody::NONE || kind.0 > fb::ResponseBody::ENUM_MAX {
             return Err(unknown);
         }
-        // Only Fetch responses carry a payload.
-        if kind != fb::ResponseBody::FetchResponse {
+        // Only Fetch and ReplicaFetch responses carry a payload.
+        if kind != fb::ResponseBody::FetchResponse && kind != fb::ResponseBody::ReplicaFetchResponse {
             self.check_payload(0)?;
         }
         if let Some(body) = root.body_as_status_response() {
@@ -1025,15 +1113,27 @@ impl Decoder {
                 Ok(ShardInfo { shard: shard.shard(), address: shard.address().to_owned() })
             })?;
             let topics = self.list("Metadata.topics", body.topics(), |decoder, topic| {
-                let partitions = decoder.list("TopicMetadata.partitions", topic.partitions(), |_, partition| {
-                    Ok(PartitionMetadata {
-                        partition: partition.partition(),
-                        shard: partition.shard(),
-                        log_start_offset: partition.log_start_offset(),
-                        log_end_offset: partition.log_end_offset(),
-                        size_bytes: partition.size_bytes(),
-                    })
-                })?;
+                let partitions =
+                    decoder.list("TopicMetadata.partitions", topic.partitions(), |decoder, partition| {
+                        Ok(PartitionMetadata {
+                            partition: partition.partition(),
+                            shard: partition.shard(),
+                            log_start_offset: partition.log_start_offset(),
+                            log_end_offset: partition.log_end_offset(),
+                            size_bytes: partition.size_bytes(),
+                            leader_address: partition.leader_address().map(str::to_owned),
+                            leader_node: partition.leader_node(),
+                            leader_epoch: partition.leader_epoch(),
+                            replica_nodes: decoder.list(
+                                "PartitionMetadata.replica_nodes",
+                                partition.replica_nodes(),
+                                |_, n| Ok(n),
+                            )?,
+                            isr_nodes: decoder
+                                .list("PartitionMetadata.isr_nodes", partition.isr_nodes(), |_, n| Ok(n))?,
+                            high_watermark: partition.high_watermark(),
+                        })
+                    })?;
                 Ok(TopicMetadata {
                     name: topic.name().to_owned(),
                     error: decoder.error_code("TopicMetadata.error", topic.error())?,
@@ -1045,7 +1145,8 @@ impl Decoder {
                     partitions,
                 })
             })?;
-            return Ok(Response::Metadata { shards, topics });
+            let coordinator_address = body.coordinator_address().map(str::to_owned);
+            return Ok(Response::Metadata { shards, topics, coordinator_address });
         }
         if let Some(body) = root.body_as_produce_response() {
             let partitions = self.list("Produce.partitions", body.partitions(), |decoder, partition| {
@@ -1066,6 +1167,9 @@ impl Decoder {
         }
         if let Some(body) = root.body_as_fetch_response() {
             return self.fetch_response(body);
+        }
+        if let Some(body) = root.body_as_replica_fetch_response() {
+            return self.replica_fetch_response(body);
         }
         if let Some(body) = root.body_as_list_offsets_response() {
             let partitions = self.list("ListOffsets.partitions", body.partitions(), |decoder, partition| {
@@ -1186,6 +1290,42 @@ impl Decoder {
     }
 }
 
+impl Decoder {
+    fn replica_fetch_response(&mut self, body: fb::ReplicaFetchResponse<'_>) -> Result<Response, DecodeError> {
+        let declared_bytes: u64 = body
+            .partitions()
+            .iter()
+            .flat_map(|partitions| partitions.iter())
+            .flat_map(|partition| partition.record_chunk_lengths().into_iter().flat_map(|lengths| lengths.iter()))
+            .map(u64::from)
+            .sum();
+        self.check_payload(declared_bytes)?;
+        let mut position = 0;
+        let partitions = self.list("ReplicaFetch.partitions", body.partitions(), |decoder, partition| {
+            let diverging = match (partition.diverging_epoch(), partition.diverging_end_offset()) {
+                (Some(epoch), Some(end)) => Some((epoch, end)),
+                _ => None,
+            };
+            Ok(ReplicaFetchResult {
+                topic: partition.topic().to_owned(),
+                partition: partition.partition(),
+                error: decoder.error_code("ReplicaFetchResult.error", partition.error())?,
+                high_watermark: partition.high_watermark(),
+                log_start_offset: partition.log_start_offset(),
+                log_end_offset: partition.log_end_offset(),
+                diverging,
+                records: decoder.chunks(
+                    "ReplicaFetchResult.record_chunk_lengths",
+                    partition.record_chunk_lengths(),
+                    &mut position,
+                )?,
+            })
+        })?;
+        debug_assert_eq!(position, self.payload.len());
+        Ok(Response::ReplicaFetch { partitions })
+    }
+}
+
 /// Headers no encoder here would write, built with the generated code directly.
 #[cfg(test)]
 mod tests {
@@ -1248,11 +1388,12 @@ mod tests {
     #[test]
     fn unknown_enum_values_are_rejected() {
         let frame = response_frame(fb::ResponseBody::StatusResponse, |fbb| {
-            let args = fb::StatusResponseArgs { error: fb::ErrorCode(22), message: None };
+            let args = fb::StatusResponseArgs { error: fb::ErrorCode(fb::ErrorCode::ENUM_MAX + 1), message: None };
             Some(fb::StatusResponse::create(fbb, &args).as_union_value())
         });
         let error = decode_response(frame).unwrap_err();
-        assert_eq!(error, DecodeError::UnknownEnumValue { field: "Status.error", value: 22, correlation_id: 12 });
+        let value = fb::ErrorCode::ENUM_MAX + 1;
+        assert_eq!(error, DecodeError::UnknownEnumValue { field: "Status.error", value, correlation_id: 12 });
         assert_eq!(error.error_code(), ErrorCode::MalformedRequest);
 
         let frame = request_frame(fb::RequestBody::ProduceRequest, &[], |fbb| Some(produce(fbb, fb::Acks(3), &[])));

@@ -40,16 +40,29 @@ pub enum ErrorCode {
     ShuttingDown = 19,
     InvalidOffset = 20,
     Internal = 21,
+    /// This broker does not lead the partition (a cluster): refresh metadata, retry there.
+    NotLeaderOrFollower = 22,
+    /// Fewer in-sync replicas than the topic's min.insync.replicas; nothing was appended.
+    NotEnoughReplicas = 23,
+    /// Appended, but the in-sync replicas fell below min.insync.replicas before the batch was
+    /// replicated: retry it.
+    NotEnoughReplicasAfterAppend = 24,
+    /// The request's leader epoch is older than the partition's.
+    FencedLeaderEpoch = 25,
+    /// The request's leader epoch is newer than this replica knows.
+    UnknownLeaderEpoch = 26,
+    /// Consumer groups are served by another node (the controller): ask Metadata for it.
+    NotCoordinator = 27,
     /// DeleteGroup of a group that still has members.
-    GroupNotEmpty = 22,
+    GroupNotEmpty = 28,
     /// DeleteGroup of a group with neither members nor committed offsets.
-    GroupNotFound = 23,
+    GroupNotFound = 29,
 }
 
 impl ErrorCode {
     pub fn from_u16(v: u16) -> Option<ErrorCode> {
         use ErrorCode::*;
-        const ALL: [ErrorCode; 24] = [
+        const ALL: [ErrorCode; 30] = [
             None,
             UnknownTopicOrPartition,
             TopicAlreadyExists,
@@ -72,6 +85,12 @@ impl ErrorCode {
             ShuttingDown,
             InvalidOffset,
             Internal,
+            NotLeaderOrFollower,
+            NotEnoughReplicas,
+            NotEnoughReplicasAfterAppend,
+            FencedLeaderEpoch,
+            UnknownLeaderEpoch,
+            NotCoordinator,
             GroupNotEmpty,
             GroupNotFound,
         ];
@@ -104,6 +123,10 @@ pub struct TopicSettings {
     pub segment_ms: Option<u64>,
     /// "sync" | "none" | "interval:MS" (engine::Durability's text form).
     pub durability: Option<String>,
+    /// Replicas per partition in a cluster (1 when absent).
+    pub replication_factor: Option<u32>,
+    pub min_insync_replicas: Option<u32>,
+    pub unclean_leader_election: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +260,13 @@ pub enum Request {
         set: Vec<(String, String)>,
         reset: Vec<String>,
     },
+    /// A follower replica fetching from its leader (cluster-internal).
+    ReplicaFetch {
+        replica_node: u32,
+        wait_ms_max: u32,
+        bytes_max: u32,
+        partitions: Vec<ReplicaFetchPartition>,
+    },
 }
 
 /// A group as ListGroups reports it.
@@ -282,6 +312,35 @@ pub struct TopicConfigEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaFetchPartition {
+    pub topic: String,
+    pub partition: u32,
+    /// The leader epoch the follower follows.
+    pub leader_epoch: u32,
+    /// The follower's log end.
+    pub fetch_offset: u64,
+    /// The follower's durable end.
+    pub durable_offset: u64,
+    /// The epoch of the follower's last batch; `None` for an empty log.
+    pub last_fetched_epoch: Option<u32>,
+    pub bytes_max: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaFetchResult {
+    pub topic: String,
+    pub partition: u32,
+    pub error: ErrorCode,
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+    pub log_end_offset: u64,
+    /// (epoch, end offset) on the leader where the follower's log diverges from it.
+    pub diverging: Option<(u32, u64)>,
+    /// Whole batches from the fetch offset, as stored (chunks sent back to back).
+    pub records: Vec<Bytes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardInfo {
     pub shard: u32,
     /// This shard's own listener, for clients that route each partition straight to its core.
@@ -296,6 +355,36 @@ pub struct PartitionMetadata {
     pub log_start_offset: Option<u64>,
     pub log_end_offset: Option<u64>,
     pub size_bytes: Option<u64>,
+    /// In a cluster: the leader's native address for this partition; `None` on a single node
+    /// (use the shard's address) and while no replica leads.
+    pub leader_address: Option<String>,
+    /// In a cluster: the leading node, -1 while none leads (single node: -1).
+    pub leader_node: i32,
+    pub leader_epoch: u32,
+    /// In a cluster: the nodes with a replica, and those in sync (empty on a single node).
+    pub replica_nodes: Vec<u32>,
+    pub isr_nodes: Vec<u32>,
+    /// With offsets: where consumers may read up to.
+    pub high_watermark: Option<u64>,
+}
+
+impl PartitionMetadata {
+    /// A single node's partition `partition` on shard 0, without offsets (tests build on it).
+    pub fn single(partition: u32) -> PartitionMetadata {
+        PartitionMetadata {
+            partition,
+            shard: 0,
+            log_start_offset: None,
+            log_end_offset: None,
+            size_bytes: None,
+            leader_address: None,
+            leader_node: -1,
+            leader_epoch: 0,
+            replica_nodes: Vec::new(),
+            isr_nodes: Vec::new(),
+            high_watermark: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,6 +462,8 @@ pub enum Response {
     Metadata {
         shards: Vec<ShardInfo>,
         topics: Vec<TopicMetadata>,
+        /// In a cluster: the native address serving consumer groups.
+        coordinator_address: Option<String>,
     },
     Produce {
         partitions: Vec<ProducePartitionResult>,
@@ -405,6 +496,9 @@ pub enum Response {
         error: ErrorCode,
         message: String,
         configs: Vec<TopicConfigEntry>,
+    },
+    ReplicaFetch {
+        partitions: Vec<ReplicaFetchResult>,
     },
 }
 

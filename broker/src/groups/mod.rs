@@ -52,6 +52,9 @@ pub enum GroupError {
     /// FENCED_INSTANCE_ID).
     #[error("this group instance id is held by another member")]
     FencedInstanceId,
+    /// A cluster: groups are served by the controller node, not this one.
+    #[error("this node does not coordinate groups; ask for the coordinator again")]
+    NotCoordinator,
 }
 
 /// A JoinGroup (a member id of "" joins as a new member).

@@ -41,6 +41,9 @@ pub enum CommitError {
     Group(#[from] GroupError),
     #[error(transparent)]
     Call(#[from] CallError),
+    /// A cluster: the metadata log did not take the commit (retry).
+    #[error("commit not stored: {reason}")]
+    Unavailable { reason: String },
 }
 
 impl From<GroupOffsetsError> for CommitError {
@@ -87,7 +90,7 @@ impl OffsetStore {
         let mut results: Vec<Result<(), CommitError>> = Vec::with_capacity(offsets.len());
         let mut commits = Vec::new();
         for o in offsets {
-            if table.owner(&o.partition.topic, o.partition.partition).is_none() {
+            if !table.exists(&o.partition.topic, o.partition.partition) {
                 results.push(Err(CommitError::UnknownTopicOrPartition));
                 continue;
             }

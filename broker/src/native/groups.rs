@@ -89,5 +89,6 @@ pub fn group_code(e: GroupError) -> ErrorCode {
         GroupError::CoordinatorUnavailable(_) => ErrorCode::ShuttingDown,
         // Kafka-only: native joins never ask for a known member id or send an instance id.
         GroupError::MemberIdRequired | GroupError::FencedInstanceId => ErrorCode::UnknownMemberId,
+        GroupError::NotCoordinator => ErrorCode::NotCoordinator,
     }
 }

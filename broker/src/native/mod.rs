@@ -13,7 +13,7 @@ use engine::catalog::{Durability, TopicConfig};
 use protocol::codec::{decode_request, encode_response};
 use protocol::messages::{
     CommitOffset, ErrorCode, FetchPartitionResult, FetchedOffset, ListOffsetsResult, OffsetSpec, PartitionMetadata,
-    ProducePartitionResult, Request, Response, ShardInfo, TopicMetadata, TopicSettings,
+    ProducePartitionResult, ReplicaFetchResult, Request, Response, ShardInfo, TopicMetadata, TopicSettings,
 };
 
 use crate::admin;
@@ -22,10 +22,11 @@ use crate::calls::OffsetsCommit;
 use crate::error::{AdminError, CallError, PartitionError};
 use crate::groups::offsets::OffsetToCommit;
 use crate::groups::CommitError;
-use crate::ids::Offset;
+use crate::ids::{LeaderEpoch, NodeId, Offset};
 use crate::net::{serve_connection, Answer, Decoded, Protocol};
 use crate::order::{AppendOrder, Turn};
 use crate::partition::{Acks, OffsetQuery, TopicPartition};
+use crate::replica::serve::ReplicaFetchPartition;
 use crate::shard::{join_all, FetchPartition, Shard};
 
 /// What every shard's native listener needs to know.
@@ -109,7 +110,15 @@ impl Protocol for Native {
             }
             Request::ListOffsets { partitions } => Some(list_offsets(&shard, partitions).await),
             Request::CreateTopic { name, partitions, settings } => Some(match topic_config(&settings) {
-                Ok(config) => admin_status(admin::create_topic(&shard, name, partitions, config).await),
+                Ok(config) => {
+                    let replication = admin::Replication {
+                        factor: settings.replication_factor,
+                        min_insync: settings.min_insync_replicas,
+                        unclean_leader_election: settings.unclean_leader_election,
+                        assignment: None,
+                    };
+                    admin_status(admin::create_topic_with(&shard, name, partitions, config, replication).await)
+                }
                 Err(message) => Response::status(ErrorCode::InvalidConfig, message),
             }),
             Request::DeleteTopic { name } => Some(admin_status(admin::delete_topic(&shard, name).await)),
@@ -134,6 +143,9 @@ impl Protocol for Native {
             Request::DescribeTopicConfig { name } => Some(ops::describe_topic_config(&shard, &name)),
             Request::AlterTopicConfig { name, set, reset } => {
                 Some(ops::alter_topic_config(&shard, name, set, reset).await)
+            }
+            Request::ReplicaFetch { replica_node, wait_ms_max, bytes_max, partitions } => {
+                Some(replica_fetch(&shard, replica_node, wait_ms_max, bytes_max, partitions).await)
             }
         };
         Ok(response.map(|r| encode_response(correlation_id, &r)))
@@ -170,13 +182,30 @@ impl Native {
                 } else {
                     None
                 };
-                partitions.push(PartitionMetadata {
+                let mut metadata = PartitionMetadata {
                     partition: p.partition,
                     shard: p.shard % table.shard_count.max(1),
                     log_start_offset: bounds.map(|b| b.log_start_offset.get()),
                     log_end_offset: bounds.map(|b| b.high_watermark.get()),
                     size_bytes: bounds.map(|b| b.size_bytes),
-                });
+                    leader_address: None,
+                    leader_node: -1,
+                    leader_epoch: p.leader_epoch,
+                    replica_nodes: Vec::new(),
+                    isr_nodes: Vec::new(),
+                    high_watermark: bounds.map(|b| b.high_watermark.get()),
+                };
+                let cluster = table.cluster.as_ref();
+                if let Some((view, meta)) = cluster.and_then(|v| Some((v, v.partition(&info.name, p.partition)?))) {
+                    let leader = meta.leader.and_then(|l| meta.replica_on(l));
+                    metadata.shard = leader.map_or(metadata.shard, |r| r.shard);
+                    metadata.leader_address = leader.and_then(|r| view.native_address(r)).map(str::to_owned);
+                    metadata.leader_node = meta.leader.map_or(-1, |l| i32::try_from(l).unwrap_or(-1));
+                    metadata.leader_epoch = meta.leader_epoch;
+                    metadata.replica_nodes = meta.replicas.iter().map(|r| r.node).collect();
+                    metadata.isr_nodes = meta.isr.clone();
+                }
+                partitions.push(metadata);
             }
             out.push(TopicMetadata {
                 name: info.name.clone(),
@@ -196,8 +225,62 @@ impl Native {
             .enumerate()
             .map(|(shard, address)| ShardInfo { shard: shard as u32, address: address.clone() })
             .collect();
-        Response::Metadata { shards, topics: out }
+        // In a cluster the controller node serves consumer groups (its coordinator shard).
+        let coordinator_address = table.cluster.as_ref().and_then(|view| {
+            let controller = view.controller?;
+            view.broker(controller)?.native_addresses.first().cloned()
+        });
+        Response::Metadata { shards, topics: out, coordinator_address }
     }
+}
+
+/// A follower's fetch (cluster-internal): the partitions' answers in request order.
+async fn replica_fetch(
+    shard: &Rc<Shard>,
+    replica_node: u32,
+    wait_ms_max: u32,
+    bytes_max: u32,
+    partitions: Vec<protocol::messages::ReplicaFetchPartition>,
+) -> Response {
+    let requests: Vec<ReplicaFetchPartition> = partitions
+        .iter()
+        .map(|p| ReplicaFetchPartition {
+            partition: TopicPartition::new(&p.topic, p.partition),
+            leader_epoch: LeaderEpoch::new(p.leader_epoch),
+            fetch_offset: wire_offset(p.fetch_offset).unwrap_or(Offset::MAX),
+            durable_offset: wire_offset(p.durable_offset).unwrap_or(Offset::ZERO),
+            last_fetched_epoch: p.last_fetched_epoch.map(LeaderEpoch::new),
+            bytes_max: p.bytes_max,
+        })
+        .collect();
+    let results = shard.replica_fetch(NodeId::new(replica_node), requests, wait_ms_max, bytes_max).await;
+    let partitions = partitions
+        .into_iter()
+        .zip(results)
+        .map(|(p, result)| match result {
+            Ok(fetched) => ReplicaFetchResult {
+                topic: p.topic,
+                partition: p.partition,
+                error: ErrorCode::None,
+                high_watermark: fetched.high_watermark.get(),
+                log_start_offset: fetched.log_start_offset.get(),
+                log_end_offset: fetched.log_end_offset.get(),
+                diverging: fetched.diverging.map(|(epoch, end)| (epoch.get(), end.get())),
+                records: fetched.records,
+            },
+            Err(e) => ReplicaFetchResult {
+                topic: p.topic,
+                partition: p.partition,
+                error: partition_code(&e),
+                high_watermark: 0,
+                log_start_offset: 0,
+                log_end_offset: 0,
+                diverging: None,
+                records: Vec::new(),
+            },
+        })
+        .collect();
+    Response::ReplicaFetch { partitions }
 }
 
 async fn produce(
@@ -416,8 +499,11 @@ fn admin_status(result: Result<(), AdminError>) -> Response {
                 AdminError::TopicExists { .. } => ErrorCode::TopicAlreadyExists,
                 AdminError::UnknownTopic { .. } => ErrorCode::UnknownTopicOrPartition,
                 AdminError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
-                AdminError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+                AdminError::InvalidConfig { .. } | AdminError::InvalidReplicationFactor { .. } => {
+                    ErrorCode::InvalidConfig
+                }
                 AdminError::Call(call) => call_code(*call),
+                AdminError::Cluster(_) => ErrorCode::RequestTimedOut,
                 _ => ErrorCode::StorageError,
             };
             Response::status(code, e.to_string())
@@ -448,6 +534,11 @@ pub fn partition_code(e: &PartitionError) -> ErrorCode {
         PartitionError::Corrupt { .. } => ErrorCode::CorruptStoredData,
         PartitionError::ShuttingDown => ErrorCode::ShuttingDown,
         PartitionError::Call(call) => call_code(*call),
+        PartitionError::NotLeader { .. } => ErrorCode::NotLeaderOrFollower,
+        PartitionError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
+        PartitionError::NotEnoughReplicasAfterAppend { .. } => ErrorCode::NotEnoughReplicasAfterAppend,
+        PartitionError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+        PartitionError::UnknownLeaderEpoch { .. } => ErrorCode::UnknownLeaderEpoch,
         _ => ErrorCode::StorageError,
     }
 }

@@ -9,7 +9,8 @@
 //! kernel tears down its io_uring rings (10–70 ms measured here), so binding the same port
 //! fails with EADDRINUSE for a moment. Binding retries for up to `BIND_RETRY_MS_MAX`, so a
 //! supervisor that restarts at once gets a working broker; a port that stays taken is still
-//! reported, once the time is up.
+//! reported, once the time is up. Every listener sets SO_REUSEADDR (std's `bind` does too), so
+//! the dead process's connections lingering in TIME_WAIT do not block the port.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::time::{Duration, Instant};
@@ -64,6 +65,9 @@ pub fn bind_shared(addr: SocketAddr, shards: usize) -> Result<(Vec<StdListener>,
 fn bind_reuse_port(addr: SocketAddr) -> std::io::Result<StdListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std's `TcpListener::bind` does: connections of a killed broker left in TIME_WAIT on
+    // this port must not keep its restart from listening (for about a minute).
+    socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;

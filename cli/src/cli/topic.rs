@@ -89,6 +89,17 @@ pub struct CreateArgs {
     /// later (interval:MS), or without syncing (none).
     #[arg(long, value_name = "sync|interval:MS|none", value_parser = parse_durability)]
     durability: Option<String>,
+    /// Copies of each partition on distinct nodes (a cluster; default: the broker's
+    /// --default-replication-factor).
+    #[arg(long, value_name = "N")]
+    replication_factor: Option<u32>,
+    /// acks=all produces are refused while fewer replicas are in sync (default 1).
+    #[arg(long, value_name = "N")]
+    min_insync_replicas: Option<u32>,
+    /// Let a replica outside the ISR become leader when none in it can (may lose
+    /// acknowledged records; default off).
+    #[arg(long)]
+    unclean_leader_election: bool,
     #[command(flatten)]
     broker: BrokerArgs,
 }
@@ -108,6 +119,9 @@ pub async fn run(command: TopicCommand) -> Result<(), CliError> {
                 segment_bytes: args.segment_bytes,
                 segment_ms: args.segment_ms,
                 durability: args.durability,
+                replication_factor: args.replication_factor,
+                min_insync_replicas: args.min_insync_replicas,
+                unclean_leader_election: args.unclean_leader_election.then_some(true),
             };
             client.create_topic(&args.name, args.partitions, settings).await?;
             writeln!(out, "Created topic {}.", args.name)?;
@@ -141,7 +155,24 @@ pub async fn run(command: TopicCommand) -> Result<(), CliError> {
                 optional(topic.retention_bytes),
             )?;
             let shown = |v: Option<u64>| v.map_or_else(|| "?".to_owned(), |v| v.to_string());
+            let nodes = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
             for p in &topic.partitions {
+                // A cluster's partitions name their replicas (`kafka-topics --describe` style).
+                if !p.replica_nodes.is_empty() {
+                    let leader = if p.leader_node < 0 { "none".to_owned() } else { p.leader_node.to_string() };
+                    writeln!(
+                        out,
+                        "\tTopic: {}\tPartition: {}\tLeader: {}\tLeaderEpoch: {}\tReplicas: {}\tIsr: {}\tShard: {}",
+                        topic.name,
+                        p.partition,
+                        leader,
+                        p.leader_epoch,
+                        nodes(&p.replica_nodes),
+                        nodes(&p.isr_nodes),
+                        p.shard,
+                    )?;
+                    continue;
+                }
                 writeln!(
                     out,
                     "\tTopic: {}\tPartition: {}\tShard: {}\tStartOffset: {}\tEndOffset: {}\tSizeBytes: {}",

@@ -106,8 +106,14 @@ impl Server {
 
     /// SIGKILLs the server and starts it again at once on the same data directory and ports,
     /// as a supervisor would; the new process must come up on the first try.
-    pub fn kill_and_restart(mut self) -> Server {
+    pub fn kill_and_restart(self) -> Server {
+        self.kill_and_restart_after(|| {})
+    }
+
+    /// `kill_and_restart`, running `between` after the kill and before the restart.
+    pub fn kill_and_restart_after(mut self, between: impl FnOnce()) -> Server {
         self.kill();
+        between();
         let (data_dir, options) = (self.data_dir.clone(), self.options.clone());
         let ports = std::mem::replace(&mut self.ports, PortBlock { base: 0, _lock: None });
         match Server::spawn(&data_dir, &options, ports) {

@@ -102,6 +102,15 @@ impl Log {
             (state.log_start_offset, state.log_end_offset)
         };
         if end_offset >= log_end {
+            // Nothing to cut — but an epoch this replica began at its log end as a leader that
+            // never appended (it lost the leadership at once) conflicts with the leader's log:
+            // it goes (Kafka does the same), or the follower would keep sending it as its last
+            // fetched epoch and be told to truncate here again, forever.
+            let epochs = self.inner.state.borrow().epochs.truncated_from(log_end).trimmed_before(log_start);
+            if epochs != self.inner.state.borrow().epochs {
+                self.persist_epochs(epochs).await.map_err(TruncateError::Io)?;
+                tracing::info!(dir = %self.inner.dir.display(), %log_end, "dropped an epoch begun at the log end");
+            }
             return Ok(log_end);
         }
         if end_offset < log_start {

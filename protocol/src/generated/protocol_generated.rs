@@ -13,10 +13,10 @@ pub mod protocol {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: u16 = 23;
+pub const ENUM_MAX_ERROR_CODE: u16 = 29;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 24] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 30] = [
   ErrorCode::None,
   ErrorCode::UnknownTopicOrPartition,
   ErrorCode::TopicAlreadyExists,
@@ -39,6 +39,12 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 24] = [
   ErrorCode::ShuttingDown,
   ErrorCode::InvalidOffset,
   ErrorCode::Internal,
+  ErrorCode::NotLeaderOrFollower,
+  ErrorCode::NotEnoughReplicas,
+  ErrorCode::NotEnoughReplicasAfterAppend,
+  ErrorCode::FencedLeaderEpoch,
+  ErrorCode::UnknownLeaderEpoch,
+  ErrorCode::NotCoordinator,
   ErrorCode::GroupNotEmpty,
   ErrorCode::GroupNotFound,
 ];
@@ -71,13 +77,26 @@ impl ErrorCode {
   pub const ShuttingDown: Self = Self(19);
   pub const InvalidOffset: Self = Self(20);
   pub const Internal: Self = Self(21);
+  /// This broker does not lead the partition (a cluster): refresh metadata, retry there.
+  pub const NotLeaderOrFollower: Self = Self(22);
+  /// The in-sync replicas are fewer than the topic's min.insync.replicas; nothing appended.
+  pub const NotEnoughReplicas: Self = Self(23);
+  /// Appended, but the in-sync replicas fell below min.insync.replicas before it was
+  /// replicated: the produce may or may not survive a failure (retry it).
+  pub const NotEnoughReplicasAfterAppend: Self = Self(24);
+  /// The request's leader epoch is older than the partition's.
+  pub const FencedLeaderEpoch: Self = Self(25);
+  /// The request's leader epoch is newer than this replica knows (its metadata lags).
+  pub const UnknownLeaderEpoch: Self = Self(26);
+  /// Consumer groups are served by another node (the controller): ask Metadata for it.
+  pub const NotCoordinator: Self = Self(27);
   /// DeleteGroup of a group that still has members.
-  pub const GroupNotEmpty: Self = Self(22);
+  pub const GroupNotEmpty: Self = Self(28);
   /// DeleteGroup of a group with neither members nor committed offsets.
-  pub const GroupNotFound: Self = Self(23);
+  pub const GroupNotFound: Self = Self(29);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 23;
+  pub const ENUM_MAX: u16 = 29;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::UnknownTopicOrPartition,
@@ -101,6 +120,12 @@ impl ErrorCode {
     Self::ShuttingDown,
     Self::InvalidOffset,
     Self::Internal,
+    Self::NotLeaderOrFollower,
+    Self::NotEnoughReplicas,
+    Self::NotEnoughReplicasAfterAppend,
+    Self::FencedLeaderEpoch,
+    Self::UnknownLeaderEpoch,
+    Self::NotCoordinator,
     Self::GroupNotEmpty,
     Self::GroupNotFound,
   ];
@@ -129,6 +154,12 @@ impl ErrorCode {
       Self::ShuttingDown => Some("ShuttingDown"),
       Self::InvalidOffset => Some("InvalidOffset"),
       Self::Internal => Some("Internal"),
+      Self::NotLeaderOrFollower => Some("NotLeaderOrFollower"),
+      Self::NotEnoughReplicas => Some("NotEnoughReplicas"),
+      Self::NotEnoughReplicasAfterAppend => Some("NotEnoughReplicasAfterAppend"),
+      Self::FencedLeaderEpoch => Some("FencedLeaderEpoch"),
+      Self::UnknownLeaderEpoch => Some("UnknownLeaderEpoch"),
+      Self::NotCoordinator => Some("NotCoordinator"),
       Self::GroupNotEmpty => Some("GroupNotEmpty"),
       Self::GroupNotFound => Some("GroupNotFound"),
       _ => None,
@@ -451,10 +482,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for Assignor {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 17;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 18;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 18] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 19] = [
   RequestBody::NONE,
   RequestBody::CreateTopicRequest,
   RequestBody::DeleteTopicRequest,
@@ -468,6 +499,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 18] = [
   RequestBody::JoinGroupRequest,
   RequestBody::HeartbeatRequest,
   RequestBody::LeaveGroupRequest,
+  RequestBody::ReplicaFetchRequest,
   RequestBody::ListGroupsRequest,
   RequestBody::DescribeGroupRequest,
   RequestBody::DeleteGroupRequest,
@@ -494,14 +526,15 @@ impl RequestBody {
   pub const JoinGroupRequest: Self = Self(10);
   pub const HeartbeatRequest: Self = Self(11);
   pub const LeaveGroupRequest: Self = Self(12);
-  pub const ListGroupsRequest: Self = Self(13);
-  pub const DescribeGroupRequest: Self = Self(14);
-  pub const DeleteGroupRequest: Self = Self(15);
-  pub const DescribeTopicConfigRequest: Self = Self(16);
-  pub const AlterTopicConfigRequest: Self = Self(17);
+  pub const ReplicaFetchRequest: Self = Self(13);
+  pub const ListGroupsRequest: Self = Self(14);
+  pub const DescribeGroupRequest: Self = Self(15);
+  pub const DeleteGroupRequest: Self = Self(16);
+  pub const DescribeTopicConfigRequest: Self = Self(17);
+  pub const AlterTopicConfigRequest: Self = Self(18);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 17;
+  pub const ENUM_MAX: u8 = 18;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::CreateTopicRequest,
@@ -516,6 +549,7 @@ impl RequestBody {
     Self::JoinGroupRequest,
     Self::HeartbeatRequest,
     Self::LeaveGroupRequest,
+    Self::ReplicaFetchRequest,
     Self::ListGroupsRequest,
     Self::DescribeGroupRequest,
     Self::DeleteGroupRequest,
@@ -538,6 +572,7 @@ impl RequestBody {
       Self::JoinGroupRequest => Some("JoinGroupRequest"),
       Self::HeartbeatRequest => Some("HeartbeatRequest"),
       Self::LeaveGroupRequest => Some("LeaveGroupRequest"),
+      Self::ReplicaFetchRequest => Some("ReplicaFetchRequest"),
       Self::ListGroupsRequest => Some("ListGroupsRequest"),
       Self::DescribeGroupRequest => Some("DescribeGroupRequest"),
       Self::DeleteGroupRequest => Some("DeleteGroupRequest"),
@@ -602,10 +637,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 11;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 12;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 12] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 13] = [
   ResponseBody::NONE,
   ResponseBody::StatusResponse,
   ResponseBody::MetadataResponse,
@@ -615,6 +650,7 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 12] = [
   ResponseBody::OffsetCommitResponse,
   ResponseBody::OffsetFetchResponse,
   ResponseBody::JoinGroupResponse,
+  ResponseBody::ReplicaFetchResponse,
   ResponseBody::ListGroupsResponse,
   ResponseBody::DescribeGroupResponse,
   ResponseBody::TopicConfigResponse,
@@ -635,12 +671,13 @@ impl ResponseBody {
   pub const OffsetCommitResponse: Self = Self(6);
   pub const OffsetFetchResponse: Self = Self(7);
   pub const JoinGroupResponse: Self = Self(8);
-  pub const ListGroupsResponse: Self = Self(9);
-  pub const DescribeGroupResponse: Self = Self(10);
-  pub const TopicConfigResponse: Self = Self(11);
+  pub const ReplicaFetchResponse: Self = Self(9);
+  pub const ListGroupsResponse: Self = Self(10);
+  pub const DescribeGroupResponse: Self = Self(11);
+  pub const TopicConfigResponse: Self = Self(12);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 11;
+  pub const ENUM_MAX: u8 = 12;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::StatusResponse,
@@ -651,6 +688,7 @@ impl ResponseBody {
     Self::OffsetCommitResponse,
     Self::OffsetFetchResponse,
     Self::JoinGroupResponse,
+    Self::ReplicaFetchResponse,
     Self::ListGroupsResponse,
     Self::DescribeGroupResponse,
     Self::TopicConfigResponse,
@@ -667,6 +705,7 @@ impl ResponseBody {
       Self::OffsetCommitResponse => Some("OffsetCommitResponse"),
       Self::OffsetFetchResponse => Some("OffsetFetchResponse"),
       Self::JoinGroupResponse => Some("JoinGroupResponse"),
+      Self::ReplicaFetchResponse => Some("ReplicaFetchResponse"),
       Self::ListGroupsResponse => Some("ListGroupsResponse"),
       Self::DescribeGroupResponse => Some("DescribeGroupResponse"),
       Self::TopicConfigResponse => Some("TopicConfigResponse"),
@@ -748,6 +787,9 @@ impl<'a> TopicSettings<'a> {
   pub const VT_SEGMENT_BYTES: ::flatbuffers::VOffsetT = 8;
   pub const VT_SEGMENT_MS: ::flatbuffers::VOffsetT = 10;
   pub const VT_DURABILITY: ::flatbuffers::VOffsetT = 12;
+  pub const VT_REPLICATION_FACTOR: ::flatbuffers::VOffsetT = 14;
+  pub const VT_MIN_INSYNC_REPLICAS: ::flatbuffers::VOffsetT = 16;
+  pub const VT_UNCLEAN_LEADER_ELECTION: ::flatbuffers::VOffsetT = 18;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -763,7 +805,10 @@ impl<'a> TopicSettings<'a> {
     if let Some(x) = args.segment_bytes { builder.add_segment_bytes(x); }
     if let Some(x) = args.retention_bytes { builder.add_retention_bytes(x); }
     if let Some(x) = args.retention_ms { builder.add_retention_ms(x); }
+    if let Some(x) = args.min_insync_replicas { builder.add_min_insync_replicas(x); }
+    if let Some(x) = args.replication_factor { builder.add_replication_factor(x); }
     if let Some(x) = args.durability { builder.add_durability(x); }
+    if let Some(x) = args.unclean_leader_election { builder.add_unclean_leader_election(x); }
     builder.finish()
   }
 
@@ -804,6 +849,30 @@ impl<'a> TopicSettings<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TopicSettings::VT_DURABILITY, None)}
   }
+  /// A cluster's replicas per partition; absent = 1 (the broker default).
+  #[inline]
+  pub fn replication_factor(&self) -> Option<u32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(TopicSettings::VT_REPLICATION_FACTOR, None)}
+  }
+  /// acks=all (Durable) is refused while fewer replicas are in sync; absent = 1.
+  #[inline]
+  pub fn min_insync_replicas(&self) -> Option<u32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(TopicSettings::VT_MIN_INSYNC_REPLICAS, None)}
+  }
+  /// A replica outside the ISR may become leader when none in it can; absent = false.
+  #[inline]
+  pub fn unclean_leader_election(&self) -> Option<bool> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(TopicSettings::VT_UNCLEAN_LEADER_ELECTION, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for TopicSettings<'_> {
@@ -817,6 +886,9 @@ impl ::flatbuffers::Verifiable for TopicSettings<'_> {
      .visit_field::<u64>("segment_bytes", Self::VT_SEGMENT_BYTES, false)?
      .visit_field::<u64>("segment_ms", Self::VT_SEGMENT_MS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("durability", Self::VT_DURABILITY, false)?
+     .visit_field::<u32>("replication_factor", Self::VT_REPLICATION_FACTOR, false)?
+     .visit_field::<u32>("min_insync_replicas", Self::VT_MIN_INSYNC_REPLICAS, false)?
+     .visit_field::<bool>("unclean_leader_election", Self::VT_UNCLEAN_LEADER_ELECTION, false)?
      .finish();
     Ok(())
   }
@@ -827,6 +899,9 @@ pub struct TopicSettingsArgs<'a> {
     pub segment_bytes: Option<u64>,
     pub segment_ms: Option<u64>,
     pub durability: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub replication_factor: Option<u32>,
+    pub min_insync_replicas: Option<u32>,
+    pub unclean_leader_election: Option<bool>,
 }
 impl<'a> Default for TopicSettingsArgs<'a> {
   #[inline]
@@ -837,6 +912,9 @@ impl<'a> Default for TopicSettingsArgs<'a> {
       segment_bytes: None,
       segment_ms: None,
       durability: None,
+      replication_factor: None,
+      min_insync_replicas: None,
+      unclean_leader_election: None,
     }
   }
 }
@@ -867,6 +945,18 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopicSettingsBuilder<'a, 'b, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicSettings::VT_DURABILITY, durability);
   }
   #[inline]
+  pub fn add_replication_factor(&mut self, replication_factor: u32) {
+    self.fbb_.push_slot_always::<u32>(TopicSettings::VT_REPLICATION_FACTOR, replication_factor);
+  }
+  #[inline]
+  pub fn add_min_insync_replicas(&mut self, min_insync_replicas: u32) {
+    self.fbb_.push_slot_always::<u32>(TopicSettings::VT_MIN_INSYNC_REPLICAS, min_insync_replicas);
+  }
+  #[inline]
+  pub fn add_unclean_leader_election(&mut self, unclean_leader_election: bool) {
+    self.fbb_.push_slot_always::<bool>(TopicSettings::VT_UNCLEAN_LEADER_ELECTION, unclean_leader_election);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopicSettingsBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     TopicSettingsBuilder {
@@ -889,6 +979,9 @@ impl ::core::fmt::Debug for TopicSettings<'_> {
       ds.field("segment_bytes", &self.segment_bytes());
       ds.field("segment_ms", &self.segment_ms());
       ds.field("durability", &self.durability());
+      ds.field("replication_factor", &self.replication_factor());
+      ds.field("min_insync_replicas", &self.min_insync_replicas());
+      ds.field("unclean_leader_election", &self.unclean_leader_election());
       ds.finish()
   }
 }
@@ -3706,6 +3799,359 @@ impl ::core::fmt::Debug for AlterTopicConfigRequest<'_> {
       ds.finish()
   }
 }
+pub enum ReplicaFetchPartitionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One partition of a follower's fetch from its leader.
+pub struct ReplicaFetchPartition<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReplicaFetchPartition<'a> {
+  type Inner = ReplicaFetchPartition<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReplicaFetchPartition<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 8;
+  pub const VT_FETCH_OFFSET: ::flatbuffers::VOffsetT = 10;
+  pub const VT_DURABLE_OFFSET: ::flatbuffers::VOffsetT = 12;
+  pub const VT_LAST_FETCHED_EPOCH: ::flatbuffers::VOffsetT = 14;
+  pub const VT_BYTES_MAX: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReplicaFetchPartition { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReplicaFetchPartitionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReplicaFetchPartition<'bldr>> {
+    let mut builder = ReplicaFetchPartitionBuilder::new(_fbb);
+    builder.add_durable_offset(args.durable_offset);
+    builder.add_fetch_offset(args.fetch_offset);
+    builder.add_bytes_max(args.bytes_max);
+    if let Some(x) = args.last_fetched_epoch { builder.add_last_fetched_epoch(x); }
+    builder.add_leader_epoch(args.leader_epoch);
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ReplicaFetchPartition::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaFetchPartition::VT_PARTITION, Some(0)).unwrap()}
+  }
+  /// The leader epoch the follower follows (its view of the current one).
+  #[inline]
+  pub fn leader_epoch(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaFetchPartition::VT_LEADER_EPOCH, Some(0)).unwrap()}
+  }
+  /// The follower's log end: where it wants records from.
+  #[inline]
+  pub fn fetch_offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaFetchPartition::VT_FETCH_OFFSET, Some(0)).unwrap()}
+  }
+  /// The follower's durable end (everything below it survived an fdatasync).
+  #[inline]
+  pub fn durable_offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaFetchPartition::VT_DURABLE_OFFSET, Some(0)).unwrap()}
+  }
+  /// The epoch of the follower's last batch; absent for an empty log.
+  #[inline]
+  pub fn last_fetched_epoch(&self) -> Option<u32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaFetchPartition::VT_LAST_FETCHED_EPOCH, None)}
+  }
+  #[inline]
+  pub fn bytes_max(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaFetchPartition::VT_BYTES_MAX, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReplicaFetchPartition<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<u32>("leader_epoch", Self::VT_LEADER_EPOCH, false)?
+     .visit_field::<u64>("fetch_offset", Self::VT_FETCH_OFFSET, false)?
+     .visit_field::<u64>("durable_offset", Self::VT_DURABLE_OFFSET, false)?
+     .visit_field::<u32>("last_fetched_epoch", Self::VT_LAST_FETCHED_EPOCH, false)?
+     .visit_field::<u32>("bytes_max", Self::VT_BYTES_MAX, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReplicaFetchPartitionArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: u32,
+    pub leader_epoch: u32,
+    pub fetch_offset: u64,
+    pub durable_offset: u64,
+    pub last_fetched_epoch: Option<u32>,
+    pub bytes_max: u32,
+}
+impl<'a> Default for ReplicaFetchPartitionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReplicaFetchPartitionArgs {
+      topic: None, // required field
+      partition: 0,
+      leader_epoch: 0,
+      fetch_offset: 0,
+      durable_offset: 0,
+      last_fetched_epoch: None,
+      bytes_max: 0,
+    }
+  }
+}
+
+pub struct ReplicaFetchPartitionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicaFetchPartitionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReplicaFetchPartition::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaFetchPartition::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_leader_epoch(&mut self, leader_epoch: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaFetchPartition::VT_LEADER_EPOCH, leader_epoch, 0);
+  }
+  #[inline]
+  pub fn add_fetch_offset(&mut self, fetch_offset: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaFetchPartition::VT_FETCH_OFFSET, fetch_offset, 0);
+  }
+  #[inline]
+  pub fn add_durable_offset(&mut self, durable_offset: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaFetchPartition::VT_DURABLE_OFFSET, durable_offset, 0);
+  }
+  #[inline]
+  pub fn add_last_fetched_epoch(&mut self, last_fetched_epoch: u32) {
+    self.fbb_.push_slot_always::<u32>(ReplicaFetchPartition::VT_LAST_FETCHED_EPOCH, last_fetched_epoch);
+  }
+  #[inline]
+  pub fn add_bytes_max(&mut self, bytes_max: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaFetchPartition::VT_BYTES_MAX, bytes_max, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicaFetchPartitionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReplicaFetchPartitionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReplicaFetchPartition<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ReplicaFetchPartition::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReplicaFetchPartition<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReplicaFetchPartition");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.field("leader_epoch", &self.leader_epoch());
+      ds.field("fetch_offset", &self.fetch_offset());
+      ds.field("durable_offset", &self.durable_offset());
+      ds.field("last_fetched_epoch", &self.last_fetched_epoch());
+      ds.field("bytes_max", &self.bytes_max());
+      ds.finish()
+  }
+}
+pub enum ReplicaFetchRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A follower replica fetching from the partition leader's shard (cluster-internal).
+pub struct ReplicaFetchRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReplicaFetchRequest<'a> {
+  type Inner = ReplicaFetchRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReplicaFetchRequest<'a> {
+  pub const VT_REPLICA_NODE: ::flatbuffers::VOffsetT = 4;
+  pub const VT_WAIT_MS_MAX: ::flatbuffers::VOffsetT = 6;
+  pub const VT_BYTES_MAX: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReplicaFetchRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReplicaFetchRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReplicaFetchRequest<'bldr>> {
+    let mut builder = ReplicaFetchRequestBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    builder.add_bytes_max(args.bytes_max);
+    builder.add_wait_ms_max(args.wait_ms_max);
+    builder.add_replica_node(args.replica_node);
+    builder.finish()
+  }
+
+
+  /// The follower's node id.
+  #[inline]
+  pub fn replica_node(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaFetchRequest::VT_REPLICA_NODE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn wait_ms_max(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaFetchRequest::VT_WAIT_MS_MAX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn bytes_max(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaFetchRequest::VT_BYTES_MAX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaFetchPartition<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaFetchPartition>>>>(ReplicaFetchRequest::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReplicaFetchRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("replica_node", Self::VT_REPLICA_NODE, false)?
+     .visit_field::<u32>("wait_ms_max", Self::VT_WAIT_MS_MAX, false)?
+     .visit_field::<u32>("bytes_max", Self::VT_BYTES_MAX, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ReplicaFetchPartition>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReplicaFetchRequestArgs<'a> {
+    pub replica_node: u32,
+    pub wait_ms_max: u32,
+    pub bytes_max: u32,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaFetchPartition<'a>>>>>,
+}
+impl<'a> Default for ReplicaFetchRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReplicaFetchRequestArgs {
+      replica_node: 0,
+      wait_ms_max: 0,
+      bytes_max: 0,
+      partitions: None,
+    }
+  }
+}
+
+pub struct ReplicaFetchRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicaFetchRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_replica_node(&mut self, replica_node: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaFetchRequest::VT_REPLICA_NODE, replica_node, 0);
+  }
+  #[inline]
+  pub fn add_wait_ms_max(&mut self, wait_ms_max: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaFetchRequest::VT_WAIT_MS_MAX, wait_ms_max, 0);
+  }
+  #[inline]
+  pub fn add_bytes_max(&mut self, bytes_max: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaFetchRequest::VT_BYTES_MAX, bytes_max, 0);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ReplicaFetchPartition<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReplicaFetchRequest::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicaFetchRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReplicaFetchRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReplicaFetchRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReplicaFetchRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReplicaFetchRequest");
+      ds.field("replica_node", &self.replica_node());
+      ds.field("wait_ms_max", &self.wait_ms_max());
+      ds.field("bytes_max", &self.bytes_max());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
 pub enum RequestHeaderOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3938,6 +4384,21 @@ impl<'a> RequestHeader<'a> {
 
   #[inline]
   #[allow(non_snake_case)]
+  pub fn body_as_replica_fetch_request(&self) -> Option<ReplicaFetchRequest<'a>> {
+    if self.body_type() == RequestBody::ReplicaFetchRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ReplicaFetchRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
   pub fn body_as_list_groups_request(&self) -> Option<ListGroupsRequest<'a>> {
     if self.body_type() == RequestBody::ListGroupsRequest {
       self.body().map(|t| {
@@ -4033,6 +4494,7 @@ impl ::flatbuffers::Verifiable for RequestHeader<'_> {
           RequestBody::JoinGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<JoinGroupRequest>>("RequestBody::JoinGroupRequest", pos),
           RequestBody::HeartbeatRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<HeartbeatRequest>>("RequestBody::HeartbeatRequest", pos),
           RequestBody::LeaveGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<LeaveGroupRequest>>("RequestBody::LeaveGroupRequest", pos),
+          RequestBody::ReplicaFetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReplicaFetchRequest>>("RequestBody::ReplicaFetchRequest", pos),
           RequestBody::ListGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsRequest>>("RequestBody::ListGroupsRequest", pos),
           RequestBody::DescribeGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupRequest>>("RequestBody::DescribeGroupRequest", pos),
           RequestBody::DeleteGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteGroupRequest>>("RequestBody::DeleteGroupRequest", pos),
@@ -4171,6 +4633,13 @@ impl ::core::fmt::Debug for RequestHeader<'_> {
         },
         RequestBody::LeaveGroupRequest => {
           if let Some(x) = self.body_as_leave_group_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ReplicaFetchRequest => {
+          if let Some(x) = self.body_as_replica_fetch_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -4467,6 +4936,12 @@ impl<'a> PartitionMetadata<'a> {
   pub const VT_LOG_START_OFFSET: ::flatbuffers::VOffsetT = 8;
   pub const VT_LOG_END_OFFSET: ::flatbuffers::VOffsetT = 10;
   pub const VT_SIZE_BYTES: ::flatbuffers::VOffsetT = 12;
+  pub const VT_LEADER_ADDRESS: ::flatbuffers::VOffsetT = 14;
+  pub const VT_LEADER_NODE: ::flatbuffers::VOffsetT = 16;
+  pub const VT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 18;
+  pub const VT_REPLICA_NODES: ::flatbuffers::VOffsetT = 20;
+  pub const VT_ISR_NODES: ::flatbuffers::VOffsetT = 22;
+  pub const VT_HIGH_WATERMARK: ::flatbuffers::VOffsetT = 24;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4475,12 +4950,18 @@ impl<'a> PartitionMetadata<'a> {
   #[allow(unused_mut)]
   pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
     _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args PartitionMetadataArgs
+    args: &'args PartitionMetadataArgs<'args>
   ) -> ::flatbuffers::WIPOffset<PartitionMetadata<'bldr>> {
     let mut builder = PartitionMetadataBuilder::new(_fbb);
+    if let Some(x) = args.high_watermark { builder.add_high_watermark(x); }
     if let Some(x) = args.size_bytes { builder.add_size_bytes(x); }
     if let Some(x) = args.log_end_offset { builder.add_log_end_offset(x); }
     if let Some(x) = args.log_start_offset { builder.add_log_start_offset(x); }
+    if let Some(x) = args.isr_nodes { builder.add_isr_nodes(x); }
+    if let Some(x) = args.replica_nodes { builder.add_replica_nodes(x); }
+    builder.add_leader_epoch(args.leader_epoch);
+    builder.add_leader_node(args.leader_node);
+    if let Some(x) = args.leader_address { builder.add_leader_address(x); }
     builder.add_shard(args.shard);
     builder.add_partition(args.partition);
     builder.finish()
@@ -4523,6 +5004,53 @@ impl<'a> PartitionMetadata<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(PartitionMetadata::VT_SIZE_BYTES, None)}
   }
+  /// In a cluster: the leader's native address for this partition (its owning shard's own
+  /// listener); absent on a single node (use `shards[shard]`) and while no replica leads.
+  #[inline]
+  pub fn leader_address(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(PartitionMetadata::VT_LEADER_ADDRESS, None)}
+  }
+  /// In a cluster: the leading node, -1 while none leads.
+  #[inline]
+  pub fn leader_node(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(PartitionMetadata::VT_LEADER_NODE, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn leader_epoch(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(PartitionMetadata::VT_LEADER_EPOCH, Some(0)).unwrap()}
+  }
+  /// In a cluster: the nodes holding a replica, and those in sync (the leader first).
+  #[inline]
+  pub fn replica_nodes(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(PartitionMetadata::VT_REPLICA_NODES, None)}
+  }
+  #[inline]
+  pub fn isr_nodes(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(PartitionMetadata::VT_ISR_NODES, None)}
+  }
+  /// Present with `with_offsets`: where consumers may read up to.
+  #[inline]
+  pub fn high_watermark(&self) -> Option<u64> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PartitionMetadata::VT_HIGH_WATERMARK, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for PartitionMetadata<'_> {
@@ -4536,18 +5064,30 @@ impl ::flatbuffers::Verifiable for PartitionMetadata<'_> {
      .visit_field::<u64>("log_start_offset", Self::VT_LOG_START_OFFSET, false)?
      .visit_field::<u64>("log_end_offset", Self::VT_LOG_END_OFFSET, false)?
      .visit_field::<u64>("size_bytes", Self::VT_SIZE_BYTES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("leader_address", Self::VT_LEADER_ADDRESS, false)?
+     .visit_field::<i32>("leader_node", Self::VT_LEADER_NODE, false)?
+     .visit_field::<u32>("leader_epoch", Self::VT_LEADER_EPOCH, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("replica_nodes", Self::VT_REPLICA_NODES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("isr_nodes", Self::VT_ISR_NODES, false)?
+     .visit_field::<u64>("high_watermark", Self::VT_HIGH_WATERMARK, false)?
      .finish();
     Ok(())
   }
 }
-pub struct PartitionMetadataArgs {
+pub struct PartitionMetadataArgs<'a> {
     pub partition: u32,
     pub shard: u32,
     pub log_start_offset: Option<u64>,
     pub log_end_offset: Option<u64>,
     pub size_bytes: Option<u64>,
+    pub leader_address: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub leader_node: i32,
+    pub leader_epoch: u32,
+    pub replica_nodes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+    pub isr_nodes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+    pub high_watermark: Option<u64>,
 }
-impl<'a> Default for PartitionMetadataArgs {
+impl<'a> Default for PartitionMetadataArgs<'a> {
   #[inline]
   fn default() -> Self {
     PartitionMetadataArgs {
@@ -4556,6 +5096,12 @@ impl<'a> Default for PartitionMetadataArgs {
       log_start_offset: None,
       log_end_offset: None,
       size_bytes: None,
+      leader_address: None,
+      leader_node: -1,
+      leader_epoch: 0,
+      replica_nodes: None,
+      isr_nodes: None,
+      high_watermark: None,
     }
   }
 }
@@ -4586,6 +5132,30 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PartitionMetadataBuilder<'a, 
     self.fbb_.push_slot_always::<u64>(PartitionMetadata::VT_SIZE_BYTES, size_bytes);
   }
   #[inline]
+  pub fn add_leader_address(&mut self, leader_address: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(PartitionMetadata::VT_LEADER_ADDRESS, leader_address);
+  }
+  #[inline]
+  pub fn add_leader_node(&mut self, leader_node: i32) {
+    self.fbb_.push_slot::<i32>(PartitionMetadata::VT_LEADER_NODE, leader_node, -1);
+  }
+  #[inline]
+  pub fn add_leader_epoch(&mut self, leader_epoch: u32) {
+    self.fbb_.push_slot::<u32>(PartitionMetadata::VT_LEADER_EPOCH, leader_epoch, 0);
+  }
+  #[inline]
+  pub fn add_replica_nodes(&mut self, replica_nodes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(PartitionMetadata::VT_REPLICA_NODES, replica_nodes);
+  }
+  #[inline]
+  pub fn add_isr_nodes(&mut self, isr_nodes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(PartitionMetadata::VT_ISR_NODES, isr_nodes);
+  }
+  #[inline]
+  pub fn add_high_watermark(&mut self, high_watermark: u64) {
+    self.fbb_.push_slot_always::<u64>(PartitionMetadata::VT_HIGH_WATERMARK, high_watermark);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PartitionMetadataBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     PartitionMetadataBuilder {
@@ -4608,6 +5178,12 @@ impl ::core::fmt::Debug for PartitionMetadata<'_> {
       ds.field("log_start_offset", &self.log_start_offset());
       ds.field("log_end_offset", &self.log_end_offset());
       ds.field("size_bytes", &self.size_bytes());
+      ds.field("leader_address", &self.leader_address());
+      ds.field("leader_node", &self.leader_node());
+      ds.field("leader_epoch", &self.leader_epoch());
+      ds.field("replica_nodes", &self.replica_nodes());
+      ds.field("isr_nodes", &self.isr_nodes());
+      ds.field("high_watermark", &self.high_watermark());
       ds.finish()
   }
 }
@@ -4846,6 +5422,7 @@ impl<'a> ::flatbuffers::Follow<'a> for MetadataResponse<'a> {
 impl<'a> MetadataResponse<'a> {
   pub const VT_SHARDS: ::flatbuffers::VOffsetT = 4;
   pub const VT_TOPICS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_COORDINATOR_ADDRESS: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4857,6 +5434,7 @@ impl<'a> MetadataResponse<'a> {
     args: &'args MetadataResponseArgs<'args>
   ) -> ::flatbuffers::WIPOffset<MetadataResponse<'bldr>> {
     let mut builder = MetadataResponseBuilder::new(_fbb);
+    if let Some(x) = args.coordinator_address { builder.add_coordinator_address(x); }
     if let Some(x) = args.topics { builder.add_topics(x); }
     if let Some(x) = args.shards { builder.add_shards(x); }
     builder.finish()
@@ -4877,6 +5455,15 @@ impl<'a> MetadataResponse<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicMetadata>>>>(MetadataResponse::VT_TOPICS, None)}
   }
+  /// In a cluster: the native address of the node serving consumer groups (the controller);
+  /// absent on a single node (any shard serves them).
+  #[inline]
+  pub fn coordinator_address(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(MetadataResponse::VT_COORDINATOR_ADDRESS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for MetadataResponse<'_> {
@@ -4887,6 +5474,7 @@ impl ::flatbuffers::Verifiable for MetadataResponse<'_> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ShardInfo>>>>("shards", Self::VT_SHARDS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicMetadata>>>>("topics", Self::VT_TOPICS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("coordinator_address", Self::VT_COORDINATOR_ADDRESS, false)?
      .finish();
     Ok(())
   }
@@ -4894,6 +5482,7 @@ impl ::flatbuffers::Verifiable for MetadataResponse<'_> {
 pub struct MetadataResponseArgs<'a> {
     pub shards: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ShardInfo<'a>>>>>,
     pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicMetadata<'a>>>>>,
+    pub coordinator_address: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for MetadataResponseArgs<'a> {
   #[inline]
@@ -4901,6 +5490,7 @@ impl<'a> Default for MetadataResponseArgs<'a> {
     MetadataResponseArgs {
       shards: None,
       topics: None,
+      coordinator_address: None,
     }
   }
 }
@@ -4917,6 +5507,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MetadataResponseBuilder<'a, '
   #[inline]
   pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicMetadata<'b >>>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MetadataResponse::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn add_coordinator_address(&mut self, coordinator_address: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MetadataResponse::VT_COORDINATOR_ADDRESS, coordinator_address);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MetadataResponseBuilder<'a, 'b, A> {
@@ -4938,6 +5532,7 @@ impl ::core::fmt::Debug for MetadataResponse<'_> {
     let mut ds = f.debug_struct("MetadataResponse");
       ds.field("shards", &self.shards());
       ds.field("topics", &self.topics());
+      ds.field("coordinator_address", &self.coordinator_address());
       ds.finish()
   }
 }
@@ -6415,6 +7010,338 @@ impl ::core::fmt::Debug for JoinGroupResponse<'_> {
       ds.finish()
   }
 }
+pub enum ReplicaFetchResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ReplicaFetchResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReplicaFetchResult<'a> {
+  type Inner = ReplicaFetchResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReplicaFetchResult<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 8;
+  pub const VT_HIGH_WATERMARK: ::flatbuffers::VOffsetT = 10;
+  pub const VT_LOG_START_OFFSET: ::flatbuffers::VOffsetT = 12;
+  pub const VT_LOG_END_OFFSET: ::flatbuffers::VOffsetT = 14;
+  pub const VT_DIVERGING_EPOCH: ::flatbuffers::VOffsetT = 16;
+  pub const VT_DIVERGING_END_OFFSET: ::flatbuffers::VOffsetT = 18;
+  pub const VT_RECORD_CHUNK_LENGTHS: ::flatbuffers::VOffsetT = 20;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReplicaFetchResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReplicaFetchResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReplicaFetchResult<'bldr>> {
+    let mut builder = ReplicaFetchResultBuilder::new(_fbb);
+    if let Some(x) = args.diverging_end_offset { builder.add_diverging_end_offset(x); }
+    builder.add_log_end_offset(args.log_end_offset);
+    builder.add_log_start_offset(args.log_start_offset);
+    builder.add_high_watermark(args.high_watermark);
+    if let Some(x) = args.record_chunk_lengths { builder.add_record_chunk_lengths(x); }
+    if let Some(x) = args.diverging_epoch { builder.add_diverging_epoch(x); }
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ReplicaFetchResult::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaFetchResult::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(ReplicaFetchResult::VT_ERROR, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn high_watermark(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaFetchResult::VT_HIGH_WATERMARK, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn log_start_offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaFetchResult::VT_LOG_START_OFFSET, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn log_end_offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaFetchResult::VT_LOG_END_OFFSET, Some(0)).unwrap()}
+  }
+  /// Set when the follower's log diverged from the leader's: truncate to at most
+  /// `diverging_end_offset` (the end of `diverging_epoch` on the leader), then fetch again.
+  #[inline]
+  pub fn diverging_epoch(&self) -> Option<u32> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaFetchResult::VT_DIVERGING_EPOCH, None)}
+  }
+  #[inline]
+  pub fn diverging_end_offset(&self) -> Option<u64> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaFetchResult::VT_DIVERGING_END_OFFSET, None)}
+  }
+  /// The records in the frame payload, as in FetchPartitionResult.
+  #[inline]
+  pub fn record_chunk_lengths(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(ReplicaFetchResult::VT_RECORD_CHUNK_LENGTHS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReplicaFetchResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<u64>("high_watermark", Self::VT_HIGH_WATERMARK, false)?
+     .visit_field::<u64>("log_start_offset", Self::VT_LOG_START_OFFSET, false)?
+     .visit_field::<u64>("log_end_offset", Self::VT_LOG_END_OFFSET, false)?
+     .visit_field::<u32>("diverging_epoch", Self::VT_DIVERGING_EPOCH, false)?
+     .visit_field::<u64>("diverging_end_offset", Self::VT_DIVERGING_END_OFFSET, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("record_chunk_lengths", Self::VT_RECORD_CHUNK_LENGTHS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReplicaFetchResultArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: u32,
+    pub error: ErrorCode,
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+    pub log_end_offset: u64,
+    pub diverging_epoch: Option<u32>,
+    pub diverging_end_offset: Option<u64>,
+    pub record_chunk_lengths: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+}
+impl<'a> Default for ReplicaFetchResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReplicaFetchResultArgs {
+      topic: None, // required field
+      partition: 0,
+      error: ErrorCode::None,
+      high_watermark: 0,
+      log_start_offset: 0,
+      log_end_offset: 0,
+      diverging_epoch: None,
+      diverging_end_offset: None,
+      record_chunk_lengths: None,
+    }
+  }
+}
+
+pub struct ReplicaFetchResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicaFetchResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReplicaFetchResult::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaFetchResult::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(ReplicaFetchResult::VT_ERROR, error, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_high_watermark(&mut self, high_watermark: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaFetchResult::VT_HIGH_WATERMARK, high_watermark, 0);
+  }
+  #[inline]
+  pub fn add_log_start_offset(&mut self, log_start_offset: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaFetchResult::VT_LOG_START_OFFSET, log_start_offset, 0);
+  }
+  #[inline]
+  pub fn add_log_end_offset(&mut self, log_end_offset: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaFetchResult::VT_LOG_END_OFFSET, log_end_offset, 0);
+  }
+  #[inline]
+  pub fn add_diverging_epoch(&mut self, diverging_epoch: u32) {
+    self.fbb_.push_slot_always::<u32>(ReplicaFetchResult::VT_DIVERGING_EPOCH, diverging_epoch);
+  }
+  #[inline]
+  pub fn add_diverging_end_offset(&mut self, diverging_end_offset: u64) {
+    self.fbb_.push_slot_always::<u64>(ReplicaFetchResult::VT_DIVERGING_END_OFFSET, diverging_end_offset);
+  }
+  #[inline]
+  pub fn add_record_chunk_lengths(&mut self, record_chunk_lengths: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReplicaFetchResult::VT_RECORD_CHUNK_LENGTHS, record_chunk_lengths);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicaFetchResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReplicaFetchResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReplicaFetchResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ReplicaFetchResult::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReplicaFetchResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReplicaFetchResult");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.field("error", &self.error());
+      ds.field("high_watermark", &self.high_watermark());
+      ds.field("log_start_offset", &self.log_start_offset());
+      ds.field("log_end_offset", &self.log_end_offset());
+      ds.field("diverging_epoch", &self.diverging_epoch());
+      ds.field("diverging_end_offset", &self.diverging_end_offset());
+      ds.field("record_chunk_lengths", &self.record_chunk_lengths());
+      ds.finish()
+  }
+}
+pub enum ReplicaFetchResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ReplicaFetchResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReplicaFetchResponse<'a> {
+  type Inner = ReplicaFetchResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReplicaFetchResponse<'a> {
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReplicaFetchResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReplicaFetchResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReplicaFetchResponse<'bldr>> {
+    let mut builder = ReplicaFetchResponseBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaFetchResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaFetchResult>>>>(ReplicaFetchResponse::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReplicaFetchResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ReplicaFetchResult>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReplicaFetchResponseArgs<'a> {
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaFetchResult<'a>>>>>,
+}
+impl<'a> Default for ReplicaFetchResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReplicaFetchResponseArgs {
+      partitions: None,
+    }
+  }
+}
+
+pub struct ReplicaFetchResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicaFetchResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ReplicaFetchResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReplicaFetchResponse::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicaFetchResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReplicaFetchResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReplicaFetchResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReplicaFetchResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReplicaFetchResponse");
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
 pub enum GroupListingOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -7462,6 +8389,21 @@ impl<'a> ResponseHeader<'a> {
 
   #[inline]
   #[allow(non_snake_case)]
+  pub fn body_as_replica_fetch_response(&self) -> Option<ReplicaFetchResponse<'a>> {
+    if self.body_type() == ResponseBody::ReplicaFetchResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ReplicaFetchResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
   pub fn body_as_list_groups_response(&self) -> Option<ListGroupsResponse<'a>> {
     if self.body_type() == ResponseBody::ListGroupsResponse {
       self.body().map(|t| {
@@ -7523,6 +8465,7 @@ impl ::flatbuffers::Verifiable for ResponseHeader<'_> {
           ResponseBody::OffsetCommitResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetCommitResponse>>("ResponseBody::OffsetCommitResponse", pos),
           ResponseBody::OffsetFetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetFetchResponse>>("ResponseBody::OffsetFetchResponse", pos),
           ResponseBody::JoinGroupResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<JoinGroupResponse>>("ResponseBody::JoinGroupResponse", pos),
+          ResponseBody::ReplicaFetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReplicaFetchResponse>>("ResponseBody::ReplicaFetchResponse", pos),
           ResponseBody::ListGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsResponse>>("ResponseBody::ListGroupsResponse", pos),
           ResponseBody::DescribeGroupResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupResponse>>("ResponseBody::DescribeGroupResponse", pos),
           ResponseBody::TopicConfigResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TopicConfigResponse>>("ResponseBody::TopicConfigResponse", pos),
@@ -7631,6 +8574,13 @@ impl ::core::fmt::Debug for ResponseHeader<'_> {
         },
         ResponseBody::JoinGroupResponse => {
           if let Some(x) = self.body_as_join_group_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::ReplicaFetchResponse => {
+          if let Some(x) = self.body_as_replica_fetch_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
