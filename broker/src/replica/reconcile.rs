@@ -201,6 +201,19 @@ fn claim_dir(dir: &Path, topic_id: u64) -> std::io::Result<Option<u64>> {
     Ok(None)
 }
 
+/// Applies a topic's committed config to an open replica whose log still runs an older one.
+fn apply_config(partition: &Partition, config: &engine::catalog::TopicConfig) {
+    let wanted = engine::LogConfig::from_topic(config);
+    if partition.log().config() != wanted {
+        if let Err(reason) = partition.log().reconfigure(wanted) {
+            tracing::error!(partition = %partition.id(), %reason, "reconfiguring a replica's log failed");
+        }
+    }
+    if partition.durability() != config.durability {
+        partition.set_durability(config.durability);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,18 +231,5 @@ mod tests {
         assert_eq!(claim_dir(&dir, 9).unwrap(), None);
         assert!(!dir.join("data").exists(), "an older topic's data is removed");
         assert_eq!(std::fs::read_to_string(dir.join(TOPIC_ID_FILE)).unwrap(), "9");
-    }
-}
-
-/// Applies a topic's committed config to an open replica whose log still runs an older one.
-fn apply_config(partition: &Partition, config: &engine::catalog::TopicConfig) {
-    let wanted = engine::LogConfig::from_topic(config);
-    if partition.log().config() != wanted {
-        if let Err(reason) = partition.log().reconfigure(wanted) {
-            tracing::error!(partition = %partition.id(), %reason, "reconfiguring a replica's log failed");
-        }
-    }
-    if partition.durability() != config.durability {
-        partition.set_durability(config.durability);
     }
 }
