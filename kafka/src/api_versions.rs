@@ -12,7 +12,7 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use super::codes;
 
 /// (API, lowest version, highest version).
-pub const SUPPORTED: [(ApiKey, i16, i16); 28] = [
+pub const SUPPORTED: [(ApiKey, i16, i16); 31] = [
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 7),
@@ -41,6 +41,9 @@ pub const SUPPORTED: [(ApiKey, i16, i16); 28] = [
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// Produce is advertised from v0 though only v3+ is served, as Kafka 4 does (KAFKA-18659):

@@ -5,8 +5,9 @@
 
 use std::rc::Rc;
 
+use broker::ids::{shard_at, COORDINATOR_SHARD};
 use broker::shard::join_all;
-use broker::{Shard, TopicPartition};
+use broker::{NodeId, Shard, TopicPartition};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
@@ -16,8 +17,8 @@ use kafka_protocol::messages::{
     TopicName,
 };
 
-use crate::metadata::CLUSTER_ID;
-use crate::{codes, str_bytes, KafkaSettings};
+use crate::metadata::{split_address, CLUSTER_ID};
+use crate::{codes, kafka_broker_id, str_bytes, KafkaSettings};
 
 /// Kafka's authorized-operations bitfield for the cluster when asked (no ACLs: all of
 /// CREATE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE, ALTER, DESCRIBE).
@@ -27,25 +28,55 @@ const CLUSTER_AUTHORIZED_OPERATIONS: i32 =
 /// DescribeCluster's endpoint type for the brokers' client listeners.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
-pub fn describe_cluster(settings: &KafkaSettings, request: DescribeClusterRequest) -> DescribeClusterResponse {
-    let brokers = settings
-        .brokers
-        .iter()
-        .map(|b| {
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(b.node_id))
-                .with_host(str_bytes(b.host.clone()))
-                .with_port(i32::from(b.port))
-                .with_rack(None)
-        })
-        .collect();
+pub fn describe_cluster(
+    shard: &Shard,
+    settings: &KafkaSettings,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let table = shard.topics();
+    let (brokers, controller): (Vec<DescribeClusterBroker>, i32) = match &table.cluster {
+        // A cluster: every unfenced (node, shard), as Metadata lists them; the controller is the
+        // metadata leader's coordinator shard.
+        Some(view) => {
+            let mut brokers = Vec::new();
+            for broker in view.metadata.brokers.values().filter(|b| !b.fenced) {
+                for (shard, address) in broker.kafka_addresses.iter().enumerate() {
+                    let Some((host, port)) = split_address(address) else { continue };
+                    let id = kafka_broker_id(NodeId::new(broker.node), shard_at(shard));
+                    brokers.push(
+                        DescribeClusterBroker::default()
+                            .with_broker_id(BrokerId(id))
+                            .with_host(str_bytes(host))
+                            .with_port(i32::from(port))
+                            .with_rack(None),
+                    );
+                }
+            }
+            let controller = view.controller.map_or(-1, |node| kafka_broker_id(node, COORDINATOR_SHARD));
+            (brokers, controller)
+        }
+        None => {
+            let brokers = settings
+                .brokers
+                .iter()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.node_id))
+                        .with_host(str_bytes(b.host.clone()))
+                        .with_port(i32::from(b.port))
+                        .with_rack(None)
+                })
+                .collect();
+            (brokers, settings.coordinator().node_id)
+        }
+    };
     let operations =
         if request.include_cluster_authorized_operations { CLUSTER_AUTHORIZED_OPERATIONS } else { i32::MIN };
     DescribeClusterResponse::default()
         .with_error_code(codes::NONE)
         .with_endpoint_type(ENDPOINT_TYPE_BROKERS)
         .with_cluster_id(str_bytes(CLUSTER_ID))
-        .with_controller_id(BrokerId(settings.coordinator().node_id))
+        .with_controller_id(BrokerId(controller))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(operations)
 }

@@ -16,11 +16,12 @@ use broker::order::{AppendOrder, Turn};
 use broker::Shard;
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeLogDirsRequest, DescribeProducersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest, DescribeProducersRequest,
+    ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest,
+    ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
     OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
@@ -29,7 +30,7 @@ pub use crate::codec::{encode, Close};
 use crate::groups::{GroupCall, JoinContext};
 use crate::{
     admin, api_versions, cluster, configs, fetch, group_admin, groups, leader_epoch, list_offsets, metadata, produce,
-    producers, records, KafkaSettings,
+    producers, reassign, records, KafkaSettings,
 };
 
 /// The Kafka protocol on one connection of a shard.
@@ -113,6 +114,10 @@ pub enum Body {
     DescribeLogDirs(DescribeLogDirsRequest),
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     DescribeProducers(DescribeProducersRequest),
+    // Moving partitions and leaders (a cluster).
+    AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
+    ListPartitionReassignments(ListPartitionReassignmentsRequest),
+    ElectLeaders(ElectLeadersRequest),
 }
 
 /// Decodes one request frame (the bytes after the size prefix): header, then the body of a
@@ -180,6 +185,13 @@ pub fn decode(mut frame: Bytes) -> Result<Decoded, Close> {
         ApiKey::DescribeLogDirs => Body::DescribeLogDirs(body!(DescribeLogDirsRequest)),
         ApiKey::OffsetForLeaderEpoch => Body::OffsetForLeaderEpoch(body!(OffsetForLeaderEpochRequest)),
         ApiKey::DescribeProducers => Body::DescribeProducers(body!(DescribeProducersRequest)),
+        ApiKey::AlterPartitionReassignments => {
+            Body::AlterPartitionReassignments(body!(AlterPartitionReassignmentsRequest))
+        }
+        ApiKey::ListPartitionReassignments => {
+            Body::ListPartitionReassignments(body!(ListPartitionReassignmentsRequest))
+        }
+        ApiKey::ElectLeaders => Body::ElectLeaders(body!(ElectLeadersRequest)),
         other => {
             // `is_supported` admits only the keys above.
             tracing::warn!(api_key = ?other, "supported API without a decoder");
@@ -241,10 +253,13 @@ async fn serve_request(
         Body::AlterConfigs(r) => reply!(configs::alter_configs(shard, settings, r).await),
         Body::IncrementalAlterConfigs(r) => reply!(configs::incremental_alter_configs(shard, settings, r).await),
         Body::DeleteRecords(r) => reply!(records::delete_records(shard, r).await),
-        Body::DescribeCluster(r) => reply!(cluster::describe_cluster(settings, r)),
+        Body::DescribeCluster(r) => reply!(cluster::describe_cluster(shard, settings, r)),
         Body::DescribeLogDirs(r) => reply!(cluster::describe_log_dirs(shard, settings, r).await),
         Body::OffsetForLeaderEpoch(r) => reply!(leader_epoch::handle(shard, r).await),
         Body::DescribeProducers(r) => reply!(producers::handle(shard, r).await),
+        Body::AlterPartitionReassignments(r) => reply!(reassign::alter(shard, r).await),
+        Body::ListPartitionReassignments(r) => reply!(reassign::list(shard, r)),
+        Body::ElectLeaders(r) => reply!(reassign::elect(shard, version, r).await),
     }
 }
 
@@ -340,6 +355,13 @@ mod tests {
                     ApiKey::DescribeLogDirs => frame(api_key, version, &DescribeLogDirsRequest::default()),
                     ApiKey::OffsetForLeaderEpoch => frame(api_key, version, &OffsetForLeaderEpochRequest::default()),
                     ApiKey::DescribeProducers => frame(api_key, version, &DescribeProducersRequest::default()),
+                    ApiKey::AlterPartitionReassignments => {
+                        frame(api_key, version, &AlterPartitionReassignmentsRequest::default())
+                    }
+                    ApiKey::ListPartitionReassignments => {
+                        frame(api_key, version, &ListPartitionReassignmentsRequest::default())
+                    }
+                    ApiKey::ElectLeaders => frame(api_key, version, &ElectLeadersRequest::default()),
                     other => panic!("{other:?} is served but not tested"),
                 };
                 let decoded = decode(body).unwrap_or_else(|e| panic!("{api_key:?} v{version}: {e}"));

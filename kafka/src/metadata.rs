@@ -182,7 +182,7 @@ fn cluster_metadata(
 }
 
 /// "host:port" → (host, port).
-fn split_address(address: &str) -> Option<(String, u16)> {
+pub(crate) fn split_address(address: &str) -> Option<(String, u16)> {
     let (host, port) = address.rsplit_once(':')?;
     Some((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port.parse().ok()?))
 }
