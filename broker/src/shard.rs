@@ -708,6 +708,12 @@ impl Shard {
     }
 
     /// Committed offsets of `group` (for `partitions`, or all of them).
+    /// Whether this node serves consumer groups: always on a single node; in a cluster only
+    /// the controller node does (the others answer NOT_COORDINATOR).
+    pub fn coordinates_groups(&self) -> bool {
+        self.topics().cluster.as_ref().is_none_or(|view| view.controller == Some(view.node))
+    }
+
     pub async fn fetch_offsets(
         self: &Rc<Self>,
         group: String,

@@ -72,6 +72,11 @@ fn ops_requests() -> Vec<Request> {
             set: vec![("retention.ms".into(), "1000".into()), ("compression.type".into(), String::new())],
             reset: vec!["flush.ms".into()],
         },
+        Request::Reassign { topic: "orders".into(), partition: 3, replicas: Some(vec![2, 3, 4]) },
+        Request::Reassign { topic: "orders".into(), partition: 3, replicas: None },
+        Request::ListReassignments,
+        Request::ElectLeader { topic: "orders".into(), partition: 1 },
+        Request::Drain { node: 2, draining: true },
     ]
 }
 
@@ -221,6 +226,22 @@ fn sample_responses() -> Vec<Response> {
 /// The operations responses (issue #13), after the others so their indexes stay.
 fn ops_responses() -> Vec<Response> {
     vec![
+        Response::Reassignments {
+            error: ErrorCode::None,
+            message: String::new(),
+            reassignments: vec![messages::ReassignmentEntry {
+                topic: "orders".into(),
+                partition: 3,
+                replicas: vec![1, 2, 3, 4],
+                adding: vec![4],
+                removing: vec![1],
+            }],
+        },
+        Response::Reassignments {
+            error: ErrorCode::ReassignmentRefused,
+            message: "not a cluster".into(),
+            reassignments: Vec::new(),
+        },
         Response::ListGroups {
             groups: vec![messages::GroupListing {
                 group: "g".into(),

@@ -15,7 +15,7 @@ use super::join_all;
 use protocol::messages::{
     Acks, Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset, GroupListing,
     GroupMember, ListOffsetsPartition, ListOffsetsResult, PartitionError, ProducePartition, ProducePartitionResult,
-    Request, Response, ShardInfo, TopicConfigEntry, TopicMetadata, TopicPartition, TopicSettings,
+    ReassignmentEntry, Request, Response, ShardInfo, TopicConfigEntry, TopicMetadata, TopicPartition, TopicSettings,
 };
 
 /// How partition requests reach their partitions.
@@ -613,6 +613,41 @@ impl Client {
         reset: Vec<String>,
     ) -> Result<(), ClientError> {
         self.status(Request::AlterTopicConfig { name: name.to_owned(), set, reset }, name).await
+    }
+
+    // ---- moving partitions (a cluster) -------------------------------------------------------
+
+    /// Starts moving `topic`/`partition` onto the replicas on `replicas` (node ids, the first
+    /// preferred leader); `None` cancels the reassignment under way.
+    pub async fn reassign(&self, topic: &str, partition: u32, replicas: Option<Vec<u32>>) -> Result<(), ClientError> {
+        let request = Request::Reassign { topic: topic.to_owned(), partition, replicas };
+        self.status(request, topic).await
+    }
+
+    /// The reassignments under way.
+    pub async fn reassignments(&self) -> Result<Vec<ReassignmentEntry>, ClientError> {
+        self.reassignments_of(Request::ListReassignments).await
+    }
+
+    /// Moves `topic`/`partition`'s leadership to its preferred replica.
+    pub async fn elect_preferred_leader(&self, topic: &str, partition: u32) -> Result<(), ClientError> {
+        self.status(Request::ElectLeader { topic: topic.to_owned(), partition }, topic).await
+    }
+
+    /// Drains `node` (its replicas move elsewhere, no new ones are placed there): the moves
+    /// started. `draining` false clears the mark.
+    pub async fn drain(&self, node: u32, draining: bool) -> Result<Vec<ReassignmentEntry>, ClientError> {
+        self.reassignments_of(Request::Drain { node, draining }).await
+    }
+
+    async fn reassignments_of(&self, request: Request) -> Result<Vec<ReassignmentEntry>, ClientError> {
+        match self.call(request).await? {
+            Response::Reassignments { error: ErrorCode::None, reassignments, .. } => Ok(reassignments),
+            Response::Reassignments { error, message, .. } | Response::Status { error, message } => {
+                Err(ClientError::broker(error, message))
+            }
+            other => Err(self.unexpected(&other, "Reassignments")),
+        }
     }
 
     // ---- groups ------------------------------------------------------------------------------

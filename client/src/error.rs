@@ -87,6 +87,7 @@ pub fn error_code_text(code: ErrorCode) -> &'static str {
         ErrorCode::Internal => "internal broker error",
         ErrorCode::GroupNotEmpty => "the group has members",
         ErrorCode::GroupNotFound => "no such group",
+        ErrorCode::ReassignmentRefused => "refused",
         ErrorCode::NotLeaderOrFollower => "not the partition's leader",
         ErrorCode::NotEnoughReplicas => "not enough in-sync replicas",
         ErrorCode::NotEnoughReplicasAfterAppend => "not enough in-sync replicas after the append",

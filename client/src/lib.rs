@@ -37,8 +37,8 @@ pub use format::batch::Header;
 pub use protocol::messages::{
     Acks, Assignor, CommitOffset, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset, GroupListing,
     GroupMember, ListOffsetsPartition, ListOffsetsResult, OffsetSpec, PartitionError, PartitionMetadata,
-    ProducePartition, ProducePartitionResult, Request, Response, ShardInfo, TopicConfigEntry, TopicMetadata,
-    TopicPartition, TopicSettings,
+    ProducePartition, ProducePartitionResult, ReassignmentEntry, Request, Response, ShardInfo, TopicConfigEntry,
+    TopicMetadata, TopicPartition, TopicSettings,
 };
 
 /// Polls futures concurrently on the current task and returns their outputs in input order.

@@ -118,6 +118,9 @@ pub async fn fetch(shard: &Rc<Shard>, request: OffsetFetchRequest) -> OffsetFetc
             })
             .collect()
     });
+    if !shard.coordinates_groups() {
+        return OffsetFetchResponse::default().with_error_code(codes::NOT_COORDINATOR);
+    }
     let offsets = match shard.fetch_offsets(request.group_id.0.to_string(), partitions).await {
         Ok(offsets) => offsets,
         Err(_) => return OffsetFetchResponse::default().with_error_code(codes::COORDINATOR_NOT_AVAILABLE),

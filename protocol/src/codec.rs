@@ -27,8 +27,8 @@ use super::generated::shardlog::protocol as fb;
 use super::messages::{
     Acks, Assignor, CommitOffset, DescribedGroup, ErrorCode, FetchPartition, FetchPartitionResult, FetchedOffset,
     GroupListing, GroupMember, ListOffsetsPartition, ListOffsetsResult, OffsetSpec, PartitionError, PartitionMetadata,
-    ProducePartition, ProducePartitionResult, ReplicaFetchPartition, ReplicaFetchResult, Request, Response, ShardInfo,
-    TopicConfigEntry, TopicMetadata, TopicPartition, TopicSettings,
+    ProducePartition, ProducePartitionResult, ReassignmentEntry, ReplicaFetchPartition, ReplicaFetchResult, Request,
+    Response, ShardInfo, TopicConfigEntry, TopicMetadata, TopicPartition, TopicSettings,
 };
 
 /// The fixed fields at the start of every frame body: version (u16), correlation id (u32) and
@@ -333,6 +333,27 @@ pub fn encode_request(correlation_id: u32, request: &Request) -> Vec<Bytes> {
             let body = fb::AlterTopicConfigRequest::create(&mut fbb, &args).as_union_value();
             (fb::RequestBody::AlterTopicConfigRequest, body)
         }
+        Request::Reassign { topic, partition, replicas } => {
+            let topic = fbb.create_string(topic);
+            let cancel = replicas.is_none();
+            let replicas = replicas.as_ref().map(|r| fbb.create_vector(r));
+            let args = fb::ReassignRequestArgs { topic: Some(topic), partition: *partition, replicas, cancel };
+            (fb::RequestBody::ReassignRequest, fb::ReassignRequest::create(&mut fbb, &args).as_union_value())
+        }
+        Request::ListReassignments => {
+            let args = fb::ListReassignmentsRequestArgs {};
+            let body = fb::ListReassignmentsRequest::create(&mut fbb, &args).as_union_value();
+            (fb::RequestBody::ListReassignmentsRequest, body)
+        }
+        Request::ElectLeader { topic, partition } => {
+            let topic = fbb.create_string(topic);
+            let args = fb::ElectLeaderRequestArgs { topic: Some(topic), partition: *partition };
+            (fb::RequestBody::ElectLeaderRequest, fb::ElectLeaderRequest::create(&mut fbb, &args).as_union_value())
+        }
+        Request::Drain { node, draining } => {
+            let args = fb::DrainRequestArgs { node: *node, draining: *draining };
+            (fb::RequestBody::DrainRequest, fb::DrainRequest::create(&mut fbb, &args).as_union_value())
+        }
     };
     let root = fb::RequestHeader::create(&mut fbb, &fb::RequestHeaderArgs { body_type: kind, body: Some(body) });
     fbb.finish_minimal(root);
@@ -598,6 +619,32 @@ pub fn encode_response(correlation_id: u32, response: &Response) -> Vec<Bytes> {
             let args = fb::TopicConfigResponseArgs { error: encode_error(*error), message, configs: Some(configs) };
             (fb::ResponseBody::TopicConfigResponse, fb::TopicConfigResponse::create(&mut fbb, &args).as_union_value())
         }
+        Response::Reassignments { error, message, reassignments } => {
+            let mut encoded = Vec::with_capacity(reassignments.len());
+            for r in reassignments {
+                let topic = fbb.create_string(&r.topic);
+                let replicas = fbb.create_vector(&r.replicas);
+                let adding = fbb.create_vector(&r.adding);
+                let removing = fbb.create_vector(&r.removing);
+                let args = fb::ReassignmentEntryArgs {
+                    topic: Some(topic),
+                    partition: r.partition,
+                    replicas: Some(replicas),
+                    adding: Some(adding),
+                    removing: Some(removing),
+                };
+                encoded.push(fb::ReassignmentEntry::create(&mut fbb, &args));
+            }
+            let reassignments = fbb.create_vector(&encoded);
+            let message = encode_optional_string(&mut fbb, message);
+            let args = fb::ReassignmentsResponseArgs {
+                error: encode_error(*error),
+                message,
+                reassignments: Some(reassignments),
+            };
+            let body = fb::ReassignmentsResponse::create(&mut fbb, &args).as_union_value();
+            (fb::ResponseBody::ReassignmentsResponse, body)
+        }
     };
     let root = fb::ResponseHeader::create(&mut fbb, &fb::ResponseHeaderArgs { body_type: kind, body: Some(body) });
     fbb.finish_minimal(root);
@@ -656,6 +703,7 @@ fn header_capacity_hint_request(request: &Request) -> usize {
         Request::OffsetFetch { partitions, .. } => partitions.as_ref().map_or(0, Vec::len),
         Request::JoinGroup { topics, .. } => topics.len(),
         Request::AlterTopicConfig { set, reset, .. } => set.len() + reset.len(),
+        Request::Reassign { replicas, .. } => replicas.as_ref().map_or(0, Vec::len),
         Request::ReplicaFetch { partitions, .. } => partitions.len(),
         _ => 0,
     };
@@ -676,6 +724,9 @@ fn header_capacity_hint_response(response: &Response) -> usize {
         Response::ListGroups { groups } => groups.len(),
         Response::DescribeGroup(described) => described.members.iter().map(|m| 1 + m.assignment.len()).sum(),
         Response::TopicConfig { configs, .. } => configs.len(),
+        Response::Reassignments { reassignments, .. } => {
+            reassignments.iter().map(|r| 1 + r.replicas.len() + r.adding.len() + r.removing.len()).sum()
+        }
         Response::ReplicaFetch { partitions } => partitions.iter().map(|p| 1 + p.records.len()).sum(),
         Response::Status { .. } => 0,
     };
@@ -1049,6 +1100,23 @@ impl Decoder {
             let reset = self.strings("AlterTopicConfig.reset", body.reset())?;
             return Ok(Request::AlterTopicConfig { name: body.name().to_owned(), set, reset });
         }
+        if let Some(body) = root.body_as_reassign_request() {
+            let replicas = self.list("Reassign.replicas", body.replicas(), |_, n| Ok(n))?;
+            return Ok(Request::Reassign {
+                topic: body.topic().to_owned(),
+                partition: body.partition(),
+                replicas: (!body.cancel()).then_some(replicas),
+            });
+        }
+        if root.body_as_list_reassignments_request().is_some() {
+            return Ok(Request::ListReassignments);
+        }
+        if let Some(body) = root.body_as_elect_leader_request() {
+            return Ok(Request::ElectLeader { topic: body.topic().to_owned(), partition: body.partition() });
+        }
+        if let Some(body) = root.body_as_drain_request() {
+            return Ok(Request::Drain { node: body.node(), draining: body.draining() });
+        }
         Err(unknown)
     }
 
@@ -1255,6 +1323,22 @@ impl Decoder {
                 error: self.error_code("TopicConfig.error", body.error())?,
                 message: body.message().unwrap_or_default().to_owned(),
                 configs,
+            });
+        }
+        if let Some(body) = root.body_as_reassignments_response() {
+            let reassignments = self.list("Reassignments.reassignments", body.reassignments(), |decoder, r| {
+                Ok(ReassignmentEntry {
+                    topic: r.topic().to_owned(),
+                    partition: r.partition(),
+                    replicas: decoder.list("ReassignmentEntry.replicas", r.replicas(), |_, n| Ok(n))?,
+                    adding: decoder.list("ReassignmentEntry.adding", r.adding(), |_, n| Ok(n))?,
+                    removing: decoder.list("ReassignmentEntry.removing", r.removing(), |_, n| Ok(n))?,
+                })
+            })?;
+            return Ok(Response::Reassignments {
+                error: self.error_code("Reassignments.error", body.error())?,
+                message: body.message().unwrap_or_default().to_owned(),
+                reassignments,
             });
         }
         Err(unknown)

@@ -57,12 +57,14 @@ pub enum ErrorCode {
     GroupNotEmpty = 28,
     /// DeleteGroup of a group with neither members nor committed offsets.
     GroupNotFound = 29,
+    /// A reassignment, leader election or drain refused; the message says why.
+    ReassignmentRefused = 30,
 }
 
 impl ErrorCode {
     pub fn from_u16(v: u16) -> Option<ErrorCode> {
         use ErrorCode::*;
-        const ALL: [ErrorCode; 30] = [
+        const ALL: [ErrorCode; 31] = [
             None,
             UnknownTopicOrPartition,
             TopicAlreadyExists,
@@ -93,6 +95,7 @@ impl ErrorCode {
             NotCoordinator,
             GroupNotEmpty,
             GroupNotFound,
+            ReassignmentRefused,
         ];
         ALL.get(v as usize).copied()
     }
@@ -260,6 +263,25 @@ pub enum Request {
         set: Vec<(String, String)>,
         reset: Vec<String>,
     },
+    /// Moves a partition to the replicas on `replicas` (node ids, the first preferred leader);
+    /// `None` cancels the reassignment under way (a cluster).
+    Reassign {
+        topic: String,
+        partition: u32,
+        replicas: Option<Vec<u32>>,
+    },
+    /// The reassignments under way (a cluster).
+    ListReassignments,
+    /// Moves a partition's leadership to its preferred replica (a cluster).
+    ElectLeader {
+        topic: String,
+        partition: u32,
+    },
+    /// Marks `node` draining and moves its replicas away; `draining` false clears the mark.
+    Drain {
+        node: u32,
+        draining: bool,
+    },
     /// A follower replica fetching from its leader (cluster-internal).
     ReplicaFetch {
         replica_node: u32,
@@ -298,6 +320,17 @@ pub struct GroupMember {
     pub client_id: String,
     pub client_host: String,
     pub assignment: Vec<TopicPartition>,
+}
+
+/// A partition being moved (node ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReassignmentEntry {
+    pub topic: String,
+    pub partition: u32,
+    /// Every replica now, old and new.
+    pub replicas: Vec<u32>,
+    pub adding: Vec<u32>,
+    pub removing: Vec<u32>,
 }
 
 /// One topic config and its value.
@@ -496,6 +529,12 @@ pub enum Response {
         error: ErrorCode,
         message: String,
         configs: Vec<TopicConfigEntry>,
+    },
+    /// ListReassignments' answer, and Drain's (the moves it started).
+    Reassignments {
+        error: ErrorCode,
+        message: String,
+        reassignments: Vec<ReassignmentEntry>,
     },
     ReplicaFetch {
         partitions: Vec<ReplicaFetchResult>,

@@ -144,6 +144,12 @@ impl Protocol for Native {
             Request::AlterTopicConfig { name, set, reset } => {
                 Some(ops::alter_topic_config(&shard, name, set, reset).await)
             }
+            Request::Reassign { topic, partition, replicas } => {
+                Some(ops::reassign_partition(&shard, topic, partition, replicas).await)
+            }
+            Request::ListReassignments => Some(ops::list_reassignments(&shard)),
+            Request::ElectLeader { topic, partition } => Some(ops::elect_leader(&shard, topic, partition).await),
+            Request::Drain { node, draining } => Some(ops::drain(&shard, node, draining).await),
             Request::ReplicaFetch { replica_node, wait_ms_max, bytes_max, partitions } => {
                 Some(replica_fetch(&shard, replica_node, wait_ms_max, bytes_max, partitions).await)
             }
@@ -448,6 +454,10 @@ async fn fetch_offsets(
     group: String,
     partitions: Option<Vec<protocol::messages::TopicPartition>>,
 ) -> Response {
+    if !shard.coordinates_groups() {
+        let error = ErrorCode::NotCoordinator;
+        return Response::OffsetFetch { error, offsets: Vec::new() };
+    }
     let partitions =
         partitions.map(|list| list.into_iter().map(|tp| TopicPartition::new(tp.topic, tp.partition)).collect());
     match shard.fetch_offsets(group, partitions).await {

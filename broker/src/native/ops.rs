@@ -7,13 +7,17 @@
 use std::rc::Rc;
 
 use protocol::messages::{
-    DescribedGroup, ErrorCode, GroupListing, GroupMember, Response, TopicConfigEntry, TopicPartition as WireTp,
+    DescribedGroup, ErrorCode, GroupListing, GroupMember, ReassignmentEntry, Response, TopicConfigEntry,
+    TopicPartition as WireTp,
 };
 
 use super::{admin_status, call_code};
 use crate::admin;
+use crate::error::AdminError;
 use crate::groups::assignor::{decode_assignment, NATIVE_PROTOCOL_TYPE};
 use crate::groups::{assignment_partitions, DeleteGroupError};
+use crate::partition::TopicPartition;
+use crate::reassign;
 use crate::shard::Shard;
 use crate::topic_configs::{set_topic_config, topic_entries, SOURCE_DEFAULT};
 
@@ -133,4 +137,65 @@ pub async fn alter_topic_config(
         return Response::ok();
     }
     admin_status(admin::alter_topic_config(shard, name, config).await)
+}
+
+// ---- moving partitions (a cluster), for `shardlog cluster …` ---------------------------------
+
+/// A refused reassignment, election or drain as a Status.
+fn reassign_status(result: Result<(), AdminError>) -> Response {
+    match result {
+        Err(
+            e @ (AdminError::NotACluster
+            | AdminError::InvalidReplicaAssignment { .. }
+            | AdminError::NoReassignmentInProgress { .. }
+            | AdminError::ElectionNotNeeded { .. }
+            | AdminError::PreferredLeaderNotAvailable { .. }),
+        ) => Response::status(ErrorCode::ReassignmentRefused, e.to_string()),
+        other => admin_status(other),
+    }
+}
+
+fn entries(list: Vec<reassign::Reassignment>) -> Vec<ReassignmentEntry> {
+    list.into_iter()
+        .map(|r| ReassignmentEntry {
+            topic: r.partition.topic,
+            partition: r.partition.partition,
+            replicas: r.replicas,
+            adding: r.adding,
+            removing: r.removing,
+        })
+        .collect()
+}
+
+pub async fn reassign_partition(
+    shard: &Rc<Shard>,
+    topic: String,
+    partition: u32,
+    replicas: Option<Vec<u32>>,
+) -> Response {
+    reassign_status(reassign::reassign(shard, TopicPartition::new(topic, partition), replicas).await)
+}
+
+pub fn list_reassignments(shard: &Rc<Shard>) -> Response {
+    match reassign::reassignments(shard, None) {
+        Ok(list) => {
+            Response::Reassignments { error: ErrorCode::None, message: String::new(), reassignments: entries(list) }
+        }
+        Err(e) => reassign_status(Err(e)),
+    }
+}
+
+pub async fn elect_leader(shard: &Rc<Shard>, topic: String, partition: u32) -> Response {
+    reassign_status(reassign::elect_preferred(shard, TopicPartition::new(topic, partition)).await)
+}
+
+/// Drains `node` (or clears its mark); answers with the moves it started.
+pub async fn drain(shard: &Rc<Shard>, node: u32, draining: bool) -> Response {
+    match reassign::drain(shard, node, draining).await {
+        Ok(moved) => {
+            let started = reassign::reassignments(shard, Some(&moved)).unwrap_or_default();
+            Response::Reassignments { error: ErrorCode::None, message: String::new(), reassignments: entries(started) }
+        }
+        Err(e) => reassign_status(Err(e)),
+    }
 }

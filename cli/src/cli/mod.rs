@@ -3,6 +3,7 @@
 //! Client commands run on one glommio executor. Every failure ends as one `error: …` line on
 //! stderr and exit status 1 (clap's usage errors exit with 2).
 
+mod cluster;
 mod consume;
 mod group;
 mod produce;
@@ -39,6 +40,12 @@ enum Command {
     Group {
         #[command(subcommand)]
         command: group::GroupCommand,
+    },
+    /// Move partitions between nodes, list moves, elect preferred leaders, drain a node (a
+    /// cluster; like kafka-reassign-partitions and kafka-leader-election).
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
     },
 }
 
@@ -99,6 +106,10 @@ pub fn main() -> i32 {
         Command::Group { command } => {
             init_tracing("warn");
             run_client(move || group::run(command))
+        }
+        Command::Cluster { command } => {
+            init_tracing("warn");
+            run_client(move || cluster::run(command))
         }
     }
 }

@@ -13,10 +13,10 @@ pub mod protocol {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: u16 = 29;
+pub const ENUM_MAX_ERROR_CODE: u16 = 30;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 30] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 31] = [
   ErrorCode::None,
   ErrorCode::UnknownTopicOrPartition,
   ErrorCode::TopicAlreadyExists,
@@ -47,6 +47,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 30] = [
   ErrorCode::NotCoordinator,
   ErrorCode::GroupNotEmpty,
   ErrorCode::GroupNotFound,
+  ErrorCode::ReassignmentRefused,
 ];
 
 /// Every error the broker reports.
@@ -94,9 +95,12 @@ impl ErrorCode {
   pub const GroupNotEmpty: Self = Self(28);
   /// DeleteGroup of a group with neither members nor committed offsets.
   pub const GroupNotFound: Self = Self(29);
+  /// A reassignment, leader election or drain refused (not a cluster, no such broker, nothing
+  /// to cancel, the leader already preferred…); the message says why.
+  pub const ReassignmentRefused: Self = Self(30);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 29;
+  pub const ENUM_MAX: u16 = 30;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::UnknownTopicOrPartition,
@@ -128,6 +132,7 @@ impl ErrorCode {
     Self::NotCoordinator,
     Self::GroupNotEmpty,
     Self::GroupNotFound,
+    Self::ReassignmentRefused,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -162,6 +167,7 @@ impl ErrorCode {
       Self::NotCoordinator => Some("NotCoordinator"),
       Self::GroupNotEmpty => Some("GroupNotEmpty"),
       Self::GroupNotFound => Some("GroupNotFound"),
+      Self::ReassignmentRefused => Some("ReassignmentRefused"),
       _ => None,
     }
   }
@@ -482,10 +488,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for Assignor {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 18;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 22;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 19] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 23] = [
   RequestBody::NONE,
   RequestBody::CreateTopicRequest,
   RequestBody::DeleteTopicRequest,
@@ -505,6 +511,10 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 19] = [
   RequestBody::DeleteGroupRequest,
   RequestBody::DescribeTopicConfigRequest,
   RequestBody::AlterTopicConfigRequest,
+  RequestBody::ReassignRequest,
+  RequestBody::ListReassignmentsRequest,
+  RequestBody::ElectLeaderRequest,
+  RequestBody::DrainRequest,
 ];
 
 /// Request kinds; the union type (a ubyte) is the request's kind on the wire.
@@ -532,9 +542,13 @@ impl RequestBody {
   pub const DeleteGroupRequest: Self = Self(16);
   pub const DescribeTopicConfigRequest: Self = Self(17);
   pub const AlterTopicConfigRequest: Self = Self(18);
+  pub const ReassignRequest: Self = Self(19);
+  pub const ListReassignmentsRequest: Self = Self(20);
+  pub const ElectLeaderRequest: Self = Self(21);
+  pub const DrainRequest: Self = Self(22);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 18;
+  pub const ENUM_MAX: u8 = 22;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::CreateTopicRequest,
@@ -555,6 +569,10 @@ impl RequestBody {
     Self::DeleteGroupRequest,
     Self::DescribeTopicConfigRequest,
     Self::AlterTopicConfigRequest,
+    Self::ReassignRequest,
+    Self::ListReassignmentsRequest,
+    Self::ElectLeaderRequest,
+    Self::DrainRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -578,6 +596,10 @@ impl RequestBody {
       Self::DeleteGroupRequest => Some("DeleteGroupRequest"),
       Self::DescribeTopicConfigRequest => Some("DescribeTopicConfigRequest"),
       Self::AlterTopicConfigRequest => Some("AlterTopicConfigRequest"),
+      Self::ReassignRequest => Some("ReassignRequest"),
+      Self::ListReassignmentsRequest => Some("ListReassignmentsRequest"),
+      Self::ElectLeaderRequest => Some("ElectLeaderRequest"),
+      Self::DrainRequest => Some("DrainRequest"),
       _ => None,
     }
   }
@@ -637,10 +659,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 12;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 13;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 13] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 14] = [
   ResponseBody::NONE,
   ResponseBody::StatusResponse,
   ResponseBody::MetadataResponse,
@@ -654,6 +676,7 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 13] = [
   ResponseBody::ListGroupsResponse,
   ResponseBody::DescribeGroupResponse,
   ResponseBody::TopicConfigResponse,
+  ResponseBody::ReassignmentsResponse,
 ];
 
 /// Response kinds; the union type (a ubyte) is the response's kind on the wire.
@@ -675,9 +698,10 @@ impl ResponseBody {
   pub const ListGroupsResponse: Self = Self(10);
   pub const DescribeGroupResponse: Self = Self(11);
   pub const TopicConfigResponse: Self = Self(12);
+  pub const ReassignmentsResponse: Self = Self(13);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 12;
+  pub const ENUM_MAX: u8 = 13;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::StatusResponse,
@@ -692,6 +716,7 @@ impl ResponseBody {
     Self::ListGroupsResponse,
     Self::DescribeGroupResponse,
     Self::TopicConfigResponse,
+    Self::ReassignmentsResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -709,6 +734,7 @@ impl ResponseBody {
       Self::ListGroupsResponse => Some("ListGroupsResponse"),
       Self::DescribeGroupResponse => Some("DescribeGroupResponse"),
       Self::TopicConfigResponse => Some("TopicConfigResponse"),
+      Self::ReassignmentsResponse => Some("ReassignmentsResponse"),
       _ => None,
     }
   }
@@ -4152,6 +4178,465 @@ impl ::core::fmt::Debug for ReplicaFetchRequest<'_> {
       ds.finish()
   }
 }
+pub enum ReassignRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Moves a partition to the replicas on `replicas` (node ids, the first preferred leader), or
+/// with `cancel` stops the reassignment under way (a cluster).
+pub struct ReassignRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReassignRequest<'a> {
+  type Inner = ReassignRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReassignRequest<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_CANCEL: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReassignRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReassignRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReassignRequest<'bldr>> {
+    let mut builder = ReassignRequestBuilder::new(_fbb);
+    if let Some(x) = args.replicas { builder.add_replicas(x); }
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.add_cancel(args.cancel);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ReassignRequest::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReassignRequest::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn replicas(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(ReassignRequest::VT_REPLICAS, None)}
+  }
+  #[inline]
+  pub fn cancel(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(ReassignRequest::VT_CANCEL, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReassignRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("replicas", Self::VT_REPLICAS, false)?
+     .visit_field::<bool>("cancel", Self::VT_CANCEL, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReassignRequestArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: u32,
+    pub replicas: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+    pub cancel: bool,
+}
+impl<'a> Default for ReassignRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReassignRequestArgs {
+      topic: None, // required field
+      partition: 0,
+      replicas: None,
+      cancel: false,
+    }
+  }
+}
+
+pub struct ReassignRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReassignRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReassignRequest::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(ReassignRequest::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_replicas(&mut self, replicas: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReassignRequest::VT_REPLICAS, replicas);
+  }
+  #[inline]
+  pub fn add_cancel(&mut self, cancel: bool) {
+    self.fbb_.push_slot::<bool>(ReassignRequest::VT_CANCEL, cancel, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReassignRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReassignRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReassignRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ReassignRequest::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReassignRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReassignRequest");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.field("replicas", &self.replicas());
+      ds.field("cancel", &self.cancel());
+      ds.finish()
+  }
+}
+pub enum ListReassignmentsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The reassignments under way (a cluster).
+pub struct ListReassignmentsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListReassignmentsRequest<'a> {
+  type Inner = ListReassignmentsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListReassignmentsRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListReassignmentsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args ListReassignmentsRequestArgs
+  ) -> ::flatbuffers::WIPOffset<ListReassignmentsRequest<'bldr>> {
+    let mut builder = ListReassignmentsRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl ::flatbuffers::Verifiable for ListReassignmentsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListReassignmentsRequestArgs {
+}
+impl<'a> Default for ListReassignmentsRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    ListReassignmentsRequestArgs {
+    }
+  }
+}
+
+pub struct ListReassignmentsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListReassignmentsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListReassignmentsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListReassignmentsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListReassignmentsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListReassignmentsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListReassignmentsRequest");
+      ds.finish()
+  }
+}
+pub enum ElectLeaderRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Moves a partition's leadership to its preferred (first) replica (a cluster).
+pub struct ElectLeaderRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ElectLeaderRequest<'a> {
+  type Inner = ElectLeaderRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ElectLeaderRequest<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ElectLeaderRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ElectLeaderRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ElectLeaderRequest<'bldr>> {
+    let mut builder = ElectLeaderRequestBuilder::new(_fbb);
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ElectLeaderRequest::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ElectLeaderRequest::VT_PARTITION, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ElectLeaderRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ElectLeaderRequestArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: u32,
+}
+impl<'a> Default for ElectLeaderRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ElectLeaderRequestArgs {
+      topic: None, // required field
+      partition: 0,
+    }
+  }
+}
+
+pub struct ElectLeaderRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ElectLeaderRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ElectLeaderRequest::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(ElectLeaderRequest::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ElectLeaderRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ElectLeaderRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ElectLeaderRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ElectLeaderRequest::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ElectLeaderRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ElectLeaderRequest");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.finish()
+  }
+}
+pub enum DrainRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Marks `node` draining (no new replicas) and moves every replica it holds elsewhere; with
+/// `draining` false, clears the mark (a cluster).
+pub struct DrainRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DrainRequest<'a> {
+  type Inner = DrainRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DrainRequest<'a> {
+  pub const VT_NODE: ::flatbuffers::VOffsetT = 4;
+  pub const VT_DRAINING: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DrainRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DrainRequestArgs
+  ) -> ::flatbuffers::WIPOffset<DrainRequest<'bldr>> {
+    let mut builder = DrainRequestBuilder::new(_fbb);
+    builder.add_node(args.node);
+    builder.add_draining(args.draining);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn node(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(DrainRequest::VT_NODE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn draining(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(DrainRequest::VT_DRAINING, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DrainRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("node", Self::VT_NODE, false)?
+     .visit_field::<bool>("draining", Self::VT_DRAINING, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DrainRequestArgs {
+    pub node: u32,
+    pub draining: bool,
+}
+impl<'a> Default for DrainRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    DrainRequestArgs {
+      node: 0,
+      draining: false,
+    }
+  }
+}
+
+pub struct DrainRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DrainRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_node(&mut self, node: u32) {
+    self.fbb_.push_slot::<u32>(DrainRequest::VT_NODE, node, 0);
+  }
+  #[inline]
+  pub fn add_draining(&mut self, draining: bool) {
+    self.fbb_.push_slot::<bool>(DrainRequest::VT_DRAINING, draining, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DrainRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DrainRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DrainRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DrainRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DrainRequest");
+      ds.field("node", &self.node());
+      ds.field("draining", &self.draining());
+      ds.finish()
+  }
+}
 pub enum RequestHeaderOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -4472,6 +4957,66 @@ impl<'a> RequestHeader<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_reassign_request(&self) -> Option<ReassignRequest<'a>> {
+    if self.body_type() == RequestBody::ReassignRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ReassignRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_list_reassignments_request(&self) -> Option<ListReassignmentsRequest<'a>> {
+    if self.body_type() == RequestBody::ListReassignmentsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListReassignmentsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_elect_leader_request(&self) -> Option<ElectLeaderRequest<'a>> {
+    if self.body_type() == RequestBody::ElectLeaderRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ElectLeaderRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_drain_request(&self) -> Option<DrainRequest<'a>> {
+    if self.body_type() == RequestBody::DrainRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DrainRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestHeader<'_> {
@@ -4500,6 +5045,10 @@ impl ::flatbuffers::Verifiable for RequestHeader<'_> {
           RequestBody::DeleteGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteGroupRequest>>("RequestBody::DeleteGroupRequest", pos),
           RequestBody::DescribeTopicConfigRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeTopicConfigRequest>>("RequestBody::DescribeTopicConfigRequest", pos),
           RequestBody::AlterTopicConfigRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterTopicConfigRequest>>("RequestBody::AlterTopicConfigRequest", pos),
+          RequestBody::ReassignRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReassignRequest>>("RequestBody::ReassignRequest", pos),
+          RequestBody::ListReassignmentsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListReassignmentsRequest>>("RequestBody::ListReassignmentsRequest", pos),
+          RequestBody::ElectLeaderRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ElectLeaderRequest>>("RequestBody::ElectLeaderRequest", pos),
+          RequestBody::DrainRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DrainRequest>>("RequestBody::DrainRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -4675,6 +5224,34 @@ impl ::core::fmt::Debug for RequestHeader<'_> {
         },
         RequestBody::AlterTopicConfigRequest => {
           if let Some(x) = self.body_as_alter_topic_config_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ReassignRequest => {
+          if let Some(x) = self.body_as_reassign_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ListReassignmentsRequest => {
+          if let Some(x) = self.body_as_list_reassignments_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ElectLeaderRequest => {
+          if let Some(x) = self.body_as_elect_leader_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::DrainRequest => {
+          if let Some(x) = self.body_as_drain_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -8217,6 +8794,303 @@ impl ::core::fmt::Debug for TopicConfigResponse<'_> {
       ds.finish()
   }
 }
+pub enum ReassignmentEntryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A partition being moved: every replica now (old and new), those being added and removed.
+pub struct ReassignmentEntry<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReassignmentEntry<'a> {
+  type Inner = ReassignmentEntry<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReassignmentEntry<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_ADDING: ::flatbuffers::VOffsetT = 10;
+  pub const VT_REMOVING: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReassignmentEntry { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReassignmentEntryArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReassignmentEntry<'bldr>> {
+    let mut builder = ReassignmentEntryBuilder::new(_fbb);
+    if let Some(x) = args.removing { builder.add_removing(x); }
+    if let Some(x) = args.adding { builder.add_adding(x); }
+    if let Some(x) = args.replicas { builder.add_replicas(x); }
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ReassignmentEntry::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReassignmentEntry::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn replicas(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(ReassignmentEntry::VT_REPLICAS, None)}
+  }
+  #[inline]
+  pub fn adding(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(ReassignmentEntry::VT_ADDING, None)}
+  }
+  #[inline]
+  pub fn removing(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(ReassignmentEntry::VT_REMOVING, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReassignmentEntry<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("replicas", Self::VT_REPLICAS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("adding", Self::VT_ADDING, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("removing", Self::VT_REMOVING, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReassignmentEntryArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: u32,
+    pub replicas: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+    pub adding: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+    pub removing: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+}
+impl<'a> Default for ReassignmentEntryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReassignmentEntryArgs {
+      topic: None, // required field
+      partition: 0,
+      replicas: None,
+      adding: None,
+      removing: None,
+    }
+  }
+}
+
+pub struct ReassignmentEntryBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReassignmentEntryBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReassignmentEntry::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(ReassignmentEntry::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_replicas(&mut self, replicas: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReassignmentEntry::VT_REPLICAS, replicas);
+  }
+  #[inline]
+  pub fn add_adding(&mut self, adding: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReassignmentEntry::VT_ADDING, adding);
+  }
+  #[inline]
+  pub fn add_removing(&mut self, removing: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReassignmentEntry::VT_REMOVING, removing);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReassignmentEntryBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReassignmentEntryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReassignmentEntry<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ReassignmentEntry::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReassignmentEntry<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReassignmentEntry");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.field("replicas", &self.replicas());
+      ds.field("adding", &self.adding());
+      ds.field("removing", &self.removing());
+      ds.finish()
+  }
+}
+pub enum ReassignmentsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// ListReassignments' answer, and Drain's (the moves it started).
+pub struct ReassignmentsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReassignmentsResponse<'a> {
+  type Inner = ReassignmentsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReassignmentsResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_REASSIGNMENTS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReassignmentsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReassignmentsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReassignmentsResponse<'bldr>> {
+    let mut builder = ReassignmentsResponseBuilder::new(_fbb);
+    if let Some(x) = args.reassignments { builder.add_reassignments(x); }
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(ReassignmentsResponse::VT_ERROR, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ReassignmentsResponse::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn reassignments(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReassignmentEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReassignmentEntry>>>>(ReassignmentsResponse::VT_REASSIGNMENTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReassignmentsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ReassignmentEntry>>>>("reassignments", Self::VT_REASSIGNMENTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReassignmentsResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub reassignments: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReassignmentEntry<'a>>>>>,
+}
+impl<'a> Default for ReassignmentsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReassignmentsResponseArgs {
+      error: ErrorCode::None,
+      message: None,
+      reassignments: None,
+    }
+  }
+}
+
+pub struct ReassignmentsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReassignmentsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(ReassignmentsResponse::VT_ERROR, error, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReassignmentsResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_reassignments(&mut self, reassignments: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ReassignmentEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReassignmentsResponse::VT_REASSIGNMENTS, reassignments);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReassignmentsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReassignmentsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReassignmentsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReassignmentsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReassignmentsResponse");
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.field("reassignments", &self.reassignments());
+      ds.finish()
+  }
+}
 pub enum ResponseHeaderOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8447,6 +9321,21 @@ impl<'a> ResponseHeader<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_reassignments_response(&self) -> Option<ReassignmentsResponse<'a>> {
+    if self.body_type() == ResponseBody::ReassignmentsResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ReassignmentsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseHeader<'_> {
@@ -8469,6 +9358,7 @@ impl ::flatbuffers::Verifiable for ResponseHeader<'_> {
           ResponseBody::ListGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsResponse>>("ResponseBody::ListGroupsResponse", pos),
           ResponseBody::DescribeGroupResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupResponse>>("ResponseBody::DescribeGroupResponse", pos),
           ResponseBody::TopicConfigResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TopicConfigResponse>>("ResponseBody::TopicConfigResponse", pos),
+          ResponseBody::ReassignmentsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReassignmentsResponse>>("ResponseBody::ReassignmentsResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -8602,6 +9492,13 @@ impl ::core::fmt::Debug for ResponseHeader<'_> {
         },
         ResponseBody::TopicConfigResponse => {
           if let Some(x) = self.body_as_topic_config_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::ReassignmentsResponse => {
+          if let Some(x) = self.body_as_reassignments_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
