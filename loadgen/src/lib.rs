@@ -10,6 +10,7 @@
 //! (table, JSON, hgrm, plot, live line, markdown, ratios, targets), `compare.rs`, `suite.rs`.
 
 pub mod baseline;
+pub mod cluster;
 pub mod compare;
 pub mod config;
 pub mod embedded;

@@ -182,11 +182,17 @@ fn backlog(s: &Snapshot, groups: usize) -> u64 {
 fn create_topics<D: Driver + 'static>(plan: &WorkloadPlan) -> LoadgenResult<()> {
     let (bootstrap, topics) = (plan.bootstrap.clone(), plan.topics.clone());
     let (partitions, durability) = (plan.config.partitions, plan.config.durability.clone());
+    // The Kafka driver cannot ask for a factor: an embedded cluster was started with it as
+    // its default (`config.rs` refuses the other cases).
+    let factor = match plan.config.protocol {
+        Protocol::Native => plan.config.replication_factor,
+        Protocol::Kafka => None,
+    };
     LocalExecutorBuilder::new(Placement::Unbound)
         .name("loadgen-setup")
         .spawn(move || async move {
             let driver = D::connect(&bootstrap).await?;
-            driver.create_topics(&topics, partitions, &durability).await
+            driver.create_topics(&topics, partitions, &durability, factor).await
         })
         .map_err(|e| LoadgenError::Executor(e.to_string()))?
         .join()
