@@ -64,7 +64,9 @@ pub enum AckMode {
     None,
     /// The partition accepted the batch, with the topic's durability (Kafka acks=1).
     Leader,
-    /// After an fdatasync covering the batch, whatever the topic's durability.
+    /// After an fdatasync covering the batch, whatever the topic's durability (Kafka
+    /// acks=all: in a cluster, once every in-sync replica has the batch, and with durability
+    /// sync has fdatasync'ed it).
     Durable,
 }
 

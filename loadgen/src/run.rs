@@ -115,7 +115,7 @@ impl Target {
 
 /// Waits (on a setup executor) until the cluster behind `native_bootstrap` has a metadata
 /// leader and `brokers` registered brokers (`cluster::wait_ready`).
-fn wait_cluster_ready(native_bootstrap: &str, brokers: u32) -> LoadgenResult<()> {
+pub fn wait_cluster_ready(native_bootstrap: &str, brokers: u32) -> LoadgenResult<()> {
     let bootstrap = native_bootstrap.to_owned();
     let probe = format!("lg-{}-{}-ready", std::process::id(), crate::workload::stats::epoch_us_now());
     let started = std::time::Instant::now();

@@ -92,8 +92,8 @@ pub trait ConsumerDriver {
 }
 
 /// Tries each address of a bootstrap list in order and returns the first connection made;
-/// the error names every address and why it failed.
-pub async fn connect_first<T, E, F, Fut>(bootstrap: &str, mut connect: F) -> Result<T, LoadgenError>
+/// the error names every address and why it failed ("connecting to `what` ADDR: …").
+pub async fn connect_first<T, E, F, Fut>(bootstrap: &str, what: &str, mut connect: F) -> Result<T, LoadgenError>
 where
     E: std::fmt::Display,
     F: FnMut(String) -> Fut,
@@ -101,14 +101,15 @@ where
 {
     let addresses = crate::config::bootstrap_list(bootstrap);
     let mut failures = Vec::with_capacity(addresses.len());
-    for address in addresses {
-        match connect(address.to_owned()).await {
+    for address in &addresses {
+        match connect((*address).to_owned()).await {
             Ok(connected) => return Ok(connected),
-            Err(e) => failures.push(format!("{address}: {e}")),
+            Err(e) => failures.push(format!("connecting to {what} {address}: {e}")),
         }
     }
-    if failures.is_empty() {
-        return Err(LoadgenError::Config(format!("no HOST:PORT in the bootstrap list {bootstrap:?}")));
+    match failures.len() {
+        0 => Err(LoadgenError::Config(format!("no HOST:PORT in the bootstrap list {bootstrap:?}"))),
+        1 => Err(LoadgenError::Client(failures.remove(0))),
+        _ => Err(LoadgenError::Client(format!("no {what} of {bootstrap} answered ({})", failures.join("; ")))),
     }
-    Err(LoadgenError::Client(format!("no broker of {bootstrap} answered ({})", failures.join("; "))))
 }

@@ -47,9 +47,7 @@ impl Driver for KafkaDriver {
     type Consumer = KafkaConsumerDriver;
 
     async fn connect(bootstrap: &str) -> Result<Self, LoadgenError> {
-        connect_first(bootstrap, |a| async move { KafkaDriver::connect_to(&a).await })
-            .await
-            .map_err(|e| LoadgenError::Client(format!("connecting to a Kafka broker: {e}")))
+        connect_first(bootstrap, "Kafka broker", |a| async move { KafkaDriver::connect_to(&a).await }).await
     }
 
     /// CreateTopics with the broker's default replication factor (`client::kafka` takes no

@@ -52,7 +52,8 @@ impl Driver for NativeDriver {
 
     async fn connect(bootstrap: &str) -> Result<Self, LoadgenError> {
         let client =
-            connect_first(bootstrap, |a| async move { Client::connect(&a, ClientOptions::default()).await }).await?;
+            connect_first(bootstrap, "broker", |a| async move { Client::connect(&a, ClientOptions::default()).await })
+                .await?;
         Ok(NativeDriver { client: Rc::new(client) })
     }
 
