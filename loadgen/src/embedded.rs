@@ -84,6 +84,11 @@ impl Drop for Embedded {
     }
 }
 
+/// Each cluster node refuses produces (DiskFull) once its file system has less free than
+/// this: every byte is written once per replica into one shared disk, and a full disk would
+/// stop the machine's other users too, not only the run.
+pub const CLUSTER_DISK_FREE_FLOOR_BYTES: u64 = 1 << 30;
+
 /// How many times a cluster start is tried with fresh ports: the free ports are found by
 /// binding port 0 and closing it, and another process may take one before its node binds it.
 const CLUSTER_START_ATTEMPTS: usize = 3;
@@ -145,7 +150,7 @@ impl EmbeddedCluster {
                 metrics_listen: None,
                 shard_base_port: None,
                 kafka: kafka.then(kafka_config),
-                disk_free_floor_bytes: 0,
+                disk_free_floor_bytes: CLUSTER_DISK_FREE_FLOOR_BYTES,
                 batch_cache_bytes: shardlog::config::default_batch_cache_bytes(shards_per_node * nodes as usize),
                 advertised_host: None,
                 cluster: Some(ClusterConfig {

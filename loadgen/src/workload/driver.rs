@@ -68,6 +68,8 @@ pub trait Driver: Sized {
         durability: &str,
         replication_factor: Option<u32>,
     ) -> Result<(), LoadgenError>;
+    /// Deletes the topics (a driver that cannot leaves them).
+    async fn delete_topics(&self, topics: &[String]) -> Result<(), LoadgenError>;
     fn producer(&self, settings: &ProducerSettings) -> Self::Producer;
     fn consumer(&self, settings: &ConsumerSettings) -> Self::Consumer;
 }

@@ -70,6 +70,12 @@ impl Driver for KafkaDriver {
             .map_err(|e| LoadgenError::Client(format!("creating topics over Kafka: {e}")))
     }
 
+    /// `client::kafka` has no DeleteTopics: the topics stay (an embedded broker's go with its
+    /// temporary directory).
+    async fn delete_topics(&self, _topics: &[String]) -> Result<(), LoadgenError> {
+        Ok(())
+    }
+
     fn producer(&self, settings: &ProducerSettings) -> KafkaProducerDriver {
         let options = ProducerOptions {
             acks: kafka_acks(settings.acks),

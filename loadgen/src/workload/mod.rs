@@ -111,7 +111,13 @@ pub fn run(plan: WorkloadPlan) -> LoadgenResult<WorkloadOutcome> {
 
 fn run_with<D: Driver + 'static>(plan: WorkloadPlan) -> LoadgenResult<WorkloadOutcome> {
     create_topics::<D>(&plan)?;
-    let plan = Arc::new(plan);
+    let outcome = run_created::<D>(&plan);
+    delete_topics::<D>(&plan);
+    outcome
+}
+
+fn run_created<D: Driver + 'static>(plan: &WorkloadPlan) -> LoadgenResult<WorkloadOutcome> {
+    let plan = Arc::new(plan.clone());
     let shared = Arc::new(Shared::new(plan.executors)?);
     let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(plan.executors))
         .name("loadgen")
@@ -197,6 +203,21 @@ fn create_topics<D: Driver + 'static>(plan: &WorkloadPlan) -> LoadgenResult<()> 
         .map_err(|e| LoadgenError::Executor(e.to_string()))?
         .join()
         .map_err(|e| LoadgenError::Executor(e.to_string()))?
+}
+
+/// Deletes the run's topics, so that runs against one broker (a suite on a remote broker,
+/// the replication comparison's runs on one cluster) do not fill its disk: a 10 s durable run
+/// writes gigabytes, three times over with three replicas. A failure is only reported.
+fn delete_topics<D: Driver + 'static>(plan: &WorkloadPlan) {
+    let (bootstrap, topics) = (plan.bootstrap.clone(), plan.topics.clone());
+    let deleted = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("loadgen-cleanup")
+        .spawn(move || async move { D::connect(&bootstrap).await?.delete_topics(&topics).await })
+        .map_err(|e| LoadgenError::Executor(e.to_string()))
+        .and_then(|h| h.join().map_err(|e| LoadgenError::Executor(e.to_string())));
+    if let Err(e) | Ok(Err(e)) = deleted {
+        eprintln!("shardlog-loadgen: the run's topics were not deleted: {e}");
+    }
 }
 
 async fn executor_body<D: Driver + 'static>(plan: Arc<WorkloadPlan>, shared: Arc<Shared>) -> LoadgenResult<Recorders> {

@@ -80,6 +80,16 @@ impl Driver for NativeDriver {
         crate::cluster::wait_in_sync(&self.client, topics, replication_factor, crate::cluster::IN_SYNC_TIMEOUT).await
     }
 
+    async fn delete_topics(&self, topics: &[String]) -> Result<(), LoadgenError> {
+        for topic in topics {
+            self.client
+                .delete_topic(topic)
+                .await
+                .map_err(|e| LoadgenError::Client(format!("deleting topic {topic}: {e}")))?;
+        }
+        Ok(())
+    }
+
     fn producer(&self, settings: &ProducerSettings) -> NativeProducer {
         let options = ProducerOptions {
             acks: match settings.acks {
