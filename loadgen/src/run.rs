@@ -173,6 +173,12 @@ pub fn run_on(
     environment.loadgen_executors = executors;
     environment.loadgen_placement = "unpinned glommio executors (PoolPlacement::Unbound)".to_owned();
 
+    // The Kafka driver's topic creation waits for leaders only; an embedded cluster's topics
+    // are also waited on over its native listeners, until in sync.
+    let native_bootstrap = match target {
+        Target::Cluster(c) if config.protocol == Protocol::Kafka => Some(c.native_bootstrap()),
+        _ => None,
+    };
     let run_tag = format!("lg-{}-{}", std::process::id(), crate::workload::stats::epoch_us_now());
     let plan_for = |cfg: &WorkloadConfig, rate: Option<f64>, tag: &str, label: &str| WorkloadPlan {
         config: cfg.clone(),
@@ -183,6 +189,7 @@ pub fn run_on(
         group_prefix: format!("{run_tag}-{tag}"),
         live,
         label: label.to_owned(),
+        native_bootstrap: native_bootstrap.clone(),
     };
     let label = config.label();
     let (rate, probe_rate) = match config.rate {

@@ -66,6 +66,9 @@ pub struct WorkloadPlan {
     pub live: bool,
     /// Shown at the start of the live line ("probe", a scenario name).
     pub label: String,
+    /// A cluster's native bootstrap list, when the driver's own topic creation does not wait
+    /// for the partitions to be in sync (Kafka): the run waits on it through the native client.
+    pub native_bootstrap: Option<String>,
 }
 
 /// A count over a measured span.
@@ -194,11 +197,17 @@ fn create_topics<D: Driver + 'static>(plan: &WorkloadPlan) -> LoadgenResult<()> 
         Protocol::Native => plan.config.replication_factor,
         Protocol::Kafka => None,
     };
+    let (native, native_factor) = (plan.native_bootstrap.clone(), plan.config.replication_factor);
     LocalExecutorBuilder::new(Placement::Unbound)
         .name("loadgen-setup")
         .spawn(move || async move {
             let driver = D::connect(&bootstrap).await?;
-            driver.create_topics(&topics, partitions, &durability, factor).await
+            driver.create_topics(&topics, partitions, &durability, factor).await?;
+            let Some(native) = native else {
+                return Ok(());
+            };
+            let client = NativeDriver::connect(&native).await?;
+            crate::cluster::wait_in_sync(client.client(), &topics, native_factor, crate::cluster::IN_SYNC_TIMEOUT).await
         })
         .map_err(|e| LoadgenError::Executor(e.to_string()))?
         .join()
