@@ -28,6 +28,11 @@ pub const MESSAGE_BYTES_MAX: u32 = 1 << 19;
 pub const MESSAGE_BYTES_MIN: u32 = 1;
 /// A day: longer runs are a mistake in units.
 pub const DURATION_S_MAX: f64 = 86_400.0;
+/// Nodes of an embedded cluster: each is a broker with its own shards, Raft and listeners in
+/// this process; more than this on one machine measures the scheduler, not the cluster.
+pub const CLUSTER_NODES_MAX: u32 = 7;
+/// Replicas per partition: Kafka's own clusters rarely go past 5; more is a typo.
+pub const REPLICATION_FACTOR_MAX: u32 = CLUSTER_NODES_MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -59,7 +64,9 @@ pub enum AckMode {
     None,
     /// The partition accepted the batch, with the topic's durability (Kafka acks=1).
     Leader,
-    /// After an fdatasync covering the batch, whatever the topic's durability.
+    /// After an fdatasync covering the batch, whatever the topic's durability (Kafka
+    /// acks=all: in a cluster, once every in-sync replica has the batch, and with durability
+    /// sync has fdatasync'ed it).
     Durable,
 }
 
@@ -77,19 +84,33 @@ pub struct WorkloadConfig {
     /// Wire protocol of the workload driver.
     #[arg(long, value_enum, default_value_t = Protocol::Native)]
     pub protocol: Protocol,
-    /// Run against this broker (HOST:PORT) instead of an embedded one.
-    #[arg(long, conflicts_with = "embedded")]
+    /// Run against this broker (HOST:PORT) instead of an embedded one; a cluster's bootstrap
+    /// list is HOST:PORT,HOST:PORT,… (tried in order until one answers).
+    #[arg(long, conflicts_with_all = ["embedded", "embedded_cluster"])]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker: Option<String>,
     /// Start the broker in this process (the default when no --broker is given).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "embedded_cluster")]
     pub embedded: bool,
+    /// Start a cluster of this many nodes in this process instead of one broker: each node on
+    /// free loopback ports with its own data directory, unpinned shards (`--shards` per node,
+    /// default 1), the metadata voters being every node.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedded_cluster: Option<u32>,
+    /// Replicas per partition of the run's topics (a cluster; default: the cluster's
+    /// default.replication.factor). With --protocol kafka only on an embedded cluster, which
+    /// is started with this as its default.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<u32>,
     /// Parent of the temporary data directory (embedded broker and disk baselines); default
     /// $SHARDLOG_TEST_DIR, else the system temp dir. Must be a real disk, not tmpfs.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
-    /// Embedded broker shards (default: one per CPU; shards are pinned to CPUs 0..n).
+    /// Embedded broker shards (default: one per CPU; shards are pinned to CPUs 0..n). With
+    /// --embedded-cluster: shards per node (default 1, unpinned).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<usize>,
@@ -236,8 +257,55 @@ impl WorkloadConfig {
         for target in &self.targets {
             crate::report::targets::Target::parse(target).map_err(LoadgenError::Config)?;
         }
-        Ok(())
+        self.validate_cluster()
     }
+
+    /// The cluster knobs: node count, replication factor, and what they need.
+    fn validate_cluster(&self) -> Result<(), LoadgenError> {
+        let bad = |m: String| Err(LoadgenError::Config(m));
+        if let Some(nodes) = self.embedded_cluster {
+            if nodes == 0 || nodes > CLUSTER_NODES_MAX {
+                return bad(format!("embedded-cluster must be 1..={CLUSTER_NODES_MAX} nodes, got {nodes}"));
+            }
+        }
+        if let Some(broker) = &self.broker {
+            if bootstrap_list(broker).is_empty() {
+                return bad(format!("broker: no HOST:PORT in {broker:?}"));
+            }
+        }
+        let Some(factor) = self.replication_factor else {
+            return Ok(());
+        };
+        if factor == 0 || factor > REPLICATION_FACTOR_MAX {
+            return bad(format!("replication-factor must be 1..={REPLICATION_FACTOR_MAX}, got {factor}"));
+        }
+        if self.protocol == Protocol::Kafka && !self.is_embedded_cluster() {
+            // client::kafka::Cluster::create_topics asks for the broker's default factor; an
+            // embedded cluster is started with that default set to the factor asked for.
+            return bad("replication-factor with --protocol kafka needs --embedded-cluster (the Kafka driver \
+                        creates topics with the broker's default replication factor)"
+                .to_owned());
+        }
+        match (self.embedded_cluster, &self.broker) {
+            (Some(nodes), _) if factor > nodes => {
+                bad(format!("replication-factor {factor} needs at least {factor} nodes; embedded-cluster is {nodes}"))
+            }
+            (None, None) if factor > 1 => {
+                bad("replication-factor above 1 needs a cluster: --embedded-cluster N or --broker LIST".to_owned())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the run's broker is a cluster this process starts.
+    pub fn is_embedded_cluster(&self) -> bool {
+        self.broker.is_none() && self.embedded_cluster.is_some()
+    }
+}
+
+/// The addresses of a bootstrap list (`HOST:PORT,HOST:PORT`), blanks dropped, in order.
+pub fn bootstrap_list(list: &str) -> Vec<&str> {
+    list.split(',').map(str::trim).filter(|a| !a.is_empty()).collect()
 }
 
 #[cfg(test)]
@@ -250,6 +318,25 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.rate, RateSpec::Max);
         assert!(config.broker.is_none());
+    }
+
+    #[test]
+    fn cluster_knobs_are_checked() {
+        let cluster = WorkloadConfig { embedded_cluster: Some(3), replication_factor: Some(3), ..Default::default() };
+        cluster.validate().unwrap();
+        assert!(cluster.is_embedded_cluster());
+        let too_many = WorkloadConfig { replication_factor: Some(4), ..cluster.clone() };
+        assert!(too_many.validate().is_err(), "more replicas than nodes");
+        let single = WorkloadConfig { embedded_cluster: None, ..cluster.clone() };
+        assert!(single.validate().is_err(), "RF 3 on one embedded broker");
+        WorkloadConfig { protocol: Protocol::Kafka, ..cluster.clone() }.validate().unwrap();
+        let remote = WorkloadConfig { embedded_cluster: None, broker: Some("a:1, b:2,".into()), ..cluster };
+        remote.validate().unwrap();
+        let kafka = WorkloadConfig { protocol: Protocol::Kafka, ..remote.clone() };
+        assert!(kafka.validate().is_err(), "the Kafka driver cannot ask a remote cluster for a factor");
+        assert_eq!(bootstrap_list(remote.broker.as_deref().unwrap()), ["a:1", "b:2"]);
+        assert!(WorkloadConfig { broker: Some(" , ".into()), ..Default::default() }.validate().is_err());
+        assert!(WorkloadConfig { embedded_cluster: Some(0), ..Default::default() }.validate().is_err());
     }
 
     #[test]

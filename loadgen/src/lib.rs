@@ -6,16 +6,20 @@
 //! Map: `config.rs` (every knob, CLI and TOML), `values.rs` (sizes, rates), `scenario.rs`,
 //! `workload/` (driver seam, native driver, producers, consumers, schedule, counters),
 //! `histogram.rs` (percentiles, coordinated omission), `baseline/` (raw disk, loopback,
-//! machine facts; shared with `benches/`), `embedded.rs`, `run.rs` (one run), `report/`
-//! (table, JSON, hgrm, plot, live line, markdown, ratios, targets), `compare.rs`, `suite.rs`.
+//! machine facts; shared with `benches/`), `embedded.rs` (one broker or a cluster in
+//! process), `cluster.rs` (waiting for a cluster and its topics), `run.rs` (one run),
+//! `replication.rs` (RF 1 vs 3 in one run), `report/` (table, JSON, hgrm, plot, live line,
+//! markdown, ratios, targets, replication), `compare.rs`, `suite.rs`.
 
 pub mod baseline;
+pub mod cluster;
 pub mod compare;
 pub mod config;
 pub mod embedded;
 pub mod env_info;
 pub mod error;
 pub mod histogram;
+pub mod replication;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -1,6 +1,6 @@
 //! `shardlog-loadgen`: with no subcommand, runs one workload (by default: 10 s plus a 2 s
 //! warm-up against an embedded broker, with disk and loopback baselines). Subcommands:
-//! `compare`, `suite`, `report`. Exit codes: 0 success, 1 regression (`compare`), 2 bad input
+//! `replication`, `compare`, `suite`, `report`. Exit codes: 0 success, 1 regression (`compare`), 2 bad input
 //! or a failed run.
 
 use std::path::{Path, PathBuf};
@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use loadgen::baseline::{env, BaselineKind, BaselinePlan};
 use loadgen::compare::{self, Thresholds};
-use loadgen::report::{hgrm, json, markdown, plot, table};
-use loadgen::values::ByteSize;
+use loadgen::replication::{self, ReplicationPlan};
+use loadgen::report::{self, hgrm, json, markdown, plot, table};
+use loadgen::values::{ByteSize, RateSpec};
 use loadgen::{run, suite, LoadgenError, LoadgenResult, WorkloadConfig};
 
 const EXIT_REGRESSION: u8 = 1;
@@ -73,8 +74,40 @@ impl BaselineArgs {
     }
 }
 
+/// `replication`: the workload's knobs, with acks=all by default, plus the comparison's own.
+#[derive(Args)]
+struct ReplicationArgs {
+    #[command(flatten)]
+    config: WorkloadConfig,
+    #[command(flatten)]
+    baseline: BaselineArgs,
+    /// Replication factors to compare, in the first round's order; ratios are to the first.
+    #[arg(long, default_value = "1,3")]
+    factors: String,
+    /// Runs of each phase per factor (alternating the order every round).
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
+    /// The open-loop latency phase's rate for every factor: msg/s, or P%-of-max (P % of the
+    /// lowest rate the closed-loop phase sustained); `max` skips the phase.
+    #[arg(long, default_value = "50%-of-max")]
+    latency_rate: RateSpec,
+    /// Write the comparison (every run's report and the summary) as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Also print the summary as a markdown table.
+    #[arg(long)]
+    markdown: bool,
+    /// No live line.
+    #[arg(long)]
+    quiet: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// acks=all produce throughput and latency with replication factor 1 vs 3 on one cluster,
+    /// side by side (an embedded 3-node cluster unless --broker LIST is given).
+    #[command(mut_arg("acks", |a| a.default_value("durable")))]
+    Replication(Box<ReplicationArgs>),
     /// Compare two JSON reports; exit 1 on a regression.
     Compare {
         baseline: PathBuf,
@@ -112,6 +145,7 @@ fn main() -> ExitCode {
     env::raise_memlock_limit();
     let result = match cli.command {
         None => run_default(cli.run).map(|()| 0),
+        Some(Command::Replication(args)) => run_replication(&args).map(|()| 0),
         Some(Command::Compare { baseline, current, max_throughput_drop, max_latency_rise }) => {
             run_compare(&baseline, &current, &max_throughput_drop, &max_latency_rise)
         }
@@ -146,6 +180,24 @@ fn run_default(args: RunArgs) -> LoadgenResult<()> {
         let title = format!("{}: latency by percentile", outcome.report.scenario);
         plot::write(path, &title, &[("publish (ack)", &h.publish), ("end to end", &h.end_to_end)])?;
         println!("plot written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_replication(args: &ReplicationArgs) -> LoadgenResult<()> {
+    let plan = ReplicationPlan {
+        factors: replication::parse_factors(&args.factors).map_err(LoadgenError::Config)?,
+        rounds: args.rounds,
+        latency_rate: args.latency_rate,
+    };
+    let report = replication::run(&args.config, &plan, &args.baseline.plan(), !args.quiet)?;
+    print!("{}", report::replication::render(&report));
+    if args.markdown {
+        print!("\n{}", report::replication::markdown(&report));
+    }
+    if let Some(path) = &args.json {
+        replication::write_json(path, &report)?;
+        println!("json written to {}", path.display());
     }
     Ok(())
 }

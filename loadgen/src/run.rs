@@ -1,18 +1,22 @@
-//! One run from start to report: the data directory, the baselines, the broker (embedded or
-//! remote), the max-rate probe when the rate is `P%-of-max`, the workload, and the report with
-//! its ratios.
+//! One run from start to report: the data directory, the baselines, the broker (`Target`:
+//! embedded, an embedded cluster, or remote), the max-rate probe when the rate is
+//! `P%-of-max`, the workload, and the report with its ratios.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use glommio::{LocalExecutorBuilder, Placement};
+
 use crate::baseline::{self, env, BaselinePlan, Baselines};
-use crate::config::WorkloadConfig;
-use crate::embedded::Embedded;
+use crate::config::{Protocol, WorkloadConfig};
+use crate::embedded::{Embedded, EmbeddedCluster};
 use crate::env_info::Environment;
 use crate::error::{LoadgenError, LoadgenResult};
 use crate::histogram::Percentiles;
 use crate::report::{ratios, Errors, Mode, Results, RunReport, Throughput, Totals, SCHEMA_VERSION, TOOL};
 use crate::values::RateSpec;
+use crate::workload::driver::Driver;
+use crate::workload::native::NativeDriver;
 use crate::workload::stats::Recorders;
 use crate::workload::{self, Span, WorkloadPlan};
 
@@ -57,6 +61,80 @@ pub fn measure_baselines(plan: &BaselinePlan, parent: &Path) -> LoadgenResult<Op
     Ok(Some(baseline::measure(plan, dir.path())?))
 }
 
+/// The broker a run drives: started in this process (one broker or a cluster), or named by
+/// `--broker`. Dropping it stops what was started, gracefully.
+pub enum Target {
+    Remote(String),
+    Single(Embedded),
+    Cluster(EmbeddedCluster),
+}
+
+impl Target {
+    /// Starts the embedded broker or cluster `config` asks for in `data_dir`; for a cluster,
+    /// also waits until it has a metadata leader and every node registered.
+    pub fn start(config: &WorkloadConfig, data_dir: &Path) -> LoadgenResult<Target> {
+        let kafka = config.protocol == Protocol::Kafka;
+        if let Some(broker) = &config.broker {
+            return Ok(Target::Remote(broker.clone()));
+        }
+        let Some(nodes) = config.embedded_cluster else {
+            let shards = config.shards.unwrap_or_else(env::cpu_count).max(1);
+            return Ok(Target::Single(Embedded::start_with(&data_dir.join("broker"), shards, kafka)?));
+        };
+        let shards = config.shards.unwrap_or(1).max(1);
+        let default_factor = config.replication_factor.unwrap_or(1);
+        eprintln!("shardlog-loadgen: starting an embedded cluster of {nodes} nodes");
+        let cluster = EmbeddedCluster::start(&data_dir.join("cluster"), nodes, shards, kafka, default_factor)?;
+        wait_cluster_ready(&cluster.native_bootstrap(), nodes)?;
+        Ok(Target::Cluster(cluster))
+    }
+
+    /// The address (or list) clients start from.
+    pub fn bootstrap(&self) -> String {
+        match self {
+            Target::Remote(list) => list.clone(),
+            Target::Single(e) => e.bootstrap(),
+            Target::Cluster(c) => c.bootstrap(),
+        }
+    }
+
+    /// What the report's environment says about the broker.
+    pub fn describe(&self, environment: &mut Environment) {
+        let (broker, shards, placement) = match self {
+            Target::Remote(list) => (list.clone(), None, None),
+            Target::Single(e) => ("embedded".to_owned(), Some(e.shards), Some(e.placement())),
+            Target::Cluster(c) => {
+                (format!("embedded-cluster:{}", c.nodes()), Some(c.shards_per_node), Some(c.placement()))
+            }
+        };
+        environment.broker = broker;
+        environment.broker_shards = shards;
+        environment.broker_placement = placement;
+    }
+}
+
+/// Waits (on a setup executor) until the cluster behind `native_bootstrap` has a metadata
+/// leader and `brokers` registered brokers (`cluster::wait_ready`).
+pub fn wait_cluster_ready(native_bootstrap: &str, brokers: u32) -> LoadgenResult<()> {
+    let bootstrap = native_bootstrap.to_owned();
+    let probe = format!("lg-{}-{}-ready", std::process::id(), crate::workload::stats::epoch_us_now());
+    let started = std::time::Instant::now();
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name("loadgen-ready")
+        .spawn(move || async move {
+            let driver = NativeDriver::connect(&bootstrap).await?;
+            crate::cluster::wait_ready(driver.client(), brokers, &probe, crate::cluster::READY_TIMEOUT).await
+        })
+        .map_err(|e| LoadgenError::Executor(e.to_string()))?
+        .join()
+        .map_err(|e| LoadgenError::Executor(e.to_string()))??;
+    eprintln!(
+        "shardlog-loadgen: cluster ready ({brokers} brokers registered) after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Runs `config`. `baselines`: measured once by the caller (a suite), or `None` to measure them
 /// here with `plan`.
 pub fn run_one(
@@ -68,31 +146,39 @@ pub fn run_one(
     config.validate()?;
     let parent = data_parent(config.dir.as_deref())?;
     let data_dir = temp_data_dir(&parent)?;
-    let mut environment = Environment::probe(Some(data_dir.path()));
+    let environment = Environment::probe(Some(data_dir.path()));
     let baselines = match baselines {
         Some(b) => Some(b),
         None => measure_baselines(plan, &parent)?,
     };
-    let embedded = match &config.broker {
-        Some(_) => None,
-        None => {
-            let shards = config.shards.unwrap_or_else(env::cpu_count).max(1);
-            let kafka = config.protocol == crate::config::Protocol::Kafka;
-            Some(Embedded::start_with(&data_dir.path().join("broker"), shards, kafka)?)
-        }
-    };
-    let bootstrap = match (&config.broker, &embedded) {
-        (Some(addr), _) => addr.clone(),
-        (None, Some(e)) => e.bootstrap(),
-        (None, None) => return Err(LoadgenError::Config("no broker".to_owned())),
-    };
+    let target = Target::start(config, data_dir.path())?;
+    let outcome = run_on(config, &target, baselines, environment, live);
+    drop(target); // graceful broker shutdown before the temp dir goes
+    outcome
+}
+
+/// Runs `config` against a started `target` (its probe, then its workload, on fresh topics)
+/// and builds the report.
+pub fn run_on(
+    config: &WorkloadConfig,
+    target: &Target,
+    baselines: Option<Baselines>,
+    mut environment: Environment,
+    live: bool,
+) -> LoadgenResult<RunOutcome> {
+    config.validate()?;
+    let bootstrap = target.bootstrap();
     let executors = config.loadgen_cores.unwrap_or_else(env::cpu_count).max(1);
-    environment.broker = config.broker.clone().unwrap_or_else(|| "embedded".to_owned());
-    environment.broker_shards = embedded.as_ref().map(|e| e.shards);
-    environment.broker_placement = embedded.as_ref().map(Embedded::placement);
+    target.describe(&mut environment);
     environment.loadgen_executors = executors;
     environment.loadgen_placement = "unpinned glommio executors (PoolPlacement::Unbound)".to_owned();
 
+    // The Kafka driver's topic creation waits for leaders only; an embedded cluster's topics
+    // are also waited on over its native listeners, until in sync.
+    let native_bootstrap = match target {
+        Target::Cluster(c) if config.protocol == Protocol::Kafka => Some(c.native_bootstrap()),
+        _ => None,
+    };
     let run_tag = format!("lg-{}-{}", std::process::id(), crate::workload::stats::epoch_us_now());
     let plan_for = |cfg: &WorkloadConfig, rate: Option<f64>, tag: &str, label: &str| WorkloadPlan {
         config: cfg.clone(),
@@ -103,6 +189,7 @@ pub fn run_one(
         group_prefix: format!("{run_tag}-{tag}"),
         live,
         label: label.to_owned(),
+        native_bootstrap: native_bootstrap.clone(),
     };
     let label = config.label();
     let (rate, probe_rate) = match config.rate {
@@ -134,7 +221,6 @@ pub fn run_one(
         }
     };
     let outcome = workload::run(plan_for(config, rate, "run", &label))?;
-    drop(embedded); // graceful broker shutdown before the temp dir goes
 
     let mode = if config.catch_up() {
         Mode::CatchUp

@@ -73,9 +73,9 @@ fn kafka_round_trip_durability_and_native_interop() {
         .spawn(move || async move {
             let kafka = KafkaDriver::connect(&kafka_bootstrap).await.unwrap();
             let topics = ["k-sync".to_owned(), "k-none".to_owned(), "k-interval".to_owned()];
-            kafka.create_topics(&topics[..1], 3, "sync").await.unwrap();
-            kafka.create_topics(&topics[1..2], 3, "none").await.unwrap();
-            kafka.create_topics(&topics[2..], 1, "interval:50").await.unwrap();
+            kafka.create_topics(&topics[..1], 3, "sync", None).await.unwrap();
+            kafka.create_topics(&topics[1..2], 3, "none", None).await.unwrap();
+            kafka.create_topics(&topics[2..], 1, "interval:50", None).await.unwrap();
 
             // acks=-1, explicit partitions and the sticky partitioner mixed.
             let settings =

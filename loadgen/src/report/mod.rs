@@ -10,6 +10,7 @@ pub mod markdown;
 pub mod plot;
 pub mod protocols;
 pub mod ratios;
+pub mod replication;
 pub mod table;
 pub mod targets;
 

@@ -56,8 +56,20 @@ pub trait Driver: Sized {
     type Producer: ProducerDriver;
     type Consumer: ConsumerDriver;
 
+    /// Connects to the first address of the bootstrap list (`HOST:PORT,HOST:PORT`, see
+    /// `connect_first`) that answers.
     async fn connect(bootstrap: &str) -> Result<Self, LoadgenError>;
-    async fn create_topics(&self, topics: &[String], partitions: u32, durability: &str) -> Result<(), LoadgenError>;
+    /// Creates the topics and waits until they can be produced to. `replication_factor`:
+    /// `None` is the broker's default.
+    async fn create_topics(
+        &self,
+        topics: &[String],
+        partitions: u32,
+        durability: &str,
+        replication_factor: Option<u32>,
+    ) -> Result<(), LoadgenError>;
+    /// Deletes the topics (a driver that cannot leaves them).
+    async fn delete_topics(&self, topics: &[String]) -> Result<(), LoadgenError>;
     fn producer(&self, settings: &ProducerSettings) -> Self::Producer;
     fn consumer(&self, settings: &ConsumerSettings) -> Self::Consumer;
 }
@@ -79,4 +91,27 @@ pub trait ConsumerDriver {
     /// Appends the records that arrived (waiting briefly for some) to `out`.
     async fn poll(&self, out: &mut Vec<Received>) -> Result<(), String>;
     async fn close(&self);
+}
+
+/// Tries each address of a bootstrap list in order and returns the first connection made;
+/// the error names every address and why it failed ("connecting to `what` ADDR: …").
+pub async fn connect_first<T, E, F, Fut>(bootstrap: &str, what: &str, mut connect: F) -> Result<T, LoadgenError>
+where
+    E: std::fmt::Display,
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let addresses = crate::config::bootstrap_list(bootstrap);
+    let mut failures = Vec::with_capacity(addresses.len());
+    for address in &addresses {
+        match connect((*address).to_owned()).await {
+            Ok(connected) => return Ok(connected),
+            Err(e) => failures.push(format!("connecting to {what} {address}: {e}")),
+        }
+    }
+    match failures.len() {
+        0 => Err(LoadgenError::Config(format!("no HOST:PORT in the bootstrap list {bootstrap:?}"))),
+        1 => Err(LoadgenError::Client(failures.remove(0))),
+        _ => Err(LoadgenError::Client(format!("no {what} of {bootstrap} answered ({})", failures.join("; ")))),
+    }
 }

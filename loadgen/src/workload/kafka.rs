@@ -16,7 +16,9 @@ pub use client::kafka::{
     ProducerOptions,
 };
 
-use super::driver::{ConsumerDriver, ConsumerSettings, Driver, Outgoing, ProducerDriver, ProducerSettings, Received};
+use super::driver::{
+    connect_first, ConsumerDriver, ConsumerSettings, Driver, Outgoing, ProducerDriver, ProducerSettings, Received,
+};
 use super::native::{sent_at_us, TIMESTAMP_HEADER};
 use crate::config::AckMode;
 use crate::error::LoadgenError;
@@ -45,16 +47,33 @@ impl Driver for KafkaDriver {
     type Consumer = KafkaConsumerDriver;
 
     async fn connect(bootstrap: &str) -> Result<Self, LoadgenError> {
-        KafkaDriver::connect_to(bootstrap)
-            .await
-            .map_err(|e| LoadgenError::Client(format!("connecting to Kafka broker {bootstrap}: {e}")))
+        connect_first(bootstrap, "Kafka broker", |a| async move { KafkaDriver::connect_to(&a).await }).await
     }
 
-    async fn create_topics(&self, topics: &[String], partitions: u32, durability: &str) -> Result<(), LoadgenError> {
+    /// CreateTopics with the broker's default replication factor (`client::kafka` takes no
+    /// factor): asking for another one is an error, not a silent default.
+    async fn create_topics(
+        &self,
+        topics: &[String],
+        partitions: u32,
+        durability: &str,
+        replication_factor: Option<u32>,
+    ) -> Result<(), LoadgenError> {
+        if let Some(factor) = replication_factor {
+            return Err(LoadgenError::Config(format!(
+                "the Kafka driver cannot ask for replication factor {factor} (the broker's default applies)"
+            )));
+        }
         self.cluster
             .create_topics(topics, partitions, durability)
             .await
             .map_err(|e| LoadgenError::Client(format!("creating topics over Kafka: {e}")))
+    }
+
+    /// `client::kafka` has no DeleteTopics: the topics stay (an embedded broker's go with its
+    /// temporary directory).
+    async fn delete_topics(&self, _topics: &[String]) -> Result<(), LoadgenError> {
+        Ok(())
     }
 
     fn producer(&self, settings: &ProducerSettings) -> KafkaProducerDriver {

@@ -66,6 +66,9 @@ pub struct WorkloadPlan {
     pub live: bool,
     /// Shown at the start of the live line ("probe", a scenario name).
     pub label: String,
+    /// A cluster's native bootstrap list, when the driver's own topic creation does not wait
+    /// for the partitions to be in sync (Kafka): the run waits on it through the native client.
+    pub native_bootstrap: Option<String>,
 }
 
 /// A count over a measured span.
@@ -111,7 +114,13 @@ pub fn run(plan: WorkloadPlan) -> LoadgenResult<WorkloadOutcome> {
 
 fn run_with<D: Driver + 'static>(plan: WorkloadPlan) -> LoadgenResult<WorkloadOutcome> {
     create_topics::<D>(&plan)?;
-    let plan = Arc::new(plan);
+    let outcome = run_created::<D>(&plan);
+    delete_topics::<D>(&plan);
+    outcome
+}
+
+fn run_created<D: Driver + 'static>(plan: &WorkloadPlan) -> LoadgenResult<WorkloadOutcome> {
+    let plan = Arc::new(plan.clone());
     let shared = Arc::new(Shared::new(plan.executors)?);
     let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(plan.executors))
         .name("loadgen")
@@ -182,15 +191,42 @@ fn backlog(s: &Snapshot, groups: usize) -> u64 {
 fn create_topics<D: Driver + 'static>(plan: &WorkloadPlan) -> LoadgenResult<()> {
     let (bootstrap, topics) = (plan.bootstrap.clone(), plan.topics.clone());
     let (partitions, durability) = (plan.config.partitions, plan.config.durability.clone());
+    // The Kafka driver cannot ask for a factor: an embedded cluster was started with it as
+    // its default (`config.rs` refuses the other cases).
+    let factor = match plan.config.protocol {
+        Protocol::Native => plan.config.replication_factor,
+        Protocol::Kafka => None,
+    };
+    let (native, native_factor) = (plan.native_bootstrap.clone(), plan.config.replication_factor);
     LocalExecutorBuilder::new(Placement::Unbound)
         .name("loadgen-setup")
         .spawn(move || async move {
             let driver = D::connect(&bootstrap).await?;
-            driver.create_topics(&topics, partitions, &durability).await
+            driver.create_topics(&topics, partitions, &durability, factor).await?;
+            let Some(native) = native else {
+                return Ok(());
+            };
+            let client = NativeDriver::connect(&native).await?;
+            crate::cluster::wait_in_sync(client.client(), &topics, native_factor, crate::cluster::IN_SYNC_TIMEOUT).await
         })
         .map_err(|e| LoadgenError::Executor(e.to_string()))?
         .join()
         .map_err(|e| LoadgenError::Executor(e.to_string()))?
+}
+
+/// Deletes the run's topics, so that runs against one broker (a suite on a remote broker,
+/// the replication comparison's runs on one cluster) do not fill its disk: a 10 s durable run
+/// writes gigabytes, three times over with three replicas. A failure is only reported.
+fn delete_topics<D: Driver + 'static>(plan: &WorkloadPlan) {
+    let (bootstrap, topics) = (plan.bootstrap.clone(), plan.topics.clone());
+    let deleted = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("loadgen-cleanup")
+        .spawn(move || async move { D::connect(&bootstrap).await?.delete_topics(&topics).await })
+        .map_err(|e| LoadgenError::Executor(e.to_string()))
+        .and_then(|h| h.join().map_err(|e| LoadgenError::Executor(e.to_string())));
+    if let Err(e) | Ok(Err(e)) = deleted {
+        eprintln!("shardlog-loadgen: the run's topics were not deleted: {e}");
+    }
 }
 
 async fn executor_body<D: Driver + 'static>(plan: Arc<WorkloadPlan>, shared: Arc<Shared>) -> LoadgenResult<Recorders> {

@@ -13,7 +13,9 @@ use client::{
     Acks, Client, ClientOptions, Consumer, ConsumerOptions, Delivery, Producer, ProducerOptions, TopicSettings,
 };
 
-use super::driver::{ConsumerDriver, ConsumerSettings, Driver, Outgoing, ProducerDriver, ProducerSettings, Received};
+use super::driver::{
+    connect_first, ConsumerDriver, ConsumerSettings, Driver, Outgoing, ProducerDriver, ProducerSettings, Received,
+};
 use crate::config::AckMode;
 use crate::error::LoadgenError;
 
@@ -37,24 +39,53 @@ pub struct NativeDriver {
     client: Rc<Client>,
 }
 
+impl NativeDriver {
+    /// The client, for what the workload does not cover (a cluster's readiness).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
 impl Driver for NativeDriver {
     type Producer = NativeProducer;
     type Consumer = NativeConsumer;
 
     async fn connect(bootstrap: &str) -> Result<Self, LoadgenError> {
-        let client = Client::connect(bootstrap, ClientOptions::default())
-            .await
-            .map_err(|e| LoadgenError::Client(format!("connecting to {bootstrap}: {e}")))?;
+        let client =
+            connect_first(bootstrap, "broker", |a| async move { Client::connect(&a, ClientOptions::default()).await })
+                .await?;
         Ok(NativeDriver { client: Rc::new(client) })
     }
 
-    async fn create_topics(&self, topics: &[String], partitions: u32, durability: &str) -> Result<(), LoadgenError> {
+    /// In a cluster, also waits until every partition has a leader and all its replicas in
+    /// sync (`cluster::wait_in_sync`), so the warm-up does not measure leader elections.
+    async fn create_topics(
+        &self,
+        topics: &[String],
+        partitions: u32,
+        durability: &str,
+        replication_factor: Option<u32>,
+    ) -> Result<(), LoadgenError> {
         for topic in topics {
-            let settings = TopicSettings { durability: Some(durability.to_owned()), ..TopicSettings::default() };
+            let settings = TopicSettings {
+                durability: Some(durability.to_owned()),
+                replication_factor,
+                ..TopicSettings::default()
+            };
             self.client
                 .create_topic(topic, partitions, settings)
                 .await
                 .map_err(|e| LoadgenError::Client(format!("creating topic {topic}: {e}")))?;
+        }
+        crate::cluster::wait_in_sync(&self.client, topics, replication_factor, crate::cluster::IN_SYNC_TIMEOUT).await
+    }
+
+    async fn delete_topics(&self, topics: &[String]) -> Result<(), LoadgenError> {
+        for topic in topics {
+            self.client
+                .delete_topic(topic)
+                .await
+                .map_err(|e| LoadgenError::Client(format!("deleting topic {topic}: {e}")))?;
         }
         Ok(())
     }
