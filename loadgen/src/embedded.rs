@@ -155,6 +155,8 @@ impl EmbeddedCluster {
                 kafka: kafka.then(kafka_config),
                 disk_free_floor_bytes: CLUSTER_DISK_FREE_FLOOR_BYTES,
                 batch_cache_bytes: shardlog::config::default_batch_cache_bytes(shards_per_node * nodes as usize),
+                // The workload's consumers start within the warm-up (as in the single-node run).
+                group_initial_rebalance_delay_ms: 0,
                 advertised_host: None,
                 cluster: Some(ClusterConfig {
                     listen: SocketAddr::from(([127, 0, 0, 1], *port)),
