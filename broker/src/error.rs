@@ -70,6 +70,10 @@ pub enum PartitionError {
     /// A cluster: this broker does not lead the partition (`leader`, if any, does).
     #[error("not the partition's leader (leader: {leader:?})")]
     NotLeader { leader: Option<NodeId> },
+    /// A cluster leader's change did not reach every in-sync replica in time (DeleteRecords
+    /// waiting for the followers' log starts); the leader made it, the followers will follow.
+    #[error("{reason}")]
+    ReplicationTimedOut { reason: String },
     /// acks=all with fewer in-sync replicas than the topic's min.insync.replicas; nothing
     /// was appended.
     #[error("{isr} in-sync replicas, fewer than min.insync.replicas {min}")]

@@ -11,6 +11,7 @@
 //! read below it, and acks=all waits for it.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -142,6 +143,8 @@ pub struct Partition {
     /// Notified when the high or durable watermark moves or the role changes: wakes acks=all
     /// produces and consumers' long-polls.
     progressed: event_listener::Event,
+    /// A leader's followers' log starts, as their fetches report them.
+    follower_log_starts: RefCell<BTreeMap<NodeId, Offset>>,
 }
 
 /// What a leader was at the moment of an append: acks=all waits within that epoch.
@@ -161,7 +164,7 @@ impl Partition {
         disk_free_floor_bytes: u64,
     ) -> Result<Partition, PartitionOpenError> {
         let dir = data_dir.join(partition_dir_name(&id.topic, id.partition));
-        let partition = Partition::open_at(&dir, id, config, disk_free_floor_bytes, Role::Single).await?;
+        let partition = Partition::open_at(&dir, id, config, disk_free_floor_bytes, Role::Single, Offset::ZERO).await?;
         let log = &partition.log;
         if log.leader_epoch() != leader_epoch {
             // A newer epoch starts at the log end; an older one than the log's is refused
@@ -180,7 +183,19 @@ impl Partition {
         config: &TopicConfig,
         disk_free_floor_bytes: u64,
     ) -> Result<Partition, PartitionOpenError> {
-        Partition::open_at(dir, id, config, disk_free_floor_bytes, Role::Offline).await
+        Partition::open_at(dir, id, config, disk_free_floor_bytes, Role::Offline, Offset::ZERO).await
+    }
+
+    /// A cluster replica whose new, empty log starts at `start`: the leader's log start, when
+    /// the leader no longer has the offsets below it (Kafka's truncateFullyAndStartAt).
+    pub async fn open_replica_starting_at(
+        dir: &Path,
+        id: TopicPartition,
+        config: &TopicConfig,
+        disk_free_floor_bytes: u64,
+        start: Offset,
+    ) -> Result<Partition, PartitionOpenError> {
+        Partition::open_at(dir, id, config, disk_free_floor_bytes, Role::Offline, start).await
     }
 
     async fn open_at(
@@ -189,9 +204,10 @@ impl Partition {
         config: &TopicConfig,
         disk_free_floor_bytes: u64,
         role: Role,
+        empty_start: Offset,
     ) -> Result<Partition, PartitionOpenError> {
         let log_config = LogConfig { disk_free_floor_bytes, ..LogConfig::from_topic(config) };
-        let log = Log::open(dir, log_config).await?;
+        let log = Log::open_starting_at(dir, log_config, empty_start).await?;
         let high_watermark = log.checkpointed_high_watermark();
         let durable_watermark = log.log_start_offset();
         Ok(Partition {
@@ -206,6 +222,7 @@ impl Partition {
             durable_watermark: Cell::new(durable_watermark),
             checkpointed: Cell::new(high_watermark),
             progressed: event_listener::Event::new(),
+            follower_log_starts: RefCell::new(BTreeMap::new()),
         })
     }
 
@@ -611,12 +628,10 @@ impl Partition {
     /// A follower's valid fetch (the leader checked its epoch and that its log does not
     /// diverge): records its progress and moves the watermarks. Returns an ISR expansion to
     /// propose, if it just caught up.
-    pub(crate) fn follower_fetched(
-        &self,
-        follower: NodeId,
-        fetch_offset: Offset,
-        durable_offset: Offset,
-    ) -> Option<IsrChange> {
+    /// `progress`: the follower's (log end, durable end, log start).
+    pub(crate) fn follower_fetched(&self, follower: NodeId, progress: (Offset, Offset, Offset)) -> Option<IsrChange> {
+        let (fetch_offset, durable_offset, log_start) = progress;
+        let moved_start = self.follower_log_starts.borrow_mut().insert(follower, log_start) != Some(log_start);
         let change = match &mut *self.role.borrow_mut() {
             Role::Leader(l) => l.on_fetch(
                 follower,
@@ -629,7 +644,52 @@ impl Partition {
             _ => None,
         };
         self.advance();
+        if moved_start {
+            // DeleteRecords may be waiting for it (`wait_log_start_replicated`).
+            self.progressed.notify(usize::MAX);
+        }
         change
+    }
+
+    /// On a leader, after its DeleteRecords moved the log start to `offset`: waits until every
+    /// in-sync follower reported a log start at or past it (Kafka's low watermark), so a new
+    /// leader elected from the ISR never serves the deleted records again. Immediate on a
+    /// single node.
+    pub(crate) async fn wait_log_start_replicated(&self, offset: Offset) -> Result<(), PartitionError> {
+        let deadline = Instant::now() + Duration::from_millis(REPLICATION_WAIT_MS_MAX);
+        loop {
+            let listener = self.progressed.listen();
+            {
+                let role = self.role.borrow();
+                let l = match &*role {
+                    Role::Single => return Ok(()),
+                    Role::Leader(l) => l,
+                    Role::Follower(_) | Role::Offline => return Err(PartitionError::NotLeader { leader: None }),
+                };
+                let starts = self.follower_log_starts.borrow();
+                let behind: Vec<NodeId> = l
+                    .isr
+                    .iter()
+                    .filter(|&&n| n != l.node && starts.get(&n).is_none_or(|&s| s < offset))
+                    .copied()
+                    .collect();
+                if behind.is_empty() {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err(PartitionError::ReplicationTimedOut {
+                        reason: format!(
+                            "in-sync replicas {behind:?} did not move their log start to {offset} within {REPLICATION_WAIT_MS_MAX} ms"
+                        ),
+                    });
+                }
+            }
+            futures_lite::future::or(
+                listener,
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+        }
     }
 
     /// A leader's ISR shrink for followers that stopped keeping up.

@@ -56,7 +56,7 @@ impl Shard {
                     log_end: bounds.high_watermark,
                 });
             }
-            p.log().delete_records_before(offset).await.map_err(|e| match e {
+            let start = p.log().delete_records_before(offset).await.map_err(|e| match e {
                 MaintenanceError::DeleteBeyondEnd { offset, log_end_offset } => PartitionError::OffsetOutOfRange {
                     offset,
                     log_start: p.log().log_start_offset(),
@@ -65,7 +65,9 @@ impl Shard {
                 MaintenanceError::Closed => PartitionError::ShuttingDown,
                 MaintenanceError::Fenced { reason } => PartitionError::Fenced { reason },
                 other => PartitionError::Storage { reason: other.to_string() },
-            })
+            })?;
+            p.wait_log_start_replicated(start).await?;
+            Ok(start)
         };
         let remote = |reply| ShardCall::DeleteRecords { partition: partition.clone(), offset, reply };
         self.on_partition_owner(&partition, local, remote).await

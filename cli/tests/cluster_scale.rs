@@ -2,7 +2,9 @@
 //! a node that held none of them (`shardlog cluster reassign`, and Kafka's own
 //! `kafka-reassign-partitions` over AlterPartitionReassignments / ListPartitionReassignments),
 //! leadership goes back to the preferred replica (`kafka-leader-election`), and a node is
-//! drained (`shardlog cluster drain`) until it holds nothing. After each step every record
+//! drained (`shardlog cluster drain`) until it holds nothing. The first move is of a partition
+//! whose leader deleted its first records (`kafka-delete-records`): the new replica starts at
+//! the leader's log start. After each step every record
 //! produced before it reads back, in order, from the partition's new leader; the replicas a
 //! move removed are deleted from disk and the new ones hold the same bytes.
 //!
@@ -24,6 +26,8 @@ use cluster::{binary, on_executor, seed_from_env, Cluster, ClusterOptions, NodeI
 const TOPIC: &str = "moves";
 const PARTITIONS: u32 = 2;
 const RECORDS_PER_STEP: u32 = 300;
+/// Records of partition 0 deleted (DeleteRecords) before it moves.
+const DELETED: u64 = 150;
 /// How long a move may take: the new replica catches up (a few hundred small records), joins
 /// the ISR, and the controller completes the reassignment in its next round.
 const MOVE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -99,6 +103,8 @@ fn check_reads(cluster: &Cluster, expected: &[Vec<String>], context: &str) {
         ];
         let got: Vec<String> = shardlog(cluster, &args, "").lines().map(str::to_owned).collect();
         if &got != values {
+            let describe = shardlog(cluster, &["topic", "describe", TOPIC], "");
+            eprintln!("{describe}\nfirst read: {:?}", got.first());
             cluster.fail(&format!(
                 "{context}: {TOPIC}-{partition} read {} records, expected {}; first difference at {:?}",
                 got.len(),
@@ -211,6 +217,18 @@ fn partitions_move_onto_a_new_node_leaders_return_and_a_drained_node_ends_empty(
     let mut expected = vec![Vec::new(); PARTITIONS as usize];
     produce(&cluster, 0, &mut expected);
 
+    // The leader of partition 0 no longer has its first records (Kafka's DeleteRecords, as
+    // retention would): a new replica must start at the leader's log start, not at 0.
+    let tools = kafka_tools();
+    if let Some(tools) = &tools {
+        let plan = format!(r#"{{"version":1,"partitions":[{{"topic":"{TOPIC}","partition":0,"offset":{DELETED}}}]}}"#);
+        let file = cluster.run_dir().join("delete-records.json");
+        std::fs::write(&file, plan).unwrap();
+        run_tool(&cluster, tools, "kafka-delete-records.sh", &["--offset-json-file", file.to_str().unwrap()]);
+        expected[0].drain(..DELETED as usize);
+        check_reads(&cluster, &expected, "after DeleteRecords");
+    }
+
     // 1. Move partition 0 onto a node that holds no replica of it, as its preferred leader.
     let newcomer = *all.iter().find(|n| !start[0].replicas.contains(n)).unwrap();
     let kept = start[0].replicas[1];
@@ -226,7 +244,6 @@ fn partitions_move_onto_a_new_node_leaders_return_and_a_drained_node_ends_empty(
     // The preferred (first) replica leads again, whether the controller's balancing or the
     // election below moves it: kafka-leader-election (ElectLeaders) either elects it or
     // answers that no election is needed.
-    let tools = kafka_tools();
     if let Some(tools) = &tools {
         // It exits non-zero if any partition's election failed for another reason.
         let args = ["--election-type", "preferred", "--all-topic-partitions"];

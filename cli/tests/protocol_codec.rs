@@ -202,6 +202,7 @@ fn base_requests() -> Vec<Request> {
                     durable_offset: 90,
                     last_fetched_epoch: Some(6),
                     bytes_max: 1 << 20,
+                    log_start_offset: 40,
                 },
                 ReplicaFetchPartition {
                     topic: String::new(),
@@ -211,6 +212,7 @@ fn base_requests() -> Vec<Request> {
                     durable_offset: 0,
                     last_fetched_epoch: None,
                     bytes_max: 0,
+                    log_start_offset: 0,
                 },
             ],
         },
@@ -779,21 +781,27 @@ fn request() -> impl Strategy<Value = Request> {
             ..settings
         },
     );
-    let replica_partition =
-        ((text(), any::<u32>(), any::<u32>()), (any::<u64>(), any::<u64>(), any::<Option<u32>>(), any::<u32>()))
-            .prop_map(
-                |((topic, partition, leader_epoch), (fetch_offset, durable_offset, last_fetched_epoch, bytes_max))| {
-                    ReplicaFetchPartition {
-                        topic,
-                        partition,
-                        leader_epoch,
-                        fetch_offset,
-                        durable_offset,
-                        last_fetched_epoch,
-                        bytes_max,
-                    }
-                },
-            );
+    let replica_partition = (
+        (text(), any::<u32>(), any::<u32>(), any::<u64>()),
+        (any::<u64>(), any::<u64>(), any::<Option<u32>>(), any::<u32>()),
+    )
+        .prop_map(
+            |(
+                (topic, partition, leader_epoch, log_start_offset),
+                (fetch_offset, durable_offset, last_fetched_epoch, bytes_max),
+            )| {
+                ReplicaFetchPartition {
+                    topic,
+                    partition,
+                    leader_epoch,
+                    fetch_offset,
+                    durable_offset,
+                    last_fetched_epoch,
+                    bytes_max,
+                    log_start_offset,
+                }
+            },
+        );
     let acks = prop::sample::select(vec![Acks::None, Acks::Leader, Acks::Durable]);
     let produce_partition = (text(), any::<u32>(), prop::collection::vec(opaque(), 0..4))
         .prop_map(|(topic, partition, batches)| ProducePartition { topic, partition, batches });

@@ -271,6 +271,18 @@ pub struct Log {
 impl Log {
     /// Opens (creating if needed) the log in `dir`, recovering it as `recovery.rs` describes.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<Log, OpenError> {
+        Log::open_with(dir, config, Offset::ZERO).await
+    }
+
+    /// Opens the log in `dir`, which, if it holds no log yet, starts empty at `start` (log
+    /// start = log end = `start`): a new follower replica of a partition whose leader no longer
+    /// has offsets below `start` (retention, DeleteRecords) — Kafka's truncateFullyAndStartAt
+    /// on a fresh directory. A directory that already holds a log opens as with `open`.
+    pub async fn open_starting_at(dir: &Path, config: LogConfig, start: Offset) -> Result<Log, OpenError> {
+        Log::open_with(dir, config, start).await
+    }
+
+    async fn open_with(dir: &Path, config: LogConfig, empty_start: Offset) -> Result<Log, OpenError> {
         config.validate().map_err(OpenError::Config)?;
         create_dir_all(dir).await.map_err(OpenError::Io)?;
         prime_direct_io_probe(dir).await.map_err(OpenError::Io)?;
@@ -319,9 +331,13 @@ impl Log {
                 follower::write_high_watermark(dir, cut).await.map_err(OpenError::Io)?;
             }
         }
+        // A new log starts at `empty_start` (0 unless a follower starts after its leader's
+        // log start); nothing below it was ever here.
+        let log_start_offset = if segments.is_empty() { log_start_offset.max(empty_start) } else { log_start_offset };
         if segments.is_empty() {
-            let segment = create_segment(dir, Offset::ZERO).await.map_err(OpenError::Io)?;
-            segments.insert(Offset::ZERO, segment);
+            let segment = create_segment(dir, log_start_offset).await.map_err(OpenError::Io)?;
+            segments.insert(log_start_offset, segment);
+            high_watermark = high_watermark.max(log_start_offset);
         }
         let last = segments
             .values_mut()

@@ -452,3 +452,34 @@ fn a_truncation_at_the_log_end_drops_an_epoch_begun_there() {
         reopened.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_new_replica_can_start_at_its_leaders_log_start_and_keeps_it_across_reopen() {
+    let dir = temp_dir();
+    let path = dir.path().join("p");
+    let existing = dir.path().join("q");
+    run(move || async move {
+        let log = Log::open_starting_at(&path, small_config(), o(1000)).await.unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (o(1000), o(1000)));
+        assert_eq!(log.read(o(1000), 1 << 20).await.unwrap().size_bytes(), 0);
+        // The leader's batches continue from there; anything else is refused.
+        let err = log.append_replica(&[stored_batch(1, 2, 10, 0, 3)], Durability::Sync).await.unwrap_err();
+        assert!(matches!(err, AppendError::ReplicaOffsetMismatch { index: 0, .. }), "{err}");
+        log.append_replica(&[stored_batch(2, 2, 10, 1000, 3)], Durability::Sync).await.unwrap();
+        assert_eq!(log.log_end_offset(), o(1002));
+        assert_eq!(fetch(&log, 1000).await.concat().len(), 1);
+        assert!(log.read(o(999), 1 << 20).await.is_err(), "offsets below the start were never here");
+        log.close().await.unwrap();
+        let log = Log::open(&path, small_config()).await.unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (o(1000), o(1002)));
+        assert_eq!(log.leader_epochs().last().map(|e| e.epoch), Some(e(3)));
+        log.close().await.unwrap();
+        // A directory that already holds a log ignores the start asked for.
+        let log = Log::open(&existing, small_config()).await.unwrap();
+        log.append_replica(&[stored_batch(3, 1, 10, 0, 1)], Durability::Sync).await.unwrap();
+        log.close().await.unwrap();
+        let log = Log::open_starting_at(&existing, small_config(), o(50)).await.unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (o(0), o(1)));
+        log.close().await.unwrap();
+    });
+}

@@ -135,6 +135,7 @@ pub fn partition_code(e: &PartitionError) -> i16 {
         }
         PartitionError::Call(_) => codes::REQUEST_TIMED_OUT,
         PartitionError::NotLeader { .. } => codes::NOT_LEADER_OR_FOLLOWER,
+        PartitionError::ReplicationTimedOut { .. } => codes::REQUEST_TIMED_OUT,
         PartitionError::NotEnoughReplicas { .. } => codes::NOT_ENOUGH_REPLICAS,
         PartitionError::NotEnoughReplicasAfterAppend { .. } => codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
         PartitionError::FencedLeaderEpoch { .. } => codes::FENCED_LEADER_EPOCH,

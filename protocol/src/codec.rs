@@ -281,6 +281,7 @@ pub fn encode_request(correlation_id: u32, request: &Request) -> Vec<Bytes> {
                     durable_offset: partition.durable_offset,
                     last_fetched_epoch: partition.last_fetched_epoch,
                     bytes_max: partition.bytes_max,
+                    log_start_offset: partition.log_start_offset,
                 };
                 encoded.push(fb::ReplicaFetchPartition::create(&mut fbb, &args));
             }
@@ -994,6 +995,7 @@ impl Decoder {
                     durable_offset: partition.durable_offset(),
                     last_fetched_epoch: partition.last_fetched_epoch(),
                     bytes_max: partition.bytes_max(),
+                    log_start_offset: partition.log_start_offset(),
                 })
             })?;
             return Ok(Request::ReplicaFetch {

@@ -357,6 +357,8 @@ pub struct ReplicaFetchPartition {
     /// The epoch of the follower's last batch; `None` for an empty log.
     pub last_fetched_epoch: Option<u32>,
     pub bytes_max: u32,
+    /// The follower's log start.
+    pub log_start_offset: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

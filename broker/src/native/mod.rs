@@ -257,6 +257,7 @@ async fn replica_fetch(
             durable_offset: wire_offset(p.durable_offset).unwrap_or(Offset::ZERO),
             last_fetched_epoch: p.last_fetched_epoch.map(LeaderEpoch::new),
             bytes_max: p.bytes_max,
+            log_start_offset: wire_offset(p.log_start_offset).unwrap_or(Offset::ZERO),
         })
         .collect();
     let results = shard.replica_fetch(NodeId::new(replica_node), requests, wait_ms_max, bytes_max).await;
@@ -279,8 +280,16 @@ async fn replica_fetch(
                 partition: p.partition,
                 error: partition_code(&e),
                 high_watermark: 0,
-                log_start_offset: 0,
-                log_end_offset: 0,
+                // Out of range: the leader's bounds, so a follower below its log start can
+                // start over there.
+                log_start_offset: match &e {
+                    PartitionError::OffsetOutOfRange { log_start, .. } => log_start.get(),
+                    _ => 0,
+                },
+                log_end_offset: match &e {
+                    PartitionError::OffsetOutOfRange { log_end, .. } => log_end.get(),
+                    _ => 0,
+                },
                 diverging: None,
                 records: Vec::new(),
             },
@@ -545,6 +554,7 @@ pub fn partition_code(e: &PartitionError) -> ErrorCode {
         PartitionError::ShuttingDown => ErrorCode::ShuttingDown,
         PartitionError::Call(call) => call_code(*call),
         PartitionError::NotLeader { .. } => ErrorCode::NotLeaderOrFollower,
+        PartitionError::ReplicationTimedOut { .. } => ErrorCode::RequestTimedOut,
         PartitionError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
         PartitionError::NotEnoughReplicasAfterAppend { .. } => ErrorCode::NotEnoughReplicasAfterAppend,
         PartitionError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,

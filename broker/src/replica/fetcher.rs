@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use protocol::codec::{decode_response, encode_request};
@@ -100,7 +101,7 @@ async fn session(shard: Rc<Shard>, address: String) {
         let request = fetch_request(&shard, &followers);
         let exchanged = round_trip(&shard, &mut connection, &address, correlation_id, &request).await;
         let backoff = match exchanged {
-            Ok(results) => apply(&followers, results).await,
+            Ok(results) => apply(&shard, &followers, results).await,
             Err(e) => {
                 tracing::debug!(shard = %shard.id(), leader = %address, error = %e, "replica fetch failed");
                 connection = None;
@@ -133,6 +134,7 @@ fn fetch_request(shard: &Shard, followers: &[(Rc<Partition>, FollowerRole)]) -> 
                 durable_offset: log.durable_end_offset().get(),
                 last_fetched_epoch,
                 bytes_max: REPLICA_FETCH_PARTITION_BYTES_MAX,
+                log_start_offset: log.log_start_offset().get(),
             }
         })
         .collect();
@@ -146,7 +148,11 @@ fn fetch_request(shard: &Shard, followers: &[(Rc<Partition>, FollowerRole)]) -> 
 
 /// Applies the leader's answers. True when the session should back off before the next
 /// fetch (the leader refused: its metadata or ours is about to change).
-async fn apply(followers: &[(Rc<Partition>, FollowerRole)], results: Vec<ReplicaFetchResult>) -> bool {
+async fn apply(
+    shard: &Rc<Shard>,
+    followers: &[(Rc<Partition>, FollowerRole)],
+    results: Vec<ReplicaFetchResult>,
+) -> bool {
     let mut backoff = false;
     let mut syncs = Vec::new();
     for result in results {
@@ -161,6 +167,11 @@ async fn apply(followers: &[(Rc<Partition>, FollowerRole)], results: Vec<Replica
         }
         match result.error {
             ErrorCode::None => {}
+            ErrorCode::OffsetOutOfRange if partition.log().log_end_offset() < Offset::new(result.log_start_offset) => {
+                // The next fetch (from the leader's log start) goes to the new replica.
+                let _ = shard.restart_replica_at(partition.clone(), Offset::new(result.log_start_offset)).await;
+                continue;
+            }
             ErrorCode::NotLeaderOrFollower | ErrorCode::FencedLeaderEpoch | ErrorCode::UnknownLeaderEpoch => {
                 backoff = true;
                 continue;
@@ -189,6 +200,23 @@ async fn apply(followers: &[(Rc<Partition>, FollowerRole)], results: Vec<Replica
             continue;
         }
         let batches = split_batches(&result.records);
+        // A replica started at the leader's log start, which lies inside the leader's first
+        // batch: start it over at that batch's base so it can hold the batch whole (Kafka does
+        // the same); its logical start follows the leader's below.
+        let mut partition = partition.clone();
+        if let Some((base, last)) = batches.first().and_then(batch_span) {
+            let log = partition.log();
+            let end = log.log_end_offset();
+            if log.log_start_offset() == end && base < end && last >= end {
+                match shard.restart_replica_at(partition.clone(), base).await {
+                    Some(reopened) => partition = reopened,
+                    None => {
+                        backoff = true;
+                        continue;
+                    }
+                }
+            }
+        }
         if !batches.is_empty() {
             match partition.log().append_replica_queued(&batches).await {
                 Ok(queued) => {
@@ -302,4 +330,14 @@ async fn connect(address: &str, source_ip: Option<IpAddr>) -> Result<TcpStream, 
     // SAFETY: the fd is a connected socket we own and give up here; glommio takes ownership
     // and closes it. (glommio's `From<socket2::Socket>` is for an older socket2.)
     Ok(unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) })
+}
+
+/// A stored batch's (base offset, last offset), read from its header (the append validates the
+/// batch itself); `None` for a header too short or negative offsets.
+fn batch_span(batch: &Bytes) -> Option<(Offset, Offset)> {
+    let base = i64::from_be_bytes(batch.get(0..8)?.try_into().ok()?);
+    let last_delta = i32::from_be_bytes(batch.get(23..27)?.try_into().ok()?);
+    let base = u64::try_from(base).ok()?;
+    let last = base.checked_add(u64::try_from(last_delta).ok()?)?;
+    Some((Offset::new(base), Offset::new(last)))
 }

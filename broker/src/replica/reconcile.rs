@@ -23,7 +23,7 @@ use std::time::Duration;
 use engine::catalog::partition_dir_name;
 
 use crate::cluster::{PartitionMeta, TopicMeta};
-use crate::ids::{LeaderEpoch, NodeId};
+use crate::ids::{LeaderEpoch, NodeId, Offset};
 use crate::isr::{FollowerRole, LeaderStart, Role};
 use crate::limits::{REPLICA_CHECK_INTERVAL_MS, REPLICA_LAG_TIME_MAX_MS};
 use crate::partition::{Partition, TopicPartition};
@@ -69,7 +69,7 @@ impl Shard {
                         apply_config(&p, &topic.config);
                         p
                     }
-                    None => match self.open_replica(topic, id.clone()).await {
+                    None => match self.open_replica(topic, id.clone(), Offset::ZERO).await {
                         Ok(Some(p)) => p,
                         Ok(None) => continue,
                         Err(e) => {
@@ -95,7 +95,12 @@ impl Shard {
 
     /// Opens this shard's replica of `topic`'s partition `id`; `None` when its directory
     /// belongs to a newer topic of the same name (this node's metadata is behind).
-    async fn open_replica(&self, topic: &TopicMeta, id: TopicPartition) -> Result<Option<Rc<Partition>>, String> {
+    async fn open_replica(
+        &self,
+        topic: &TopicMeta,
+        id: TopicPartition,
+        empty_start: Offset,
+    ) -> Result<Option<Rc<Partition>>, String> {
         let dir = self.data_dir().join(partition_dir_name(&id.topic, id.partition));
         let topic_id = topic.id;
         let check_dir = dir.clone();
@@ -107,12 +112,52 @@ impl Shard {
             tracing::warn!(partition = %id, dir_topic_id = newer, topic_id, "replica directory is newer than this node's metadata; not opened yet");
             return Ok(None);
         }
-        let partition = Partition::open_replica(&dir, id.clone(), &topic.config, self.disk_free_floor_bytes())
+        let floor = self.disk_free_floor_bytes();
+        let partition = Partition::open_replica_starting_at(&dir, id.clone(), &topic.config, floor, empty_start)
             .await
             .map_err(|e| e.to_string())?;
         let partition = Rc::new(partition);
         self.insert_partition(partition.clone());
         Ok(Some(partition))
+    }
+
+    /// Starts a follower replica over, empty, at `start`: its leader's log no longer has the
+    /// offsets it needs next (retention or DeleteRecords moved the leader's log start past
+    /// this replica's end — a new replica of an old partition, or one down for long). Kafka's
+    /// truncateFullyAndStartAt: the old directory is deleted (a crash midway leaves an empty
+    /// replica, which the next fetch starts over the same way) and a new log opens at `start`.
+    pub(crate) async fn restart_replica_at(
+        self: &Rc<Self>,
+        partition: Rc<Partition>,
+        start: Offset,
+    ) -> Option<Rc<Partition>> {
+        let id = partition.id().clone();
+        let table = self.topics();
+        let view = table.cluster.as_ref()?;
+        let (topic, meta) = (view.topic(&id.topic)?, view.partition(&id.topic, id.partition)?);
+        let log = partition.log();
+        // Behind the leader's start, or empty (a start inside the leader's first batch).
+        let empty = log.log_start_offset() == log.log_end_offset();
+        if !matches!(partition.role(), Role::Follower(_)) || (log.log_end_offset() >= start && !empty) {
+            return None;
+        }
+        tracing::warn!(partition = %id, log_end = %log.log_end_offset(), %start, "starting the replica over, empty, at the leader's log start");
+        self.forget_partition(&id);
+        if let Err(e) = partition.delete().await {
+            tracing::error!(partition = %id, error = %e, "deleting a replica to start it over failed");
+            return None;
+        }
+        match self.open_replica(topic, id.clone(), start).await {
+            Ok(Some(reopened)) => {
+                self.apply_role(&reopened, view, topic, meta).await;
+                Some(reopened)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(partition = %id, error = %e, "reopening a replica at the leader's log start failed");
+                None
+            }
+        }
     }
 
     async fn apply_role(&self, partition: &Rc<Partition>, view: &ClusterView, topic: &TopicMeta, meta: &PartitionMeta) {

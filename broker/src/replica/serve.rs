@@ -32,6 +32,8 @@ pub struct ReplicaFetchPartition {
     /// The epoch of the follower's last batch (`None`: an empty log).
     pub last_fetched_epoch: Option<LeaderEpoch>,
     pub bytes_max: u32,
+    /// The follower's log start (DeleteRecords waits for the in-sync replicas' starts).
+    pub log_start_offset: Offset,
 }
 
 /// The leader's answer for one partition.
@@ -195,7 +197,8 @@ async fn serve_one(
             log_end: log_end_offset,
         });
     }
-    if let Some(change) = partition.follower_fetched(follower, request.fetch_offset, request.durable_offset) {
+    let progress = (request.fetch_offset, request.durable_offset, request.log_start_offset);
+    if let Some(change) = partition.follower_fetched(follower, progress) {
         shard.propose_isr_change(partition.clone(), change);
     }
     let read = log.read(request.fetch_offset, request.bytes_max.min(bytes_max).max(1)).await?;

@@ -3849,6 +3849,7 @@ impl<'a> ReplicaFetchPartition<'a> {
   pub const VT_DURABLE_OFFSET: ::flatbuffers::VOffsetT = 12;
   pub const VT_LAST_FETCHED_EPOCH: ::flatbuffers::VOffsetT = 14;
   pub const VT_BYTES_MAX: ::flatbuffers::VOffsetT = 16;
+  pub const VT_LOG_START_OFFSET: ::flatbuffers::VOffsetT = 18;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3860,6 +3861,7 @@ impl<'a> ReplicaFetchPartition<'a> {
     args: &'args ReplicaFetchPartitionArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ReplicaFetchPartition<'bldr>> {
     let mut builder = ReplicaFetchPartitionBuilder::new(_fbb);
+    builder.add_log_start_offset(args.log_start_offset);
     builder.add_durable_offset(args.durable_offset);
     builder.add_fetch_offset(args.fetch_offset);
     builder.add_bytes_max(args.bytes_max);
@@ -3924,6 +3926,15 @@ impl<'a> ReplicaFetchPartition<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(ReplicaFetchPartition::VT_BYTES_MAX, Some(0)).unwrap()}
   }
+  /// The follower's log start: the leader's DeleteRecords waits until every in-sync replica
+  /// has moved its start past the deleted records (Kafka's low watermark).
+  #[inline]
+  pub fn log_start_offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaFetchPartition::VT_LOG_START_OFFSET, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ReplicaFetchPartition<'_> {
@@ -3939,6 +3950,7 @@ impl ::flatbuffers::Verifiable for ReplicaFetchPartition<'_> {
      .visit_field::<u64>("durable_offset", Self::VT_DURABLE_OFFSET, false)?
      .visit_field::<u32>("last_fetched_epoch", Self::VT_LAST_FETCHED_EPOCH, false)?
      .visit_field::<u32>("bytes_max", Self::VT_BYTES_MAX, false)?
+     .visit_field::<u64>("log_start_offset", Self::VT_LOG_START_OFFSET, false)?
      .finish();
     Ok(())
   }
@@ -3951,6 +3963,7 @@ pub struct ReplicaFetchPartitionArgs<'a> {
     pub durable_offset: u64,
     pub last_fetched_epoch: Option<u32>,
     pub bytes_max: u32,
+    pub log_start_offset: u64,
 }
 impl<'a> Default for ReplicaFetchPartitionArgs<'a> {
   #[inline]
@@ -3963,6 +3976,7 @@ impl<'a> Default for ReplicaFetchPartitionArgs<'a> {
       durable_offset: 0,
       last_fetched_epoch: None,
       bytes_max: 0,
+      log_start_offset: 0,
     }
   }
 }
@@ -4001,6 +4015,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicaFetchPartitionBuilder<
     self.fbb_.push_slot::<u32>(ReplicaFetchPartition::VT_BYTES_MAX, bytes_max, 0);
   }
   #[inline]
+  pub fn add_log_start_offset(&mut self, log_start_offset: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaFetchPartition::VT_LOG_START_OFFSET, log_start_offset, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicaFetchPartitionBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ReplicaFetchPartitionBuilder {
@@ -4026,6 +4044,7 @@ impl ::core::fmt::Debug for ReplicaFetchPartition<'_> {
       ds.field("durable_offset", &self.durable_offset());
       ds.field("last_fetched_epoch", &self.last_fetched_epoch());
       ds.field("bytes_max", &self.bytes_max());
+      ds.field("log_start_offset", &self.log_start_offset());
       ds.finish()
   }
 }
