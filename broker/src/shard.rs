@@ -101,6 +101,9 @@ pub struct Shard {
     source_ip: Option<IpAddr>,
     /// Leader addresses this shard's followers have a fetch session with (`replica/fetcher.rs`).
     fetch_sessions: RefCell<HashSet<String>>,
+    /// Replicas whose directory is being deleted (removed, or started over): not opened
+    /// again until the deletion is done, so two logs never share a directory.
+    deleting: RefCell<HashSet<TopicPartition>>,
     default_replication_factor: u32,
     incarnation: Option<u64>,
 }
@@ -128,6 +131,7 @@ impl Shard {
             topics_changed: setup.topics_changed,
             source_ip: setup.source_ip,
             fetch_sessions: RefCell::new(HashSet::new()),
+            deleting: RefCell::new(HashSet::new()),
             default_replication_factor: setup.default_replication_factor,
             incarnation: setup.incarnation,
         }
@@ -177,6 +181,11 @@ impl Shard {
 
     pub(crate) fn source_ip(&self) -> Option<IpAddr> {
         self.source_ip
+    }
+
+    /// See the `deleting` field.
+    pub(crate) fn deleting(&self) -> &RefCell<HashSet<TopicPartition>> {
+        &self.deleting
     }
 
     pub(crate) fn fetch_sessions(&self) -> &RefCell<HashSet<String>> {

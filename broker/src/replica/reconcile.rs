@@ -64,6 +64,10 @@ impl Shard {
                 }
                 let id = TopicPartition::new(topic.name.clone(), index as u32);
                 wanted.insert(id.clone());
+                if self.deleting().borrow().contains(&id) {
+                    // Its directory is being deleted; reconciled again once that is done.
+                    continue;
+                }
                 let partition = match self.local_partition(&id) {
                     Some(p) => {
                         apply_config(&p, &topic.config);
@@ -86,9 +90,11 @@ impl Shard {
         for partition in gone {
             self.forget_partition(partition.id());
             tracing::info!(partition = %partition.id(), "replica removed from this shard");
+            self.deleting().borrow_mut().insert(partition.id().clone());
             if let Err(e) = partition.delete().await {
                 tracing::error!(partition = %partition.id(), error = %e, "deleting a replica failed");
             }
+            self.deleting().borrow_mut().remove(partition.id());
         }
         self.start_fetchers();
     }
@@ -143,11 +149,18 @@ impl Shard {
         }
         tracing::warn!(partition = %id, log_end = %log.log_end_offset(), %start, "starting the replica over, empty, at the leader's log start");
         self.forget_partition(&id);
-        if let Err(e) = partition.delete().await {
-            tracing::error!(partition = %id, error = %e, "deleting a replica to start it over failed");
-            return None;
-        }
-        match self.open_replica(topic, id.clone(), start).await {
+        self.deleting().borrow_mut().insert(id.clone());
+        let deleted = partition.delete().await;
+        let reopened = match deleted {
+            Ok(()) => Some(self.open_replica(topic, id.clone(), start).await),
+            Err(e) => {
+                tracing::error!(partition = %id, error = %e, "deleting a replica to start it over failed");
+                None
+            }
+        };
+        self.deleting().borrow_mut().remove(&id);
+        self.topics_changed().notify(usize::MAX);
+        match reopened? {
             Ok(Some(reopened)) => {
                 self.apply_role(&reopened, view, topic, meta).await;
                 Some(reopened)
