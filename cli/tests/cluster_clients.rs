@@ -64,17 +64,15 @@ fn leader_of(cluster: &Cluster, topic: &'static str, partition: u32) -> NodeId {
     u32::try_from(leader).unwrap_or_else(|_| cluster.fail(&format!("{topic}-{partition} has no leader")))
 }
 
-#[test]
-fn confluent_kafka_idempotent_producer_and_group_consumer_carry_on_through_a_leader_kill() {
-    if !python_has_confluent_kafka() || !available("kcat", &["-V"]) {
-        return;
-    }
-    const TOPIC: &str = "failover";
-    let cluster = Cluster::start(ClusterOptions { seed: seed_from_env(0x5eed_0014), ..ClusterOptions::default() });
-    cluster.wait_kafka_brokers();
+/// Runs `program SCRIPT BOOTSTRAP TOPIC PRODUCE_SECONDS` (a client through a failover: it prints
+/// READY once records flow, then a JSON summary) against `cluster`, kills the leader of
+/// `topic`-0's node at READY, restarts it after `DOWN`: the script's output lines and the node
+/// killed.
+fn run_through_leader_kill(cluster: &Cluster, program: &str, name: &str, topic: &'static str) -> (Vec<String>, NodeId) {
     let bootstrap = cluster.bootstrap_kafka();
-    let mut child = Command::new("python3")
-        .args([&script("confluent_failover.py"), &bootstrap, TOPIC, &PRODUCE_SECONDS.to_string()])
+    let mut child = Command::new(program)
+        .arg(script(name))
+        .args([bootstrap.as_str(), topic, &PRODUCE_SECONDS.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -99,7 +97,7 @@ fn confluent_kafka_idempotent_producer_and_group_consumer_carry_on_through_a_lea
         let left = deadline.saturating_duration_since(Instant::now());
         match lines_rx.recv_timeout(left.min(Duration::from_millis(200))) {
             Ok(line) if line == "READY" => {
-                let leader = leader_of(&cluster, TOPIC, 0);
+                let leader = leader_of(cluster, topic, 0);
                 cluster.kill9(leader);
                 killed = Some((leader, Instant::now()));
             }
@@ -120,20 +118,44 @@ fn confluent_kafka_idempotent_producer_and_group_consumer_carry_on_through_a_lea
     let status = child.wait().unwrap();
     let stderr = stderr_reader.join().unwrap();
     if !status.success() {
-        cluster.fail(&format!("confluent_failover.py failed ({status}):\n{stderr}\nstdout: {out:?}"));
+        cluster.fail(&format!("{name} failed ({status}):\n{stderr}\nstdout: {out:?}"));
     }
     let (killed_node, _) = killed.unwrap_or_else(|| cluster.fail("the client never said READY"));
     if !cluster.is_running(killed_node) {
         cluster.restart(killed_node);
     }
+    let (killed_node, _) = killed.unwrap_or_else(|| cluster.fail(&format!("{name} never said READY")));
+    if !cluster.is_running(killed_node) {
+        cluster.restart(killed_node);
+    }
+    (out, killed_node)
+}
+
+/// The "acked" count of a script's JSON summary line.
+fn acked_of(cluster: &Cluster, out: &[String]) -> u64 {
     let summary = out.last().cloned().unwrap_or_default();
-    eprintln!("confluent-kafka through the kill of node {killed_node}: {summary}");
-    let acked: u64 = summary
+    summary
         .split("\"acked\": ")
         .nth(1)
+        .or_else(|| summary.split("\"acked\":").nth(1))
         .and_then(|rest| rest.split([',', '}']).next())
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| cluster.fail(&format!("no summary: {out:?}")));
+        .unwrap_or_else(|| cluster.fail(&format!("no summary: {out:?}")))
+}
+
+#[test]
+fn confluent_kafka_idempotent_producer_and_group_consumer_carry_on_through_a_leader_kill() {
+    if !python_has_confluent_kafka() || !available("kcat", &["-V"]) {
+        return;
+    }
+    const TOPIC: &str = "failover";
+    let cluster = Cluster::start(ClusterOptions { seed: seed_from_env(0x5eed_0014), ..ClusterOptions::default() });
+    cluster.wait_kafka_brokers();
+    let bootstrap = cluster.bootstrap_kafka();
+    let (out, killed_node) = run_through_leader_kill(&cluster, "python3", "confluent_failover.py", TOPIC);
+    let summary = out.last().cloned().unwrap_or_default();
+    eprintln!("confluent-kafka through the kill of node {killed_node}: {summary}");
+    let acked = acked_of(&cluster, &out);
 
     // kcat reads every acknowledged value back (plus the one produced after the checks), and
     // produces on the healed cluster.
@@ -153,5 +175,58 @@ fn confluent_kafka_idempotent_producer_and_group_consumer_carry_on_through_a_lea
         Command::new("kcat").args(["-b", &bootstrap, "-C", "-t", TOPIC, "-e", "-q", "-f", "%s\\n"]).output().unwrap();
     let values = String::from_utf8_lossy(&consumed.stdout);
     assert!(values.contains("kcat-1") && values.contains("kcat-2"), "{values}");
+    cluster.stop_all_cleanly();
+}
+
+/// Where `.ci/run` installs kafkajs (`npm install --prefix target/js kafkajs@2`).
+fn kafkajs_installed() -> bool {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/js/node_modules/kafkajs");
+    let require = format!("require({:?})", path.display().to_string());
+    let ok = Command::new("node")
+        .args(["-e", &require])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok || available("node with kafkajs (npm install --prefix target/js kafkajs@2)", &[])
+}
+
+#[test]
+fn kafkajs_idempotent_producer_and_group_consumer_carry_on_through_a_leader_kill() {
+    if !kafkajs_installed() {
+        return;
+    }
+    const TOPIC: &str = "failover-js";
+    let cluster = Cluster::start(ClusterOptions { seed: seed_from_env(0x5eed_0016), ..ClusterOptions::default() });
+    cluster.wait_kafka_brokers();
+    let (out, killed_node) = run_through_leader_kill(&cluster, "node", "kafkajs_failover.js", TOPIC);
+    let acked = acked_of(&cluster, &out);
+    assert!(acked > 50, "{out:?}");
+    eprintln!("kafkajs through the kill of node {killed_node}: {}", out.last().unwrap());
+    cluster.stop_all_cleanly();
+}
+
+fn python_has_kafka_python() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import kafka"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok || available("kafka-python (python3 module)", &[])
+}
+
+#[test]
+fn kafka_python_producer_and_group_consumer_carry_on_through_a_leader_kill() {
+    if !python_has_kafka_python() {
+        return;
+    }
+    const TOPIC: &str = "failover-py";
+    let cluster = Cluster::start(ClusterOptions { seed: seed_from_env(0x5eed_0017), ..ClusterOptions::default() });
+    cluster.wait_kafka_brokers();
+    let (out, killed_node) = run_through_leader_kill(&cluster, "python3", "kafka_python_failover.py", TOPIC);
+    let acked = acked_of(&cluster, &out);
+    assert!(acked > 50, "{out:?}");
+    eprintln!("kafka-python through the kill of node {killed_node}: {}", out.last().unwrap());
     cluster.stop_all_cleanly();
 }
