@@ -51,6 +51,7 @@ fn settings() -> KafkaSettings {
         advertised_host: None,
         auto_create_topics: true,
         default_partitions: 1,
+        cluster: false,
     };
     let shards = ["127.0.0.1:9093".parse().expect("a socket address"), "127.0.0.1:9094".parse().expect("an address")];
     KafkaSettings::new(&options, NodeId::default(), listen, &shards)
