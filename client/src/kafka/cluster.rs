@@ -49,7 +49,10 @@ pub struct Versions {
 }
 
 pub struct Cluster {
-    bootstrap: Rc<Connection>,
+    /// The connection Metadata and CreateTopics go to: the bootstrap address's, replaced by
+    /// one to any known broker once it breaks (the node may be gone for good).
+    bootstrap: RefCell<Rc<Connection>>,
+    bootstrap_addr: String,
     pub versions: Versions,
     /// Node id → "host:port".
     brokers: RefCell<HashMap<i32, String>>,
@@ -92,7 +95,8 @@ impl Cluster {
             create_topics: pick(ApiKey::CreateTopics)?,
         };
         Ok(Cluster {
-            bootstrap: Rc::new(connection),
+            bootstrap: RefCell::new(Rc::new(connection)),
+            bootstrap_addr: bootstrap.to_owned(),
             versions,
             brokers: RefCell::new(HashMap::new()),
             connections: RefCell::new(HashMap::new()),
@@ -126,7 +130,7 @@ impl Cluster {
                 })
                 .collect(),
         );
-        let answer = self.bootstrap.call(&request, v).await?;
+        let answer = self.metadata_connection().await?.call(&request, v).await?;
         for result in answer.topics {
             if result.error_code != codes::NONE && result.error_code != codes::TOPIC_ALREADY_EXISTS {
                 let message = result.error_message.map(|m| m.to_string()).unwrap_or_default();
@@ -178,7 +182,7 @@ impl Cluster {
         if v >= 4 {
             request = request.with_allow_auto_topic_creation(false);
         }
-        let answer = self.bootstrap.call(&request, v).await?;
+        let answer = self.metadata_connection().await?.call(&request, v).await?;
         {
             let mut brokers = self.brokers.borrow_mut();
             for b in &answer.brokers {
@@ -213,6 +217,29 @@ impl Cluster {
         let leaders = Rc::new(leaders);
         self.leaders.borrow_mut().insert(topic.to_owned(), leaders.clone());
         Ok(leaders)
+    }
+
+    /// The connection for cluster-wide requests: the current one while it works, else the first
+    /// of the bootstrap address and the known brokers that accepts a connection.
+    async fn metadata_connection(&self) -> Result<Rc<Connection>, KafkaError> {
+        let current = self.bootstrap.borrow().clone();
+        if !current.is_broken() {
+            return Ok(current);
+        }
+        let mut candidates = vec![self.bootstrap_addr.clone()];
+        candidates.extend(self.brokers.borrow().values().filter(|a| **a != self.bootstrap_addr).cloned());
+        let mut last = None;
+        for addr in candidates {
+            match Connection::connect(&addr, REQUEST_TIMEOUT).await {
+                Ok(opened) => {
+                    let opened = Rc::new(opened);
+                    *self.bootstrap.borrow_mut() = opened.clone();
+                    return Ok(opened);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| KafkaError::Metadata("no broker to ask".into())))
     }
 
     /// The connection to broker `node`, opened if there is none or it broke.
