@@ -64,6 +64,9 @@ pub struct FollowerProgress {
     /// The leader's log end when it answered the follower's previous fetch, and when: a fetch
     /// reaching it shows the follower was caught up as of that answer.
     pub previous_answer: Option<(Offset, Instant)>,
+    /// The follower's log start as of its last valid fetch (DeleteRecords waits for the
+    /// in-sync followers' starts: Kafka's low watermark).
+    pub log_start: Option<Offset>,
 }
 
 /// A leader's state for one epoch.
@@ -109,7 +112,7 @@ impl FollowerProgress {
     /// A follower not heard from yet in this epoch: given a full lag period before it counts
     /// as lagging.
     pub fn new(now: Instant) -> FollowerProgress {
-        FollowerProgress { log_end: None, durable_end: None, caught_up_at: now, previous_answer: None }
+        FollowerProgress { log_end: None, durable_end: None, caught_up_at: now, previous_answer: None, log_start: None }
     }
 }
 
@@ -199,6 +202,14 @@ impl LeaderRole {
         })
     }
 
+    /// The in-sync followers whose log start is not yet at or past `offset`.
+    pub fn log_start_behind(&self, offset: Offset) -> Vec<NodeId> {
+        let behind = |n: &&NodeId| {
+            **n != self.node && self.followers.get(n).and_then(|p| p.log_start).is_none_or(|s| s < offset)
+        };
+        self.isr.iter().filter(behind).copied().collect()
+    }
+
     /// ISR members (other than the leader) not caught up for `lag_max`: the ISR without them,
     /// to propose — unless a change is already pending.
     pub fn shrink(&mut self, now: Instant, lag_max: Duration) -> Option<IsrChange> {
@@ -262,6 +273,17 @@ mod tests {
         role.on_fetch(n(3), o(6), o(6), o(10), o(0), now);
         assert_eq!(role.replicated_end(o(10)), Some(o(6)));
         assert_eq!(role.durable_end(o(8)), Some(o(4)));
+    }
+
+    #[test]
+    fn delete_records_waits_for_every_in_sync_followers_log_start() {
+        let mut role = leader(Instant::now());
+        assert_eq!(role.log_start_behind(o(5)), vec![n(2), n(3)], "no follower reported yet");
+        role.followers.get_mut(&n(2)).unwrap().log_start = Some(o(5));
+        role.followers.get_mut(&n(3)).unwrap().log_start = Some(o(4));
+        assert_eq!(role.log_start_behind(o(5)), vec![n(3)]);
+        role.followers.get_mut(&n(3)).unwrap().log_start = Some(o(9));
+        assert!(role.log_start_behind(o(5)).is_empty());
     }
 
     #[test]

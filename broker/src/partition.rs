@@ -11,7 +11,6 @@
 //! read below it, and acks=all waits for it.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -143,8 +142,6 @@ pub struct Partition {
     /// Notified when the high or durable watermark moves or the role changes: wakes acks=all
     /// produces and consumers' long-polls.
     progressed: event_listener::Event,
-    /// A leader's followers' log starts, as their fetches report them.
-    follower_log_starts: RefCell<BTreeMap<NodeId, Offset>>,
 }
 
 /// What a leader was at the moment of an append: acks=all waits within that epoch.
@@ -222,7 +219,6 @@ impl Partition {
             durable_watermark: Cell::new(durable_watermark),
             checkpointed: Cell::new(high_watermark),
             progressed: event_listener::Event::new(),
-            follower_log_starts: RefCell::new(BTreeMap::new()),
         })
     }
 
@@ -626,21 +622,25 @@ impl Partition {
     }
 
     /// A follower's valid fetch (the leader checked its epoch and that its log does not
-    /// diverge): records its progress and moves the watermarks. Returns an ISR expansion to
-    /// propose, if it just caught up.
-    /// `progress`: the follower's (log end, durable end, log start).
+    /// diverge): records its progress — `progress` is its (log end, durable end, log start) —
+    /// and moves the watermarks. Returns an ISR expansion to propose, if it just caught up.
     pub(crate) fn follower_fetched(&self, follower: NodeId, progress: (Offset, Offset, Offset)) -> Option<IsrChange> {
         let (fetch_offset, durable_offset, log_start) = progress;
-        let moved_start = self.follower_log_starts.borrow_mut().insert(follower, log_start) != Some(log_start);
+        let mut moved_start = false;
         let change = match &mut *self.role.borrow_mut() {
-            Role::Leader(l) => l.on_fetch(
-                follower,
-                fetch_offset,
-                durable_offset,
-                self.log.log_end_offset(),
-                self.high_watermark.get(),
-                Instant::now(),
-            ),
+            Role::Leader(l) => {
+                if let Some(p) = l.followers.get_mut(&follower) {
+                    moved_start = p.log_start.replace(log_start) != Some(log_start);
+                }
+                l.on_fetch(
+                    follower,
+                    fetch_offset,
+                    durable_offset,
+                    self.log.log_end_offset(),
+                    self.high_watermark.get(),
+                    Instant::now(),
+                )
+            }
             _ => None,
         };
         self.advance();
@@ -666,13 +666,7 @@ impl Partition {
                     Role::Leader(l) => l,
                     Role::Follower(_) | Role::Offline => return Err(PartitionError::NotLeader { leader: None }),
                 };
-                let starts = self.follower_log_starts.borrow();
-                let behind: Vec<NodeId> = l
-                    .isr
-                    .iter()
-                    .filter(|&&n| n != l.node && starts.get(&n).is_none_or(|&s| s < offset))
-                    .copied()
-                    .collect();
+                let behind = l.log_start_behind(offset);
                 if behind.is_empty() {
                     return Ok(());
                 }
