@@ -14,14 +14,14 @@ use crate::partition::TopicPartition;
 use crate::shard::Shard;
 use crate::topics::ClusterView;
 
-/// A reassignment under way (nodes).
+/// A reassignment under way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reassignment {
     pub partition: TopicPartition,
     /// Every replica now, old and new.
-    pub replicas: Vec<u32>,
-    pub adding: Vec<u32>,
-    pub removing: Vec<u32>,
+    pub replicas: Vec<Replica>,
+    pub adding: Vec<Replica>,
+    pub removing: Vec<Replica>,
 }
 
 fn view(shard: &Shard) -> Result<ClusterView, AdminError> {
@@ -78,9 +78,9 @@ pub fn reassignments(shard: &Shard, only: Option<&[TopicPartition]>) -> Result<V
             }
             out.push(Reassignment {
                 partition: id,
-                replicas: p.replicas.iter().map(|r| r.node).collect(),
-                adding: p.adding.iter().map(|r| r.node).collect(),
-                removing: p.removing.iter().map(|r| r.node).collect(),
+                replicas: p.replicas.clone(),
+                adding: p.adding.clone(),
+                removing: p.removing.clone(),
             });
         }
     }

@@ -728,10 +728,11 @@ impl Shard {
         group: String,
         partitions: Option<Vec<TopicPartition>>,
     ) -> Result<Vec<(TopicPartition, Option<Committed>)>, CallError> {
+        if !self.coordinates_groups() {
+            // The adapters answer NOT_COORDINATOR before asking; a peer call lands here.
+            return Err(CallError::Unreachable { shard: COORDINATOR_SHARD });
+        }
         if let Some(view) = self.topics().cluster.clone() {
-            if view.controller != Some(view.node) {
-                return Err(CallError::Unreachable { shard: COORDINATOR_SHARD });
-            }
             return Ok(committed_in_cluster(&view, &group, partitions));
         }
         let local = async |c: &CoordinatorState| c.offsets.fetch(&group, partitions.clone());

@@ -5,9 +5,8 @@
 
 use std::rc::Rc;
 
-use broker::ids::{shard_at, COORDINATOR_SHARD};
 use broker::shard::join_all;
-use broker::{NodeId, Shard, TopicPartition};
+use broker::{Shard, TopicPartition};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
@@ -17,8 +16,8 @@ use kafka_protocol::messages::{
     TopicName,
 };
 
-use crate::metadata::{split_address, CLUSTER_ID};
-use crate::{codes, kafka_broker_id, str_bytes, KafkaSettings};
+use crate::metadata::{cluster_brokers, cluster_controller, CLUSTER_ID};
+use crate::{codes, str_bytes, KafkaSettings};
 
 /// Kafka's authorized-operations bitfield for the cluster when asked (no ACLs: all of
 /// CREATE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE, ALTER, DESCRIBE).
@@ -38,22 +37,17 @@ pub fn describe_cluster(
         // A cluster: every unfenced (node, shard), as Metadata lists them; the controller is the
         // metadata leader's coordinator shard.
         Some(view) => {
-            let mut brokers = Vec::new();
-            for broker in view.metadata.brokers.values().filter(|b| !b.fenced) {
-                for (shard, address) in broker.kafka_addresses.iter().enumerate() {
-                    let Some((host, port)) = split_address(address) else { continue };
-                    let id = kafka_broker_id(NodeId::new(broker.node), shard_at(shard));
-                    brokers.push(
-                        DescribeClusterBroker::default()
-                            .with_broker_id(BrokerId(id))
-                            .with_host(str_bytes(host))
-                            .with_port(i32::from(port))
-                            .with_rack(None),
-                    );
-                }
-            }
-            let controller = view.controller.map_or(-1, |node| kafka_broker_id(node, COORDINATOR_SHARD));
-            (brokers, controller)
+            let brokers = cluster_brokers(view)
+                .into_iter()
+                .map(|(id, host, port)| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(id))
+                        .with_host(str_bytes(host))
+                        .with_port(i32::from(port))
+                        .with_rack(None)
+                })
+                .collect();
+            (brokers, cluster_controller(view))
         }
         None => {
             let brokers = settings

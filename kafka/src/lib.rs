@@ -156,6 +156,10 @@ pub fn admin_code(e: &AdminError) -> i16 {
         AdminError::Call(_) => codes::NOT_LEADER_OR_FOLLOWER,
         AdminError::InvalidReplicationFactor { .. } => codes::INVALID_REPLICATION_FACTOR,
         AdminError::Cluster(_) => codes::REQUEST_TIMED_OUT,
+        AdminError::InvalidReplicaAssignment { .. } | AdminError::NotACluster => codes::INVALID_REPLICA_ASSIGNMENT,
+        AdminError::NoReassignmentInProgress { .. } => codes::NO_REASSIGNMENT_IN_PROGRESS,
+        AdminError::ElectionNotNeeded { .. } => codes::ELECTION_NOT_NEEDED,
+        AdminError::PreferredLeaderNotAvailable { .. } => codes::PREFERRED_LEADER_NOT_AVAILABLE,
         _ => codes::KAFKA_STORAGE_ERROR,
     }
 }

@@ -161,19 +161,16 @@ fn cluster_metadata(
             .collect();
         topics.push(topic.with_error_code(codes::NONE));
     }
-    let mut brokers = Vec::new();
-    for broker in metadata.brokers.values().filter(|b| !b.fenced) {
-        for (shard, address) in broker.kafka_addresses.iter().enumerate() {
-            let Some((host, port)) = split_address(address) else { continue };
-            brokers.push(
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(kafka_broker_id(NodeId::new(broker.node), shard_at(shard))))
-                    .with_host(str_bytes(host))
-                    .with_port(i32::from(port)),
-            );
-        }
-    }
-    let controller = view.controller.map_or(-1, |node| kafka_broker_id(node, COORDINATOR_SHARD));
+    let brokers = cluster_brokers(view)
+        .into_iter()
+        .map(|(id, host, port)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(i32::from(port))
+        })
+        .collect();
+    let controller = cluster_controller(view);
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(CLUSTER_ID)))
@@ -181,8 +178,26 @@ fn cluster_metadata(
         .with_topics(topics)
 }
 
+/// A cluster's Kafka brokers — every (node, shard) of the unfenced nodes — as (broker id,
+/// host, port); Metadata and DescribeCluster list the same.
+pub(crate) fn cluster_brokers(view: &ClusterView) -> Vec<(i32, String, u16)> {
+    let mut brokers = Vec::new();
+    for broker in view.metadata.brokers.values().filter(|b| !b.fenced) {
+        for (shard, address) in broker.kafka_addresses.iter().enumerate() {
+            let Some((host, port)) = split_address(address) else { continue };
+            brokers.push((kafka_broker_id(NodeId::new(broker.node), shard_at(shard)), host, port));
+        }
+    }
+    brokers
+}
+
+/// The controller's Kafka broker id (the metadata leader's coordinator shard); -1 while none.
+pub(crate) fn cluster_controller(view: &ClusterView) -> i32 {
+    view.controller.map_or(-1, |node| kafka_broker_id(node, COORDINATOR_SHARD))
+}
+
 /// "host:port" → (host, port).
-pub(crate) fn split_address(address: &str) -> Option<(String, u16)> {
+fn split_address(address: &str) -> Option<(String, u16)> {
     let (host, port) = address.rsplit_once(':')?;
     Some((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port.parse().ok()?))
 }

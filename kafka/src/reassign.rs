@@ -24,23 +24,11 @@ use kafka_protocol::messages::{
     ElectLeadersResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 
-use crate::{codes, error_message, kafka_broker_id, str_bytes, KAFKA_BROKER_IDS_PER_NODE};
+use crate::{admin_code, codes, error_message, kafka_broker_id, str_bytes, KAFKA_BROKER_IDS_PER_NODE};
 
 /// ElectLeaders' election types.
 const ELECTION_PREFERRED: i8 = 0;
 const ELECTION_UNCLEAN: i8 = 1;
-
-/// The Kafka error code for a reassignment or election refused.
-fn code(e: &AdminError) -> i16 {
-    match e {
-        AdminError::UnknownTopic { .. } => codes::UNKNOWN_TOPIC_OR_PARTITION,
-        AdminError::InvalidReplicaAssignment { .. } | AdminError::NotACluster => codes::INVALID_REPLICA_ASSIGNMENT,
-        AdminError::NoReassignmentInProgress { .. } => codes::NO_REASSIGNMENT_IN_PROGRESS,
-        AdminError::ElectionNotNeeded { .. } => codes::ELECTION_NOT_NEEDED,
-        AdminError::PreferredLeaderNotAvailable { .. } => codes::PREFERRED_LEADER_NOT_AVAILABLE,
-        other => crate::admin_code(other),
-    }
-}
 
 fn broker_id(replica: &Replica) -> BrokerId {
     BrokerId(kafka_broker_id(NodeId::new(replica.node), ShardId::new(replica.shard)))
@@ -76,7 +64,7 @@ pub async fn alter(
             };
             let (error, message) = match result {
                 Ok(()) => (codes::NONE, None),
-                Err(e) => (code(&e), Some(error_message(e.to_string()))),
+                Err(e) => (admin_code(&e), Some(error_message(e.to_string()))),
             };
             partitions.push(
                 ReassignablePartitionResponse::default()
@@ -94,10 +82,6 @@ pub async fn alter(
 }
 
 pub fn list(shard: &Shard, request: ListPartitionReassignmentsRequest) -> ListPartitionReassignmentsResponse {
-    let table = shard.topics();
-    let Some(view) = &table.cluster else {
-        return ListPartitionReassignmentsResponse::default().with_error_code(codes::NONE);
-    };
     let wanted: Option<Vec<TopicPartition>> = request.topics.map(|topics| {
         topics
             .iter()
@@ -106,29 +90,23 @@ pub fn list(shard: &Shard, request: ListPartitionReassignmentsRequest) -> ListPa
             })
             .collect()
     });
+    // A single node never has one under way.
+    let moving = reassign::reassignments(shard, wanted.as_deref()).unwrap_or_default();
+    // In topic order, then partition order (as the metadata lists them): one entry per topic.
     let mut topics: Vec<OngoingTopicReassignment> = Vec::new();
-    for topic in view.metadata.topics.values() {
-        let mut partitions = Vec::new();
-        for (index, p) in topic.partitions.iter().enumerate() {
-            let id = TopicPartition::new(topic.name.clone(), index as u32);
-            let moving = !p.adding.is_empty() || !p.removing.is_empty();
-            if !moving || wanted.as_ref().is_some_and(|w| !w.contains(&id)) {
-                continue;
-            }
-            partitions.push(
-                OngoingPartitionReassignment::default()
-                    .with_partition_index(index as i32)
-                    .with_replicas(p.replicas.iter().map(broker_id).collect())
-                    .with_adding_replicas(p.adding.iter().map(broker_id).collect())
-                    .with_removing_replicas(p.removing.iter().map(broker_id).collect()),
-            );
-        }
-        if !partitions.is_empty() {
-            topics.push(
+    for r in moving {
+        let partition = OngoingPartitionReassignment::default()
+            .with_partition_index(r.partition.partition as i32)
+            .with_replicas(r.replicas.iter().map(broker_id).collect())
+            .with_adding_replicas(r.adding.iter().map(broker_id).collect())
+            .with_removing_replicas(r.removing.iter().map(broker_id).collect());
+        match topics.last_mut().filter(|t| t.name.0.as_str() == r.partition.topic) {
+            Some(topic) => topic.partitions.push(partition),
+            None => topics.push(
                 OngoingTopicReassignment::default()
-                    .with_name(TopicName(str_bytes(topic.name.clone())))
-                    .with_partitions(partitions),
-            );
+                    .with_name(TopicName(str_bytes(r.partition.topic)))
+                    .with_partitions(vec![partition]),
+            ),
         }
     }
     ListPartitionReassignmentsResponse::default().with_error_code(codes::NONE).with_topics(topics)
@@ -165,7 +143,7 @@ pub async fn elect(shard: &Rc<Shard>, version: i16, request: ElectLeadersRequest
                 Err((codes::ELECTION_NOT_NEEDED, "a single node leads every partition".into()))
             } else {
                 let id = TopicPartition::new(topic.clone(), index as u32);
-                reassign::elect_preferred(shard, id).await.map_err(|e| (code(&e), e.to_string()))
+                reassign::elect_preferred(shard, id).await.map_err(|e| (admin_code(&e), e.to_string()))
             };
             let (error, message) = match outcome {
                 Ok(()) => (codes::NONE, None),

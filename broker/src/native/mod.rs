@@ -523,6 +523,11 @@ fn admin_status(result: Result<(), AdminError>) -> Response {
                 }
                 AdminError::Call(call) => call_code(*call),
                 AdminError::Cluster(_) => ErrorCode::RequestTimedOut,
+                AdminError::NotACluster
+                | AdminError::InvalidReplicaAssignment { .. }
+                | AdminError::NoReassignmentInProgress { .. }
+                | AdminError::ElectionNotNeeded { .. }
+                | AdminError::PreferredLeaderNotAvailable { .. } => ErrorCode::ReassignmentRefused,
                 _ => ErrorCode::StorageError,
             };
             Response::status(code, e.to_string())

@@ -13,7 +13,6 @@ use protocol::messages::{
 
 use super::{admin_status, call_code};
 use crate::admin;
-use crate::error::AdminError;
 use crate::groups::assignor::{decode_assignment, NATIVE_PROTOCOL_TYPE};
 use crate::groups::{assignment_partitions, DeleteGroupError};
 use crate::partition::TopicPartition;
@@ -141,28 +140,14 @@ pub async fn alter_topic_config(
 
 // ---- moving partitions (a cluster), for `shardlog cluster …` ---------------------------------
 
-/// A refused reassignment, election or drain as a Status.
-fn reassign_status(result: Result<(), AdminError>) -> Response {
-    match result {
-        Err(
-            e @ (AdminError::NotACluster
-            | AdminError::InvalidReplicaAssignment { .. }
-            | AdminError::NoReassignmentInProgress { .. }
-            | AdminError::ElectionNotNeeded { .. }
-            | AdminError::PreferredLeaderNotAvailable { .. }),
-        ) => Response::status(ErrorCode::ReassignmentRefused, e.to_string()),
-        other => admin_status(other),
-    }
-}
-
 fn entries(list: Vec<reassign::Reassignment>) -> Vec<ReassignmentEntry> {
     list.into_iter()
         .map(|r| ReassignmentEntry {
             topic: r.partition.topic,
             partition: r.partition.partition,
-            replicas: r.replicas,
-            adding: r.adding,
-            removing: r.removing,
+            replicas: r.replicas.iter().map(|r| r.node).collect(),
+            adding: r.adding.iter().map(|r| r.node).collect(),
+            removing: r.removing.iter().map(|r| r.node).collect(),
         })
         .collect()
 }
@@ -173,7 +158,7 @@ pub async fn reassign_partition(
     partition: u32,
     replicas: Option<Vec<u32>>,
 ) -> Response {
-    reassign_status(reassign::reassign(shard, TopicPartition::new(topic, partition), replicas).await)
+    admin_status(reassign::reassign(shard, TopicPartition::new(topic, partition), replicas).await)
 }
 
 pub fn list_reassignments(shard: &Rc<Shard>) -> Response {
@@ -181,12 +166,12 @@ pub fn list_reassignments(shard: &Rc<Shard>) -> Response {
         Ok(list) => {
             Response::Reassignments { error: ErrorCode::None, message: String::new(), reassignments: entries(list) }
         }
-        Err(e) => reassign_status(Err(e)),
+        Err(e) => admin_status(Err(e)),
     }
 }
 
 pub async fn elect_leader(shard: &Rc<Shard>, topic: String, partition: u32) -> Response {
-    reassign_status(reassign::elect_preferred(shard, TopicPartition::new(topic, partition)).await)
+    admin_status(reassign::elect_preferred(shard, TopicPartition::new(topic, partition)).await)
 }
 
 /// Drains `node` (or clears its mark); answers with the moves it started.
@@ -196,6 +181,6 @@ pub async fn drain(shard: &Rc<Shard>, node: u32, draining: bool) -> Response {
             let started = reassign::reassignments(shard, Some(&moved)).unwrap_or_default();
             Response::Reassignments { error: ErrorCode::None, message: String::new(), reassignments: entries(started) }
         }
-        Err(e) => reassign_status(Err(e)),
+        Err(e) => admin_status(Err(e)),
     }
 }

@@ -20,6 +20,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use engine::batch::BatchHeader;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use protocol::codec::{decode_response, encode_request};
@@ -332,12 +333,11 @@ async fn connect(address: &str, source_ip: Option<IpAddr>) -> Result<TcpStream, 
     Ok(unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) })
 }
 
-/// A stored batch's (base offset, last offset), read from its header (the append validates the
-/// batch itself); `None` for a header too short or negative offsets.
+/// A stored batch's (base offset, last offset), from its header (the append validates the
+/// whole batch); `None` for a header that does not parse or negative offsets.
 fn batch_span(batch: &Bytes) -> Option<(Offset, Offset)> {
-    let base = i64::from_be_bytes(batch.get(0..8)?.try_into().ok()?);
-    let last_delta = i32::from_be_bytes(batch.get(23..27)?.try_into().ok()?);
-    let base = u64::try_from(base).ok()?;
-    let last = base.checked_add(u64::try_from(last_delta).ok()?)?;
+    let header = BatchHeader::parse(batch).ok()?;
+    let base = u64::try_from(header.base_offset).ok()?;
+    let last = u64::try_from(header.last_offset()).ok()?;
     Some((Offset::new(base), Offset::new(last)))
 }
