@@ -34,6 +34,8 @@ pub struct Row {
     pub baseline: f64,
     pub current: f64,
     pub higher_is_better: bool,
+    /// False: shown, never a regression.
+    pub gates: bool,
     pub regression: bool,
 }
 
@@ -62,6 +64,10 @@ struct Metric {
     name: &'static str,
     unit: &'static str,
     higher_is_better: bool,
+    /// Whether a change beyond the threshold fails the gate; CPU per message is shown for
+    /// reading only (it moves with the load's shape, and CI's smoke runs are too short for
+    /// a steady figure).
+    gates: bool,
     value: fn(&RunReport) -> Option<f64>,
     /// (baseline name, its value) this figure is divided by, when normalised.
     baseline: fn(&RunReport, &Baselines) -> Option<(&'static str, f64)>,
@@ -104,6 +110,7 @@ const METRICS: &[Metric] = &[
         name: "publish MB/s",
         unit: "MB/s",
         higher_is_better: true,
+        gates: true,
         value: |r| some_positive(r.results.publish.mb_per_s),
         baseline: write_bound,
     },
@@ -111,6 +118,7 @@ const METRICS: &[Metric] = &[
         name: "publish msg/s",
         unit: "msg/s",
         higher_is_better: true,
+        gates: true,
         value: |r| some_positive(r.results.publish.msg_per_s),
         baseline: write_bound,
     },
@@ -118,6 +126,7 @@ const METRICS: &[Metric] = &[
         name: "consume MB/s",
         unit: "MB/s",
         higher_is_better: true,
+        gates: true,
         value: |r| some_positive(r.results.consume.mb_per_s),
         baseline: read_bound,
     },
@@ -125,6 +134,7 @@ const METRICS: &[Metric] = &[
         name: "publish p99",
         unit: "µs",
         higher_is_better: false,
+        gates: true,
         value: |r| some_positive(r.results.publish_latency_us.p99_us as f64),
         baseline: |r, b| latency_bound(r, b, |p| p.p99_us),
     },
@@ -132,6 +142,7 @@ const METRICS: &[Metric] = &[
         name: "publish p99.9",
         unit: "µs",
         higher_is_better: false,
+        gates: true,
         value: |r| some_positive(r.results.publish_latency_us.p999_us as f64),
         baseline: |r, b| latency_bound(r, b, |p| p.p999_us),
     },
@@ -139,8 +150,25 @@ const METRICS: &[Metric] = &[
         name: "end-to-end p99",
         unit: "µs",
         higher_is_better: false,
+        gates: true,
         value: |r| some_positive(r.results.end_to_end_latency_us.p99_us as f64),
         baseline: |r, b| latency_bound(r, b, |p| p.p99_us),
+    },
+    Metric {
+        name: "broker CPU/msg",
+        unit: "µs",
+        higher_is_better: false,
+        gates: false,
+        value: |r| r.results.platform.and_then(|p| p.broker_cpu_us_per_msg).and_then(some_positive),
+        baseline: |_, _| None,
+    },
+    Metric {
+        name: "loadgen CPU/msg",
+        unit: "µs",
+        higher_is_better: false,
+        gates: false,
+        value: |r| r.results.platform.and_then(|p| p.loadgen_cpu_us_per_msg).and_then(some_positive),
+        baseline: |_, _| None,
     },
 ];
 
@@ -168,10 +196,11 @@ pub fn compare(old: &RunReport, new: &RunReport, t: Thresholds) -> Comparison {
             baseline,
             current,
             higher_is_better: m.higher_is_better,
+            gates: m.gates,
             regression: false,
         };
-        row.regression =
-            if m.higher_is_better { row.change() < -t.throughput_drop } else { row.change() > t.latency_rise };
+        row.regression = m.gates
+            && if m.higher_is_better { row.change() < -t.throughput_drop } else { row.change() > t.latency_rise };
         rows.push(row);
     }
     Comparison { rows }
@@ -191,7 +220,11 @@ pub fn render(c: &Comparison, old_name: &str, new_name: &str, t: Thresholds) -> 
         "figure", "compared as", "baseline", "current", "change"
     );
     for r in &c.rows {
-        let verdict = if r.regression { "REGRESSION" } else { "ok" };
+        let verdict = match (r.regression, r.gates) {
+            (true, _) => "REGRESSION",
+            (false, true) => "ok",
+            (false, false) => "(shown, not gated)",
+        };
         let _ = writeln!(
             out,
             "{:<16} {:<32} {:>14.4} {:>14.4} {:>+8.1}%  {verdict}",

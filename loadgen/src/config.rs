@@ -89,6 +89,11 @@ pub struct WorkloadConfig {
     #[arg(long, conflicts_with_all = ["embedded", "embedded_cluster"])]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker: Option<String>,
+    /// The process id of the `--broker` (e.g. a `shardlog serve` or a Kafka broker started
+    /// beside the run): its CPU time per message is reported (from /proc/PID/stat).
+    #[arg(long, requires = "broker")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_pid: Option<u32>,
     /// Start the broker in this process (the default when no --broker is given).
     #[arg(long, conflicts_with = "embedded_cluster")]
     pub embedded: bool,
@@ -151,6 +156,11 @@ pub struct WorkloadConfig {
     pub buffer_bytes: ByteSize,
     #[arg(long, value_enum, default_value_t = AckMode::Leader)]
     pub acks: AckMode,
+    /// Open loop: the last µs before each intended send are waited for by yielding instead
+    /// of a timer, so the load generator's own send delay stays far below what it measures
+    /// (0: timers only; costs CPU, see `workload/producer.rs`).
+    #[arg(long, default_value_t = 200)]
+    pub send_spin_us: u64,
     /// Topic durability: sync (ack after fdatasync), none, or interval:MS.
     #[arg(long, default_value = "sync")]
     pub durability: String,

@@ -5,7 +5,8 @@
 //!
 //! Map: `config.rs` (every knob, CLI and TOML), `values.rs` (sizes, rates), `scenario.rs`,
 //! `workload/` (driver seam, native driver, producers, consumers, schedule, counters),
-//! `histogram.rs` (percentiles, coordinated omission), `baseline/` (raw disk, loopback,
+//! `histogram.rs` (percentiles, coordinated omission), `meter.rs`
+//! (hiccup meter, steal/iowait, CPU per message), `baseline/` (raw disk, loopback,
 //! machine facts; shared with `benches/`), `embedded.rs` (one broker or a cluster in
 //! process), `cluster.rs` (waiting for a cluster and its topics), `run.rs` (one run),
 //! `replication.rs` (RF 1 vs 3 in one run), `report/` (table, JSON, hgrm, plot, live line,
@@ -19,6 +20,7 @@ pub mod embedded;
 pub mod env_info;
 pub mod error;
 pub mod histogram;
+pub mod meter;
 pub mod replication;
 pub mod report;
 pub mod run;

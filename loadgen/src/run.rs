@@ -13,6 +13,7 @@ use crate::embedded::{Embedded, EmbeddedCluster};
 use crate::env_info::Environment;
 use crate::error::{LoadgenError, LoadgenResult};
 use crate::histogram::Percentiles;
+use crate::meter::BrokerCpu;
 use crate::report::{ratios, Errors, Mode, Results, RunReport, Throughput, Totals, SCHEMA_VERSION, TOOL};
 use crate::values::RateSpec;
 use crate::workload::driver::Driver;
@@ -190,6 +191,11 @@ pub fn run_on(
         live,
         label: label.to_owned(),
         native_bootstrap: native_bootstrap.clone(),
+        broker_cpu: match (target, config.broker_pid) {
+            (Target::Remote(_), Some(pid)) => BrokerCpu::Pid(pid),
+            (Target::Remote(_), None) => BrokerCpu::Unknown,
+            (Target::Single(_) | Target::Cluster(_), _) => BrokerCpu::Embedded,
+        },
     };
     let label = config.label();
     let (rate, probe_rate) = match config.rate {
@@ -249,6 +255,7 @@ pub fn run_on(
         },
         ratios: Default::default(),
         notes: Vec::new(),
+        platform: outcome.platform,
     };
     results.notes = notes(config, &results);
     if let Some(b) = &baselines {

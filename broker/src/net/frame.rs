@@ -10,6 +10,7 @@
 //! and stalls pins at most `FRAME_FIRST_PIECE_BYTES` it has not sent (and is cut off after
 //! `FRAME_BODY_TIMEOUT_MS`). A connection idle for `IDLE_CONNECTION_TIMEOUT_MS` closes.
 
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -29,9 +30,12 @@ pub type Close = &'static str;
 pub type Frame = (Bytes, Vec<StaticPermit>);
 
 /// Reads one frame. `Ok(None)` on a clean close between frames.
+/// `fd` is the stream's socket: body bytes already received are copied straight from it
+/// into the frame (`recv_ready`).
 pub async fn read_frame_budgeted(
     shard: &Shard,
     reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    fd: RawFd,
 ) -> Result<Option<Frame>, Close> {
     let mut prefix = [0u8; 4];
     let idle = Duration::from_millis(IDLE_CONNECTION_TIMEOUT_MS);
@@ -69,7 +73,7 @@ pub async fn read_frame_budgeted(
         shard.metrics().malformed_frame();
         return Err("frame too large");
     }
-    let body = read_body(shard, reader, frame_bytes);
+    let body = read_body(shard, reader, fd, frame_bytes);
     let timeout = async {
         glommio::timer::sleep(Duration::from_millis(FRAME_BODY_TIMEOUT_MS)).await;
         Err("frame body timed out")
@@ -83,9 +87,15 @@ pub async fn read_frame_budgeted(
 /// filled is at most `max(FRAME_FIRST_PIECE_BYTES, bytes received)`: a peer that announces a
 /// large frame and stalls pins 4 KiB, not a megabyte, and thousands of them cannot starve the
 /// shard's other clients.
+///
+/// Bytes the socket already holds are received straight into the body's spare capacity
+/// (`recv_ready`); only the part of a piece still to arrive is zero-filled and awaited through
+/// the stream. Zero-filling every body before reading into it cost 7.6 % of a broker's CPU at
+/// 640 MB/s (issue #14's profile).
 async fn read_body(
     shard: &Shard,
     reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    fd: RawFd,
     frame_bytes: u32,
 ) -> Result<Frame, Close> {
     let total = frame_bytes as usize;
@@ -105,11 +115,44 @@ async fn read_body(
         if start + piece > body.capacity() {
             body.reserve(total - start);
         }
-        body.resize(start + piece, 0);
-        reader.read_exact(&mut body[start..]).await.map_err(|_| "truncated frame")?;
+        let ready = recv_ready(fd, &mut body, piece);
+        if ready < piece {
+            let waiting = body.len();
+            body.resize(start + piece, 0);
+            reader.read_exact(&mut body[waiting..]).await.map_err(|_| "truncated frame")?;
+        }
+        assert_eq!(body.len(), start + piece);
     }
     assert_eq!(body.len(), total);
     Ok((body.freeze(), permits))
+}
+
+/// Receives up to `want` bytes the socket already holds into `body`'s spare capacity, without
+/// waiting and without initialising that memory first; returns how many arrived (0 when none
+/// are ready, at end of stream or on an error: the awaited read that follows reports those).
+fn recv_ready(fd: RawFd, body: &mut BytesMut, want: usize) -> usize {
+    let mut received = 0usize;
+    while received < want {
+        let spare = body.spare_capacity_mut();
+        let room = (want - received).min(spare.len());
+        if room == 0 {
+            break;
+        }
+        // SAFETY: the pointer and length describe `spare`, writable memory owned by `body`
+        // (written through a raw pointer, so no reference to uninitialised bytes is made);
+        // recv writes at most `room` bytes there, and only the count it reports is marked
+        // initialised below.
+        let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), room, libc::MSG_DONTWAIT) };
+        let Ok(n) = usize::try_from(n) else { break };
+        if n == 0 {
+            break;
+        }
+        assert!(n <= room);
+        // SAFETY: recv initialised the first `n` bytes of the spare capacity.
+        unsafe { body.set_len(body.len() + n) };
+        received += n;
+    }
+    received
 }
 
 /// The next piece of a frame body to charge and read, given `received` of `total` bytes.

@@ -64,6 +64,7 @@ pub async fn serve_connection<P: Protocol>(shard: Rc<Shard>, protocol: Rc<P>, st
     shard.metrics().connection_opened();
     let span = tracing::debug_span!("connection", shard = %shard.id(), %peer);
     let _enter = span.enter();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let (mut reader, writer) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded::<Task<Answer>>(REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX);
     let writer_task = glommio::spawn_local(write_answers(writer, rx));
@@ -72,7 +73,7 @@ pub async fn serve_connection<P: Protocol>(shard: Rc<Shard>, protocol: Rc<P>, st
         if shard.is_stopping() {
             break "shutting down";
         }
-        let (frame, permit) = match read_frame_budgeted(&shard, &mut reader).await {
+        let (frame, permit) = match read_frame_budgeted(&shard, &mut reader, fd).await {
             Ok(Some(frame)) => frame,
             Ok(None) => break "closed by peer",
             Err(reason) => break reason,

@@ -11,7 +11,8 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, BrokerId, CreateTopicsRequest, ListOffsetsRequest, MetadataRequest, TopicName,
+    ApiKey, ApiVersionsRequest, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, ListOffsetsRequest,
+    MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -30,12 +31,13 @@ pub const OFFSET_LATEST: i64 = -1;
 /// The versions this client is written against, per API: (API, lowest, highest). Each is
 /// the newest version before topic ids (Produce 10+, Fetch 13+, Metadata 10+), or the
 /// oldest Kafka 4 still serves.
-const SPOKEN: [(ApiKey, i16, i16); 5] = [
+const SPOKEN: [(ApiKey, i16, i16); 6] = [
     (ApiKey::Metadata, 1, 9),
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 5),
 ];
 
 /// The version used for each API with this cluster.
@@ -46,6 +48,7 @@ pub struct Versions {
     pub fetch: i16,
     pub list_offsets: i16,
     pub create_topics: i16,
+    pub delete_topics: i16,
 }
 
 pub struct Cluster {
@@ -93,6 +96,7 @@ impl Cluster {
             fetch: pick(ApiKey::Fetch)?,
             list_offsets: pick(ApiKey::ListOffsets)?,
             create_topics: pick(ApiKey::CreateTopics)?,
+            delete_topics: pick(ApiKey::DeleteTopics)?,
         };
         Ok(Cluster {
             bootstrap: RefCell::new(Rc::new(connection)),
@@ -157,6 +161,52 @@ impl Cluster {
                     Err(e) => return Err(e),
                 }
             }
+            self.wait_leaders_serve(topic, deadline).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until each partition's leader answers ListOffsets for it: Kafka names a leader
+    /// in Metadata before that broker has loaded the partition (it answers produce with
+    /// NOT_LEADER_OR_FOLLOWER meanwhile), and a client without produce retries would lose
+    /// those first batches.
+    async fn wait_leaders_serve(&self, topic: &str, deadline: std::time::Instant) -> Result<(), KafkaError> {
+        loop {
+            let leaders = self.refresh(topic).await?;
+            let mut by_leader: HashMap<i32, Vec<u32>> = HashMap::new();
+            for (partition, &leader) in leaders.iter().enumerate() {
+                by_leader.entry(leader).or_default().push(partition as u32);
+            }
+            let mut serving = true;
+            for (leader, partitions) in &by_leader {
+                match self.list_offsets(*leader, topic, partitions, OFFSET_LATEST).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_stale_metadata() && std::time::Instant::now() < deadline => serving = false,
+                    Err(e) => return Err(e),
+                }
+            }
+            if serving {
+                return Ok(());
+            }
+            glommio::timer::sleep(TOPIC_READY_POLL).await;
+        }
+    }
+
+    /// Deletes the topics (a topic already gone is not an error), so that runs against one
+    /// broker do not fill its disk.
+    pub async fn delete_topics(&self, topics: &[String]) -> Result<(), KafkaError> {
+        let request = DeleteTopicsRequest::default()
+            .with_timeout_ms(REQUEST_TIMEOUT.as_millis() as i32)
+            .with_topic_names(topics.iter().map(|t| topic_name(t)).collect());
+        let answer = self.metadata_connection().await?.call(&request, self.versions.delete_topics).await?;
+        for result in answer.responses {
+            if result.error_code != codes::NONE && result.error_code != codes::UNKNOWN_TOPIC_OR_PARTITION {
+                let name = result.name.map(|n| n.0.to_string()).unwrap_or_default();
+                return Err(KafkaError::broker(result.error_code, format!("deleting topic {name}")));
+            }
+        }
+        for topic in topics {
+            self.invalidate(topic);
         }
         Ok(())
     }

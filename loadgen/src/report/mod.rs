@@ -22,6 +22,7 @@ use crate::baseline::Baselines;
 use crate::config::WorkloadConfig;
 use crate::env_info::Environment;
 use crate::histogram::Percentiles;
+use crate::meter::Platform;
 
 /// Version of the JSON schema. Readers refuse other versions (`compare` exits 2).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -109,4 +110,8 @@ pub struct Results {
     /// was measured.
     pub ratios: BTreeMap<String, f64>,
     pub notes: Vec<String>,
+    /// The platform's stalls (hiccup meter, steal, iowait) and CPU per message over the
+    /// publish window (`meter.rs`); absent in reports written before it existed.
+    #[serde(default)]
+    pub platform: Option<Platform>,
 }

@@ -71,6 +71,26 @@ pub fn render(r: &RunReport) -> String {
     ] {
         latency_row(&mut out, name, p);
     }
+    if let Some(pl) = &res.platform {
+        // The platform's own stalls in the same window: a latency above is the broker's only
+        // as far as it stands clear of these.
+        latency_row(&mut out, &format!("hiccup ({} ms sleep)", pl.hiccup_interval_us / 1000), &pl.hiccup_us);
+        let _ = writeln!(
+            out,
+            "platform (same window): steal {:.1} %, iowait {:.1} % of all CPU time",
+            pl.steal_percent, pl.iowait_percent
+        );
+        let cpu = |per_msg: Option<f64>, cores: Option<f64>| match (per_msg, cores) {
+            (Some(m), Some(c)) => format!("{m:.2} µs ({c:.2} cores)"),
+            _ => "not measured".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "CPU per acked message: broker {}, load generator {}",
+            cpu(pl.broker_cpu_us_per_msg, pl.broker_cores),
+            cpu(pl.loadgen_cpu_us_per_msg, pl.loadgen_cores)
+        );
+    }
     let _ = writeln!(
         out,
         "\nbacklog: {} at window start, {} at window end; sent {}, acked {}, consumed {}; errors {}",

@@ -70,10 +70,11 @@ impl Driver for KafkaDriver {
             .map_err(|e| LoadgenError::Client(format!("creating topics over Kafka: {e}")))
     }
 
-    /// `client::kafka` has no DeleteTopics: the topics stay (an embedded broker's go with its
-    /// temporary directory).
-    async fn delete_topics(&self, _topics: &[String]) -> Result<(), LoadgenError> {
-        Ok(())
+    async fn delete_topics(&self, topics: &[String]) -> Result<(), LoadgenError> {
+        self.cluster
+            .delete_topics(topics)
+            .await
+            .map_err(|e| LoadgenError::Client(format!("deleting topics over Kafka: {e}")))
     }
 
     fn producer(&self, settings: &ProducerSettings) -> KafkaProducerDriver {

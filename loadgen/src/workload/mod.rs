@@ -34,6 +34,7 @@ use glommio::{LocalExecutorBuilder, LocalExecutorPoolBuilder, Placement, PoolPla
 use crate::config::{Protocol, WorkloadConfig};
 use crate::error::{LoadgenError, LoadgenResult};
 use crate::histogram::latency_histogram;
+use crate::meter::{self, BrokerCpu, HiccupMeter, Platform, Sample};
 use crate::report::live::LiveLine;
 use driver::{ConsumerSettings, Driver, ProducerSettings};
 use native::NativeDriver;
@@ -69,6 +70,8 @@ pub struct WorkloadPlan {
     /// A cluster's native bootstrap list, when the driver's own topic creation does not wait
     /// for the partitions to be in sync (Kafka): the run waits on it through the native client.
     pub native_bootstrap: Option<String>,
+    /// Where the broker's CPU time is read for the per-message figure.
+    pub broker_cpu: BrokerCpu,
 }
 
 /// A count over a measured span.
@@ -101,6 +104,8 @@ pub struct WorkloadOutcome {
     pub errors_ack: u64,
     pub errors_consume: u64,
     pub first_errors: Vec<String>,
+    /// The platform and CPU over the publish window (`meter.rs`).
+    pub platform: Option<Platform>,
 }
 
 pub fn run(plan: WorkloadPlan) -> LoadgenResult<WorkloadOutcome> {
@@ -180,6 +185,7 @@ fn run_created<D: Driver + 'static>(plan: &WorkloadPlan) -> LoadgenResult<Worklo
         errors_ack: get(&c.errors_ack),
         errors_consume: get(&c.errors_consume),
         first_errors: shared.first_errors.lock().map(|e| e.clone()).unwrap_or_default(),
+        platform: watched.platform,
     })
 }
 
@@ -231,6 +237,7 @@ fn delete_topics<D: Driver + 'static>(plan: &WorkloadPlan) {
 
 async fn executor_body<D: Driver + 'static>(plan: Arc<WorkloadPlan>, shared: Arc<Shared>) -> LoadgenResult<Recorders> {
     {
+        crate::meter::precise_timers();
         let index = shared.next_executor.fetch_add(1, Ordering::SeqCst);
         let connected = D::connect(&plan.bootstrap).await;
         if connected.is_err() {
@@ -290,6 +297,7 @@ async fn run_tasks<D: Driver + 'static>(
                 config.keys,
                 config.partitions,
             ),
+            send_spin: Duration::from_micros(config.send_spin_us),
         };
         let producer = driver.producer(&settings);
         let (shared, local) = (shared.clone(), local.clone());
@@ -323,6 +331,7 @@ struct Watched {
     consume: Span,
     backlog_window_start: u64,
     backlog_window_end: u64,
+    platform: Option<Platform>,
 }
 
 /// The main thread during the run: live line, window edges, drain, stop.
@@ -334,6 +343,7 @@ fn watch(plan: &WorkloadPlan, shared: &Shared) -> Watched {
             consume: Span::default(),
             backlog_window_start: 0,
             backlog_window_end: 0,
+            platform: None,
         };
     };
     let groups = config.groups;
@@ -347,6 +357,18 @@ fn watch(plan: &WorkloadPlan, shared: &Shared) -> Watched {
     let mut consume_start: Option<(Instant, Snapshot)> = None;
     let mut consume_end: Option<(Instant, Snapshot)> = None;
     let mut drain_deadline: Option<Instant> = None;
+    // The platform meter spans the publish window: its start and end samples are taken with
+    // the window's edges, the hiccup thread runs in between.
+    let mut meter_window: Option<(Sample, HiccupMeter)> = None;
+    let mut platform: Option<Platform> = None;
+    let mut window_edge = |opening: bool, acked: u64| {
+        if opening {
+            meter_window = Some((Sample::take(plan.broker_cpu), HiccupMeter::start()));
+        } else if let Some((start, hiccups)) = meter_window.take() {
+            let hiccups = hiccups.stop();
+            platform = Some(meter::platform(&start, &Sample::take(plan.broker_cpu), acked, &hiccups));
+        }
+    };
     let producers_done = || shared.producers_done.load(Ordering::SeqCst) >= config.producers;
     loop {
         std::thread::sleep(WATCH_INTERVAL);
@@ -356,8 +378,12 @@ fn watch(plan: &WorkloadPlan, shared: &Shared) -> Watched {
             next_live += LIVE_INTERVAL;
         }
         if config.catch_up() {
+            if window_start.is_none() {
+                window_edge(true, 0);
+            }
             if window_end.is_none() && producers_done() {
                 window_end = Some((now, snap()));
+                window_edge(false, snap().acked);
                 consume_start = Some((now, snap()));
                 shared.consumers_go.store(true, Ordering::SeqCst);
             }
@@ -373,9 +399,13 @@ fn watch(plan: &WorkloadPlan, shared: &Shared) -> Watched {
         } else {
             if window_start.is_none() && now >= timeline.measure_from {
                 window_start = Some((now, snap()));
+                window_edge(true, 0);
             }
             if window_end.is_none() && now >= timeline.produce_until {
-                window_end = Some((now, snap()));
+                let s = snap();
+                window_end = Some((now, s));
+                let acked_in_window = window_start.map_or(s.acked, |(_, w0)| s.acked - w0.acked);
+                window_edge(false, acked_in_window);
             }
             if window_end.is_some() && producers_done() && drain_deadline.is_none() {
                 drain_deadline = Some(now + DRAIN_TIMEOUT);
@@ -409,5 +439,6 @@ fn watch(plan: &WorkloadPlan, shared: &Shared) -> Watched {
         },
         backlog_window_start: backlog(&w0.1, groups),
         backlog_window_end: backlog(&w1.1, groups),
+        platform,
     }
 }
