@@ -416,9 +416,18 @@ impl Partition {
     /// Resolves once there is data at `offset` below the high watermark, or the partition
     /// closes or is fenced. Long-poll fetches race it against their deadline.
     pub async fn wait_for_data(&self, offset: Offset) {
-        let single_unsynced = matches!(&*self.role.borrow(), Role::Single) && self.durability.get() != Durability::Sync;
-        if single_unsynced {
-            return self.log.wait_for_offset(offset).await;
+        if matches!(&*self.role.borrow(), Role::Single) {
+            self.log.wait_for_offset(offset).await;
+            if self.durability.get() == Durability::Sync {
+                // A sync topic shows readers only what is durable, and nothing notifies
+                // `progressed` when a single node's fdatasync lands (`advance` is a leader's):
+                // wait for the sync covering the data instead. Without this a long-poll on a
+                // sync topic always ran to its timeout (end-to-end p50 52 ms at 1 000 msg/s
+                // with a 100 ms fetch wait; up to 500 ms with Kafka's default
+                // fetch.max.wait.ms). An error leaves it to the next read to report.
+                let _ = self.log.flush().await;
+            }
+            return;
         }
         loop {
             let listener = self.progressed.listen();

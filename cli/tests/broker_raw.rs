@@ -156,9 +156,15 @@ fn long_poll_fetch_returns_when_data_arrives() {
             partitions: vec![FetchPartition { topic: "t".into(), partition: p, offset: 0, bytes_max: 1 << 20 }],
         });
         std::thread::sleep(Duration::from_millis(100));
+        let produced = std::time::Instant::now();
         produce(&mut raw, "t", p, vec![batch(&["late"])], Acks::Leader);
         let (got, response) = consumer.recv();
         assert_eq!(got, id);
+        // Woken by the data, not by its 20 s deadline (a sync topic's long-poll on one node
+        // used to run to the deadline: nothing signalled its fdatasync). The bound is loose on
+        // purpose: this checks the wake-up, not its speed.
+        let waited = produced.elapsed();
+        assert!(waited < Duration::from_secs(10), "the long-poll ran to its deadline ({waited:?})");
         let Response::Fetch { partitions } = response else { panic!() };
         assert_eq!(values(&partitions[0].records), vec!["late"]);
     }

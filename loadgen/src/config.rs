@@ -156,9 +156,10 @@ pub struct WorkloadConfig {
     pub buffer_bytes: ByteSize,
     #[arg(long, value_enum, default_value_t = AckMode::Leader)]
     pub acks: AckMode,
-    /// Open loop: the last µs before each intended send are waited for by yielding instead
-    /// of a timer, so the load generator's own send delay stays far below what it measures
-    /// (0: timers only; costs CPU, see `workload/producer.rs`).
+    /// Open loop: up to this many µs before each intended send are waited for by yielding
+    /// instead of a timer, so the load generator's own send delay stays far below what it
+    /// measures (at most an eighth of each producer's interval; 0: timers only; costs CPU,
+    /// see `workload/producer.rs`).
     #[arg(long, default_value_t = 200)]
     pub send_spin_us: u64,
     /// Topic durability: sync (ack after fdatasync), none, or interval:MS.

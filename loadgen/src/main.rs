@@ -140,8 +140,21 @@ enum Command {
     },
 }
 
+/// The main job (no arguments at all): the closed-loop maximum with consumers reading along
+/// (the probe), then a steady state at this share of it, where consumers keep up and
+/// latencies mean something. Any argument runs exactly what it asks (`--rate max` for the
+/// closed loop alone).
+const MAIN_JOB_RATE_PERCENT_OF_MAX: f64 = 50.0;
+/// The main job's probe: long enough for a steady closed-loop figure.
+const MAIN_JOB_PROBE_S: f64 = 5.0;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let main_job = std::env::args_os().len() == 1;
+    let mut cli = Cli::parse();
+    if main_job {
+        cli.run.config.rate = RateSpec::PercentOfMax { percent: MAIN_JOB_RATE_PERCENT_OF_MAX };
+        cli.run.config.probe_s = MAIN_JOB_PROBE_S;
+    }
     env::raise_memlock_limit();
     let result = match cli.command {
         None => run_default(cli.run).map(|()| 0),

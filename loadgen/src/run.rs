@@ -14,7 +14,7 @@ use crate::env_info::Environment;
 use crate::error::{LoadgenError, LoadgenResult};
 use crate::histogram::Percentiles;
 use crate::meter::BrokerCpu;
-use crate::report::{ratios, Errors, Mode, Results, RunReport, Throughput, Totals, SCHEMA_VERSION, TOOL};
+use crate::report::{ratios, Errors, Mode, Probe, Results, RunReport, Throughput, Totals, SCHEMA_VERSION, TOOL};
 use crate::values::RateSpec;
 use crate::workload::driver::Driver;
 use crate::workload::native::NativeDriver;
@@ -198,9 +198,9 @@ pub fn run_on(
         },
     };
     let label = config.label();
-    let (rate, probe_rate) = match config.rate {
-        RateSpec::Max => (None, None),
-        RateSpec::Fixed { msg_per_s } => (Some(msg_per_s), None),
+    let (rate, probe_rate, probe_summary) = match config.rate {
+        RateSpec::Max => (None, None, None),
+        RateSpec::Fixed { msg_per_s } => (Some(msg_per_s), None, None),
         RateSpec::PercentOfMax { percent } => {
             let probe = WorkloadConfig {
                 rate: RateSpec::Max,
@@ -223,7 +223,14 @@ pub fn run_on(
             if max <= 0.0 {
                 return Err(LoadgenError::Client("the max-rate probe acknowledged nothing".to_owned()));
             }
-            (Some(max * percent / 100.0), Some(max))
+            let summary = Probe {
+                publish: throughput(&outcome.publish),
+                consume: throughput(&outcome.consume),
+                publish_latency_us: Percentiles::of(&outcome.recorders.publish),
+                end_to_end_latency_us: Percentiles::of(&outcome.recorders.end_to_end),
+                platform: outcome.platform,
+            };
+            (Some(max * percent / 100.0), Some(max), Some(summary))
         }
     };
     let outcome = workload::run(plan_for(config, rate, "run", &label))?;
@@ -256,6 +263,7 @@ pub fn run_on(
         ratios: Default::default(),
         notes: Vec::new(),
         platform: outcome.platform,
+        probe: probe_summary,
     };
     results.notes = notes(config, &results);
     if let Some(b) = &baselines {

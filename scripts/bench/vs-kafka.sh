@@ -36,8 +36,11 @@ work=$(mktemp -d "$parent/shardlog-vs-kafka-XXXXXX")
 kafka_pid=""
 shardlog_pid=""
 cleanup() {
-    [ -n "$kafka_pid" ] && kill "$kafka_pid" 2>/dev/null && wait "$kafka_pid" 2>/dev/null
-    [ -n "$shardlog_pid" ] && kill "$shardlog_pid" 2>/dev/null && wait "$shardlog_pid" 2>/dev/null
+    set +e
+    for pid in $kafka_pid $shardlog_pid; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -114,4 +114,17 @@ pub struct Results {
     /// publish window (`meter.rs`); absent in reports written before it existed.
     #[serde(default)]
     pub platform: Option<Platform>,
+    /// `P%-of-max`: the closed-loop probe's own figures (the maximum the run is a share of).
+    #[serde(default)]
+    pub probe: Option<Probe>,
+}
+
+/// The closed-loop probe of a `P%-of-max` run, as measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    pub publish: Throughput,
+    pub consume: Throughput,
+    pub publish_latency_us: Percentiles,
+    pub end_to_end_latency_us: Percentiles,
+    pub platform: Option<Platform>,
 }

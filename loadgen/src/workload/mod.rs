@@ -240,6 +240,20 @@ async fn executor_body<D: Driver + 'static>(plan: Arc<WorkloadPlan>, shared: Arc
         crate::meter::precise_timers();
         let index = shared.next_executor.fetch_add(1, Ordering::SeqCst);
         let connected = D::connect(&plan.bootstrap).await;
+        // Consumers get a client (and connections) of their own, as a consuming application
+        // has: both protocols answer a connection's requests in order, so a consumer's fetch
+        // long-polling for up to 500 ms on the producers' connection would hold their acks
+        // back (at 1 000 msg/s with one group, publish p90 went from 1.8 ms to 119 ms).
+        let has_consumers = (index..plan.config.consumers_total()).step_by(plan.executors).next().is_some();
+        let consumer_connected = match (&connected, has_consumers) {
+            (Ok(_), true) => Some(D::connect(&plan.bootstrap).await),
+            _ => None,
+        };
+        let connected = match (connected, consumer_connected) {
+            (Ok(driver), Some(Ok(consumer_driver))) => Ok((driver, Some(consumer_driver))),
+            (Ok(_), Some(Err(e))) | (Err(e), _) => Err(e),
+            (Ok(driver), None) => Ok((driver, None)),
+        };
         if connected.is_err() {
             shared.connect_failures.fetch_add(1, Ordering::SeqCst);
         }
@@ -247,7 +261,9 @@ async fn executor_body<D: Driver + 'static>(plan: Arc<WorkloadPlan>, shared: Arc
         shared.barrier.wait();
         shared.barrier.wait();
         let result = match (connected, shared.timeline()) {
-            (Ok(driver), Some(timeline)) => run_tasks(driver, index, &plan, &shared, timeline).await,
+            (Ok((driver, consumer_driver)), Some(timeline)) => {
+                run_tasks(driver, consumer_driver, index, &plan, &shared, timeline).await
+            }
             (Err(e), _) => Err(e),
             (Ok(_), None) => Err(LoadgenError::Executor("the run was called off (another executor failed)".into())),
         };
@@ -260,6 +276,7 @@ async fn executor_body<D: Driver + 'static>(plan: Arc<WorkloadPlan>, shared: Arc
 /// j mod n and c mod n) and returns its latency histograms.
 async fn run_tasks<D: Driver + 'static>(
     driver: D,
+    consumer_driver: Option<D>,
     index: usize,
     plan: &WorkloadPlan,
     shared: &Arc<Shared>,
@@ -311,7 +328,7 @@ async fn run_tasks<D: Driver + 'static>(
             member: c % config.consumers.max(1),
             members: config.consumers.max(1),
         };
-        let consumer = driver.consumer(&settings);
+        let consumer = consumer_driver.as_ref().unwrap_or(&driver).consumer(&settings);
         let (shared, local) = (shared.clone(), local.clone());
         let end_to_end = !config.catch_up();
         tasks.push(glommio::spawn_local(consumer::run_consumer(consumer, timeline, shared, local, end_to_end)));

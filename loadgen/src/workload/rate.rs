@@ -25,6 +25,10 @@ impl Schedule {
         Schedule { interval_ns }
     }
 
+    pub fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval_ns)
+    }
+
     /// Intended send time of message `k`, relative to the start.
     pub fn offset_ns(&self, k: u64) -> u64 {
         k.saturating_mul(self.interval_ns)

@@ -45,6 +45,7 @@ pub fn sample_report(publish_mb_per_s: f64, p50_us: u64) -> RunReport {
         ratios: Default::default(),
         notes: vec!["a note".to_owned()],
         platform: None,
+        probe: None,
     };
     let baselines = Baselines {
         disk_write_mb_per_s: Some(1_612.345_678_9),
