@@ -1,0 +1,684 @@
+//! KIP-848 consumer groups (Kafka's "consumer" group type, ConsumerGroupHeartbeat): the
+//! broker owns the assignment. There is no join barrier and no SyncGroup; every member
+//! heartbeats on its own, and each heartbeat moves the group a step:
+//!
+//! - The **group epoch** counts changes of what the assignment depends on: membership, a
+//!   member's subscribed topics or preferred server assignor, and the partition counts of the
+//!   subscribed topics (read from the topic table on every heartbeat, so a topic created or
+//!   grown after a member joined is picked up).
+//! - Each bump recomputes the **target assignment** with the group's server assignor
+//!   (`uniform`, sticky; or `range`), stamped with the group epoch (the assignment epoch).
+//! - **Reconciliation** moves each member from what it holds to its target, one heartbeat at
+//!   a time: partitions it must give up are revoked first (it keeps its epoch until a
+//!   heartbeat's owned partitions no longer hold them); a partition of its target is handed
+//!   to it only once no other member holds or is revoking it; once it holds exactly its
+//!   target its member epoch becomes the assignment epoch.
+//!
+//! Invariant (asserted after every change): each partition is held (assigned or being
+//! revoked) by at most one member, and `owners` says which.
+//!
+//! Groups are in memory only, like classic groups here: after a coordinator restart (or a
+//! controller change in a cluster) a member's next heartbeat gets UNKNOWN_MEMBER_ID and it
+//! joins again with epoch 0 (Kafka persists groups in `__consumer_offsets` instead).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use super::GroupError;
+use crate::limits::{
+    CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS, CONSUMER_GROUP_MEMBERS_MAX, CONSUMER_GROUP_SESSION_TIMEOUT_MS,
+    CONSUMER_MEMBER_ID_BYTES_MAX, CONSUMER_OWNED_PARTITIONS_MAX, CONSUMER_SUBSCRIBED_TOPICS_MAX,
+    REBALANCE_TIMEOUT_MS_MAX,
+};
+use crate::partition::TopicPartition;
+
+pub type Partitions = BTreeSet<TopicPartition>;
+
+/// The member epoch a member joins (or rejoins after being fenced) with.
+pub const JOIN_EPOCH: i32 = 0;
+/// The member epoch a member leaves with.
+pub const LEAVE_EPOCH: i32 = -1;
+/// The member epoch a static member (one with an instance id) leaves with, meaning "back
+/// soon". Served here as a plain leave: its partitions go to the others at once.
+pub const STATIC_LEAVE_EPOCH: i32 = -2;
+
+/// Longest topic name a subscription may name (Kafka's topic name limit).
+const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+/// The assignors the coordinator runs (a request's ServerAssignor names one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum ServerAssignor {
+    /// Kafka's default: partitions spread evenly over the members subscribed to their topic,
+    /// each staying with its member where balance allows.
+    #[default]
+    Uniform,
+    /// Per topic, the partitions in contiguous ranges over its subscribers in member-id order.
+    Range,
+}
+
+impl ServerAssignor {
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerAssignor::Uniform => "uniform",
+            ServerAssignor::Range => "range",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ServerAssignor> {
+        match name {
+            "uniform" => Some(ServerAssignor::Uniform),
+            "range" => Some(ServerAssignor::Range),
+            _ => None,
+        }
+    }
+}
+
+/// A ConsumerGroupHeartbeat, protocol-neutral (topics by name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumerHeartbeat {
+    pub group: String,
+    /// Never empty: Kafka's v1 clients make their own; the adapter makes one for v0.
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    /// -1: unchanged.
+    pub rebalance_timeout_ms: i32,
+    /// `None`: unchanged since the last heartbeat.
+    pub subscribed_topics: Option<Vec<String>>,
+    /// `None`: unchanged.
+    pub server_assignor: Option<String>,
+    /// The partitions the member owns now; `None`: unchanged.
+    pub owned: Option<Vec<TopicPartition>>,
+    pub client_id: String,
+    pub client_host: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerHeartbeatReply {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: u32,
+    /// The member's partitions, when they changed since it was last told (or it joined);
+    /// `None`: keep what you have.
+    pub assignment: Option<Vec<TopicPartition>>,
+}
+
+/// One member as ConsumerGroupDescribe reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerMemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub member_epoch: i32,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topics: Vec<String>,
+    /// What the member holds now (without partitions it is revoking).
+    pub assignment: Vec<TopicPartition>,
+    pub target_assignment: Vec<TopicPartition>,
+}
+
+/// A consumer group as ConsumerGroupDescribe reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupDescription {
+    pub group: String,
+    /// Kafka's consumer group states: Empty, Reconciling, Stable.
+    pub state: &'static str,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: &'static str,
+    pub members: Vec<ConsumerMemberDescription>,
+}
+
+/// Checks a heartbeat's shape (Kafka's INVALID_REQUEST cases) and its assignor's name.
+pub fn validate(request: &ConsumerHeartbeat) -> Result<Option<ServerAssignor>, GroupError> {
+    let invalid = |why| Err(GroupError::InvalidRequest(why));
+    if request.group.is_empty() || request.group.len() > engine::limits::GROUP_NAME_BYTES_MAX {
+        return Err(GroupError::InvalidGroupId);
+    }
+    if request.member_id.is_empty() {
+        return invalid("MemberId can't be empty");
+    }
+    if request.member_id.len() > CONSUMER_MEMBER_ID_BYTES_MAX {
+        return invalid("MemberId is too long");
+    }
+    match request.member_epoch {
+        JOIN_EPOCH => {
+            if request.rebalance_timeout_ms <= 0 {
+                return invalid("RebalanceTimeoutMs must be provided when joining");
+            }
+            if request.subscribed_topics.is_none() {
+                return invalid("SubscribedTopicNames must be set when joining");
+            }
+            if request.owned.as_ref().is_some_and(|o| !o.is_empty()) {
+                return invalid("TopicPartitions must be empty when joining");
+            }
+        }
+        STATIC_LEAVE_EPOCH if request.instance_id.is_none() => {
+            return invalid("InstanceId can't be null when leaving with MemberEpoch -2");
+        }
+        LEAVE_EPOCH | STATIC_LEAVE_EPOCH => {}
+        epoch if epoch > 0 => {}
+        _ => return invalid("MemberEpoch is invalid"),
+    }
+    if let Some(topics) = &request.subscribed_topics {
+        if topics.len() > CONSUMER_SUBSCRIBED_TOPICS_MAX {
+            return invalid("too many subscribed topics");
+        }
+        if topics.iter().any(|t| t.is_empty() || t.len() > TOPIC_NAME_BYTES_MAX) {
+            return invalid("SubscribedTopicNames holds an invalid topic name");
+        }
+    }
+    if request.owned.as_ref().is_some_and(|o| o.len() > CONSUMER_OWNED_PARTITIONS_MAX) {
+        return invalid("too many owned partitions");
+    }
+    match &request.server_assignor {
+        None => Ok(None),
+        Some(name) => ServerAssignor::from_name(name).map(Some).ok_or(GroupError::UnsupportedAssignor),
+    }
+}
+
+/// The epoch after `epoch` (wrapping to 1, as generations do: 0 and below mean join/leave).
+fn next_epoch(epoch: i32) -> i32 {
+    if epoch == i32::MAX {
+        1
+    } else {
+        epoch + 1
+    }
+}
+
+struct Member {
+    epoch: i32,
+    /// The epoch before the last advance: a heartbeat carrying it is accepted if its owned
+    /// partitions fit (the answer with the new epoch may have been lost).
+    previous_epoch: i32,
+    instance_id: Option<String>,
+    rack_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    subscribed: BTreeSet<String>,
+    assignor: Option<ServerAssignor>,
+    rebalance_timeout: Duration,
+    last_heartbeat: Instant,
+    /// Partitions the member holds and keeps.
+    assigned: Partitions,
+    /// Partitions the member was told to give up and has not yet reported released.
+    revoking: Partitions,
+    /// When revoking must be done, or the member is removed (its rebalance timeout).
+    revoke_deadline: Option<Instant>,
+    /// What the member last said it owns.
+    reported: Partitions,
+    /// What it was last told it holds (`None`: nothing yet).
+    sent: Option<Partitions>,
+}
+
+impl Member {
+    fn new(now: Instant) -> Member {
+        Member {
+            epoch: JOIN_EPOCH,
+            previous_epoch: JOIN_EPOCH,
+            instance_id: None,
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            subscribed: BTreeSet::new(),
+            assignor: None,
+            rebalance_timeout: Duration::from_millis(REBALANCE_TIMEOUT_MS_MAX),
+            last_heartbeat: now,
+            assigned: Partitions::new(),
+            revoking: Partitions::new(),
+            revoke_deadline: None,
+            reported: Partitions::new(),
+            sent: None,
+        }
+    }
+}
+
+/// One consumer group: members, epochs, the target assignment and who holds what.
+#[derive(Default)]
+pub struct ConsumerGroup {
+    group_epoch: i32,
+    assignment_epoch: i32,
+    assignor: ServerAssignor,
+    /// Ordered by id: assignors see members in a deterministic order.
+    members: BTreeMap<String, Member>,
+    /// Partition count of every subscribed topic that exists, as of the group epoch.
+    topic_partitions: BTreeMap<String, u32>,
+    /// Each member's target (members with none have no entry).
+    target: BTreeMap<String, Partitions>,
+    /// Who holds (assigned or revoking) each partition.
+    owners: HashMap<TopicPartition, String>,
+}
+
+impl ConsumerGroup {
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        if self.members.is_empty() {
+            "Empty"
+        } else if self.members.iter().all(|(id, m)| {
+            m.epoch == self.assignment_epoch
+                && m.revoking.is_empty()
+                && self.target.get(id).map_or(m.assigned.is_empty(), |t| *t == m.assigned)
+        }) {
+            "Stable"
+        } else {
+            "Reconciling"
+        }
+    }
+
+    pub fn group_epoch(&self) -> i32 {
+        self.group_epoch
+    }
+
+    pub fn assignor(&self) -> ServerAssignor {
+        self.assignor
+    }
+
+    /// The topics any member subscribes to.
+    pub fn subscribed_topics(&self) -> BTreeSet<String> {
+        self.members.values().flat_map(|m| m.subscribed.iter().cloned()).collect()
+    }
+
+    /// What `member_id` holds now (for DescribeGroups), `None` if it is not a member.
+    pub fn member_assignment(&self, member_id: &str) -> Option<&Partitions> {
+        self.members.get(member_id).map(|m| &m.assigned)
+    }
+
+    /// (member id, client id, client host, instance id) of every member.
+    pub fn member_ids(&self) -> impl Iterator<Item = (&String, &str, &str, Option<&String>)> {
+        self.members.iter().map(|(id, m)| (id, m.client_id.as_str(), m.client_host.as_str(), m.instance_id.as_ref()))
+    }
+
+    /// One heartbeat of a validated request (`assignor`: its parsed ServerAssignor).
+    /// `partitions_of` gives a topic's partition count (`None`: no such topic).
+    pub fn heartbeat(
+        &mut self,
+        group: &str,
+        request: ConsumerHeartbeat,
+        assignor: Option<ServerAssignor>,
+        partitions_of: &dyn Fn(&str) -> Option<u32>,
+        now: Instant,
+    ) -> Result<ConsumerHeartbeatReply, GroupError> {
+        let member_id = request.member_id;
+        let reply = |member_id: String, member_epoch, assignment| ConsumerHeartbeatReply {
+            member_id,
+            member_epoch,
+            heartbeat_interval_ms: CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS,
+            assignment,
+        };
+        if request.member_epoch == LEAVE_EPOCH || request.member_epoch == STATIC_LEAVE_EPOCH {
+            if !self.members.contains_key(&member_id) {
+                return Err(GroupError::UnknownMemberId);
+            }
+            tracing::info!(%group, member = %member_id, "consumer group member left");
+            self.remove_member(&member_id);
+            return Ok(reply(member_id, request.member_epoch, None));
+        }
+        let mut changed = false;
+        if request.member_epoch == JOIN_EPOCH {
+            match self.members.get_mut(&member_id) {
+                // A member that lost its partitions (fenced, or restarted with its id) joins
+                // again: whatever it held is released; its subscription is compared below.
+                Some(m) => {
+                    let held: Vec<TopicPartition> = m.assigned.iter().chain(&m.revoking).cloned().collect();
+                    for tp in held {
+                        self.owners.remove(&tp);
+                    }
+                    let subscribed = std::mem::take(&mut m.subscribed);
+                    let assignor = m.assignor;
+                    *m = Member::new(now);
+                    m.subscribed = subscribed;
+                    m.assignor = assignor;
+                }
+                None => {
+                    if self.members.len() >= CONSUMER_GROUP_MEMBERS_MAX {
+                        return Err(GroupError::GroupFull);
+                    }
+                    tracing::info!(%group, member = %member_id, "consumer group member joined");
+                    self.members.insert(member_id.clone(), Member::new(now));
+                    changed = true;
+                }
+            }
+        } else {
+            let m = self.members.get(&member_id).ok_or(GroupError::UnknownMemberId)?;
+            if request.member_epoch > m.epoch {
+                return Err(GroupError::FencedMemberEpoch);
+            }
+            if request.member_epoch < m.epoch {
+                let owned_fits = request.owned.as_ref().is_none_or(|o| o.iter().all(|tp| m.assigned.contains(tp)));
+                if request.member_epoch != m.previous_epoch || !owned_fits {
+                    return Err(GroupError::FencedMemberEpoch);
+                }
+            }
+        }
+        let Some(m) = self.members.get_mut(&member_id) else {
+            return Err(GroupError::UnknownMemberId);
+        };
+        m.last_heartbeat = now;
+        if let Ok(ms) = u64::try_from(request.rebalance_timeout_ms) {
+            if ms > 0 {
+                m.rebalance_timeout = Duration::from_millis(ms.min(REBALANCE_TIMEOUT_MS_MAX));
+            }
+        }
+        if request.instance_id.is_some() {
+            m.instance_id = request.instance_id;
+        }
+        if request.rack_id.is_some() {
+            m.rack_id = request.rack_id;
+        }
+        if !request.client_id.is_empty() {
+            m.client_id = request.client_id;
+        }
+        if !request.client_host.is_empty() {
+            m.client_host = request.client_host;
+        }
+        if let Some(topics) = request.subscribed_topics {
+            let topics: BTreeSet<String> = topics.into_iter().collect();
+            if topics != m.subscribed {
+                m.subscribed = topics;
+                changed = true;
+            }
+        }
+        if assignor.is_some() && assignor != m.assignor {
+            m.assignor = assignor;
+            changed = true;
+        }
+        let owned: Option<Partitions> = request.owned.map(|o| o.into_iter().collect());
+        let full_answer = request.member_epoch == JOIN_EPOCH
+            || owned.as_ref().is_some_and(|o| *o != m.assigned.union(&m.revoking).cloned().collect());
+        if let Some(owned) = &owned {
+            m.reported.clone_from(owned);
+        }
+        // The topics' partition counts as of now: a created or grown topic changes them.
+        let current = self.current_topic_partitions(partitions_of);
+        if changed || current != self.topic_partitions {
+            self.topic_partitions = current;
+            self.group_epoch = next_epoch(self.group_epoch);
+            self.retarget();
+            tracing::info!(%group, group_epoch = self.group_epoch, assignor = self.assignor.name(), members = self.members.len(), "consumer group epoch bumped");
+        }
+        self.reconcile(&member_id, now);
+        self.check_invariants();
+        let Some(m) = self.members.get_mut(&member_id) else {
+            return Err(GroupError::UnknownMemberId);
+        };
+        let assignment = if full_answer || m.sent.as_ref() != Some(&m.assigned) {
+            m.sent = Some(m.assigned.clone());
+            Some(m.assigned.iter().cloned().collect())
+        } else {
+            None
+        };
+        Ok(reply(member_id, m.epoch, assignment))
+    }
+
+    /// May `member_id` at `member_epoch` commit (or fetch) offsets? Kafka's rules: an empty
+    /// member id with epoch -1 is an admin (or manual) commit, allowed only while the group has
+    /// no members; otherwise the member must exist and carry its current epoch.
+    pub fn check_member_epoch(&self, member_id: &str, member_epoch: i32) -> Result<(), GroupError> {
+        if member_id.is_empty() && member_epoch < 0 {
+            return if self.members.is_empty() { Ok(()) } else { Err(GroupError::UnknownMemberId) };
+        }
+        let m = self.members.get(member_id).ok_or(GroupError::UnknownMemberId)?;
+        if member_epoch != m.epoch {
+            return Err(GroupError::StaleMemberEpoch);
+        }
+        Ok(())
+    }
+
+    /// Removes members whose heartbeats stopped for the session timeout, or that did not
+    /// revoke in their rebalance timeout; how many.
+    pub fn expire(&mut self, group: &str, now: Instant) -> usize {
+        let session = Duration::from_millis(CONSUMER_GROUP_SESSION_TIMEOUT_MS);
+        let gone: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                now.saturating_duration_since(m.last_heartbeat) > session
+                    || m.revoke_deadline.is_some_and(|deadline| now > deadline)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            tracing::info!(%group, member = %id, "consumer group member expired");
+            self.remove_member(id);
+        }
+        gone.len()
+    }
+
+    pub fn describe(&self, group: &str) -> ConsumerGroupDescription {
+        let members = self
+            .members
+            .iter()
+            .map(|(id, m)| ConsumerMemberDescription {
+                member_id: id.clone(),
+                instance_id: m.instance_id.clone(),
+                rack_id: m.rack_id.clone(),
+                member_epoch: m.epoch,
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                subscribed_topics: m.subscribed.iter().cloned().collect(),
+                assignment: m.assigned.iter().cloned().collect(),
+                target_assignment: self.target.get(id).map(|t| t.iter().cloned().collect()).unwrap_or_default(),
+            })
+            .collect();
+        ConsumerGroupDescription {
+            group: group.to_owned(),
+            state: self.state_name(),
+            group_epoch: self.group_epoch,
+            assignment_epoch: self.assignment_epoch,
+            assignor: self.assignor.name(),
+            members,
+        }
+    }
+
+    fn current_topic_partitions(&self, partitions_of: &dyn Fn(&str) -> Option<u32>) -> BTreeMap<String, u32> {
+        self.subscribed_topics().into_iter().filter_map(|t| partitions_of(&t).map(|n| (t, n))).collect()
+    }
+
+    /// Takes a member out: what it held is free, and the group moves to a new epoch.
+    fn remove_member(&mut self, member_id: &str) {
+        let Some(m) = self.members.remove(member_id) else {
+            return;
+        };
+        for tp in m.assigned.iter().chain(&m.revoking) {
+            self.owners.remove(tp);
+        }
+        self.target.remove(member_id);
+        // Topics nobody subscribes to any more leave the metadata (no second bump later).
+        let subscribed = self.subscribed_topics();
+        self.topic_partitions.retain(|t, _| subscribed.contains(t));
+        self.group_epoch = next_epoch(self.group_epoch);
+        self.retarget();
+        self.check_invariants();
+    }
+
+    /// The most preferred assignor among the members (Kafka: the most used), else uniform.
+    fn choose_assignor(&self) -> ServerAssignor {
+        let mut votes: BTreeMap<ServerAssignor, usize> = BTreeMap::new();
+        for a in self.members.values().filter_map(|m| m.assignor) {
+            *votes.entry(a).or_default() += 1;
+        }
+        // Ties go to the first in enum order (uniform), deterministically.
+        let best = votes.values().copied().max().unwrap_or(0);
+        votes.into_iter().find(|&(_, n)| n == best).map_or(ServerAssignor::default(), |(a, _)| a)
+    }
+
+    /// A new target assignment for the group epoch.
+    fn retarget(&mut self) {
+        self.assignor = self.choose_assignor();
+        let subscriptions: BTreeMap<String, BTreeSet<String>> =
+            self.members.iter().map(|(id, m)| (id.clone(), m.subscribed.clone())).collect();
+        self.target = assign(self.assignor, &subscriptions, &self.topic_partitions, &self.target);
+        self.assignment_epoch = self.group_epoch;
+    }
+
+    /// Moves `member_id` a step towards its target (see the module comment).
+    fn reconcile(&mut self, member_id: &str, now: Instant) {
+        let empty = Partitions::new();
+        let target = self.target.get(member_id).unwrap_or(&empty);
+        let Some(m) = self.members.get_mut(member_id) else {
+            return;
+        };
+        // A revocation is done once the member no longer reports any of it.
+        if !m.revoking.is_empty() {
+            if m.revoking.iter().any(|tp| m.reported.contains(tp)) {
+                return;
+            }
+            for tp in std::mem::take(&mut m.revoking) {
+                self.owners.remove(&tp);
+            }
+            m.revoke_deadline = None;
+        }
+        let revoke: Partitions = m.assigned.difference(target).cloned().collect();
+        if !revoke.is_empty() {
+            m.assigned.retain(|tp| !revoke.contains(tp));
+            // Partitions it was never told of it cannot hold: free at once. The others wait
+            // until it reports them gone.
+            let told = m.sent.clone().unwrap_or_default();
+            let (waiting, never_told): (Partitions, Partitions) = revoke.into_iter().partition(|tp| told.contains(tp));
+            for tp in &never_told {
+                self.owners.remove(tp);
+            }
+            if !waiting.is_empty() {
+                m.revoking = waiting;
+                m.revoke_deadline = Some(now + m.rebalance_timeout);
+                return;
+            }
+        }
+        for tp in target.difference(&m.assigned.clone()) {
+            if !self.owners.contains_key(tp) {
+                self.owners.insert(tp.clone(), member_id.to_owned());
+                m.assigned.insert(tp.clone());
+            }
+        }
+        if m.assigned == *target && m.epoch != self.assignment_epoch {
+            m.previous_epoch = m.epoch;
+            m.epoch = self.assignment_epoch;
+        }
+    }
+
+    /// No partition held by two members; `owners` is exactly what the members hold.
+    fn check_invariants(&self) {
+        let mut held = 0usize;
+        for (id, m) in &self.members {
+            assert!(m.assigned.is_disjoint(&m.revoking), "member {id} both holds and revokes a partition");
+            for tp in m.assigned.iter().chain(&m.revoking) {
+                assert_eq!(self.owners.get(tp), Some(id), "{tp:?} is held by {id} but owned by another");
+                held += 1;
+            }
+        }
+        assert_eq!(held, self.owners.len(), "an owner that holds nothing");
+    }
+}
+
+/// Every member's target: the partitions of the topics it subscribes to (that exist, per
+/// `partitions`), spread by `assignor`; `previous` is the last target (uniform keeps
+/// partitions where they were when balance allows).
+pub fn assign(
+    assignor: ServerAssignor,
+    subscriptions: &BTreeMap<String, BTreeSet<String>>,
+    partitions: &BTreeMap<String, u32>,
+    previous: &BTreeMap<String, Partitions>,
+) -> BTreeMap<String, Partitions> {
+    let mut out: BTreeMap<String, Partitions> =
+        subscriptions.keys().map(|id| (id.clone(), Partitions::new())).collect();
+    // Subscribers of each existing topic, in member-id order.
+    let mut subscribers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, topics) in subscriptions {
+        for topic in topics {
+            if partitions.contains_key(topic) {
+                subscribers.entry(topic.as_str()).or_default().push(id.as_str());
+            }
+        }
+    }
+    match assignor {
+        ServerAssignor::Range => {
+            for (topic, members) in &subscribers {
+                let count = partitions.get(*topic).copied().unwrap_or(0);
+                let n = members.len() as u32;
+                let (per, extra) = (count / n, count % n);
+                let mut next = 0u32;
+                for (i, member) in members.iter().enumerate() {
+                    let take = per + u32::from((i as u32) < extra);
+                    if let Some(set) = out.get_mut(*member) {
+                        set.extend((next..next + take).map(|p| TopicPartition::new(*topic, p)));
+                    }
+                    next += take;
+                }
+            }
+        }
+        ServerAssignor::Uniform => uniform(&mut out, &subscribers, partitions, previous),
+    }
+    out.retain(|_, set| !set.is_empty());
+    out
+}
+
+/// Sticky and balanced: keep every previous placement still valid, give each unplaced
+/// partition to its least-loaded subscriber, then move partitions from a member to a
+/// subscriber of their topic holding two or more fewer until none can move (each move lowers
+/// the sum of squared loads, so this ends).
+fn uniform(
+    out: &mut BTreeMap<String, Partitions>,
+    subscribers: &BTreeMap<&str, Vec<&str>>,
+    partitions: &BTreeMap<String, u32>,
+    previous: &BTreeMap<String, Partitions>,
+) {
+    let mut unplaced: Partitions = subscribers
+        .keys()
+        .flat_map(|topic| {
+            let count = partitions.get(*topic).copied().unwrap_or(0);
+            (0..count).map(|p| TopicPartition::new(*topic, p))
+        })
+        .collect();
+    for (member, set) in previous {
+        let Some(mine) = out.get_mut(member) else {
+            continue;
+        };
+        for tp in set {
+            let subscribed = subscribers.get(tp.topic.as_str()).is_some_and(|s| s.contains(&member.as_str()));
+            if subscribed && unplaced.remove(tp) {
+                mine.insert(tp.clone());
+            }
+        }
+    }
+    let least_loaded = |out: &BTreeMap<String, Partitions>, topic: &str| -> Option<String> {
+        subscribers
+            .get(topic)?
+            .iter()
+            .min_by_key(|m| (out.get(**m).map_or(0, BTreeSet::len), **m))
+            .map(|m| (*m).to_owned())
+    };
+    for tp in unplaced {
+        if let Some(member) = least_loaded(out, &tp.topic) {
+            out.entry(member).or_default().insert(tp);
+        }
+    }
+    loop {
+        let mut by_load: Vec<(usize, String)> = out.iter().map(|(id, s)| (s.len(), id.clone())).collect();
+        by_load.sort_by(|a, b| b.cmp(a));
+        let mut chosen = None;
+        'search: for (load, from) in &by_load {
+            let Some(held) = out.get(from) else { continue };
+            for tp in held {
+                let Some(to) = least_loaded(out, &tp.topic) else { continue };
+                if out.get(&to).map_or(0, BTreeSet::len) + 1 < *load {
+                    chosen = Some((from.clone(), to, tp.clone()));
+                    break 'search;
+                }
+            }
+        }
+        let Some((from, to, tp)) = chosen else { break };
+        if let Some(set) = out.get_mut(&from) {
+            set.remove(&tp);
+        }
+        out.entry(to).or_default().insert(tp);
+    }
+}
