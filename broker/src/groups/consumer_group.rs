@@ -10,9 +10,11 @@
 //!   (`uniform`, sticky; or `range`), stamped with the group epoch (the assignment epoch).
 //! - **Reconciliation** moves each member from what it holds to its target, one heartbeat at
 //!   a time: partitions it must give up are revoked first (it keeps its epoch until a
-//!   heartbeat's owned partitions no longer hold them); a partition of its target is handed
-//!   to it only once no other member holds or is revoking it; once it holds exactly its
-//!   target its member epoch becomes the assignment epoch.
+//!   heartbeat's owned partitions no longer hold them); once nothing is left to revoke its
+//!   member epoch becomes the assignment epoch; a partition of its target is handed to it
+//!   only once no other member holds or is revoking it (it may get the last of its target
+//!   later, at the same epoch). The group is Stable when every member is at the assignment
+//!   epoch and holds exactly its target.
 //!
 //! Invariant (asserted after every change): each partition is held (assigned or being
 //! revoked) by at most one member, and `owners` says which.
@@ -559,7 +561,11 @@ impl ConsumerGroup {
                 m.assigned.insert(tp.clone());
             }
         }
-        if m.assigned == *target && m.epoch != self.assignment_epoch {
+        // Nothing left to revoke: the member is at the assignment epoch, whether or not every
+        // partition of its target is free yet (the rest come, at this epoch, as their owners
+        // release them). Kafka does the same: a member waiting for partitions keeps working,
+        // and one that just joined is never left at epoch 0 (which would read as a rejoin).
+        if m.epoch != self.assignment_epoch {
             m.previous_epoch = m.epoch;
             m.epoch = self.assignment_epoch;
         }
@@ -680,5 +686,446 @@ fn uniform(
             set.remove(&tp);
         }
         out.entry(to).or_default().insert(tp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn tp(topic: &str, partition: u32) -> TopicPartition {
+        TopicPartition::new(topic, partition)
+    }
+
+    fn set(items: &[(&str, u32)]) -> Partitions {
+        items.iter().map(|&(t, p)| tp(t, p)).collect()
+    }
+
+    fn subs(members: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
+        members
+            .iter()
+            .map(|(id, topics)| ((*id).to_owned(), topics.iter().map(|t| (*t).to_owned()).collect()))
+            .collect()
+    }
+
+    fn counts(topics: &[(&str, u32)]) -> BTreeMap<String, u32> {
+        topics.iter().map(|&(t, n)| (t.to_owned(), n)).collect()
+    }
+
+    /// Every partition of `topics` placed exactly once, each with a member subscribed to its topic.
+    fn assert_complete(
+        out: &BTreeMap<String, Partitions>,
+        subscriptions: &BTreeMap<String, BTreeSet<String>>,
+        topics: &BTreeMap<String, u32>,
+    ) {
+        let mut seen = Partitions::new();
+        for (member, held) in out {
+            for p in held {
+                assert!(subscriptions[member].contains(&p.topic), "{member} got {p:?} without subscribing");
+                assert!(seen.insert(p.clone()), "{p:?} placed twice");
+            }
+        }
+        let subscribed: BTreeSet<&String> = subscriptions.values().flatten().collect();
+        let expected: usize = topics.iter().filter(|(t, _)| subscribed.contains(t)).map(|(_, n)| *n as usize).sum();
+        assert_eq!(seen.len(), expected);
+    }
+
+    #[test]
+    fn uniform_spreads_evenly_and_keeps_partitions_where_they_were() {
+        let topics = counts(&[("a", 4), ("b", 3)]);
+        let two = subs(&[("m1", &["a", "b"]), ("m2", &["a", "b"])]);
+        let first = assign(ServerAssignor::Uniform, &two, &topics, &BTreeMap::new());
+        assert_complete(&first, &two, &topics);
+        assert!(first["m1"].len().abs_diff(first["m2"].len()) <= 1);
+        // A third member: each of the first two keeps all but what it must give up.
+        let three = subs(&[("m1", &["a", "b"]), ("m2", &["a", "b"]), ("m3", &["a", "b"])]);
+        let second = assign(ServerAssignor::Uniform, &three, &topics, &first);
+        assert_complete(&second, &three, &topics);
+        let loads: Vec<usize> = second.values().map(BTreeSet::len).collect();
+        assert!(loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1, "{loads:?}");
+        for member in ["m1", "m2"] {
+            assert!(second[member].is_subset(&first[member]), "{member} kept its own: {second:?} after {first:?}");
+        }
+        // m3 leaves again: nothing of m1's or m2's moves.
+        let third = assign(ServerAssignor::Uniform, &two, &topics, &second);
+        for member in ["m1", "m2"] {
+            assert!(second[member].is_subset(&third[member]));
+        }
+    }
+
+    #[test]
+    fn range_splits_each_topic_in_member_id_order() {
+        let topics = counts(&[("a", 4), ("b", 3)]);
+        let members = subs(&[("m2", &["a", "b"]), ("m1", &["a", "b"])]);
+        let out = assign(ServerAssignor::Range, &members, &topics, &BTreeMap::new());
+        assert_eq!(out["m1"], set(&[("a", 0), ("a", 1), ("b", 0), ("b", 1)]));
+        assert_eq!(out["m2"], set(&[("a", 2), ("a", 3), ("b", 2)]));
+    }
+
+    #[test]
+    fn assignors_give_only_subscribed_topics_that_exist() {
+        let topics = counts(&[("a", 2), ("b", 6)]);
+        let members = subs(&[("m1", &["a"]), ("m2", &["a", "b"]), ("m3", &["b", "missing"])]);
+        for assignor in [ServerAssignor::Uniform, ServerAssignor::Range] {
+            let out = assign(assignor, &members, &topics, &BTreeMap::new());
+            assert_complete(&out, &members, &topics);
+        }
+        let uniform = assign(ServerAssignor::Uniform, &members, &topics, &BTreeMap::new());
+        let loads: Vec<usize> = uniform.values().map(BTreeSet::len).collect();
+        assert!(loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1, "{uniform:?}");
+        assert!(assign(ServerAssignor::Uniform, &subs(&[("m1", &["missing"])]), &topics, &BTreeMap::new()).is_empty());
+    }
+
+    /// A group and a topic table, driven the way the coordinator does.
+    struct Harness {
+        group: ConsumerGroup,
+        topics: BTreeMap<String, u32>,
+        now: Instant,
+    }
+
+    impl Harness {
+        fn new(topics: &[(&str, u32)]) -> Harness {
+            Harness { group: ConsumerGroup::default(), topics: counts(topics), now: Instant::now() }
+        }
+
+        fn send(&mut self, request: ConsumerHeartbeat) -> Result<ConsumerHeartbeatReply, GroupError> {
+            let assignor = validate(&request)?;
+            let topics = self.topics.clone();
+            let partitions_of = move |t: &str| topics.get(t).copied();
+            self.group.heartbeat("g", request, assignor, &partitions_of, self.now)
+        }
+
+        fn join(&mut self, member: &str, topics: &[&str]) -> ConsumerHeartbeatReply {
+            self.send(join_request(member, topics)).unwrap()
+        }
+
+        fn beat(&mut self, member: &str, epoch: i32, owned: Option<&Partitions>) -> ConsumerHeartbeatReply {
+            self.send(ConsumerHeartbeat {
+                group: "g".into(),
+                member_id: member.into(),
+                member_epoch: epoch,
+                owned: owned.map(|o| o.iter().cloned().collect()),
+                ..ConsumerHeartbeat::default()
+            })
+            .unwrap()
+        }
+    }
+
+    fn join_request(member: &str, topics: &[&str]) -> ConsumerHeartbeat {
+        ConsumerHeartbeat {
+            group: "g".into(),
+            member_id: member.into(),
+            member_epoch: JOIN_EPOCH,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topics: Some(topics.iter().map(|t| (*t).to_owned()).collect()),
+            owned: Some(Vec::new()),
+            ..ConsumerHeartbeat::default()
+        }
+    }
+
+    fn partitions(reply: &ConsumerHeartbeatReply) -> Partitions {
+        reply.assignment.clone().expect("an assignment").into_iter().collect()
+    }
+
+    #[test]
+    fn a_partition_moves_to_a_new_member_only_after_its_holder_revokes_it() {
+        let mut h = Harness::new(&[("t", 4)]);
+        let a = h.join("a", &["t"]);
+        assert_eq!((a.member_epoch, partitions(&a).len()), (1, 4));
+        assert_eq!(a.heartbeat_interval_ms, CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS);
+        let all = partitions(&a);
+        assert!(h.beat("a", 1, Some(&all)).assignment.is_none(), "nothing changed, nothing sent");
+
+        // B joins: epoch 2. B's target is half of A's partitions, still held by A.
+        let b = h.join("b", &["t"]);
+        assert_eq!((b.member_epoch, partitions(&b).len()), (2, 0), "nothing free yet");
+        assert_eq!(h.group.state_name(), "Reconciling");
+        // A is told to give two up, and stays at epoch 1 until it does.
+        let a = h.beat("a", 1, Some(&all));
+        let kept = partitions(&a);
+        assert_eq!((a.member_epoch, kept.len()), (1, 2));
+        let b = h.beat("b", 2, Some(&Partitions::new()));
+        assert!(b.assignment.is_none(), "A still holds B's partitions");
+        // A reports them gone: it moves to epoch 2; B gets them on its next heartbeat.
+        let a = h.beat("a", 1, Some(&kept));
+        assert_eq!(a.member_epoch, 2);
+        let b = h.beat("b", 2, Some(&Partitions::new()));
+        let given = partitions(&b);
+        assert_eq!(given.len(), 2);
+        assert!(given.is_disjoint(&kept));
+        h.beat("b", 2, Some(&given));
+        assert_eq!(h.group.state_name(), "Stable");
+
+        // A leaves: B takes all four at once (A released them by leaving).
+        let left = h.send(ConsumerHeartbeat { member_epoch: LEAVE_EPOCH, ..join_request("a", &[]) }).unwrap();
+        assert_eq!(left.member_epoch, LEAVE_EPOCH);
+        let b = h.beat("b", 2, Some(&given));
+        assert_eq!((b.member_epoch, partitions(&b).len()), (3, 4));
+    }
+
+    #[test]
+    fn epochs_are_checked_and_a_lost_answer_is_forgiven() {
+        let mut h = Harness::new(&[("t", 2)]);
+        let a = h.join("a", &["t"]);
+        let held = partitions(&a);
+        let beat = |h: &mut Harness, epoch, owned: Option<&Partitions>| {
+            h.send(ConsumerHeartbeat {
+                group: "g".into(),
+                member_id: "a".into(),
+                member_epoch: epoch,
+                owned: owned.map(|o| o.iter().cloned().collect()),
+                ..ConsumerHeartbeat::default()
+            })
+        };
+        assert_eq!(beat(&mut h, 2, None).unwrap_err(), GroupError::FencedMemberEpoch, "ahead of the member");
+        h.join("b", &["t"]);
+        // B's join moved the group to epoch 2; A gives one partition up and moves to it.
+        let kept = partitions(&h.beat("a", 1, Some(&held)));
+        assert_eq!(h.beat("a", 1, Some(&kept)).member_epoch, 2);
+        // The answer with epoch 2 was lost: epoch 1 again, holding a subset, is accepted ...
+        assert_eq!(beat(&mut h, 1, Some(&kept)).unwrap().member_epoch, 2);
+        // ... but not holding more than it has.
+        assert_eq!(beat(&mut h, 1, Some(&held)).unwrap_err(), GroupError::FencedMemberEpoch);
+        assert_eq!(
+            h.send(ConsumerHeartbeat { member_epoch: 3, ..join_request("zz", &[]) }).unwrap_err(),
+            GroupError::UnknownMemberId
+        );
+        // Commits: only the member's current epoch.
+        assert_eq!(h.group.check_member_epoch("a", 2), Ok(()));
+        assert_eq!(h.group.check_member_epoch("a", 1), Err(GroupError::StaleMemberEpoch));
+        assert_eq!(h.group.check_member_epoch("nobody", 2), Err(GroupError::UnknownMemberId));
+        assert_eq!(h.group.check_member_epoch("", -1), Err(GroupError::UnknownMemberId), "the group has members");
+    }
+
+    #[test]
+    fn malformed_requests_and_unknown_assignors_are_refused() {
+        let mut h = Harness::new(&[("t", 1)]);
+        let invalid = |r: Result<ConsumerHeartbeatReply, GroupError>| matches!(r, Err(GroupError::InvalidRequest(_)));
+        assert!(invalid(h.send(ConsumerHeartbeat { subscribed_topics: None, ..join_request("a", &[]) })));
+        assert!(invalid(h.send(ConsumerHeartbeat { rebalance_timeout_ms: -1, ..join_request("a", &["t"]) })));
+        assert!(invalid(h.send(ConsumerHeartbeat { member_id: String::new(), ..join_request("a", &["t"]) })));
+        assert!(invalid(h.send(ConsumerHeartbeat { member_epoch: -3, ..join_request("a", &["t"]) })));
+        assert!(invalid(h.send(ConsumerHeartbeat { member_epoch: STATIC_LEAVE_EPOCH, ..join_request("a", &["t"]) })));
+        assert!(invalid(h.send(ConsumerHeartbeat { owned: Some(vec![tp("t", 0)]), ..join_request("a", &["t"]) })));
+        assert!(invalid(h.send(join_request("a", &[""]))));
+        let unknown = ConsumerHeartbeat { server_assignor: Some("sticky".into()), ..join_request("a", &["t"]) };
+        assert_eq!(h.send(unknown).unwrap_err(), GroupError::UnsupportedAssignor);
+        let no_group = ConsumerHeartbeat { group: String::new(), ..join_request("a", &["t"]) };
+        assert_eq!(h.send(no_group).unwrap_err(), GroupError::InvalidGroupId);
+        assert!(h.group.is_empty(), "nothing refused joined");
+        let range = ConsumerHeartbeat { server_assignor: Some("range".into()), ..join_request("a", &["t"]) };
+        h.send(range).unwrap();
+        assert_eq!(h.group.assignor(), ServerAssignor::Range);
+    }
+
+    #[test]
+    fn silent_members_expire_and_one_that_does_not_revoke_is_removed() {
+        let mut h = Harness::new(&[("t", 2)]);
+        let a = h.join("a", &["t"]);
+        let held = partitions(&a);
+        h.join("b", &["t"]);
+        h.beat("a", 1, Some(&held)); // A must revoke one
+                                     // B keeps heartbeating; A goes silent while revoking: past its rebalance timeout
+                                     // (30 s, before the session timeout) it is removed and B gets everything.
+        h.now += Duration::from_secs(31);
+        h.beat("b", 2, None);
+        assert_eq!(h.group.expire("g", h.now), 1);
+        let b = h.beat("b", 2, None);
+        assert_eq!((b.member_epoch, partitions(&b).len()), (3, 2));
+        // B goes silent past the session timeout.
+        h.now += Duration::from_millis(CONSUMER_GROUP_SESSION_TIMEOUT_MS - 1);
+        assert_eq!(h.group.expire("g", h.now), 0);
+        h.now += Duration::from_millis(2);
+        assert_eq!(h.group.expire("g", h.now), 1);
+        assert!(h.group.is_empty());
+    }
+
+    #[test]
+    fn topics_created_or_grown_after_joining_are_picked_up() {
+        let mut h = Harness::new(&[]);
+        let a = h.join("a", &["later"]);
+        assert_eq!((a.member_epoch, partitions(&a).len()), (1, 0));
+        h.topics.insert("later".into(), 2);
+        let a = h.beat("a", 1, Some(&Partitions::new()));
+        assert_eq!((a.member_epoch, partitions(&a)), (2, set(&[("later", 0), ("later", 1)])));
+        h.topics.insert("later".into(), 3);
+        let a = h.beat("a", 2, None);
+        assert_eq!((a.member_epoch, partitions(&a).len()), (3, 3));
+    }
+
+    /// One step of the model: a client's heartbeat (which may change its subscription), a
+    /// client leaving, one crashing (silent; expired later), a topic growing, time passing.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Heartbeat { client: usize, resubscribe: Option<u8>, send_owned: bool },
+        Leave(usize),
+        Crash(usize),
+        Grow(usize),
+        Expire,
+    }
+
+    const TOPICS: [&str; 3] = ["t0", "t1", "t2"];
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (0..4usize, proptest::option::weighted(0.2, 1..8u8), any::<bool>())
+                .prop_map(|(client, resubscribe, send_owned)| Step::Heartbeat { client, resubscribe, send_owned }),
+            1 => (0..4usize).prop_map(Step::Leave),
+            1 => (0..4usize).prop_map(Step::Crash),
+            1 => (0..3usize).prop_map(Step::Grow),
+            1 => Just(Step::Expire),
+        ]
+    }
+
+    /// A client as librdkafka behaves: it owns exactly the last assignment it was sent, and
+    /// drops everything when fenced or unknown, then rejoins with epoch 0.
+    #[derive(Debug, Default, Clone)]
+    struct Client {
+        epoch: i32,
+        owned: Partitions,
+        topics: Vec<String>,
+        joined: bool,
+        crashed: bool,
+    }
+
+    fn topics_of(mask: u8) -> Vec<String> {
+        TOPICS.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, t)| (*t).to_owned()).collect()
+    }
+
+    fn heartbeat(h: &mut Harness, id: usize, client: &mut Client, resubscribe: Option<u8>, send_owned: bool) {
+        let member_id = format!("m{id}");
+        let mut request = ConsumerHeartbeat {
+            group: "g".into(),
+            member_id,
+            member_epoch: client.epoch,
+            owned: send_owned.then(|| client.owned.iter().cloned().collect()),
+            ..ConsumerHeartbeat::default()
+        };
+        if let Some(mask) = resubscribe {
+            client.topics = topics_of(mask);
+            request.subscribed_topics = Some(client.topics.clone());
+        }
+        if !client.joined {
+            request.member_epoch = JOIN_EPOCH;
+            request.rebalance_timeout_ms = 30_000;
+            request.subscribed_topics = Some(client.topics.clone());
+            request.owned = Some(Vec::new());
+            request.server_assignor = Some(if id % 2 == 0 { "uniform" } else { "range" }.into());
+        }
+        match h.send(request) {
+            Ok(reply) => {
+                client.joined = true;
+                client.epoch = reply.member_epoch;
+                if let Some(assignment) = reply.assignment {
+                    client.owned = assignment.into_iter().collect();
+                }
+            }
+            Err(GroupError::FencedMemberEpoch | GroupError::UnknownMemberId) => {
+                client.owned.clear();
+                client.joined = false;
+                client.epoch = JOIN_EPOCH;
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        /// Whatever happens, no partition is owned by two live clients at once; once the
+        /// survivors keep heartbeating, the group settles with every partition of a
+        /// subscribed topic owned by exactly one subscriber, as the server believes.
+        #[test]
+        fn no_partition_has_two_owners_and_the_group_settles(steps in proptest::collection::vec(step(), 1..60)) {
+            let mut h = Harness::new(&[("t0", 3), ("t1", 2), ("t2", 1)]);
+            let mut clients: Vec<Client> = (0..4).map(|i| Client { topics: topics_of(1 + (i as u8 % 7)), ..Client::default() }).collect();
+            for step in steps {
+                match step {
+                    Step::Heartbeat { client, resubscribe, send_owned } => {
+                        if clients[client].crashed {
+                            continue;
+                        }
+                        let mut c = clients[client].clone();
+                        heartbeat(&mut h, client, &mut c, resubscribe, send_owned);
+                        clients[client] = c;
+                    }
+                    Step::Leave(client) => {
+                        let c = &mut clients[client];
+                        if c.joined && !c.crashed {
+                            // The client gives its partitions up before saying so.
+                            c.owned.clear();
+                            let leave = ConsumerHeartbeat { member_epoch: LEAVE_EPOCH, ..join_request(&format!("m{client}"), &[]) };
+                            // An expired member is already out (UNKNOWN_MEMBER_ID).
+                            let left = h.send(leave);
+                            prop_assert!(matches!(left, Ok(_) | Err(GroupError::UnknownMemberId)), "{left:?}");
+                            c.joined = false;
+                            c.epoch = JOIN_EPOCH;
+                        }
+                    }
+                    Step::Crash(client) => {
+                        // Dead: its partitions are freed by the session timeout only.
+                        clients[client].crashed = true;
+                        clients[client].owned.clear();
+                    }
+                    Step::Grow(topic) => {
+                        if let Some(n) = h.topics.get_mut(TOPICS[topic]) {
+                            *n += 1;
+                        }
+                    }
+                    Step::Expire => {
+                        h.now += Duration::from_secs(10);
+                        h.group.expire("g", h.now);
+                        // A client silent past its session is out (as in Kafka, it is a zombie
+                        // until it notices; its commits are refused): it holds nothing valid.
+                        for (id, c) in clients.iter_mut().enumerate() {
+                            if c.joined && h.group.member_assignment(&format!("m{id}")).is_none() {
+                                c.owned.clear();
+                            }
+                        }
+                    }
+                }
+                let mut seen = Partitions::new();
+                for c in clients.iter().filter(|c| !c.crashed) {
+                    for p in &c.owned {
+                        prop_assert!(seen.insert(p.clone()), "{p:?} owned twice: {clients:?}");
+                    }
+                }
+            }
+            // The crashed expire; the others heartbeat (reporting what they own) until stable.
+            h.now += Duration::from_millis(CONSUMER_GROUP_SESSION_TIMEOUT_MS + 1);
+            for (id, c) in clients.iter_mut().enumerate() {
+                if !c.crashed {
+                    heartbeat(&mut h, id, c, None, true);
+                }
+            }
+            h.group.expire("g", h.now);
+            for _ in 0..6 {
+                for (id, c) in clients.iter_mut().enumerate() {
+                    if !c.crashed {
+                        heartbeat(&mut h, id, c, None, true);
+                    }
+                }
+            }
+            let live: Vec<(usize, &Client)> = clients.iter().enumerate().filter(|(_, c)| !c.crashed).collect();
+            if live.is_empty() {
+                return Ok(());
+            }
+            prop_assert_eq!(h.group.state_name(), "Stable");
+            let mut owned = Partitions::new();
+            for (id, c) in &live {
+                prop_assert_eq!(c.epoch, h.group.assignment_epoch);
+                prop_assert_eq!(Some(&c.owned), h.group.member_assignment(&format!("m{id}")));
+                for p in &c.owned {
+                    prop_assert!(c.topics.contains(&p.topic));
+                    owned.insert(p.clone());
+                }
+            }
+            let subscribed: BTreeSet<&String> = live.iter().flat_map(|(_, c)| &c.topics).collect();
+            let expected: Partitions = h.topics.iter().filter(|(t, _)| subscribed.contains(t))
+                .flat_map(|(t, n)| (0..*n).map(|p| tp(t, p))).collect();
+            prop_assert_eq!(owned, expected);
+        }
     }
 }
