@@ -1243,4 +1243,58 @@ mod tests {
         assert_eq!((a.generation, b.generation), (1, 1), "one generation for both");
         assert_eq!(a.members.len().max(b.members.len()), 2);
     }
+    fn consumer_join(group: &str, member: &str) -> ConsumerHeartbeat {
+        ConsumerHeartbeat {
+            group: group.into(),
+            member_id: member.into(),
+            member_epoch: 0,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topics: Some(vec!["users".into()]),
+            ..ConsumerHeartbeat::default()
+        }
+    }
+
+    #[test]
+    fn consumer_groups_and_classic_groups_do_not_share_an_id() {
+        let groups = GroupCoordinator::default();
+        let table = users_table(4);
+        let at = Instant::now();
+        // A classic group "g" with a member: a KIP-848 heartbeat to it is refused.
+        joined(join(&groups, ""));
+        assert_eq!(
+            groups.consumer_heartbeat(consumer_join("g", "m1"), &table, at).unwrap_err(),
+            GroupError::GroupIdNotFound
+        );
+        // A consumer group "c": classic and native joins to it are refused.
+        let reply = groups.consumer_heartbeat(consumer_join("c", "m1"), &table, at).unwrap();
+        assert_eq!((reply.member_epoch, reply.assignment.map(|a| a.len())), (1, Some(4)));
+        let classic = JoinRequest { group: "c".into(), ..join_request("", Bytes::new()) };
+        assert_eq!(now(groups.join(classic)).unwrap_err(), GroupError::InconsistentGroupProtocol);
+        let native = JoinRequest { group: "c".into(), ..native_join("") };
+        assert_eq!(groups.join_assigned(native, &table).unwrap_err(), GroupError::InconsistentGroupProtocol);
+        // Commits and fetches carry the member epoch.
+        assert_eq!(groups.check_commit("c", 1, "m1"), Ok(()));
+        assert_eq!(groups.check_commit("c", 0, "m1"), Err(GroupError::StaleMemberEpoch));
+        assert_eq!(groups.check_commit("c", 1, "m2"), Err(GroupError::UnknownMemberId));
+        assert_eq!(groups.check_offset_fetch("c", "m1", 1), Ok(()));
+        assert_eq!(groups.check_offset_fetch("c", "m1", 2), Err(GroupError::StaleMemberEpoch));
+        assert_eq!(groups.check_offset_fetch("c", "", -1), Ok(()), "an admin client");
+        // Both kinds are listed and described; a group with members is not deleted.
+        let listed: Vec<(String, &str)> = groups.list().into_iter().map(|l| (l.group, l.group_type)).collect();
+        assert_eq!(listed, vec![("c".to_owned(), GROUP_TYPE_CONSUMER), ("g".to_owned(), GROUP_TYPE_CLASSIC)]);
+        let described = groups.describe("c").unwrap();
+        assert_eq!((described.protocol.as_str(), described.generation, described.members.len()), ("uniform", 1, 1));
+        let partitions = super::super::consumer_protocol::assignment_partitions(&described.members[0].assignment);
+        assert_eq!(partitions, Some(vec![("users".to_owned(), vec![0, 1, 2, 3])]));
+        assert_eq!(groups.describe_consumer_group("c").unwrap().members[0].target_assignment.len(), 4);
+        assert!(!groups.forget("c"));
+        assert_eq!(groups.subscribed_topics("c"), Some(vec!["users".to_owned()]));
+        // Unknown group, not joining: the member is unknown (groups are not kept over restarts).
+        let stray = ConsumerHeartbeat { member_epoch: 5, ..consumer_join("other", "m9") };
+        assert_eq!(groups.consumer_heartbeat(stray, &table, at).unwrap_err(), GroupError::UnknownMemberId);
+        // The member goes silent: past the session timeout the group is gone.
+        groups.expire(at + Duration::from_millis(crate::limits::CONSUMER_GROUP_SESSION_TIMEOUT_MS + 1));
+        assert!(groups.describe_consumer_group("c").is_none());
+        assert_eq!(groups.check_commit("c", -1, ""), Ok(()));
+    }
 }
