@@ -102,8 +102,9 @@ pub enum Body {
     DeleteTopics(DeleteTopicsRequest),
     CreatePartitions(CreatePartitionsRequest),
     Group(GroupCall),
-    // KIP-848 consumer groups.
-    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
+    // KIP-848 consumer groups (the heartbeat boxed: it is the largest request by far, and
+    // every `Body` would otherwise be as large).
+    ConsumerGroupHeartbeat(Box<ConsumerGroupHeartbeatRequest>),
     ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
     // The operations APIs (issue #13).
     ListGroups(ListGroupsRequest),
@@ -177,7 +178,7 @@ pub fn decode(mut frame: Bytes) -> Result<Decoded, Close> {
         ApiKey::LeaveGroup => Body::Group(GroupCall::Leave(body!(LeaveGroupRequest), version)),
         ApiKey::OffsetCommit => Body::Group(GroupCall::Commit(body!(OffsetCommitRequest), version)),
         ApiKey::OffsetFetch => Body::Group(GroupCall::Fetch(body!(OffsetFetchRequest), version)),
-        ApiKey::ConsumerGroupHeartbeat => Body::ConsumerGroupHeartbeat(body!(ConsumerGroupHeartbeatRequest)),
+        ApiKey::ConsumerGroupHeartbeat => Body::ConsumerGroupHeartbeat(Box::new(body!(ConsumerGroupHeartbeatRequest))),
         ApiKey::ConsumerGroupDescribe => Body::ConsumerGroupDescribe(body!(ConsumerGroupDescribeRequest)),
         ApiKey::ListGroups => Body::ListGroups(body!(ListGroupsRequest)),
         ApiKey::DescribeGroups => Body::DescribeGroups(body!(DescribeGroupsRequest)),
@@ -253,7 +254,7 @@ async fn serve_request(
         }
         Body::ConsumerGroupHeartbeat(r) => {
             let context = consumer_groups::ClientContext { version, client_id, client_host: client_host.to_owned() };
-            reply!(consumer_groups::heartbeat(shard, r, &context).await)
+            reply!(consumer_groups::heartbeat(shard, *r, &context).await)
         }
         Body::ConsumerGroupDescribe(r) => reply!(consumer_groups::describe(shard, r).await),
         Body::ListGroups(r) => reply!(group_admin::list_groups(shard, settings, r).await),

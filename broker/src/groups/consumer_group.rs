@@ -1012,7 +1012,7 @@ mod tests {
             request.rebalance_timeout_ms = 30_000;
             request.subscribed_topics = Some(client.topics.clone());
             request.owned = Some(Vec::new());
-            request.server_assignor = Some(if id % 2 == 0 { "uniform" } else { "range" }.into());
+            request.server_assignor = Some(if id.is_multiple_of(2) { "uniform" } else { "range" }.into());
         }
         match h.send(request) {
             Ok(reply) => {
