@@ -214,3 +214,80 @@ pub async fn describe(shard: &Rc<Shard>, request: ConsumerGroupDescribeRequest) 
     }
     ConsumerGroupDescribeResponse::default().with_groups(groups)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use engine::catalog::{PartitionInfo, TopicConfig, TopicInfo};
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions as OwnedTopic;
+    use kafka_protocol::messages::GroupId;
+
+    use super::*;
+
+    fn table() -> TopicTable {
+        let info = TopicInfo {
+            name: "users".into(),
+            id: 7,
+            config: TopicConfig::default(),
+            partitions: (0..3).map(|p| PartitionInfo { partition: p, shard: 0, leader_epoch: 0 }).collect(),
+        };
+        let mut table = TopicTable { shard_count: 1, incarnation: 42, ..TopicTable::default() };
+        table.names_by_id.insert(7, "users".into());
+        table.topics = HashMap::from([("users".to_owned(), info)]);
+        table
+    }
+
+    fn users_id(table: &TopicTable) -> uuid::Uuid {
+        topic_ids::uuid_of(table, &table.topics["users"])
+    }
+
+    fn request(member: &str, epoch: i32) -> ConsumerGroupHeartbeatRequest {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(str_bytes("g")))
+            .with_member_id(str_bytes(member))
+            .with_member_epoch(epoch)
+    }
+
+    #[test]
+    fn owned_partitions_are_named_by_topic_id_and_unknown_ids_are_dropped() {
+        let table = table();
+        let owned = vec![
+            OwnedTopic::default().with_topic_id(users_id(&table)).with_partitions(vec![0, 2, -1]),
+            OwnedTopic::default().with_topic_id(uuid::Uuid::from_u128(5)).with_partitions(vec![0]),
+        ];
+        let mapped =
+            heartbeat_request(&table, request("m", 3).with_topic_partitions(Some(owned)), &ClientContext::default())
+                .unwrap();
+        assert_eq!(mapped.owned, Some(vec![TopicPartition::new("users", 0), TopicPartition::new("users", 2)]));
+        assert_eq!(mapped.subscribed_topics, None, "null: unchanged");
+
+        let reply = ConsumerHeartbeatReply {
+            member_id: "m".into(),
+            member_epoch: 4,
+            heartbeat_interval_ms: 5_000,
+            assignment: Some(vec![TopicPartition::new("users", 1), TopicPartition::new("gone", 0)]),
+        };
+        let response = heartbeat_response(&table, Ok(reply));
+        let assignment = response.assignment.unwrap();
+        assert_eq!(assignment.topic_partitions.len(), 1, "a topic gone from the table is left out");
+        assert_eq!(assignment.topic_partitions[0].topic_id, users_id(&table));
+        assert_eq!(assignment.topic_partitions[0].partitions, vec![1]);
+        assert_eq!((response.member_epoch, response.heartbeat_interval_ms), (4, 5_000));
+    }
+
+    #[test]
+    fn v0_joiners_get_a_member_id_v1_ones_must_bring_theirs_and_regexes_are_refused() {
+        let table = table();
+        let v0 = ClientContext { version: 0, ..ClientContext::default() };
+        let v1 = ClientContext { version: 1, ..ClientContext::default() };
+        let made = heartbeat_request(&table, request("", 0), &v0).unwrap();
+        assert_eq!(made.member_id.len(), 36, "a UUID: {}", made.member_id);
+        assert_eq!(heartbeat_request(&table, request("", 0), &v1).unwrap().member_id, "", "the coordinator refuses it");
+        let regex = request("m", 0).with_subscribed_topic_regex(Some(str_bytes("us.*")));
+        assert!(matches!(heartbeat_request(&table, regex, &v1), Err(GroupError::InvalidRequest(_))));
+        let refused = heartbeat_response(&table, Err(GroupError::UnsupportedAssignor));
+        assert_eq!((refused.error_code, refused.member_epoch), (codes::UNSUPPORTED_ASSIGNOR, -1));
+        assert!(refused.error_message.is_some());
+    }
+}
