@@ -109,6 +109,7 @@ pub mod codes {
     pub const INVALID_RECORD: i16 = 87;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const FENCED_MEMBER_EPOCH: i16 = 110;
+    pub const UNRELEASED_INSTANCE_ID: i16 = 111;
     pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
     pub const STALE_MEMBER_EPOCH: i16 = 113;
     pub const INCONSISTENT_TOPIC_ID: i16 = 103;
@@ -188,6 +189,7 @@ pub fn group_code(e: GroupError) -> i16 {
         GroupError::UnsupportedAssignor => codes::UNSUPPORTED_ASSIGNOR,
         GroupError::InvalidRequest(_) => codes::INVALID_REQUEST,
         GroupError::GroupIdNotFound => codes::GROUP_ID_NOT_FOUND,
+        GroupError::UnreleasedInstanceId => codes::UNRELEASED_INSTANCE_ID,
         _ => codes::UNKNOWN_SERVER_ERROR,
     }
 }

@@ -41,7 +41,8 @@ pub const JOIN_EPOCH: i32 = 0;
 /// The member epoch a member leaves with.
 pub const LEAVE_EPOCH: i32 = -1;
 /// The member epoch a static member (one with an instance id) leaves with, meaning "back
-/// soon". Served here as a plain leave: its partitions go to the others at once.
+/// soon": it keeps its place and partitions for the session timeout, and a member joining
+/// with its instance id takes them over without a new group epoch.
 pub const STATIC_LEAVE_EPOCH: i32 = -2;
 
 /// Longest topic name a subscription may name (Kafka's topic name limit).
@@ -213,6 +214,9 @@ struct Member {
     reported: Partitions,
     /// What it was last told it holds (`None`: nothing yet).
     sent: Option<Partitions>,
+    /// A static member that left with epoch -2: held for its instance id until the session
+    /// timeout passes.
+    static_left: bool,
 }
 
 impl Member {
@@ -233,6 +237,7 @@ impl Member {
             revoke_deadline: None,
             reported: Partitions::new(),
             sent: None,
+            static_left: false,
         }
     }
 }
@@ -317,15 +322,28 @@ impl ConsumerGroup {
             assignment,
         };
         if request.member_epoch == LEAVE_EPOCH || request.member_epoch == STATIC_LEAVE_EPOCH {
-            if !self.members.contains_key(&member_id) {
-                return Err(GroupError::UnknownMemberId);
+            let m = self.members.get_mut(&member_id).ok_or(GroupError::UnknownMemberId)?;
+            if request.member_epoch == STATIC_LEAVE_EPOCH && m.instance_id.is_some() {
+                // Back soon: its partitions wait for its instance; what it was revoking is
+                // released (the process is gone).
+                tracing::info!(%group, member = %member_id, "static consumer group member left for now");
+                m.static_left = true;
+                m.last_heartbeat = now;
+                m.revoke_deadline = None;
+                for tp in std::mem::take(&mut m.revoking) {
+                    self.owners.remove(&tp);
+                }
+                self.check_invariants();
+                return Ok(reply(member_id, request.member_epoch, None));
             }
             tracing::info!(%group, member = %member_id, "consumer group member left");
             self.remove_member(&member_id);
             return Ok(reply(member_id, request.member_epoch, None));
         }
         let mut changed = false;
-        if request.member_epoch == JOIN_EPOCH {
+        let replaced = request.member_epoch == JOIN_EPOCH
+            && self.take_over_instance(group, &member_id, request.instance_id.as_deref(), now)?;
+        if request.member_epoch == JOIN_EPOCH && !replaced {
             match self.members.get_mut(&member_id) {
                 // A member that lost its partitions (fenced, or restarted with its id) joins
                 // again: whatever it held is released; its subscription is compared below.
@@ -349,7 +367,7 @@ impl ConsumerGroup {
                     changed = true;
                 }
             }
-        } else {
+        } else if request.member_epoch != JOIN_EPOCH {
             let m = self.members.get(&member_id).ok_or(GroupError::UnknownMemberId)?;
             if request.member_epoch > m.epoch {
                 return Err(GroupError::FencedMemberEpoch);
@@ -365,6 +383,7 @@ impl ConsumerGroup {
             return Err(GroupError::UnknownMemberId);
         };
         m.last_heartbeat = now;
+        m.static_left = false;
         if let Ok(ms) = u64::try_from(request.rebalance_timeout_ms) {
             if ms > 0 {
                 m.rebalance_timeout = Duration::from_millis(ms.min(REBALANCE_TIMEOUT_MS_MAX));
@@ -419,6 +438,55 @@ impl ConsumerGroup {
             None
         };
         Ok(reply(member_id, m.epoch, assignment))
+    }
+
+    /// A static member joining (epoch 0 with an instance id): if a member that left with -2
+    /// holds the instance, `member_id` takes its place — its partitions, target and epoch —
+    /// and `true` is returned; a member still active under it is UNRELEASED_INSTANCE_ID.
+    fn take_over_instance(
+        &mut self,
+        group: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now: Instant,
+    ) -> Result<bool, GroupError> {
+        let Some(instance) = instance_id else {
+            return Ok(false);
+        };
+        let holder = self
+            .members
+            .iter()
+            .find(|(id, m)| m.instance_id.as_deref() == Some(instance) && id.as_str() != member_id)
+            .map(|(id, m)| (id.clone(), m.static_left));
+        let Some((old_id, static_left)) = holder else {
+            return Ok(false);
+        };
+        if !static_left {
+            return Err(GroupError::UnreleasedInstanceId);
+        }
+        if self.members.contains_key(member_id) {
+            // Both ids are members: the old one simply goes.
+            self.remove_member(&old_id);
+            return Ok(false);
+        }
+        let Some(mut m) = self.members.remove(&old_id) else {
+            return Ok(false);
+        };
+        tracing::info!(%group, member = %member_id, old = %old_id, "static consumer group member replaced");
+        for tp in &m.assigned {
+            self.owners.insert(tp.clone(), member_id.to_owned());
+        }
+        if let Some(target) = self.target.remove(&old_id) {
+            self.target.insert(member_id.to_owned(), target);
+        }
+        // The new process holds nothing yet: it is told everything afresh.
+        m.static_left = false;
+        m.sent = None;
+        m.reported = Partitions::new();
+        m.last_heartbeat = now;
+        self.members.insert(member_id.to_owned(), m);
+        self.check_invariants();
+        Ok(true)
     }
 
     /// May `member_id` at `member_epoch` commit (or fetch) offsets? Kafka's rules: an empty
@@ -943,6 +1011,40 @@ mod tests {
     }
 
     #[test]
+    fn a_static_member_that_leaves_for_now_is_replaced_by_its_instance_without_a_new_epoch() {
+        let mut h = Harness::new(&[("t", 2)]);
+        let static_join =
+            |member: &str| ConsumerHeartbeat { instance_id: Some("i1".into()), ..join_request(member, &["t"]) };
+        let a = h.send(static_join("a1")).unwrap();
+        let all = partitions(&a);
+        h.join("b", &["t"]);
+        let kept = partitions(&h.beat("a1", 1, Some(&all)));
+        assert_eq!(h.beat("a1", 1, Some(&kept)).member_epoch, 2);
+        let b = h.beat("b", 2, Some(&Partitions::new()));
+        let b_holds = partitions(&b);
+        assert_eq!(b_holds.len(), 1);
+        // a1's process stops with -2: its partition waits for its instance.
+        let leave = ConsumerHeartbeat { member_epoch: STATIC_LEAVE_EPOCH, ..static_join("a1") };
+        assert_eq!(h.send(leave).unwrap().member_epoch, STATIC_LEAVE_EPOCH);
+        assert_eq!(h.group.group_epoch(), 2, "no new epoch");
+        assert!(h.beat("b", 2, Some(&b_holds)).assignment.is_none(), "b does not get a1's partition");
+        // The restarted process (a new member id, the same instance) takes it over at once.
+        let a2 = h.send(static_join("a2")).unwrap();
+        assert_eq!((a2.member_epoch, partitions(&a2)), (2, kept.clone()));
+        assert!(h.group.member_assignment("a1").is_none());
+        assert_eq!(h.group.group_epoch(), 2);
+        // Another process claiming the instance while a2 is active is refused.
+        assert_eq!(h.send(static_join("a3")).unwrap_err(), GroupError::UnreleasedInstanceId);
+        // a2 leaves for now and does not come back: after the session timeout b takes all.
+        h.send(ConsumerHeartbeat { member_epoch: STATIC_LEAVE_EPOCH, ..static_join("a2") }).unwrap();
+        h.now += Duration::from_millis(CONSUMER_GROUP_SESSION_TIMEOUT_MS + 1);
+        h.beat("b", 2, Some(&b_holds));
+        assert_eq!(h.group.expire("g", h.now), 1);
+        let b = h.beat("b", 2, Some(&b_holds));
+        assert_eq!((b.member_epoch, partitions(&b).len()), (3, 2));
+    }
+
+    #[test]
     fn topics_created_or_grown_after_joining_are_picked_up() {
         let mut h = Harness::new(&[]);
         let a = h.join("a", &["later"]);
@@ -980,7 +1082,9 @@ mod tests {
     }
 
     /// A client as librdkafka behaves: it owns exactly the last assignment it was sent, and
-    /// drops everything when fenced or unknown, then rejoins with epoch 0.
+    /// drops everything when fenced or unknown, then rejoins with epoch 0. Clients 0 and 1 are
+    /// static (an instance id): they leave with -2 and come back as a new process (a new
+    /// member id) that takes their place.
     #[derive(Debug, Default, Clone)]
     struct Client {
         epoch: i32,
@@ -988,6 +1092,16 @@ mod tests {
         topics: Vec<String>,
         joined: bool,
         crashed: bool,
+        /// Processes started so far (static clients get a new member id each time).
+        incarnation: u32,
+    }
+
+    fn instance_of(id: usize) -> Option<String> {
+        (id < 2).then(|| format!("i{id}"))
+    }
+
+    fn member_of(id: usize, client: &Client) -> String {
+        format!("m{id}-{}", client.incarnation)
     }
 
     fn topics_of(mask: u8) -> Vec<String> {
@@ -995,7 +1109,7 @@ mod tests {
     }
 
     fn heartbeat(h: &mut Harness, id: usize, client: &mut Client, resubscribe: Option<u8>, send_owned: bool) {
-        let member_id = format!("m{id}");
+        let member_id = member_of(id, client);
         let mut request = ConsumerHeartbeat {
             group: "g".into(),
             member_id,
@@ -1013,6 +1127,7 @@ mod tests {
             request.subscribed_topics = Some(client.topics.clone());
             request.owned = Some(Vec::new());
             request.server_assignor = Some(if id.is_multiple_of(2) { "uniform" } else { "range" }.into());
+            request.instance_id = instance_of(id);
         }
         match h.send(request) {
             Ok(reply) => {
@@ -1027,6 +1142,8 @@ mod tests {
                 client.joined = false;
                 client.epoch = JOIN_EPOCH;
             }
+            // Its previous process still holds the instance: try again later.
+            Err(GroupError::UnreleasedInstanceId) => {}
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
@@ -1054,14 +1171,23 @@ mod tests {
                     Step::Leave(client) => {
                         let c = &mut clients[client];
                         if c.joined && !c.crashed {
-                            // The client gives its partitions up before saying so.
+                            // The client gives its partitions up before saying so; a static one
+                            // leaves for now (-2) and comes back as a new process.
                             c.owned.clear();
-                            let leave = ConsumerHeartbeat { member_epoch: LEAVE_EPOCH, ..join_request(&format!("m{client}"), &[]) };
+                            let epoch = if instance_of(client).is_some() { STATIC_LEAVE_EPOCH } else { LEAVE_EPOCH };
+                            let leave = ConsumerHeartbeat {
+                                member_epoch: epoch,
+                                instance_id: instance_of(client),
+                                ..join_request(&member_of(client, c), &[])
+                            };
                             // An expired member is already out (UNKNOWN_MEMBER_ID).
                             let left = h.send(leave);
                             prop_assert!(matches!(left, Ok(_) | Err(GroupError::UnknownMemberId)), "{left:?}");
                             c.joined = false;
                             c.epoch = JOIN_EPOCH;
+                            if instance_of(client).is_some() {
+                                c.incarnation += 1;
+                            }
                         }
                     }
                     Step::Crash(client) => {
@@ -1080,7 +1206,7 @@ mod tests {
                         // A client silent past its session is out (as in Kafka, it is a zombie
                         // until it notices; its commits are refused): it holds nothing valid.
                         for (id, c) in clients.iter_mut().enumerate() {
-                            if c.joined && h.group.member_assignment(&format!("m{id}")).is_none() {
+                            if c.joined && h.group.member_assignment(&member_of(id, c)).is_none() {
                                 c.owned.clear();
                             }
                         }
@@ -1116,7 +1242,7 @@ mod tests {
             let mut owned = Partitions::new();
             for (id, c) in &live {
                 prop_assert_eq!(c.epoch, h.group.assignment_epoch);
-                prop_assert_eq!(Some(&c.owned), h.group.member_assignment(&format!("m{id}")));
+                prop_assert_eq!(Some(&c.owned), h.group.member_assignment(&member_of(*id, c)));
                 for p in &c.owned {
                     prop_assert!(c.topics.contains(&p.topic));
                     owned.insert(p.clone());

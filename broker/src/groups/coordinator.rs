@@ -232,16 +232,16 @@ impl GroupCoordinator {
         self.consumer_groups.borrow().get(group).map(|g| g.describe(group))
     }
 
-    /// May a member at `member_epoch` fetch `group`'s offsets (OffsetFetch v9+)? Only
-    /// consumer groups check; an empty member id with epoch -1 is anyone.
+    /// May a member at `member_epoch` fetch `group`'s offsets (OffsetFetch v9+)? As Kafka:
+    /// only a consumer group checks (classic groups and groups known only by their offsets
+    /// do not); an empty member id with epoch -1 is anyone.
     pub fn check_offset_fetch(&self, group: &str, member_id: &str, member_epoch: i32) -> Result<(), GroupError> {
         if member_id.is_empty() && member_epoch < 0 {
             return Ok(());
         }
         match self.consumer_groups.borrow().get(group) {
             Some(g) => g.check_member_epoch(member_id, member_epoch),
-            None if self.groups.borrow().get(group).is_some_and(|g| !g.members.is_empty()) => Ok(()),
-            None => Err(GroupError::UnknownMemberId),
+            None => Ok(()),
         }
     }
 

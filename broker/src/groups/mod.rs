@@ -75,6 +75,9 @@ pub enum GroupError {
     /// The group exists with the other protocol (classic vs consumer), or not at all.
     #[error("no such group of this type")]
     GroupIdNotFound,
+    /// KIP-848: a static member joined with an instance id another active member holds.
+    #[error("the instance id is held by another active member")]
+    UnreleasedInstanceId,
 }
 
 /// A JoinGroup (a member id of "" joins as a new member).

@@ -92,8 +92,9 @@ pub fn group_code(e: GroupError) -> ErrorCode {
         GroupError::NotCoordinator => ErrorCode::NotCoordinator,
         // A native commit to a KIP-848 group: its epoch is never the member's.
         GroupError::FencedMemberEpoch | GroupError::StaleMemberEpoch => ErrorCode::IllegalGeneration,
-        GroupError::UnsupportedAssignor | GroupError::InvalidRequest(_) | GroupError::GroupIdNotFound => {
-            ErrorCode::MalformedRequest
-        }
+        GroupError::UnsupportedAssignor
+        | GroupError::InvalidRequest(_)
+        | GroupError::GroupIdNotFound
+        | GroupError::UnreleasedInstanceId => ErrorCode::MalformedRequest,
     }
 }

@@ -6,8 +6,9 @@ Usage: confluent_consumer_protocol.py BOOTSTRAP TOPIC ASSIGNOR. Three consumers 
 4-partition topic without overlap and read every record exactly once between them (each
 record's offset committed synchronously before the next poll); the admin client sees the
 group as a "consumer" group with the assignor and three members; one consumer leaves and the
-other two take its partitions and read everything produced after, once; a consumer naming an
-unknown assignor gets a fatal error. Prints one JSON line; exits non-zero with a message on
+other two take its partitions and read everything produced after, once; a static member
+(group.instance.id) that closes keeps its partitions for its restart, which gets them back;
+a consumer naming an unknown assignor gets a fatal error. Prints one JSON line; exits non-zero with a message on
 the first check that fails. Every wait is bounded.
 """
 import json
@@ -43,8 +44,8 @@ def produce(bootstrap, topic, start, count):
         fail(f"produce: {left} undelivered, errors {errors[:3]}")
 
 
-def consumer(bootstrap, group, assignor, name):
-    return Consumer({
+def consumer(bootstrap, group, assignor, name, instance=None):
+    config = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "group.protocol": "consumer",
@@ -52,7 +53,24 @@ def consumer(bootstrap, group, assignor, name):
         "client.id": name,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
-    })
+    }
+    if instance is not None:
+        config["group.instance.id"] = instance
+    return Consumer(config)
+
+
+def partitions_of(c):
+    return sorted(p.partition for p in c.assignment())
+
+
+def poll_until(consumers, settled):
+    deadline = time.time() + WAIT_S
+    while time.time() < deadline:
+        for c in consumers:
+            c.poll(0.1)
+        if settled():
+            return True
+    return False
 
 
 def poll_into(name, c, seen, duplicates):
@@ -146,6 +164,29 @@ def main():
     for c in consumers.values():
         c.close()
 
+    # Static members: one closes (leaving with epoch -2, "back soon"); the other does not get
+    # its partitions; its restart (a new process, the same group.instance.id) gets them back.
+    static = f"{group}-static"
+    s1, other = (consumer(bootstrap, static, assignor, n, instance=n) for n in ("s1", "s2"))
+    for c in (s1, other):
+        c.subscribe([topic])
+    if not poll_until([s1, other], lambda: len(s1.assignment()) == 2 and len(other.assignment()) == 2):
+        fail(f"static members: {partitions_of(s1)} and {partitions_of(other)}")
+    before, theirs = partitions_of(s1), partitions_of(other)
+    s1.close()
+    # Longer than the heartbeat interval (5 s): the other member heartbeats meanwhile.
+    deadline = time.time() + 6
+    while time.time() < deadline:
+        other.poll(0.1)
+    if partitions_of(other) != theirs:
+        fail(f"a static member left for now, yet the other took its partitions: {partitions_of(other)}")
+    back = consumer(bootstrap, static, assignor, "s1-again", instance="s1")
+    back.subscribe([topic])
+    if not poll_until([back, other], lambda: partitions_of(back) == before):
+        fail(f"the restarted static member got {partitions_of(back)}, not its {before}")
+    for c in (back, other):
+        c.close()
+
     # An assignor the broker does not run: a fatal error, not a silent consumer.
     bad = consumer(bootstrap, f"{group}-bad", "no-such-assignor", "bad")
     bad.subscribe([topic])
@@ -165,7 +206,7 @@ def main():
     if error is None or "assignor" not in error.lower():
         fail(f"unknown assignor: expected an assignor error, got {error}")
 
-    print(json.dumps({"split": {k: sorted(v) for k, v in split.items()}, "left": left,
+    print(json.dumps({"split": {k: sorted(v) for k, v in split.items()}, "left": left, "static": before,
                       "after": {k: sorted(v) for k, v in after.items()}, "records": len(seen),
                       "unknown_assignor": error}))
 
