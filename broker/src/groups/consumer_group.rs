@@ -735,25 +735,32 @@ fn uniform(
             out.entry(member).or_default().insert(tp);
         }
     }
+    // Rounds over the members, most loaded first: each gives at most one partition a round to
+    // the least-loaded subscriber of its topic if that one holds two or more fewer. One per
+    // member a round spreads the giving (a newcomer takes one from each of the most loaded,
+    // and nothing moves between the others), and each round costs O(partitions), not each move.
     loop {
         let mut by_load: Vec<(usize, String)> = out.iter().map(|(id, s)| (s.len(), id.clone())).collect();
         by_load.sort_by(|a, b| b.cmp(a));
-        let mut chosen = None;
-        'search: for (load, from) in &by_load {
-            let Some(held) = out.get(from) else { continue };
+        let mut moved = false;
+        for (_, from) in by_load {
+            let held: Vec<TopicPartition> = out.get(&from).map(|s| s.iter().cloned().collect()).unwrap_or_default();
             for tp in held {
                 let Some(to) = least_loaded(out, &tp.topic) else { continue };
-                if out.get(&to).map_or(0, BTreeSet::len) + 1 < *load {
-                    chosen = Some((from.clone(), to, tp.clone()));
-                    break 'search;
+                let from_load = out.get(&from).map_or(0, BTreeSet::len);
+                if out.get(&to).map_or(0, BTreeSet::len) + 1 < from_load {
+                    if let Some(set) = out.get_mut(&from) {
+                        set.remove(&tp);
+                    }
+                    out.entry(to).or_default().insert(tp);
+                    moved = true;
+                    break;
                 }
             }
         }
-        let Some((from, to, tp)) = chosen else { break };
-        if let Some(set) = out.get_mut(&from) {
-            set.remove(&tp);
+        if !moved {
+            break;
         }
-        out.entry(to).or_default().insert(tp);
     }
 }
 
@@ -820,6 +827,26 @@ mod tests {
         let third = assign(ServerAssignor::Uniform, &two, &topics, &second);
         for member in ["m1", "m2"] {
             assert!(second[member].is_subset(&third[member]));
+        }
+    }
+
+    #[test]
+    fn uniform_at_scale_stays_balanced_and_sticky() {
+        // 300 members on 3 000 partitions, then a 301st joins: quick, even, and no partition
+        // moves between the first 300 (each gives up at most one, to the newcomer).
+        let topics = counts(&[("big", 3_000)]);
+        let mut members: BTreeMap<String, BTreeSet<String>> =
+            (0..300).map(|i| (format!("m{i:03}"), BTreeSet::from(["big".to_owned()]))).collect();
+        let started = Instant::now();
+        let first = assign(ServerAssignor::Uniform, &members, &topics, &BTreeMap::new());
+        members.insert("m999".into(), BTreeSet::from(["big".to_owned()]));
+        let second = assign(ServerAssignor::Uniform, &members, &topics, &first);
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert_complete(&second, &members, &topics);
+        let loads: Vec<usize> = second.values().map(BTreeSet::len).collect();
+        assert!(loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1);
+        for (member, held) in &first {
+            assert!(second[member].is_subset(held), "{member} got another's partition");
         }
     }
 

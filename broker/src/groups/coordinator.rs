@@ -30,6 +30,12 @@
 //! member, up to the rebalance timeout) before its first generation, so consumers that start
 //! together get one rebalance, not one each.
 //!
+//! KIP-848 consumer groups (`consumer_group.rs`) live in a second table beside these: one
+//! group id is in at most one table while it has members (a classic join to a consumer group
+//! is INCONSISTENT_GROUP_PROTOCOL, a heartbeat to a classic group GROUP_ID_NOT_FOUND), the
+//! same expiry tick removes their silent members, and commits to them are checked against
+//! the member epoch.
+//!
 //! Bounds: `GROUPS_MAX` groups, `GROUP_MEMBERS_MAX` members per group, member metadata and
 //! assignments of `GROUP_MEMBER_METADATA_BYTES_MAX` each (copied out of request frames, so a
 //! small one never pins a large frame).
