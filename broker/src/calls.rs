@@ -12,8 +12,9 @@ use crate::cluster::{MetaCommand, MetaResponse, ProposeError};
 use crate::error::{AdminError, PartitionError};
 use crate::groups::offsets::Committed;
 use crate::groups::{
-    AssignedJoin, CommitError, DeleteGroupError, GroupDescription, GroupError, GroupListing, HeartbeatRequest,
-    JoinRequest, Joined, LeaveRequest, MemberLeft, OffsetDeleteError, OffsetToCommit, SyncRequest, Synced,
+    AssignedJoin, CommitError, ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatReply, DeleteGroupError,
+    GroupDescription, GroupError, GroupListing, HeartbeatRequest, JoinRequest, Joined, LeaveRequest, MemberLeft,
+    OffsetDeleteError, OffsetToCommit, SyncRequest, Synced,
 };
 use crate::ids::{LeaderEpoch, Offset};
 use crate::metrics::ShardMetricsSnapshot;
@@ -103,6 +104,23 @@ pub enum ShardCall {
     LeaveGroup {
         request: LeaveRequest,
         reply: Reply<Result<Vec<MemberLeft>, GroupError>>,
+    },
+    /// A KIP-848 ConsumerGroupHeartbeat, on the coordinator shard.
+    ConsumerHeartbeat {
+        request: ConsumerHeartbeat,
+        reply: Reply<Result<ConsumerHeartbeatReply, GroupError>>,
+    },
+    /// A KIP-848 group as ConsumerGroupDescribe reports it (`None`: no such group).
+    DescribeConsumerGroup {
+        group: String,
+        reply: Reply<Option<ConsumerGroupDescription>>,
+    },
+    /// OffsetFetch v9+: may this member (at this epoch) read the group's offsets?
+    CheckOffsetFetch {
+        group: String,
+        member_id: String,
+        member_epoch: i32,
+        reply: Reply<Result<(), GroupError>>,
     },
     CommitOffsets {
         commit: OffsetsCommit,

@@ -80,6 +80,27 @@ pub const GROUP_MEMBER_METADATA_BYTES_MAX: usize = 1 << 20;
 /// rebalance timeout the client asks for.
 pub const REBALANCE_TIMEOUT_MS_MAX: u64 = 5 * 60 * 1000;
 
+/// KIP-848 consumer groups: how often a member heartbeats, as the coordinator tells it
+/// (Kafka's `group.consumer.heartbeat.interval.ms` default).
+pub const CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS: u32 = 5_000;
+
+/// KIP-848 consumer groups: a member silent this long is removed and its partitions go to
+/// the others (Kafka's `group.consumer.session.timeout.ms` default).
+pub const CONSUMER_GROUP_SESSION_TIMEOUT_MS: u64 = 45_000;
+
+/// Members per KIP-848 consumer group (each member's target is recomputed at every change,
+/// so this bounds the coordinator's work per heartbeat too).
+pub const CONSUMER_GROUP_MEMBERS_MAX: usize = 1_000;
+
+/// Bytes of a KIP-848 member id (clients send a 22-character UUID; this leaves room).
+pub const CONSUMER_MEMBER_ID_BYTES_MAX: usize = 256;
+
+/// Topics one KIP-848 member may subscribe to.
+pub const CONSUMER_SUBSCRIBED_TOPICS_MAX: usize = 10_000;
+
+/// Partitions one KIP-848 heartbeat may report owned.
+pub const CONSUMER_OWNED_PARTITIONS_MAX: usize = 100_000;
+
 /// Deadline of a cross-shard call (beyond any wait the call itself asks for, such as a
 /// long-poll): a shard that does not answer in this long is reported unavailable instead of
 /// holding the request forever. Kafka's request.timeout.ms default is the same.
@@ -109,6 +130,8 @@ pub const STOP_POLL_MS: u64 = 50;
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX >= engine::limits::READ_BYTES_MAX);
 const _: () = assert!(BIND_RETRY_INTERVAL_MS < BIND_RETRY_MS_MAX);
 const _: () = assert!(GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT < REBALANCE_TIMEOUT_MS_MAX);
+const _: () = assert!((CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS as u64) < CONSUMER_GROUP_SESSION_TIMEOUT_MS);
+const _: () = assert!(CONSUMER_GROUP_MEMBERS_MAX <= GROUP_MEMBERS_MAX);
 const _: () = assert!(FRAME_FIRST_PIECE_BYTES <= FRAME_BYTES_MAX);
 const _: () = assert!(PRODUCE_MEMORY_BYTES_PER_SHARD_MAX >= 2 * engine::limits::BATCH_SIZE_BYTES_MAX as u64);
 

@@ -75,6 +75,17 @@ async fn serve_call(shard: Rc<Shard>, call: ShardCall, turn: Turn) {
         ShardCall::LeaveGroup { request, reply } => {
             let _ = reply.send(shard.leave_group(request).await);
         }
+        ShardCall::ConsumerHeartbeat { request, reply } => {
+            let _ = reply.send(shard.consumer_group_heartbeat(request).await);
+        }
+        ShardCall::DescribeConsumerGroup { group, reply } => {
+            if let Ok(description) = shard.describe_consumer_group(group).await {
+                let _ = reply.send(description);
+            }
+        }
+        ShardCall::CheckOffsetFetch { group, member_id, member_epoch, reply } => {
+            let _ = reply.send(shard.check_offset_fetch(group, member_id, member_epoch).await);
+        }
         ShardCall::CommitOffsets { commit, reply } => {
             let _ = reply.send(shard.commit_offsets(commit).await);
         }

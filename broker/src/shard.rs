@@ -23,8 +23,8 @@ use crate::cluster::{ClusterControl, CommittedMeta, MetaCommand, MetaResponse, P
 use crate::error::{AdminError, CallError, PartitionError};
 use crate::groups::offsets::Committed;
 use crate::groups::{
-    AssignedJoin, CommitError, GroupCoordinator, GroupError, HeartbeatRequest, JoinRequest, Joined, LeaveRequest,
-    MemberLeft, OffsetStore, SyncRequest, Synced,
+    AssignedJoin, CommitError, ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatReply, GroupCoordinator,
+    GroupError, HeartbeatRequest, JoinRequest, Joined, LeaveRequest, MemberLeft, OffsetStore, SyncRequest, Synced,
 };
 use crate::ids::{shard_at, LeaderEpoch, NodeId, Offset, ShardId, COORDINATOR_SHARD};
 use crate::limits::{
@@ -695,6 +695,57 @@ impl Shard {
         }
         let local = async |c: &CoordinatorState| c.groups.leave(request.clone());
         let remote = |reply| ShardCall::LeaveGroup { request: request.clone(), reply };
+        self.on_coordinator(local, remote, SHARD_CALL_TIMEOUT_MS)
+            .await
+            .unwrap_or_else(|e| Err(GroupError::CoordinatorUnavailable(e)))
+    }
+
+    /// A KIP-848 ConsumerGroupHeartbeat, on the coordinator (groups of a cluster live on the
+    /// controller node: elsewhere NOT_COORDINATOR).
+    pub async fn consumer_group_heartbeat(
+        self: &Rc<Self>,
+        request: ConsumerHeartbeat,
+    ) -> Result<ConsumerHeartbeatReply, GroupError> {
+        if self.not_coordinator() {
+            return Err(GroupError::NotCoordinator);
+        }
+        let table = self.topics();
+        let local = async |c: &CoordinatorState| {
+            c.groups.consumer_heartbeat(request.clone(), &table, std::time::Instant::now())
+        };
+        let remote = |reply| ShardCall::ConsumerHeartbeat { request: request.clone(), reply };
+        self.on_coordinator(local, remote, SHARD_CALL_TIMEOUT_MS)
+            .await
+            .unwrap_or_else(|e| Err(GroupError::CoordinatorUnavailable(e)))
+    }
+
+    /// A KIP-848 group as ConsumerGroupDescribe reports it; `None` if there is none.
+    pub async fn describe_consumer_group(
+        self: &Rc<Self>,
+        group: String,
+    ) -> Result<Option<ConsumerGroupDescription>, CallError> {
+        let local = async |c: &CoordinatorState| c.groups.describe_consumer_group(&group);
+        let remote = |reply| ShardCall::DescribeConsumerGroup { group: group.clone(), reply };
+        self.on_coordinator(local, remote, SHARD_CALL_TIMEOUT_MS).await
+    }
+
+    /// OffsetFetch v9+: checks the fetching member's epoch (KIP-848 groups).
+    pub async fn check_offset_fetch(
+        self: &Rc<Self>,
+        group: String,
+        member_id: String,
+        member_epoch: i32,
+    ) -> Result<(), GroupError> {
+        if self.not_coordinator() {
+            return Err(GroupError::NotCoordinator);
+        }
+        let local = async |c: &CoordinatorState| c.groups.check_offset_fetch(&group, &member_id, member_epoch);
+        let remote = |reply| ShardCall::CheckOffsetFetch {
+            group: group.clone(),
+            member_id: member_id.clone(),
+            member_epoch,
+            reply,
+        };
         self.on_coordinator(local, remote, SHARD_CALL_TIMEOUT_MS)
             .await
             .unwrap_or_else(|e| Err(GroupError::CoordinatorUnavailable(e)))

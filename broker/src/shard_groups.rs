@@ -84,6 +84,7 @@ impl Shard {
                 if !listed.iter().any(|l| l.group == group) {
                     listed.push(GroupListing {
                         group,
+                        group_type: crate::groups::GROUP_TYPE_CLASSIC,
                         protocol_type: OFFSETS_ONLY_PROTOCOL_TYPE.to_owned(),
                         state: "Empty",
                     });

@@ -178,6 +178,31 @@ fn confluent_kafka_idempotent_producer_and_group_consumer_carry_on_through_a_lea
     cluster.stop_all_cleanly();
 }
 
+/// KIP-848 consumers on a cluster: groups live on the controller node (others answer
+/// NOT_COORDINATOR) and commits go through the metadata log; the same checks as on one node
+/// (`confluent_consumer_protocol.py`: no overlap, every record once, a leaving member's
+/// partitions taken over, an unknown assignor refused).
+#[test]
+fn confluent_kafka_consumer_protocol_group_on_a_cluster() {
+    if !python_has_confluent_kafka() {
+        return;
+    }
+    let cluster = Cluster::start(ClusterOptions { seed: seed_from_env(0x5eed_0848), ..ClusterOptions::default() });
+    cluster.wait_kafka_brokers();
+    let out = Command::new("python3")
+        .args([&script("confluent_consumer_protocol.py"), &cluster.bootstrap_kafka(), "kip848", "uniform"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // librdkafka's log lines start with "%"; the script's own failure does not.
+    let failures: Vec<&str> = stderr.lines().filter(|l| !l.starts_with('%')).collect();
+    if !out.status.success() {
+        cluster.fail(&format!("consumer protocol on a cluster: {failures:?}"));
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"records\": 400"));
+    cluster.stop_all_cleanly();
+}
+
 /// Where `.ci/run` installs kafkajs (`npm install --prefix target/js kafkajs@2`).
 fn kafkajs_installed() -> bool {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/js/node_modules/kafkajs");

@@ -4,6 +4,9 @@
 //! and a consumer; keys placed by Kafka's murmur2 partitioner; offsets and records shared
 //! with the native protocol; confluent-kafka's pipelined records stored in the order sent.
 //!
+//! KIP-848's consumer protocol (`group.protocol=consumer`) with confluent-kafka consumers and
+//! both server-side assignors.
+//!
 //! The operations APIs (issue #13) from three admin clients, each script checking values, not
 //! just the absence of errors: kafkajs 2.x (`kafkajs_admin.js`), aiokafka
 //! (`aiokafka_admin.py`) and confluent-kafka's AdminClient (`confluent_admin.py`) — create,
@@ -167,6 +170,37 @@ fn confluent_kafka_group_splits_partitions_and_rebalances_when_one_leaves() {
     let out = run("python3", &[&script("confluent_group.py"), &server.kafka, "cg"], b"", CLIENT_TIMEOUT);
     assert!(out.status.is_some_and(|s| s.success()), "{out}");
     assert!(out.stdout.contains("\"after_leave\": 200"), "{out}");
+}
+
+/// KIP-848 (`group.protocol=consumer`, Kafka 4's default): three librdkafka consumers share a
+/// 4-partition topic by the broker's assignor (uniform, then range), read every record once
+/// with synchronous commits carrying member epochs, hand a leaving member's partitions to the
+/// others, and a consumer naming an unknown assignor gets a fatal error
+/// (`confluent_consumer_protocol.py` checks each step).
+fn consumer_protocol_group(assignor: &str) {
+    if !available("python3 with confluent-kafka", "python3", &["-c", "import confluent_kafka"]) {
+        return;
+    }
+    let server = KafkaServer::start(&[]);
+    let topic = format!("kip848-{assignor}");
+    let out = run(
+        "python3",
+        &[&script("confluent_consumer_protocol.py"), &server.kafka, &topic, assignor],
+        b"",
+        CLIENT_TIMEOUT,
+    );
+    assert!(out.status.is_some_and(|s| s.success()), "{out}");
+    assert!(out.stdout.contains("\"records\": 400"), "{out}");
+}
+
+#[test]
+fn confluent_kafka_consumer_protocol_uniform_assignor() {
+    consumer_protocol_group("uniform");
+}
+
+#[test]
+fn confluent_kafka_consumer_protocol_range_assignor() {
+    consumer_protocol_group("range");
 }
 
 /// Issue #10: librdkafka's default producer (not idempotent, many requests in flight on one

@@ -2,9 +2,11 @@
 //! highest version both sides support.
 //!
 //! Exactly what is served: every version in a range decodes and is answered. The ranges stop
-//! below what is not implemented: Produce 10+ (KIP-890 transactions), the KIP-848 consumer
-//! protocol (OffsetCommit 9+, OffsetFetch 8+, DescribeGroups 6, JoinGroup 8+), Fetch 17
-//! (KIP-853 replica directories), Metadata 13.
+//! below what is not implemented: Produce 10+ (KIP-890 transactions), OffsetCommit 10+ and
+//! OffsetFetch 10+ (topic ids; the codec stops at 9 anyway), DescribeGroups 6, JoinGroup 8+,
+//! Fetch 17 (KIP-853 replica directories), Metadata 13. The KIP-848 consumer protocol is
+//! served: ConsumerGroupHeartbeat 0–1, ConsumerGroupDescribe 0–1, OffsetCommit 9 and
+//! OffsetFetch 9 with member epochs.
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
@@ -12,13 +14,13 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use super::codes;
 
 /// (API, lowest version, highest version).
-pub const SUPPORTED: [(ApiKey, i16, i16); 31] = [
+pub const SUPPORTED: [(ApiKey, i16, i16); 33] = [
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
-    (ApiKey::OffsetCommit, 2, 8),
-    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 7),
     (ApiKey::Heartbeat, 0, 4),
@@ -44,6 +46,8 @@ pub const SUPPORTED: [(ApiKey, i16, i16); 31] = [
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// Produce is advertised from v0 though only v3+ is served, as Kafka 4 does (KAFKA-18659):
@@ -90,7 +94,11 @@ mod tests {
         assert!(!is_supported(ApiKey::ApiVersions, 4));
         assert!(!is_supported(ApiKey::Fetch, 17));
         assert!(is_supported(ApiKey::DescribeGroups, 0));
-        assert!(!is_supported(ApiKey::ConsumerGroupHeartbeat, 0));
+        assert!(is_supported(ApiKey::ConsumerGroupHeartbeat, 0));
+        assert!(is_supported(ApiKey::ConsumerGroupHeartbeat, 1));
+        assert!(is_supported(ApiKey::ConsumerGroupDescribe, 0));
+        assert!(is_supported(ApiKey::OffsetCommit, 9));
+        assert!(is_supported(ApiKey::OffsetFetch, 9));
         assert!(!is_supported(ApiKey::Produce, 2), "advertised from 0 for librdkafka, served from 3");
     }
 }

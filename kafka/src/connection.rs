@@ -16,21 +16,22 @@ use broker::order::{AppendOrder, Turn};
 use broker::Shard;
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest, DescribeProducersRequest,
-    ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest,
-    ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
-    OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeLogDirsRequest, DescribeProducersRequest, ElectLeadersRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
 pub use crate::codec::{encode, Close};
 use crate::groups::{GroupCall, JoinContext};
 use crate::{
-    admin, api_versions, cluster, configs, fetch, group_admin, groups, leader_epoch, list_offsets, metadata, produce,
-    producers, reassign, records, KafkaSettings,
+    admin, api_versions, cluster, configs, consumer_groups, fetch, group_admin, groups, leader_epoch, list_offsets,
+    metadata, produce, producers, reassign, records, KafkaSettings,
 };
 
 /// The Kafka protocol on one connection of a shard.
@@ -101,6 +102,10 @@ pub enum Body {
     DeleteTopics(DeleteTopicsRequest),
     CreatePartitions(CreatePartitionsRequest),
     Group(GroupCall),
+    // KIP-848 consumer groups (the heartbeat boxed: it is the largest request by far, and
+    // every `Body` would otherwise be as large).
+    ConsumerGroupHeartbeat(Box<ConsumerGroupHeartbeatRequest>),
+    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
     // The operations APIs (issue #13).
     ListGroups(ListGroupsRequest),
     DescribeGroups(DescribeGroupsRequest),
@@ -173,6 +178,8 @@ pub fn decode(mut frame: Bytes) -> Result<Decoded, Close> {
         ApiKey::LeaveGroup => Body::Group(GroupCall::Leave(body!(LeaveGroupRequest), version)),
         ApiKey::OffsetCommit => Body::Group(GroupCall::Commit(body!(OffsetCommitRequest), version)),
         ApiKey::OffsetFetch => Body::Group(GroupCall::Fetch(body!(OffsetFetchRequest), version)),
+        ApiKey::ConsumerGroupHeartbeat => Body::ConsumerGroupHeartbeat(Box::new(body!(ConsumerGroupHeartbeatRequest))),
+        ApiKey::ConsumerGroupDescribe => Body::ConsumerGroupDescribe(body!(ConsumerGroupDescribeRequest)),
         ApiKey::ListGroups => Body::ListGroups(body!(ListGroupsRequest)),
         ApiKey::DescribeGroups => Body::DescribeGroups(body!(DescribeGroupsRequest)),
         ApiKey::DeleteGroups => Body::DeleteGroups(body!(DeleteGroupsRequest)),
@@ -245,6 +252,11 @@ async fn serve_request(
             let reply = groups::serve_with(shard, call, &context).await;
             groups::encode_reply(api_key, version, correlation_id, &reply).map(Some)
         }
+        Body::ConsumerGroupHeartbeat(r) => {
+            let context = consumer_groups::ClientContext { version, client_id, client_host: client_host.to_owned() };
+            reply!(consumer_groups::heartbeat(shard, *r, &context).await)
+        }
+        Body::ConsumerGroupDescribe(r) => reply!(consumer_groups::describe(shard, r).await),
         Body::ListGroups(r) => reply!(group_admin::list_groups(shard, settings, r).await),
         Body::DescribeGroups(r) => reply!(group_admin::describe_groups(shard, r).await),
         Body::DeleteGroups(r) => reply!(group_admin::delete_groups(shard, r).await),
@@ -342,6 +354,10 @@ mod tests {
                     ApiKey::InitProducerId => frame(api_key, version, &InitProducerIdRequest::default()),
                     ApiKey::CreatePartitions => frame(api_key, version, &CreatePartitionsRequest::default()),
                     ApiKey::ListGroups => frame(api_key, version, &ListGroupsRequest::default()),
+                    ApiKey::ConsumerGroupHeartbeat => {
+                        frame(api_key, version, &ConsumerGroupHeartbeatRequest::default())
+                    }
+                    ApiKey::ConsumerGroupDescribe => frame(api_key, version, &ConsumerGroupDescribeRequest::default()),
                     ApiKey::DescribeGroups => frame(api_key, version, &DescribeGroupsRequest::default()),
                     ApiKey::DeleteGroups => frame(api_key, version, &DeleteGroupsRequest::default()),
                     ApiKey::OffsetDelete => frame(api_key, version, &OffsetDeleteRequest::default()),
@@ -375,7 +391,7 @@ mod tests {
     fn refuses_short_unknown_unsupported_and_truncated_frames() {
         assert!(decode(Bytes::from_static(&[0, 3, 0, 1, 0, 0, 0])).is_err(), "shorter than a header");
         assert!(decode(Bytes::from_static(&[0x7f, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff])).is_err(), "unknown key");
-        for (api_key, version) in [(ApiKey::Fetch, 17), (ApiKey::Produce, 2), (ApiKey::ConsumerGroupHeartbeat, 0)] {
+        for (api_key, version) in [(ApiKey::Fetch, 17), (ApiKey::Produce, 2), (ApiKey::ConsumerGroupHeartbeat, 2)] {
             let mut unserved = header(api_key, version, 3);
             unserved.put_slice(&[0; 64]);
             assert_eq!(decode(unserved.freeze()).unwrap_err(), "unsupported API version", "{api_key:?} v{version}");

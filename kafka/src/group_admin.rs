@@ -18,10 +18,6 @@ use kafka_protocol::messages::{
 
 use crate::{codes, str_bytes, KafkaSettings};
 
-/// Kafka's group type for every group here: the classic protocol (KIP-848 "consumer" groups
-/// are not served).
-const GROUP_TYPE_CLASSIC: &str = "classic";
-
 /// Kafka's authorized-operations bitfield for a group when the client asks (no ACLs here:
 /// everything is allowed): READ, DELETE, DESCRIBE (bits 3, 6, 8).
 pub const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
@@ -57,17 +53,19 @@ pub async fn list_groups(
     let state_wanted = |state: &str| {
         request.states_filter.is_empty() || request.states_filter.iter().any(|s| s.eq_ignore_ascii_case(state))
     };
-    let type_wanted = request.types_filter.is_empty()
-        || request.types_filter.iter().any(|t| t.eq_ignore_ascii_case(GROUP_TYPE_CLASSIC));
+    // "classic" (JoinGroup/SyncGroup) or "consumer" (KIP-848).
+    let type_wanted = |group_type: &str| {
+        request.types_filter.is_empty() || request.types_filter.iter().any(|t| t.eq_ignore_ascii_case(group_type))
+    };
     let groups = listed
         .into_iter()
-        .filter(|g| type_wanted && state_wanted(g.state))
+        .filter(|g| type_wanted(g.group_type) && state_wanted(g.state))
         .map(|g| {
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(g.group)))
                 .with_protocol_type(str_bytes(g.protocol_type))
                 .with_group_state(str_bytes(g.state))
-                .with_group_type(str_bytes(GROUP_TYPE_CLASSIC))
+                .with_group_type(str_bytes(g.group_type))
         })
         .collect();
     ListGroupsResponse::default().with_error_code(codes::NONE).with_groups(groups)

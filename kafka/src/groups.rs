@@ -52,7 +52,7 @@ impl GroupCall {
             GroupCall::Heartbeat(_) => GroupReply::Heartbeat(HeartbeatResponse::default().with_error_code(code)),
             GroupCall::Leave(_, _) => GroupReply::Leave(LeaveGroupResponse::default().with_error_code(code)),
             GroupCall::Commit(request, _) => GroupReply::Commit(offsets::commit_error(request, code)),
-            GroupCall::Fetch(_, _) => GroupReply::Fetch(OffsetFetchResponse::default().with_error_code(code)),
+            GroupCall::Fetch(request, _) => GroupReply::Fetch(offsets::fetch_error(request, code)),
         }
     }
 }
@@ -103,7 +103,7 @@ pub async fn serve_with(shard: &Rc<Shard>, call: GroupCall, context: &JoinContex
             GroupReply::Leave(leave_response(shard.leave_group(leave_request(&request)).await, version))
         }
         GroupCall::Commit(request, _version) => GroupReply::Commit(offsets::commit(shard, request).await),
-        GroupCall::Fetch(request, _version) => GroupReply::Fetch(offsets::fetch(shard, request).await),
+        GroupCall::Fetch(request, version) => GroupReply::Fetch(offsets::fetch(shard, request, version).await),
     }
 }
 

@@ -29,6 +29,7 @@ mod cluster;
 mod codec;
 mod configs;
 mod connection;
+mod consumer_groups;
 mod fetch;
 mod fetch_session;
 mod group_admin;
@@ -107,6 +108,10 @@ pub mod codes {
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     pub const INVALID_RECORD: i16 = 87;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const FENCED_MEMBER_EPOCH: i16 = 110;
+    pub const UNRELEASED_INSTANCE_ID: i16 = 111;
+    pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+    pub const STALE_MEMBER_EPOCH: i16 = 113;
     pub const INCONSISTENT_TOPIC_ID: i16 = 103;
     pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
     pub const POLICY_VIOLATION: i16 = 44;
@@ -179,6 +184,12 @@ pub fn group_code(e: GroupError) -> i16 {
         GroupError::MemberIdRequired => codes::MEMBER_ID_REQUIRED,
         GroupError::FencedInstanceId => codes::FENCED_INSTANCE_ID,
         GroupError::NotCoordinator => codes::NOT_COORDINATOR,
+        GroupError::FencedMemberEpoch => codes::FENCED_MEMBER_EPOCH,
+        GroupError::StaleMemberEpoch => codes::STALE_MEMBER_EPOCH,
+        GroupError::UnsupportedAssignor => codes::UNSUPPORTED_ASSIGNOR,
+        GroupError::InvalidRequest(_) => codes::INVALID_REQUEST,
+        GroupError::GroupIdNotFound => codes::GROUP_ID_NOT_FOUND,
+        GroupError::UnreleasedInstanceId => codes::UNRELEASED_INSTANCE_ID,
         _ => codes::UNKNOWN_SERVER_ERROR,
     }
 }

@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use broker::cluster::Replica;
 use broker::ids::{shard_at, COORDINATOR_SHARD};
-use broker::topics::ClusterView;
+use broker::topics::{ClusterView, TopicTable};
 use broker::{admin, AdminError, NodeId, Shard, ShardId};
 use engine::catalog::TopicConfig;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -66,7 +66,7 @@ pub async fn handle(
     }
     let table = shard.topics();
     if let Some(view) = &table.cluster {
-        return cluster_metadata(view, requested, &create_errors);
+        return cluster_metadata(&table, view, requested, &create_errors);
     }
     let names: Vec<String> = requested.unwrap_or_else(|| {
         let mut all: Vec<String> = table.topics.keys().cloned().collect();
@@ -124,6 +124,7 @@ pub async fn handle(
 /// A cluster's Metadata: every live broker (node, shard) with its Kafka address, each
 /// partition's leader, replicas, ISR, offline replicas and leader epoch; the controller.
 fn cluster_metadata(
+    table: &TopicTable,
     view: &ClusterView,
     requested: Option<Vec<String>>,
     create_errors: &[(String, i16)],
@@ -141,6 +142,11 @@ fn cluster_metadata(
             topics.push(topic.with_error_code(error));
             continue;
         };
+        // Topic ids (v10+), as on one node: KIP-848 assignments name topics only by id, so a
+        // consumer-protocol client cannot use its partitions without them.
+        if let Some(info) = table.topics.get(&name) {
+            topic.topic_id = crate::topic_ids::uuid_of(table, info);
+        }
         topic.partitions = meta
             .partitions
             .iter()

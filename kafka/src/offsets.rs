@@ -1,22 +1,26 @@
-//! OffsetCommit (v2–8) and OffsetFetch (v1–7) for Kafka groups: checked against the
-//! group's generation by the broker's coordinator, then stored in (or read from) the broker's
+//! OffsetCommit (v2–9) and OffsetFetch (v1–9) for Kafka groups: checked against the
+//! group's generation (a KIP-848 group: the member's epoch) by the broker's coordinator, then stored in (or read from) the broker's
 //! one committed-offset store — so a group's offsets are the same whichever protocol
 //! committed or reads them.
 
 use std::rc::Rc;
 
 use broker::calls::OffsetsCommit;
+use broker::groups::offsets::Committed;
 use broker::groups::OffsetToCommit;
 use broker::ids::{LeaderEpoch, Offset};
 use broker::{OffsetQuery, Shard, TopicPartition};
 use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
-use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
 use kafka_protocol::messages::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 
-use crate::{codes, commit_code, str_bytes};
+use crate::{codes, commit_code, group_code, str_bytes};
 
 /// Every partition of the request answered with `code`.
 pub fn commit_error(request: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
@@ -106,35 +110,78 @@ pub async fn commit(shard: &Rc<Shard>, request: OffsetCommitRequest) -> OffsetCo
     })
 }
 
-pub async fn fetch(shard: &Rc<Shard>, request: OffsetFetchRequest) -> OffsetFetchResponse {
-    let partitions: Option<Vec<TopicPartition>> = request.topics.as_ref().map(|topics| {
+/// OffsetFetch v8 batches groups (and v9 names the fetching member of a KIP-848 group).
+const FETCH_GROUPS_VERSION_MIN: i16 = 8;
+
+/// OffsetFetch: one group (v1–7) or a batch of them (v8+).
+pub async fn fetch(shard: &Rc<Shard>, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version < FETCH_GROUPS_VERSION_MIN {
+        let partitions =
+            wanted(request.topics.as_ref().map(|t| t.iter().map(|t| (t.name.0.as_str(), &t.partition_indexes))));
+        return match fetch_group(shard, request.group_id.0.to_string(), partitions, None).await {
+            Ok(offsets) => OffsetFetchResponse::default().with_error_code(codes::NONE).with_topics(by_topic(offsets)),
+            Err(code) => OffsetFetchResponse::default().with_error_code(code),
+        };
+    }
+    let mut groups = Vec::with_capacity(request.groups.len());
+    for g in request.groups {
+        let partitions = wanted(g.topics.as_ref().map(|t| t.iter().map(|t| (t.name.0.as_str(), &t.partition_indexes))));
+        // v9: a member of a KIP-848 group names itself and its epoch (-1 and no id: anyone).
+        let member = g.member_id.as_ref().map(|m| (m.to_string(), g.member_epoch));
+        let answer = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+        groups.push(match fetch_group(shard, g.group_id.0.to_string(), partitions, member).await {
+            Ok(offsets) => answer.with_error_code(codes::NONE).with_topics(by_topic_v8(offsets)),
+            Err(code) => answer.with_error_code(code),
+        });
+    }
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+/// The partitions asked for, `None` for all (negative indexes left out).
+fn wanted<'a>(topics: Option<impl Iterator<Item = (&'a str, &'a Vec<i32>)>>) -> Option<Vec<TopicPartition>> {
+    topics.map(|topics| {
         topics
-            .iter()
-            .flat_map(|t| {
-                t.partition_indexes
-                    .iter()
-                    .filter(|&&p| p >= 0)
-                    .map(|&p| TopicPartition::new(t.name.0.as_str(), p as u32))
+            .flat_map(|(name, indexes)| {
+                indexes.iter().filter_map(move |&p| Some(TopicPartition::new(name, u32::try_from(p).ok()?)))
             })
             .collect()
-    });
+    })
+}
+
+/// One group's committed offsets, or the group's error code.
+async fn fetch_group(
+    shard: &Rc<Shard>,
+    group: String,
+    partitions: Option<Vec<TopicPartition>>,
+    member: Option<(String, i32)>,
+) -> Result<Vec<(TopicPartition, Option<Committed>)>, i16> {
     if !shard.coordinates_groups() {
-        return OffsetFetchResponse::default().with_error_code(codes::NOT_COORDINATOR);
+        return Err(codes::NOT_COORDINATOR);
     }
-    let offsets = match shard.fetch_offsets(request.group_id.0.to_string(), partitions).await {
-        Ok(offsets) => offsets,
-        Err(_) => return OffsetFetchResponse::default().with_error_code(codes::COORDINATOR_NOT_AVAILABLE),
-    };
-    // Group by topic, in the order the offsets came back.
+    if let Some((member_id, member_epoch)) = member {
+        shard.check_offset_fetch(group.clone(), member_id, member_epoch).await.map_err(group_code)?;
+    }
+    shard.fetch_offsets(group, partitions).await.map_err(|_| codes::COORDINATOR_NOT_AVAILABLE)
+}
+
+fn committed_offset(committed: &Option<Committed>) -> (i64, i32, String) {
+    (
+        committed.as_ref().map_or(-1, |c| c.offset.to_wire()),
+        committed.as_ref().and_then(|c| c.leader_epoch).map_or(-1, LeaderEpoch::to_wire),
+        committed.as_ref().map(|c| c.metadata.clone()).unwrap_or_default(),
+    )
+}
+
+/// v1–7's topics, in the order the offsets came back.
+fn by_topic(offsets: Vec<(TopicPartition, Option<Committed>)>) -> Vec<OffsetFetchResponseTopic> {
     let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
     for (tp, committed) in offsets {
+        let (offset, epoch, metadata) = committed_offset(&committed);
         let partition = OffsetFetchResponsePartition::default()
             .with_partition_index(tp.partition as i32)
-            .with_committed_offset(committed.as_ref().map_or(-1, |c| c.offset.to_wire()))
-            .with_committed_leader_epoch(
-                committed.as_ref().and_then(|c| c.leader_epoch).map_or(-1, LeaderEpoch::to_wire),
-            )
-            .with_metadata(Some(str_bytes(committed.map(|c| c.metadata).unwrap_or_default())))
+            .with_committed_offset(offset)
+            .with_committed_leader_epoch(epoch)
+            .with_metadata(Some(str_bytes(metadata)))
             .with_error_code(codes::NONE);
         match topics.iter_mut().find(|t| t.name.0.as_str() == tp.topic) {
             Some(topic) => topic.partitions.push(partition),
@@ -145,5 +192,38 @@ pub async fn fetch(shard: &Rc<Shard>, request: OffsetFetchRequest) -> OffsetFetc
             ),
         }
     }
-    OffsetFetchResponse::default().with_error_code(codes::NONE).with_topics(topics)
+    topics
+}
+
+/// v8+'s topics (the same, in the batched response's types).
+fn by_topic_v8(offsets: Vec<(TopicPartition, Option<Committed>)>) -> Vec<OffsetFetchResponseTopics> {
+    let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
+    for (tp, committed) in offsets {
+        let (offset, epoch, metadata) = committed_offset(&committed);
+        let partition = OffsetFetchResponsePartitions::default()
+            .with_partition_index(tp.partition as i32)
+            .with_committed_offset(offset)
+            .with_committed_leader_epoch(epoch)
+            .with_metadata(Some(str_bytes(metadata)))
+            .with_error_code(codes::NONE);
+        match topics.iter_mut().find(|t| t.name.0.as_str() == tp.topic) {
+            Some(topic) => topic.partitions.push(partition),
+            None => topics.push(
+                OffsetFetchResponseTopics::default()
+                    .with_name(TopicName(str_bytes(tp.topic)))
+                    .with_partitions(vec![partition]),
+            ),
+        }
+    }
+    topics
+}
+
+/// Every group of a v8+ request answered with `code` (v8+ has no top-level error).
+pub fn fetch_error(request: &OffsetFetchRequest, code: i16) -> OffsetFetchResponse {
+    let groups = request
+        .groups
+        .iter()
+        .map(|g| OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone()).with_error_code(code))
+        .collect();
+    OffsetFetchResponse::default().with_error_code(code).with_groups(groups)
 }

@@ -71,6 +71,33 @@ pub fn assignment_partitions(assignment: &[u8]) -> Option<Vec<(String, Vec<i32>)
     Some(out)
 }
 
+/// A ConsumerProtocolAssignment (version 0, no user data) of `partitions`: how a KIP-848
+/// member's partitions are shown to tools that read classic DescribeGroups. Names longer than
+/// an i16 length cannot occur (topic names are at most 249 bytes).
+pub fn encode_assignment(partitions: &std::collections::BTreeSet<crate::partition::TopicPartition>) -> bytes::Bytes {
+    let mut by_topic: Vec<(&str, Vec<u32>)> = Vec::new();
+    for tp in partitions {
+        match by_topic.last_mut() {
+            Some((topic, list)) if *topic == tp.topic => list.push(tp.partition),
+            _ => by_topic.push((tp.topic.as_str(), vec![tp.partition])),
+        }
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&0i16.to_be_bytes());
+    out.extend_from_slice(&(by_topic.len() as i32).to_be_bytes());
+    for (topic, list) in by_topic {
+        out.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+        out.extend_from_slice(topic.as_bytes());
+        out.extend_from_slice(&(list.len() as i32).to_be_bytes());
+        for p in list {
+            out.extend_from_slice(&(p as i32).to_be_bytes());
+        }
+    }
+    // Null user data.
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    bytes::Bytes::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +127,11 @@ mod tests {
             assert!(assignment_partitions(&assignment[..len]).is_none(), "prefix of {len}");
         }
         assert!(subscription_topics(&[0, 0, 0x7f, 0xff, 0xff, 0xff]).is_none(), "a count past the end");
+        let set =
+            [("a", 0), ("a", 3), ("b", 1)].iter().map(|&(t, p)| crate::partition::TopicPartition::new(t, p)).collect();
+        assert_eq!(
+            assignment_partitions(&encode_assignment(&set)),
+            Some(vec![("a".to_owned(), vec![0, 3]), ("b".to_owned(), vec![1])])
+        );
     }
 }

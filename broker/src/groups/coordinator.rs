@@ -30,6 +30,12 @@
 //! member, up to the rebalance timeout) before its first generation, so consumers that start
 //! together get one rebalance, not one each.
 //!
+//! KIP-848 consumer groups (`consumer_group.rs`) live in a second table beside these: one
+//! group id is in at most one table while it has members (a classic join to a consumer group
+//! is INCONSISTENT_GROUP_PROTOCOL, a heartbeat to a classic group GROUP_ID_NOT_FOUND), the
+//! same expiry tick removes their silent members, and commits to them are checked against
+//! the member epoch.
+//!
 //! Bounds: `GROUPS_MAX` groups, `GROUP_MEMBERS_MAX` members per group, member metadata and
 //! assignments of `GROUP_MEMBER_METADATA_BYTES_MAX` each (copied out of request frames, so a
 //! small one never pins a large frame).
@@ -42,9 +48,10 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 
 use super::assignor::{assign, decode_topics, encode_assignment, Assignor, NATIVE_PROTOCOL_TYPE};
+use super::consumer_group::{self, ConsumerGroup, ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatReply};
 use super::{
     AssignedJoin, GroupDescription, GroupError, GroupListing, HeartbeatRequest, JoinRequest, Joined, LeaveRequest,
-    MemberDescription, MemberLeft, SyncRequest, Synced, Waiting,
+    MemberDescription, MemberLeft, SyncRequest, Synced, Waiting, GROUP_TYPE_CLASSIC, GROUP_TYPE_CONSUMER,
 };
 use crate::limits::{
     GROUPS_MAX, GROUP_MEMBERS_MAX, GROUP_MEMBER_METADATA_BYTES_MAX, GROUP_PENDING_MEMBERS_MAX,
@@ -155,6 +162,9 @@ impl Group {
 #[derive(Default)]
 pub struct GroupCoordinator {
     groups: RefCell<HashMap<String, Group>>,
+    /// KIP-848 consumer groups; a group id is in at most one of the two tables while it has
+    /// members.
+    consumer_groups: RefCell<HashMap<String, ConsumerGroup>>,
     next_member: Cell<u64>,
     /// Kafka's `group.initial.rebalance.delay.ms` (0 by default here; the broker sets it).
     initial_rebalance_delay: Duration,
@@ -178,7 +188,67 @@ impl GroupCoordinator {
 
     /// The groups it runs now.
     pub fn group_count(&self) -> usize {
-        self.groups.borrow().len()
+        self.groups.borrow().len() + self.consumer_groups.borrow().len()
+    }
+
+    /// Whether `group` is a KIP-848 consumer group with members (a classic join to it is
+    /// refused, as Kafka does without its online migration).
+    fn is_consumer_group(&self, group: &str) -> bool {
+        self.consumer_groups.borrow().get(group).is_some_and(|g| !g.is_empty())
+    }
+
+    /// One KIP-848 ConsumerGroupHeartbeat (join, heartbeat or leave); `table` gives the
+    /// subscribed topics' partitions.
+    pub fn consumer_heartbeat(
+        &self,
+        request: ConsumerHeartbeat,
+        table: &TopicTable,
+        now: Instant,
+    ) -> Result<ConsumerHeartbeatReply, GroupError> {
+        let span = tracing::debug_span!("consumer_heartbeat", group = %request.group, member = %request.member_id, epoch = request.member_epoch);
+        let _enter = span.enter();
+        let assignor = consumer_group::validate(&request)?;
+        // Kafka: a classic group of this id is "not a consumer group".
+        if self.groups.borrow().get(&request.group).is_some_and(|g| !g.members.is_empty()) {
+            return Err(GroupError::GroupIdNotFound);
+        }
+        let mut groups = self.consumer_groups.borrow_mut();
+        let group = request.group.clone();
+        if !groups.contains_key(&group) {
+            // Groups live in memory: an unknown group answers a member that is not joining
+            // with UNKNOWN_MEMBER_ID, so that after a restart it joins again.
+            if request.member_epoch != consumer_group::JOIN_EPOCH {
+                return Err(GroupError::UnknownMemberId);
+            }
+            if groups.len() + self.groups.borrow().len() >= GROUPS_MAX {
+                return Err(GroupError::TooManyGroups);
+            }
+        }
+        let partitions_of = |topic: &str| table.topics.get(topic).and_then(|t| u32::try_from(t.partitions.len()).ok());
+        let g = groups.entry(group.clone()).or_default();
+        let result = g.heartbeat(&group, request, assignor, &partitions_of, now);
+        if g.is_empty() {
+            groups.remove(&group);
+        }
+        result
+    }
+
+    /// A KIP-848 group as ConsumerGroupDescribe reports it; `None` if there is none.
+    pub fn describe_consumer_group(&self, group: &str) -> Option<ConsumerGroupDescription> {
+        self.consumer_groups.borrow().get(group).map(|g| g.describe(group))
+    }
+
+    /// May a member at `member_epoch` fetch `group`'s offsets (OffsetFetch v9+)? As Kafka:
+    /// only a consumer group checks (classic groups and groups known only by their offsets
+    /// do not); an empty member id with epoch -1 is anyone.
+    pub fn check_offset_fetch(&self, group: &str, member_id: &str, member_epoch: i32) -> Result<(), GroupError> {
+        if member_id.is_empty() && member_epoch < 0 {
+            return Ok(());
+        }
+        match self.consumer_groups.borrow().get(group) {
+            Some(g) => g.check_member_epoch(member_id, member_epoch),
+            None => Ok(()),
+        }
     }
 
     pub fn join(&self, request: JoinRequest) -> Waiting<Result<Joined, GroupError>> {
@@ -198,6 +268,9 @@ impl GroupCoordinator {
         } = request;
         if let Err(e) = check_join(&group_id, session_timeout_ms, &protocols) {
             return now(e);
+        }
+        if self.is_consumer_group(&group_id) {
+            return now(GroupError::InconsistentGroupProtocol);
         }
         let protocols = copied(protocols);
         if protocols.is_empty() || protocol_type.is_empty() {
@@ -411,6 +484,11 @@ impl GroupCoordinator {
     /// generation (-1) and no member is a standalone commit, allowed while the group has no
     /// members.
     pub fn check_commit(&self, group: &str, generation: i32, member_id: &str) -> Result<(), GroupError> {
+        // A consumer group's commits carry the member epoch (OffsetCommit v9's
+        // GenerationIdOrMemberEpoch; librdkafka sends it in older versions too).
+        if let Some(g) = self.consumer_groups.borrow().get(group) {
+            return g.check_member_epoch(member_id, generation);
+        }
         let mut groups = self.groups.borrow_mut();
         let Some(g) = groups.get_mut(group) else {
             return if generation < 0 { Ok(()) } else { Err(GroupError::IllegalGeneration) };
@@ -445,6 +523,9 @@ impl GroupCoordinator {
             ..
         } = request;
         check_join(&group_id, session_timeout_ms, &protocols)?;
+        if self.is_consumer_group(&group_id) {
+            return Err(GroupError::InconsistentGroupProtocol);
+        }
         let Some((assignor_name, _)) = protocols.first() else {
             return Err(GroupError::InconsistentGroupProtocol);
         };
@@ -543,6 +624,11 @@ impl GroupCoordinator {
             }
         }
         groups.retain(|_, g| !(g.members.is_empty() && g.state == State::Empty && g.pending.is_empty()));
+        let mut consumer_groups = self.consumer_groups.borrow_mut();
+        for (name, g) in consumer_groups.iter_mut() {
+            g.expire(name, now);
+        }
+        consumer_groups.retain(|_, g| !g.is_empty());
     }
 
     /// Every group with members, sorted by name.
@@ -553,16 +639,28 @@ impl GroupCoordinator {
             .filter(|(_, g)| !g.members.is_empty())
             .map(|(name, g)| GroupListing {
                 group: name.clone(),
+                group_type: GROUP_TYPE_CLASSIC,
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
                 state: g.state_name(),
             })
             .collect();
+        listed.extend(self.consumer_groups.borrow().iter().filter(|(_, g)| !g.is_empty()).map(|(name, g)| {
+            GroupListing {
+                group: name.clone(),
+                group_type: GROUP_TYPE_CONSUMER,
+                protocol_type: CONSUMER_PROTOCOL_TYPE.to_owned(),
+                state: g.state_name(),
+            }
+        }));
         listed.sort_by(|a, b| a.group.cmp(&b.group));
         listed
     }
 
     /// A group with members, as DescribeGroups reports it; `None` for a group without any.
     pub fn describe(&self, group: &str) -> Option<GroupDescription> {
+        if let Some(g) = self.consumer_groups.borrow().get(group).filter(|g| !g.is_empty()) {
+            return Some(describe_as_classic(group, g));
+        }
         let groups = self.groups.borrow();
         let g = groups.get(group).filter(|g| !g.members.is_empty())?;
         let protocol = g.protocol_name.clone().unwrap_or_default();
@@ -596,6 +694,9 @@ impl GroupCoordinator {
     /// The topics `group`'s members subscribe to (decoded from their metadata), or `None` if
     /// it has no members.
     pub fn subscribed_topics(&self, group: &str) -> Option<Vec<String>> {
+        if let Some(g) = self.consumer_groups.borrow().get(group).filter(|g| !g.is_empty()) {
+            return Some(g.subscribed_topics().into_iter().collect());
+        }
         let groups = self.groups.borrow();
         let g = groups.get(group).filter(|g| !g.members.is_empty())?;
         let mut topics = Vec::new();
@@ -617,12 +718,44 @@ impl GroupCoordinator {
     /// Forgets an empty group (its offsets are the caller's); `false` (and nothing changes)
     /// if it has members.
     pub fn forget(&self, group: &str) -> bool {
+        if self.is_consumer_group(group) {
+            return false;
+        }
+        self.consumer_groups.borrow_mut().remove(group);
         let mut groups = self.groups.borrow_mut();
         if groups.get(group).is_some_and(|g| !g.members.is_empty()) {
             return false;
         }
         groups.remove(group);
         true
+    }
+}
+
+/// The protocol type Kafka reports for consumer groups (either protocol).
+const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
+
+/// A KIP-848 group through DescribeGroups' eyes, so tools that only speak the classic APIs
+/// still see it: the group epoch as the generation, the assignor as the protocol, and each
+/// member's partitions as a ConsumerProtocolAssignment (no member metadata: there is none).
+fn describe_as_classic(group: &str, g: &ConsumerGroup) -> GroupDescription {
+    let members = g
+        .member_ids()
+        .map(|(id, client_id, client_host, instance_id)| MemberDescription {
+            member_id: id.clone(),
+            group_instance_id: instance_id.cloned(),
+            client_id: client_id.to_owned(),
+            client_host: client_host.to_owned(),
+            metadata: Bytes::new(),
+            assignment: g.member_assignment(id).map(super::consumer_protocol::encode_assignment).unwrap_or_default(),
+        })
+        .collect();
+    GroupDescription {
+        group: group.to_owned(),
+        state: g.state_name(),
+        protocol_type: CONSUMER_PROTOCOL_TYPE.to_owned(),
+        protocol: g.assignor().name().to_owned(),
+        generation: g.group_epoch(),
+        members,
     }
 }
 
@@ -1115,5 +1248,59 @@ mod tests {
         let (a, b) = (a.try_recv().unwrap().unwrap().unwrap(), b.try_recv().unwrap().unwrap().unwrap());
         assert_eq!((a.generation, b.generation), (1, 1), "one generation for both");
         assert_eq!(a.members.len().max(b.members.len()), 2);
+    }
+    fn consumer_join(group: &str, member: &str) -> ConsumerHeartbeat {
+        ConsumerHeartbeat {
+            group: group.into(),
+            member_id: member.into(),
+            member_epoch: 0,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topics: Some(vec!["users".into()]),
+            ..ConsumerHeartbeat::default()
+        }
+    }
+
+    #[test]
+    fn consumer_groups_and_classic_groups_do_not_share_an_id() {
+        let groups = GroupCoordinator::default();
+        let table = users_table(4);
+        let at = Instant::now();
+        // A classic group "g" with a member: a KIP-848 heartbeat to it is refused.
+        joined(join(&groups, ""));
+        assert_eq!(
+            groups.consumer_heartbeat(consumer_join("g", "m1"), &table, at).unwrap_err(),
+            GroupError::GroupIdNotFound
+        );
+        // A consumer group "c": classic and native joins to it are refused.
+        let reply = groups.consumer_heartbeat(consumer_join("c", "m1"), &table, at).unwrap();
+        assert_eq!((reply.member_epoch, reply.assignment.map(|a| a.len())), (1, Some(4)));
+        let classic = JoinRequest { group: "c".into(), ..join_request("", Bytes::new()) };
+        assert_eq!(now(groups.join(classic)).unwrap_err(), GroupError::InconsistentGroupProtocol);
+        let native = JoinRequest { group: "c".into(), ..native_join("") };
+        assert_eq!(groups.join_assigned(native, &table).unwrap_err(), GroupError::InconsistentGroupProtocol);
+        // Commits and fetches carry the member epoch.
+        assert_eq!(groups.check_commit("c", 1, "m1"), Ok(()));
+        assert_eq!(groups.check_commit("c", 0, "m1"), Err(GroupError::StaleMemberEpoch));
+        assert_eq!(groups.check_commit("c", 1, "m2"), Err(GroupError::UnknownMemberId));
+        assert_eq!(groups.check_offset_fetch("c", "m1", 1), Ok(()));
+        assert_eq!(groups.check_offset_fetch("c", "m1", 2), Err(GroupError::StaleMemberEpoch));
+        assert_eq!(groups.check_offset_fetch("c", "", -1), Ok(()), "an admin client");
+        // Both kinds are listed and described; a group with members is not deleted.
+        let listed: Vec<(String, &str)> = groups.list().into_iter().map(|l| (l.group, l.group_type)).collect();
+        assert_eq!(listed, vec![("c".to_owned(), GROUP_TYPE_CONSUMER), ("g".to_owned(), GROUP_TYPE_CLASSIC)]);
+        let described = groups.describe("c").unwrap();
+        assert_eq!((described.protocol.as_str(), described.generation, described.members.len()), ("uniform", 1, 1));
+        let partitions = super::super::consumer_protocol::assignment_partitions(&described.members[0].assignment);
+        assert_eq!(partitions, Some(vec![("users".to_owned(), vec![0, 1, 2, 3])]));
+        assert_eq!(groups.describe_consumer_group("c").unwrap().members[0].target_assignment.len(), 4);
+        assert!(!groups.forget("c"));
+        assert_eq!(groups.subscribed_topics("c"), Some(vec!["users".to_owned()]));
+        // Unknown group, not joining: the member is unknown (groups are not kept over restarts).
+        let stray = ConsumerHeartbeat { member_epoch: 5, ..consumer_join("other", "m9") };
+        assert_eq!(groups.consumer_heartbeat(stray, &table, at).unwrap_err(), GroupError::UnknownMemberId);
+        // The member goes silent: past the session timeout the group is gone.
+        groups.expire(at + Duration::from_millis(crate::limits::CONSUMER_GROUP_SESSION_TIMEOUT_MS + 1));
+        assert!(groups.describe_consumer_group("c").is_none());
+        assert_eq!(groups.check_commit("c", -1, ""), Ok(()));
     }
 }

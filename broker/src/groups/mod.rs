@@ -1,5 +1,5 @@
 //! Consumer groups: one coordinator (`coordinator.rs`, Kafka's classic group protocol) for
-//! both protocols, the broker-side assignors native consumers use (`assignor.rs`), and the
+//! both protocols, KIP-848 consumer groups beside it (`consumer_group.rs`), the broker-side assignors native consumers use (`assignor.rs`), and the
 //! committed-offset store (`offsets.rs`). All of it lives on the coordinator shard; other
 //! shards reach it through `Shard` (typed cross-shard calls).
 //!
@@ -7,6 +7,7 @@
 //! messages onto them.
 
 pub mod assignor;
+pub mod consumer_group;
 pub mod consumer_protocol;
 pub mod coordinator;
 pub mod offsets;
@@ -14,6 +15,9 @@ pub mod offsets;
 use bytes::Bytes;
 use futures_channel::oneshot;
 
+pub use consumer_group::{
+    ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatReply, ConsumerMemberDescription, ServerAssignor,
+};
 pub use consumer_protocol::{assignment_partitions, subscription_topics};
 pub use coordinator::GroupCoordinator;
 pub use offsets::{CommitError, OffsetStore, OffsetToCommit};
@@ -55,6 +59,25 @@ pub enum GroupError {
     /// A cluster: groups are served by the controller node, not this one.
     #[error("this node does not coordinate groups; ask for the coordinator again")]
     NotCoordinator,
+    /// KIP-848: a heartbeat's member epoch is ahead of the member's, or behind it in a way
+    /// a lost answer does not explain; the member must rejoin with epoch 0.
+    #[error("the member epoch is not the member's current one; rejoin with epoch 0")]
+    FencedMemberEpoch,
+    /// KIP-848: an offset commit or fetch carried a member epoch other than the member's.
+    #[error("the member epoch is stale")]
+    StaleMemberEpoch,
+    /// KIP-848: the ServerAssignor named is not one the coordinator runs.
+    #[error("unsupported server assignor (uniform and range are)")]
+    UnsupportedAssignor,
+    /// A malformed request (Kafka's INVALID_REQUEST), with why.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    /// The group exists with the other protocol (classic vs consumer), or not at all.
+    #[error("no such group of this type")]
+    GroupIdNotFound,
+    /// KIP-848: a static member joined with an instance id another active member holds.
+    #[error("the instance id is held by another active member")]
+    UnreleasedInstanceId,
 }
 
 /// A JoinGroup (a member id of "" joins as a new member).
@@ -154,10 +177,16 @@ impl<T> Waiting<T> {
     }
 }
 
+/// Kafka's group types (ListGroups v5).
+pub const GROUP_TYPE_CLASSIC: &str = "classic";
+pub const GROUP_TYPE_CONSUMER: &str = "consumer";
+
 /// A group as ListGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupListing {
     pub group: String,
+    /// Kafka's group type: "classic" (JoinGroup/SyncGroup) or "consumer" (KIP-848).
+    pub group_type: &'static str,
     /// "consumer" for Kafka consumers, `assignor::NATIVE_PROTOCOL_TYPE` for native ones.
     pub protocol_type: String,
     /// Kafka's state names: Empty, PreparingRebalance, CompletingRebalance, Stable.

@@ -90,5 +90,11 @@ pub fn group_code(e: GroupError) -> ErrorCode {
         // Kafka-only: native joins never ask for a known member id or send an instance id.
         GroupError::MemberIdRequired | GroupError::FencedInstanceId => ErrorCode::UnknownMemberId,
         GroupError::NotCoordinator => ErrorCode::NotCoordinator,
+        // A native commit to a KIP-848 group: its epoch is never the member's.
+        GroupError::FencedMemberEpoch | GroupError::StaleMemberEpoch => ErrorCode::IllegalGeneration,
+        GroupError::UnsupportedAssignor
+        | GroupError::InvalidRequest(_)
+        | GroupError::GroupIdNotFound
+        | GroupError::UnreleasedInstanceId => ErrorCode::MalformedRequest,
     }
 }
