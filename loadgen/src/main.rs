@@ -10,12 +10,14 @@ use clap::{Args, Parser, Subcommand};
 use loadgen::baseline::{env, BaselineKind, BaselinePlan};
 use loadgen::compare::{self, Thresholds};
 use loadgen::replication::{self, ReplicationPlan};
-use loadgen::report::{self, hgrm, json, markdown, plot, table};
+use loadgen::report::{self, hgrm, json, markdown, plot, spread, table};
 use loadgen::values::{ByteSize, RateSpec};
 use loadgen::{run, suite, LoadgenError, LoadgenResult, WorkloadConfig};
 
 const EXIT_REGRESSION: u8 = 1;
 const EXIT_ERROR: u8 = 2;
+/// `suite --repeat`: more runs than this is a unit mistake (hours of load).
+const REPEAT_MAX: u32 = 100;
 
 #[derive(Parser)]
 #[command(
@@ -130,6 +132,10 @@ enum Command {
         baseline: BaselineArgs,
         #[arg(long)]
         quiet: bool,
+        /// Run each scenario this many times (NAME-rK.json) and end with the spread of every
+        /// figure across the runs.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=REPEAT_MAX as i64))]
+        repeat: u32,
     },
     /// Print JSON reports (files, or every *.json in a directory) as tables or one markdown table.
     Report {
@@ -162,8 +168,8 @@ fn main() -> ExitCode {
         Some(Command::Compare { baseline, current, max_throughput_drop, max_latency_rise }) => {
             run_compare(&baseline, &current, &max_throughput_drop, &max_latency_rise)
         }
-        Some(Command::Suite { dir, out, data_dir, baseline, quiet }) => {
-            let options = suite::SuiteOptions { out, data_dir, baseline: baseline.plan(), live: !quiet };
+        Some(Command::Suite { dir, out, data_dir, baseline, quiet, repeat }) => {
+            let options = suite::SuiteOptions { out, data_dir, baseline: baseline.plan(), live: !quiet, repeat };
             suite::run(&dir, &options).map(|_| 0)
         }
         Some(Command::Report { paths, markdown }) => run_report(&paths, markdown).map(|()| 0),
@@ -244,6 +250,10 @@ fn run_report(paths: &[PathBuf], as_markdown: bool) -> LoadgenResult<()> {
     let reports = files.iter().map(|p| json::read(p)).collect::<LoadgenResult<Vec<_>>>()?;
     if as_markdown {
         print!("{}", markdown::render(&reports));
+        // A repeated suite's runs (NAME-rK): the spread across them too.
+        if reports.iter().any(|r| spread::scenario_of(&r.scenario) != r.scenario) {
+            print!("\n{}", spread::render(&reports));
+        }
     } else {
         for r in &reports {
             print!("{}", table::render(r));

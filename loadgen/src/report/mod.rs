@@ -11,6 +11,7 @@ pub mod plot;
 pub mod protocols;
 pub mod ratios;
 pub mod replication;
+pub mod spread;
 pub mod table;
 pub mod targets;
 
