@@ -10,6 +10,8 @@
 //! | `publish_p999_to_fsync_p999` | publish latency p99.9 | fdatasync p99.9 |
 //! | `publish_p999_to_rtt_p999` | publish latency p99.9 | loopback 128 B round trip p99.9 |
 //! | `e2e_p999_to_rtt_p999` | end-to-end p99.9 | loopback round trip p99.9 |
+//! | `publish_p999_to_durable_bound` | publish p99.9 | 1.5 × fdatasync p99.9 + 3 × round trip p99.9 (issue #14's durable target: ≤ 1) |
+//! | `publish_p999_to_p50` | publish p99.9 | publish p50 of the same run (flatness: issue #14 asks ≤ 10 at 50 % of max) |
 
 use std::collections::BTreeMap;
 
@@ -37,5 +39,8 @@ pub fn compute(results: &Results, baselines: &Baselines) -> BTreeMap<String, f64
     put("publish_p999_to_fsync_p999", lat.p999_us as f64, fsync.map(|f| f.p999_us as f64));
     put("publish_p999_to_rtt_p999", lat.p999_us as f64, rtt.map(|r| r.p999_us as f64));
     put("e2e_p999_to_rtt_p999", results.end_to_end_latency_us.p999_us as f64, rtt.map(|r| r.p999_us as f64));
+    let durable_bound = fsync.zip(rtt).map(|(f, r)| 1.5 * f.p999_us as f64 + 3.0 * r.p999_us as f64);
+    put("publish_p999_to_durable_bound", lat.p999_us as f64, durable_bound);
+    put("publish_p999_to_p50", lat.p999_us as f64, Some(lat.p50_us as f64));
     out
 }
