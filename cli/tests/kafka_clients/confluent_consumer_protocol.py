@@ -11,16 +11,23 @@ other two take its partitions and read everything produced after, once; a static
 a consumer naming an unknown assignor gets a fatal error. Prints one JSON line; exits non-zero with a message on
 the first check that fails. Every wait is bounded.
 """
+import faulthandler
 import json
+import os
 import sys
 import time
 
-from confluent_kafka import Consumer, ConsumerGroupType, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupType, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 PARTITIONS = 4
 RECORDS = 200
 WAIT_S = 60
+# The whole script's bound: a librdkafka call that never returns (a synchronous commit or a
+# close waiting on the group) must fail the test, not hang it. faulthandler's watchdog is a C
+# thread: it fires even while the main thread is blocked inside librdkafka (a Python signal
+# handler would wait for that call to return), prints every thread's stack and exits 1.
+SCRIPT_DEADLINE_S = 300
 
 
 def fail(message):
@@ -56,6 +63,8 @@ def consumer(bootstrap, group, assignor, name, instance=None):
     }
     if instance is not None:
         config["group.instance.id"] = instance
+    if os.environ.get("RDKAFKA_DEBUG"):
+        config["debug"] = os.environ["RDKAFKA_DEBUG"]
     return Consumer(config)
 
 
@@ -84,7 +93,26 @@ def poll_into(name, c, seen, duplicates):
     if value in seen:
         duplicates.append((value, seen[value], name))
     seen[value] = name
-    c.commit(message=msg, asynchronous=False)
+    commit(c, msg)
+
+
+def commit(c, msg):
+    """Commits synchronously, as an application would: a commit racing a reconciliation may
+    carry an epoch the group just moved past (STALE_MEMBER_EPOCH, as Kafka answers it too);
+    the member learns its new epoch from its next heartbeat, so poll briefly (serving the
+    rebalance) and retry. A record that poll returns meanwhile is handed back (seek), to be
+    read again by the loop."""
+    deadline = time.time() + WAIT_S
+    while True:
+        try:
+            c.commit(message=msg, asynchronous=False)
+            return
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.STALE_MEMBER_EPOCH or time.time() > deadline:
+                raise
+            early = c.poll(0.1)
+            if early is not None and early.error() is None:
+                c.seek(TopicPartition(early.topic(), early.partition(), early.offset()))
 
 
 def assignments(consumers):
@@ -113,6 +141,7 @@ def consume_until(consumers, seen, duplicates, want, settled):
 
 
 def main():
+    faulthandler.dump_traceback_later(SCRIPT_DEADLINE_S, exit=True)
     bootstrap, topic, assignor = sys.argv[1], sys.argv[2], sys.argv[3]
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for _, future in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).items():
