@@ -88,8 +88,12 @@ def main():
         if intended > now:
             # Wait in poll(), never sleep(): delivery reports are only handed to the script
             # inside poll(), so a sleeping script would add its sleep to their latency.
-            while intended - time.monotonic() > SPIN_S:
-                producer.poll(intended - time.monotonic() - SPIN_S)
+            while True:
+                # One reading of the clock: a negative timeout would make poll() wait forever.
+                left = intended - time.monotonic() - SPIN_S
+                if left <= 0:
+                    break
+                producer.poll(left)
             while time.monotonic() < intended:
                 producer.poll(0)
             now = time.monotonic()
