@@ -23,7 +23,7 @@ use crate::{codes, str_bytes, KafkaSettings};
 pub const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 /// What "no authorized operations asked for" is on the wire.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+pub(crate) const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 fn delete_code(e: DeleteGroupError) -> i16 {
     match e {

@@ -95,7 +95,7 @@ impl Sample {
 
 /// What changed between two samples, over `messages` acknowledged messages, with the hiccup
 /// histogram of the same window.
-pub fn platform(start: &Sample, end: &Sample, messages: u64, hiccups: &Histogram<u64>) -> Platform {
+pub fn platform(start: &Sample, end: &Sample, messages: u64, hiccups: Option<&Histogram<u64>>) -> Platform {
     let seconds = end.at.saturating_duration_since(start.at).as_secs_f64().max(1e-9);
     let per_msg = |a: Option<Duration>, b: Option<Duration>| {
         let used = b?.checked_sub(a?)?;
@@ -113,7 +113,7 @@ pub fn platform(start: &Sample, end: &Sample, messages: u64, hiccups: &Histogram
         _ => (0.0, 0.0),
     };
     Platform {
-        hiccup_us: Percentiles::of(hiccups),
+        hiccup_us: hiccups.map(Percentiles::of).unwrap_or_default(),
         hiccup_interval_us: HICCUP_INTERVAL.as_micros() as u64,
         steal_percent,
         iowait_percent,
@@ -127,12 +127,12 @@ pub fn platform(start: &Sample, end: &Sample, messages: u64, hiccups: &Histogram
 /// The hiccup thread, recording from `start` until `stop`.
 pub struct HiccupMeter {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Histogram<u64>>>,
+    thread: Option<JoinHandle<Option<Histogram<u64>>>>,
 }
 
 impl HiccupMeter {
-    /// Starts the thread; a thread that cannot be started leaves an empty histogram (the
-    /// report then shows no hiccup figures rather than failing the run).
+    /// Starts the thread; one that cannot be started leaves no histogram (the report then
+    /// shows no hiccup figures rather than failing the run).
     pub fn start() -> HiccupMeter {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
@@ -145,11 +145,10 @@ impl HiccupMeter {
         HiccupMeter { stop, thread }
     }
 
-    /// Stops the thread and returns what it recorded.
-    pub fn stop(mut self) -> Histogram<u64> {
+    /// Stops the thread and returns what it recorded (`None` if it could not run).
+    pub fn stop(mut self) -> Option<Histogram<u64>> {
         self.stop.store(true, Ordering::SeqCst);
-        let empty = || latency_histogram().unwrap_or_else(|_| Histogram::new(1).expect("a 1-digit histogram"));
-        self.thread.take().and_then(|t| t.join().ok()).unwrap_or_else(empty)
+        self.thread.take().and_then(|t| t.join().ok()).flatten()
     }
 }
 
@@ -176,11 +175,9 @@ pub fn precise_timers() {
     }
 }
 
-fn measure_hiccups(stop: &AtomicBool) -> Histogram<u64> {
+fn measure_hiccups(stop: &AtomicBool) -> Option<Histogram<u64>> {
     precise_timers();
-    let Ok(mut histogram) = latency_histogram() else {
-        return Histogram::new(1).expect("a 1-digit histogram");
-    };
+    let mut histogram = latency_histogram().ok()?;
     while !stop.load(Ordering::Relaxed) {
         let intended = Instant::now() + HICCUP_INTERVAL;
         std::thread::sleep(HICCUP_INTERVAL);
@@ -188,7 +185,7 @@ fn measure_hiccups(stop: &AtomicBool) -> Histogram<u64> {
         // 0 µs late is recorded as 1 µs (the histogram's floor), as every latency here.
         record(&mut histogram, late.as_micros() as u64);
     }
-    histogram
+    Some(histogram)
 }
 
 /// (load generator, everything else) CPU time of this process's live threads.
@@ -284,15 +281,15 @@ mod tests {
             machine: machine(1400, 30, 40),
         };
         let hiccups = latency_histogram().unwrap();
-        let p = platform(&start, &end, 1_000_000, &hiccups);
+        let p = platform(&start, &end, 1_000_000, Some(&hiccups));
         assert_eq!(p.loadgen_cpu_us_per_msg, Some(1.0));
         assert_eq!(p.broker_cpu_us_per_msg, Some(0.5));
         assert_eq!(p.loadgen_cores, Some(0.5));
         assert!((p.steal_percent - 10.0).abs() < 1e-9 && (p.iowait_percent - 5.0).abs() < 1e-9);
         // No messages, or a broker whose CPU is unknown: no per-message figure.
-        assert_eq!(platform(&start, &end, 0, &hiccups).broker_cpu_us_per_msg, None);
+        assert_eq!(platform(&start, &end, 0, Some(&hiccups)).broker_cpu_us_per_msg, None);
         let unknown = Sample { broker_cpu: None, ..end };
-        assert_eq!(platform(&start, &unknown, 10, &hiccups).broker_cpu_us_per_msg, None);
+        assert_eq!(platform(&start, &unknown, 10, None).broker_cpu_us_per_msg, None);
     }
 
     #[test]
@@ -309,6 +306,6 @@ mod tests {
         assert!(b.broker_cpu.unwrap() > a.broker_cpu.unwrap());
         let meter = HiccupMeter::start();
         std::thread::sleep(Duration::from_millis(30));
-        assert!(meter.stop().len() >= 5);
+        assert!(meter.stop().unwrap().len() >= 5);
     }
 }

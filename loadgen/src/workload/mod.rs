@@ -383,7 +383,7 @@ fn watch(plan: &WorkloadPlan, shared: &Shared) -> Watched {
             meter_window = Some((Sample::take(plan.broker_cpu), HiccupMeter::start()));
         } else if let Some((start, hiccups)) = meter_window.take() {
             let hiccups = hiccups.stop();
-            platform = Some(meter::platform(&start, &Sample::take(plan.broker_cpu), acked, &hiccups));
+            platform = Some(meter::platform(&start, &Sample::take(plan.broker_cpu), acked, hiccups.as_ref()));
         }
     };
     let producers_done = || shared.producers_done.load(Ordering::SeqCst) >= config.producers;
