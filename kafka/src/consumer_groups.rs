@@ -150,7 +150,11 @@ fn described_assignment(table: &TopicTable, partitions: &[TopicPartition]) -> de
 }
 
 pub async fn describe(shard: &Rc<Shard>, request: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse {
-    let operations = if request.include_authorized_operations { GROUP_AUTHORIZED_OPERATIONS } else { crate::group_admin::AUTHORIZED_OPERATIONS_OMITTED };
+    let operations = if request.include_authorized_operations {
+        GROUP_AUTHORIZED_OPERATIONS
+    } else {
+        crate::group_admin::AUTHORIZED_OPERATIONS_OMITTED
+    };
     let mut groups = Vec::with_capacity(request.group_ids.len());
     for group_id in request.group_ids {
         let described =
