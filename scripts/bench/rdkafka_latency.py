@@ -49,7 +49,10 @@ def main():
     a = ap.parse_args()
 
     topic = f"rdk-lat-{uuid.uuid4().hex[:8]}"
-    configs = {"flush.messages": "1"} if a.durable else {}
+    # Non-durable says so: Long.MAX ("never") is Kafka's default for both flush settings, and
+    # shardlog maps it to durability none (its own default is sync, an fdatasync per ack).
+    never = str(2**63 - 1)
+    configs = {"flush.messages": "1"} if a.durable else {"flush.messages": never, "flush.ms": never}
     admin = AdminClient({"bootstrap.servers": a.bootstrap})
     for f in admin.create_topics([NewTopic(topic, a.partitions, 1, config=configs)]).values():
         f.result(TOPIC_TIMEOUT_S)
