@@ -37,6 +37,16 @@ pub const WRITES_IN_FLIGHT_MAX: usize = 8;
 /// for one partition's whole unwritten window plus its writes in flight.
 pub const CHUNK_POOL_BUFFERS_MAX: usize = (UNWRITTEN_BYTES_MAX as usize / WRITE_CHUNK_BYTES) + WRITES_IN_FLIGHT_MAX;
 
+/// How long the open chunk's partial tail may wait before it is written, when nothing asks for
+/// it sooner (a sync waiter, a seal, shard memory pressure). Light load otherwise costs one
+/// O_DIRECT write per produce: on this VM each is an io_uring worker wake-up, a virtio kick
+/// and an unwritten-extent conversion on a kworker, 40–50 % of the broker's CPU at 1 000
+/// msg/s (docs/benchmarks.md). Only bytes no ack is waiting on wait here (`none` and
+/// `interval` topics: "at risk until synced", docs/operations.md), so this bounds what a
+/// process crash can take beyond an unsynced write, not any acknowledged durability. Reads
+/// are served from the shard's cache, which never drops unwritten batches.
+pub const PARTIAL_WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Bytes accepted but not yet written to disk before `append` waits (backpressure): bounds the
 /// memory one partition can pin when producers outrun the disk. 16 MiB is twice the writes in
 /// flight: enough to keep the disk busy, small enough that buffers stay hot in the pool (the

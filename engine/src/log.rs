@@ -45,8 +45,8 @@ use crate::fs::{
 use crate::ids::{FilePosition, LeaderEpoch, Offset};
 use crate::latency::LatencyHistogram;
 use crate::limits::{
-    BATCH_SIZE_BYTES_MAX, IO_ALIGN_BYTES, PREALLOCATE_STEP_BYTES, READ_BYTES_MAX, READ_TRUNCATION_RETRIES_MAX,
-    SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN,
+    BATCH_SIZE_BYTES_MAX, IO_ALIGN_BYTES, PARTIAL_WRITE_DELAY, PREALLOCATE_STEP_BYTES, READ_BYTES_MAX,
+    READ_TRUNCATION_RETRIES_MAX, SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN,
 };
 use crate::recovery::open_segment;
 use crate::segment::appender::{Appender, AppenderStats};
@@ -75,6 +75,10 @@ pub struct LogConfig {
     /// Refuse appends (`AppendError::DiskFull`) once the file system holding the log has
     /// fewer free bytes than this, after the append; 0 = no floor (see `disk_space.rs`).
     pub disk_free_floor_bytes: u64,
+    /// How long bytes no one waits on may sit in the active segment's partial write buffer
+    /// before they are written (`PARTIAL_WRITE_DELAY`; zero writes at once). Taken when a
+    /// segment becomes active.
+    pub partial_write_delay: Duration,
 }
 
 impl Default for LogConfig {
@@ -86,6 +90,7 @@ impl Default for LogConfig {
             retention_ms: None,
             preallocate_step_bytes: PREALLOCATE_STEP_BYTES,
             disk_free_floor_bytes: 0,
+            partial_write_delay: PARTIAL_WRITE_DELAY,
         }
     }
 }
@@ -343,7 +348,7 @@ impl Log {
             .values_mut()
             .next_back()
             .ok_or_else(|| OpenError::Corrupt { path: dir.to_path_buf(), reason: "no segment".into() })?;
-        start_appender(last).await.map_err(OpenError::Io)?;
+        start_appender(last, config.partial_write_delay).await.map_err(OpenError::Io)?;
         let log_end_offset = last.index.next_offset;
         // A truncation finished above may have cut below a start DeleteRecords recorded.
         let log_start_offset = log_start_offset.min(log_end_offset);
@@ -396,6 +401,11 @@ impl Log {
     /// disk I/O), or `None`. For metrics and tests.
     pub fn cache_first_offset(&self) -> Option<Offset> {
         cache::first_offset(self.inner.cache_id)
+    }
+
+    /// `LogConfig::partial_write_delay` for the next appender started.
+    fn partial_write_delay(&self) -> Duration {
+        self.inner.config.borrow().partial_write_delay
     }
 
     /// The settings now (a copy: `reconfigure` may change them).
@@ -705,7 +715,7 @@ impl Log {
         self.wait_sealed_before(Offset::MAX).await?;
         let base_offset = self.log_end_offset();
         let mut segment = create_segment(&self.inner.dir, base_offset).await?;
-        start_appender(&mut segment).await?;
+        start_appender(&mut segment, self.partial_write_delay()).await?;
         let old_base = {
             let mut state = self.inner.state.borrow_mut();
             let old_base = state.segments.keys().next_back().copied();
@@ -1183,7 +1193,7 @@ async fn create_segment(dir: &Path, base_offset: Offset) -> Result<Segment, IoEr
 
 /// Makes `segment` the active one: reads back its last partial page (the first write will
 /// rewrite it) and starts an appender at its end.
-async fn start_appender(segment: &mut Segment) -> Result<(), IoError> {
+async fn start_appender(segment: &mut Segment, partial_write_delay: Duration) -> Result<(), IoError> {
     let end = segment.index.end_position;
     let end_position = end.get();
     let page_position = align_down(end_position);
@@ -1211,6 +1221,7 @@ async fn start_appender(segment: &mut Segment) -> Result<(), IoError> {
         segment.index.next_offset,
         &tail_page,
         end_position,
+        partial_write_delay,
     );
     segment.appender = Some(Rc::new(appender));
     segment.opened_at = Instant::now();

@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use common::*;
 use engine::io::faulty::{FaultInjector, FaultPlan};
@@ -35,8 +37,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn config(retention_bytes: Option<u64>) -> LogConfig {
-    LogConfig { retention_bytes, ..small_config() }
+/// The partial write delays a case runs with: none (every tail written as soon as the disk is
+/// idle), the default, and one longer than any case (tails wait for a sync, a roll or a close).
+const PARTIAL_WRITE_DELAYS: [Duration; 3] =
+    [Duration::ZERO, engine::limits::PARTIAL_WRITE_DELAY, Duration::from_secs(600)];
+
+fn config(retention_bytes: Option<u64>, partial_write_delay: Duration) -> LogConfig {
+    LogConfig { retention_bytes, partial_write_delay, ..small_config() }
 }
 
 /// The model: every batch still in the log, in order (base offset, count, bytes from 16 on).
@@ -63,7 +70,7 @@ async fn check(log: &Log, model: &Model) {
     assert_eq!(read_all(log, o(start)).await, model.batches);
 }
 
-fn run_ops(ops: Vec<Op>) {
+fn run_ops(ops: Vec<Op>, partial_write_delay: Duration) {
     let dir = temp_dir();
     let path = dir.path().join("p-0");
     run(move || async move {
@@ -71,7 +78,7 @@ fn run_ops(ops: Vec<Op>) {
         engine::cache::set_shard_budget_bytes(8 << 10);
         // Disarmed: it injects no faults, but tracks what was synced so that it can crash.
         let injector = FaultInjector::install(FaultPlan::default());
-        let mut log = Log::open(&path, config(None)).await.unwrap();
+        let mut log = Log::open(&path, config(None, partial_write_delay)).await.unwrap();
         let mut model = Model { batches: Vec::new(), end: 0, durable_end: 0 };
         let mut seed = 0u64;
         for op in ops {
@@ -125,7 +132,7 @@ fn run_ops(ops: Vec<Op>) {
                         let _ = std::fs::remove_file(last.with_extension("index"));
                         let _ = std::fs::remove_file(path.join("clean_shutdown"));
                     }
-                    log = Log::open(&path, config(None)).await.unwrap();
+                    log = Log::open(&path, config(None, partial_write_delay)).await.unwrap();
                     let end = log.log_end_offset().get();
                     assert!(
                         end >= model.durable_end,
@@ -147,7 +154,7 @@ fn run_ops(ops: Vec<Op>) {
                 Op::Retain { keep_bytes } => {
                     log.close().await.unwrap();
                     model.durable_end = model.end;
-                    log = Log::open(&path, config(Some(keep_bytes))).await.unwrap();
+                    log = Log::open(&path, config(Some(keep_bytes), partial_write_delay)).await.unwrap();
                     let sizes = segment_sizes(&path);
                     let total_before: u64 = sizes.iter().sum();
                     assert_eq!(log.stats().size_bytes, total_before);
@@ -181,7 +188,7 @@ fn run_ops(ops: Vec<Op>) {
             check(&log, &model).await;
         }
         log.close().await.unwrap();
-        let log = Log::open(&path, config(None)).await.unwrap();
+        let log = Log::open(&path, config(None, partial_write_delay)).await.unwrap();
         check(&log, &model).await;
         log.close().await.unwrap();
         FaultInjector::uninstall();
@@ -201,8 +208,9 @@ fn log_matches_model() {
         ..ProptestConfig::default()
     };
     let mut runner = prop::test_runner::TestRunner::new(config);
-    if let Err(e) = runner.run(&prop::collection::vec(op(), 1..40), |ops| {
-        run_ops(ops);
+    let cases = (prop::collection::vec(op(), 1..40), prop::sample::select(PARTIAL_WRITE_DELAYS.to_vec()));
+    if let Err(e) = runner.run(&cases, |(ops, partial_write_delay)| {
+        run_ops(ops, partial_write_delay);
         Ok(())
     }) {
         panic!("{e}");

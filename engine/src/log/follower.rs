@@ -173,7 +173,7 @@ impl Log {
         let new_end = holding.index.next_offset;
         assert!(new_end <= cut);
         guard.cut_at(new_end);
-        start_appender(&mut holding).await.map_err(|e| self.fence_truncation(e))?;
+        start_appender(&mut holding, self.partial_write_delay()).await.map_err(|e| self.fence_truncation(e))?;
         let epochs = {
             let mut state = self.inner.state.borrow_mut();
             state.segments.insert(holding.base_offset, holding);
@@ -204,7 +204,7 @@ impl Log {
         if let Some(old) = segment.appender.take() {
             retire_stats(&mut self.inner.state.borrow_mut(), &old);
         }
-        let started = start_appender(&mut segment).await;
+        let started = start_appender(&mut segment, self.partial_write_delay()).await;
         self.inner.state.borrow_mut().segments.insert(base, segment);
         started
     }

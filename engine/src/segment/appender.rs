@@ -16,7 +16,10 @@
 //!
 //! Buffering: appends fill `WRITE_CHUNK_BYTES` DMA buffers ("chunks"), each starting at an
 //! aligned file position. A full chunk is written as soon as fewer than `WRITES_IN_FLIGHT_MAX`
-//! writes are in flight. A partial chunk is written when nothing else is in flight; its last
+//! writes are in flight. A partial chunk is written when nothing else is in flight and either
+//! something needs its bytes on disk (a sync waiter, a seal or stop, shard memory pressure) or
+//! its oldest unwritten byte has waited `LogConfig::partial_write_delay` — so a light stream of small
+//! appends shares one write instead of paying one each. Its last
 //! page is padded with zeroes and copied into the next chunk, so the next write rewrites that
 //! page — every write covers `[align_down(start), align_up(end))`. Two writes never cover the
 //! same page at once: a chunk that starts inside the last page of a write still in flight waits
@@ -103,6 +106,11 @@ struct State {
     durable_next_offset: Offset,
     sync_deadline: Option<Instant>,
     sync_in_flight: bool,
+    /// When the open chunk's undispatched bytes must be written at the latest: set when the
+    /// flusher first sees them, cleared once none are left (`PARTIAL_WRITE_DELAY`).
+    partial_due: Option<Instant>,
+    /// `LogConfig::partial_write_delay`.
+    partial_write_delay: Duration,
     /// Bytes reserved on disk with fallocate.
     allocated_bytes: u64,
     /// This appender's share of `SHARD_UNWRITTEN_BYTES` (see `account`).
@@ -159,6 +167,7 @@ impl Appender {
         next_offset: Offset,
         tail_page: &[u8],
         allocated_bytes: u64,
+        partial_write_delay: Duration,
     ) -> Appender {
         let end_position = end_position.get();
         let chunk_position = align_down(end_position);
@@ -181,6 +190,8 @@ impl Appender {
             durable_next_offset: next_offset,
             sync_deadline: None,
             sync_in_flight: false,
+            partial_due: None,
+            partial_write_delay,
             allocated_bytes,
             accounted_unwritten_bytes: 0,
             fenced: None,
@@ -322,8 +333,13 @@ impl Appender {
             buf.as_bytes_mut()[..len].copy_from_slice(&state.open.buf.as_bytes()[..len]);
             state.open.buf = buf;
         }
+        let sealed_before = state.sealed.len();
         self.copy_in(&mut state, head);
         self.copy_in(&mut state, body);
+        // The flusher needs waking for a chunk to write, or to see the first pending bytes
+        // (it then sets `partial_due` and keeps its own timer); more bytes behind a due time
+        // it already holds change nothing, and waking it per push costs a timer each.
+        let wake_flusher = state.sealed.len() > sealed_before || state.partial_due.is_none();
         state.end_position += size_bytes;
         account(&mut state);
         let mark = (FilePosition::new(state.end_position), next_offset);
@@ -336,7 +352,9 @@ impl Appender {
         }
         debug_assert_eq!(state.open.end_position(), state.end_position);
         drop(state);
-        self.inner.work.notify(usize::MAX);
+        if wake_flusher {
+            self.inner.work.notify(usize::MAX);
+        }
         FilePosition::new(position)
     }
 
@@ -545,15 +563,24 @@ fn next_step(inner: &Inner) -> Step {
             }
         }
     }
-    // 2. The partial open chunk: when nothing else is in flight, or at once when a sync waiter
-    //    needs its bytes and it does not overlap a write in flight (so the fdatasync is not
-    //    held back by a write issued only after the others finished).
+    // 2. The partial open chunk: when nothing else is in flight and it is due (see
+    //    `partial_is_due`), or at once when a sync waiter needs its bytes and it does not
+    //    overlap a write in flight (so the fdatasync is not held back by a write issued only
+    //    after the others finished).
     let pending = state.open.end_position() > state.dispatched_position;
+    let now = Instant::now();
+    if !pending {
+        state.partial_due = None;
+    } else if state.partial_due.is_none() {
+        state.partial_due = Some(now + state.partial_write_delay);
+    }
     let needed_now = state.sync_wanted_position > state.dispatched_position
         && state.open.file_position >= state.dispatched_end_aligned
         && state.in_flight.len() < WRITES_IN_FLIGHT_MAX;
-    if state.sealed.is_empty() && pending && (state.in_flight.is_empty() || needed_now) {
+    if state.sealed.is_empty() && pending && ((state.in_flight.is_empty() && partial_is_due(&state, now)) || needed_now)
+    {
         let chunk = split_open_chunk(&mut state, &inner.file);
+        state.partial_due = None;
         return dispatch(&mut state, chunk);
     }
     // 3. An fdatasync, once the writes it must cover have landed (or nothing more is coming).
@@ -569,7 +596,24 @@ fn next_step(inner: &Inner) -> Step {
     if idle && state.sealed.is_empty() && state.written_position == state.end_position {
         release_idle_chunk(&mut state, &inner.file);
     }
-    Step::Wait(state.sync_deadline)
+    // Wake for whichever comes first: the interval sync or the partial tail's write (only
+    // worth a timer when nothing in flight will wake the flusher anyway).
+    let partial_due = if state.in_flight.is_empty() && state.sealed.is_empty() { state.partial_due } else { None };
+    let wake_at = match (state.sync_deadline, partial_due) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Step::Wait(wake_at)
+}
+
+/// Whether the open chunk's partial tail should be written now rather than wait for more
+/// bytes: a sync waiter wants them, the appender is stopping (seal, drop), the shard is over
+/// its unwritten-bytes budget (appends wait for capacity), or they waited the partial write delay.
+fn partial_is_due(state: &State, now: Instant) -> bool {
+    let sync_wanted = state.sync_wanted_position > state.dispatched_position;
+    let shard_pressed =
+        SHARD_UNWRITTEN_BYTES.with(Cell::get) > shard_unwritten_bytes_max(crate::cache::shard_budget_bytes());
+    sync_wanted || state.stopping || shard_pressed || state.partial_due.is_none_or(|due| now >= due)
 }
 
 /// Everything pushed is written and nothing is in flight: keep only the open chunk's partial
