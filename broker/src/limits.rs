@@ -106,6 +106,12 @@ pub const CONSUMER_OWNED_PARTITIONS_MAX: usize = 100_000;
 /// holding the request forever. Kafka's request.timeout.ms default is the same.
 pub const SHARD_CALL_TIMEOUT_MS: u64 = 30_000;
 
+/// Partition logs a shard opens (topic creation, startup) or deletes at once: each is a handful of
+/// small file operations and directory fsyncs that wait on the disk, so one at a time made
+/// a 10 000-partition topic take 10–40 s here and time out (`SHARD_CALL_TIMEOUT_MS`);
+/// concurrent fsyncs share the journal's commits.
+pub const PARTITION_FILE_OPS_IN_FLIGHT_MAX: usize = 64;
+
 /// Shards (cores) one broker may run.
 pub const SHARDS_MAX: usize = 256;
 

@@ -28,7 +28,8 @@ use crate::groups::{
 };
 use crate::ids::{shard_at, LeaderEpoch, NodeId, Offset, ShardId, COORDINATOR_SHARD};
 use crate::limits::{
-    FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX, PROPOSE_TIMEOUT_MS, RETENTION_CHECK_INTERVAL_MS, SHARD_CALL_TIMEOUT_MS,
+    FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX, PARTITION_FILE_OPS_IN_FLIGHT_MAX, PROPOSE_TIMEOUT_MS,
+    RETENTION_CHECK_INTERVAL_MS, SHARD_CALL_TIMEOUT_MS,
 };
 use crate::metrics::{ShardMetrics, ShardMetricsSnapshot, StorageGauges};
 use crate::order::Turn;
@@ -311,40 +312,72 @@ impl Shard {
         partitions: &[PartitionInfo],
         config: &TopicConfig,
     ) -> Result<(), AdminError> {
-        for info in partitions {
-            let id = TopicPartition::new(topic, info.partition);
-            if self.partitions.borrow().contains_key(&id) {
-                continue;
+        let missing: Vec<(TopicPartition, LeaderEpoch)> = partitions
+            .iter()
+            .map(|info| (TopicPartition::new(topic, info.partition), LeaderEpoch::new(info.leader_epoch)))
+            .filter(|(id, _)| !self.partitions.borrow().contains_key(id))
+            .collect();
+        // Several at a time (PARTITION_FILE_OPS_IN_FLIGHT_MAX); every one opened is kept even if
+        // another fails, as one at a time did.
+        let mut first_error = None;
+        for window in missing.chunks(PARTITION_FILE_OPS_IN_FLIGHT_MAX) {
+            let opens = window.iter().cloned().map(|(id, epoch)| {
+                let (data_dir, config, floor) = (self.data_dir.clone(), config.clone(), self.disk_free_floor_bytes);
+                async move {
+                    let opened = Partition::open(&data_dir, id.clone(), &config, epoch, floor).await;
+                    (id, opened)
+                }
+            });
+            for (id, opened) in join_all(opens).await {
+                match opened {
+                    Ok(partition) => {
+                        self.partitions.borrow_mut().insert(id, Rc::new(partition));
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(AdminError::Storage { reason: format!("opening {id}: {e}") });
+                    }
+                }
             }
-            let epoch = LeaderEpoch::new(info.leader_epoch);
-            let partition = Partition::open(&self.data_dir, id.clone(), config, epoch, self.disk_free_floor_bytes)
-                .await
-                .map_err(|e| AdminError::Storage { reason: format!("opening {id}: {e}") })?;
-            self.partitions.borrow_mut().insert(id, Rc::new(partition));
+            if first_error.is_some() {
+                break;
+            }
         }
         self.metrics.partitions.set(self.partitions.borrow().len() as u64);
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     pub(crate) async fn drop_partitions(&self, topic: &str, partitions: &[u32]) -> Result<(), AdminError> {
-        for &index in partitions {
-            let id = TopicPartition::new(topic, index);
-            let removed = self.partitions.borrow_mut().remove(&id);
-            match removed {
-                // Requests still holding it get errors from the closed log.
-                Some(partition) => partition
-                    .delete()
-                    .await
-                    .map_err(|e| AdminError::Storage { reason: format!("deleting {id}: {e}") })?,
-                None => {
-                    // Not open (e.g. failed earlier): still remove any directory left behind.
-                    let dir = self.data_dir.join(engine::catalog::partition_dir_name(topic, index));
-                    let _ = glommio::executor().spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        // Several at a time, like `open_partitions`; stops after the window holding the first
+        // error (the partitions after it stay open, as one at a time left them).
+        let mut first_error = None;
+        for window in partitions.chunks(PARTITION_FILE_OPS_IN_FLIGHT_MAX) {
+            let deletes = window.iter().map(|&index| {
+                let id = TopicPartition::new(topic, index);
+                let removed = self.partitions.borrow_mut().remove(&id);
+                let dir = self.data_dir.join(engine::catalog::partition_dir_name(topic, index));
+                async move {
+                    match removed {
+                        // Requests still holding it get errors from the closed log.
+                        Some(partition) => partition
+                            .delete()
+                            .await
+                            .map_err(|e| AdminError::Storage { reason: format!("deleting {id}: {e}") }),
+                        None => {
+                            // Not open (e.g. failed earlier): still remove any directory left behind.
+                            let _ = glommio::executor().spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+                            Ok(())
+                        }
+                    }
                 }
+            });
+            let results = join_all(deletes.collect::<Vec<_>>()).await;
+            if let Some(e) = results.into_iter().find_map(Result::err) {
+                first_error = Some(e);
+                break;
             }
         }
         self.metrics.partitions.set(self.partitions.borrow().len() as u64);
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Closes every log cleanly (graceful shutdown).
