@@ -37,6 +37,14 @@ pub const WRITES_IN_FLIGHT_MAX: usize = 8;
 /// for one partition's whole unwritten window plus its writes in flight.
 pub const CHUNK_POOL_BUFFERS_MAX: usize = (UNWRITTEN_BYTES_MAX as usize / WRITE_CHUNK_BYTES) + WRITES_IN_FLIGHT_MAX;
 
+/// Free one-page buffers kept per shard for reuse (4 MiB): open chunks between writes and
+/// small partial writes cycle through them.
+pub const PAGE_POOL_BUFFERS_MAX: usize = 1024;
+
+/// A partial write whose padded size is at most this goes out from a copy (at most 64 KiB of
+/// memcpy), so that its 1 MiB chunk buffer can be reused; larger ones are written in place.
+pub const PARTIAL_WRITE_COPY_BYTES_MAX: usize = 64 << 10;
+
 /// How long the open chunk's partial tail may wait before it is written, when nothing asks for
 /// it sooner (a sync waiter, a seal, shard memory pressure). Light load otherwise costs one
 /// O_DIRECT write per produce: on this VM each is an io_uring worker wake-up, a virtio kick

@@ -55,8 +55,9 @@ use crate::ids::{FilePosition, Offset};
 use crate::io::SegmentFile;
 use crate::latency::LatencyHistogram;
 use crate::limits::{
-    shard_unwritten_bytes_max, CHUNK_POOL_BUFFERS_MAX, IO_ALIGN_BYTES, PREALLOCATE_FIRST_STEP_BYTES,
-    UNWRITTEN_BYTES_MAX, WRITES_IN_FLIGHT_MAX, WRITE_CHUNK_BYTES,
+    shard_unwritten_bytes_max, CHUNK_POOL_BUFFERS_MAX, IO_ALIGN_BYTES, PAGE_POOL_BUFFERS_MAX,
+    PARTIAL_WRITE_COPY_BYTES_MAX, PREALLOCATE_FIRST_STEP_BYTES, UNWRITTEN_BYTES_MAX, WRITES_IN_FLIGHT_MAX,
+    WRITE_CHUNK_BYTES,
 };
 
 /// A DMA buffer that holds the file bytes `[file_position, file_position + len)`.
@@ -331,7 +332,7 @@ impl Appender {
             let mut buf = take_buffer(&self.inner.file);
             let len = state.open.len;
             buf.as_bytes_mut()[..len].copy_from_slice(&state.open.buf.as_bytes()[..len]);
-            state.open.buf = buf;
+            return_buffer(std::mem::replace(&mut state.open.buf, buf));
         }
         let sealed_before = state.sealed.len();
         self.copy_in(&mut state, head);
@@ -452,6 +453,10 @@ thread_local! {
     /// faulting in a fresh 1 MiB buffer costs ~15× filling a reused one. Only untrimmed,
     /// full-size buffers come back here.
     static CHUNK_POOL: RefCell<Vec<DmaBuffer>> = const { RefCell::new(Vec::new()) };
+    /// One-page buffers for reuse: an open chunk right after a partial write or an idle one
+    /// holds only its last page, and a small partial write goes out from a copy in one of
+    /// these (see `dispatch`), so light partitions cycle pages instead of 1 MiB chunks.
+    static PAGE_POOL: RefCell<Vec<DmaBuffer>> = const { RefCell::new(Vec::new()) };
     /// Bytes pushed to this shard's appenders and not yet written (fenced ones excluded).
     static SHARD_UNWRITTEN_BYTES: Cell<u64> = const { Cell::new(0) };
     /// Notified whenever `SHARD_UNWRITTEN_BYTES` drops: appends waiting for capacity recheck.
@@ -485,13 +490,22 @@ fn take_buffer(file: &SegmentFile) -> DmaBuffer {
     CHUNK_POOL.with(|pool| pool.borrow_mut().pop()).unwrap_or_else(|| file.alloc_dma_buffer(WRITE_CHUNK_BYTES))
 }
 
+/// A one-page buffer from this shard's pool, or a new one.
+fn take_page(file: &SegmentFile) -> DmaBuffer {
+    PAGE_POOL.with(|pool| pool.borrow_mut().pop()).unwrap_or_else(|| file.alloc_dma_buffer(IO_ALIGN_BYTES as usize))
+}
+
+/// Keeps an untrimmed chunk or page buffer for reuse (up to the pools' bounds); anything else
+/// is freed.
 fn return_buffer(buf: DmaBuffer) {
-    if buf.len() != WRITE_CHUNK_BYTES {
-        return;
-    }
-    CHUNK_POOL.with(|pool| {
+    let (pool, max) = match buf.len() {
+        WRITE_CHUNK_BYTES => (&CHUNK_POOL, CHUNK_POOL_BUFFERS_MAX),
+        len if len as u64 == IO_ALIGN_BYTES => (&PAGE_POOL, PAGE_POOL_BUFFERS_MAX),
+        _ => return,
+    };
+    pool.with(|pool| {
         let mut pool = pool.borrow_mut();
-        if pool.len() < CHUNK_POOL_BUFFERS_MAX {
+        if pool.len() < max {
             pool.push(buf);
         }
     });
@@ -559,7 +573,7 @@ fn next_step(inner: &Inner) -> Step {
         let overlaps = state.sealed.front().is_some_and(|c| c.file_position < state.dispatched_end_aligned);
         if state.sealed.front().is_some() && (!overlaps || state.in_flight.is_empty()) {
             if let Some(chunk) = state.sealed.pop_front() {
-                return dispatch(&mut state, chunk);
+                return dispatch(&mut state, chunk, &inner.file);
             }
         }
     }
@@ -581,7 +595,7 @@ fn next_step(inner: &Inner) -> Step {
     {
         let chunk = split_open_chunk(&mut state, &inner.file);
         state.partial_due = None;
-        return dispatch(&mut state, chunk);
+        return dispatch(&mut state, chunk, &inner.file);
     }
     // 3. An fdatasync, once the writes it must cover have landed (or nothing more is coming).
     let want_sync = state.sync_wanted_position > state.durable_position;
@@ -624,15 +638,25 @@ fn release_idle_chunk(state: &mut State, file: &SegmentFile) {
     }
     assert!((state.open.len as u64) < IO_ALIGN_BYTES, "an idle open chunk holds only its last partial page");
     assert_eq!(state.open.end_position(), state.end_position);
-    let mut page = file.alloc_dma_buffer(IO_ALIGN_BYTES as usize);
+    let mut page = take_page(file);
     let len = state.open.len;
     page.as_bytes_mut()[..len].copy_from_slice(&state.open.buf.as_bytes()[..len]);
     let chunk = std::mem::replace(&mut state.open.buf, page);
     return_buffer(chunk);
 }
 
-fn dispatch(state: &mut State, mut chunk: Chunk) -> Step {
+fn dispatch(state: &mut State, mut chunk: Chunk, file: &SegmentFile) -> Step {
     let padded_bytes = align_up(chunk.len as u64) as usize;
+    // A small partial chunk goes out from a copy in a buffer of its padded size, and its
+    // full-size buffer goes back to the pool: trimmed for the write, it could not be reused
+    // (glommio cannot untrim), and allocating 1 MiB per small write cost thousands of
+    // partitions a fifth of the shard's CPU in malloc (docs/benchmarks.md, "Many partitions").
+    if padded_bytes < chunk.buf.len() && padded_bytes <= PARTIAL_WRITE_COPY_BYTES_MAX {
+        let mut small =
+            if padded_bytes as u64 == IO_ALIGN_BYTES { take_page(file) } else { file.alloc_dma_buffer(padded_bytes) };
+        small.as_bytes_mut()[..chunk.len].copy_from_slice(&chunk.buf.as_bytes()[..chunk.len]);
+        return_buffer(std::mem::replace(&mut chunk.buf, small));
+    }
     // Zero the padding so a torn tail reads as zeroes, never as stale bytes.
     chunk.buf.as_bytes_mut()[chunk.len..padded_bytes].fill(0);
     chunk.buf.trim_to_size(padded_bytes);
@@ -644,12 +668,14 @@ fn dispatch(state: &mut State, mut chunk: Chunk) -> Step {
 }
 
 /// Takes the open chunk for writing and starts a new one holding a copy of its last partial
-/// page, which the next write will rewrite with more data behind it.
+/// page, which the next write will rewrite with more data behind it. The new one is a single
+/// page: the next push that needs more takes a full chunk (`push`), and a partition that gets
+/// no more holds no chunk.
 fn split_open_chunk(state: &mut State, file: &SegmentFile) -> Chunk {
     let end_position = state.open.end_position();
     let next_position = align_down(end_position);
     let keep = (end_position - next_position) as usize;
-    let mut buf = take_buffer(file);
+    let mut buf = take_page(file);
     let from = (next_position - state.open.file_position) as usize;
     buf.as_bytes_mut()[..keep].copy_from_slice(&state.open.buf.as_bytes()[from..from + keep]);
     std::mem::replace(&mut state.open, Chunk { file_position: next_position, buf, len: keep })
