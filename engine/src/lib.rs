@@ -17,6 +17,7 @@ pub use format::ids;
 pub mod cache;
 pub mod catalog;
 mod checkpoint;
+mod deadlines;
 mod disk_space;
 mod epochs;
 pub mod error;

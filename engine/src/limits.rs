@@ -55,6 +55,12 @@ pub const PARTIAL_WRITE_COPY_BYTES_MAX: usize = 64 << 10;
 /// are served from the shard's cache, which never drops unwritten batches.
 pub const PARTIAL_WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// Granularity of the shard's one timer for appender deadlines (`deadlines.rs`): a deadline is
+/// rounded up to it, so a shard wakes at most once per tick however many partitions wait on
+/// a delayed write or an interval sync, and each waits at most a tick longer than asked. Small
+/// beside `PARTIAL_WRITE_DELAY` (5 ms) and the shortest interval durability (1 ms steps).
+pub const DEADLINE_TICK: std::time::Duration = std::time::Duration::from_micros(500);
+
 /// Bytes accepted but not yet written to disk before `append` waits (backpressure): bounds the
 /// memory one partition can pin when producers outrun the disk. 16 MiB is twice the writes in
 /// flight: enough to keep the disk busy, small enough that buffers stay hot in the pool (the

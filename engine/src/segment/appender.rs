@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 use glommio::io::DmaBuffer;
 
+use crate::deadlines;
 use crate::error::IoError;
 use crate::fs::{align_down, align_up};
 use crate::ids::{FilePosition, Offset};
@@ -530,6 +531,8 @@ async fn preallocate(inner: &Inner, target: u64) -> Result<(), IoError> {
 
 /// The background task that owns all I/O of one appender.
 async fn flusher(inner: Rc<Inner>) {
+    // This flusher's pending registration with the shard's deadline timer (`deadlines.rs`).
+    let mut armed: Option<Instant> = None;
     loop {
         let listener = inner.work.listen();
         match next_step(&inner) {
@@ -541,11 +544,7 @@ async fn flusher(inner: Rc<Inner>) {
             }
             Step::Wait(None) => listener.await,
             Step::Wait(Some(deadline)) => {
-                let timeout = deadline.saturating_duration_since(Instant::now());
-                futures_lite::future::or(listener, async {
-                    glommio::timer::sleep(timeout.max(Duration::from_micros(1))).await;
-                })
-                .await;
+                futures_lite::future::or(listener, deadlines::sleep_until(deadline, &mut armed)).await;
             }
             Step::Stop => break,
         }
