@@ -4,6 +4,7 @@
 //! half-alive broker whose other shards go on serving.
 
 use std::cell::{Cell, RefCell};
+use std::io::Write as _;
 use std::net::{IpAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -242,7 +243,10 @@ fn install_panic_hook() {
             // glommio appends its executor id to the name: "shard-<index>-<executor id>".
             let shard = thread.name().and_then(|n| n.strip_prefix(SHARD_THREAD_PREFIX));
             if let Some(shard) = shard.and_then(|rest| rest.split('-').next()) {
-                eprintln!(
+                // Not `eprintln!`: it panics when stderr cannot be written (a full disk), and a
+                // panic inside the panic hook aborts instead of exiting with the status below.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "fatal: shard {shard} panicked; the broker exits (status {SHARD_PANIC_EXIT_CODE}) rather than \
                      serve with a shard missing"
                 );

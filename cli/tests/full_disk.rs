@@ -54,16 +54,25 @@ struct Broker {
 
 impl Broker {
     fn start(data_dir: &Path, floor_bytes: u64) -> Broker {
+        Broker::start_logging(data_dir, floor_bytes, None)
+    }
+
+    /// `stderr`: where the server logs (default: a file the test reads on failure).
+    fn start_logging(data_dir: &Path, floor_bytes: u64, stderr: Option<std::fs::File>) -> Broker {
         common::raise_memlock_limit();
         let logs = common::temp_dir("shardlog-fulldisk-logs-");
         let stderr_path = logs.path().join("stderr");
+        // Logging somewhere given: log everything, so that every request writes log lines.
+        let log_level = if stderr.is_some() { "debug" } else { "info" };
+        let stderr = stderr.unwrap_or_else(|| std::fs::File::create(&stderr_path).unwrap());
         let mut child = Command::new(common::binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--shards", "1", "--data-dir"])
             .arg(data_dir)
             .args(["--disk-free-floor-bytes", &floor_bytes.to_string()])
+            .env("RUST_LOG", log_level)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(&stderr_path).unwrap()))
+            .stderr(Stdio::from(stderr))
             .spawn()
             .unwrap();
         let mut first = String::new();
@@ -72,7 +81,7 @@ impl Broker {
             .strip_prefix("shardlog listening on ")
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| {
-                panic!("server did not start: {first:?}\n{}", std::fs::read_to_string(&stderr_path).unwrap())
+                panic!("server did not start: {first:?}\n{}", std::fs::read_to_string(&stderr_path).unwrap_or_default())
             })
             .to_owned();
         Broker { child, addr, stderr_path, _logs: logs }
@@ -290,4 +299,23 @@ fn free_space_floor_refuses_producers_before_the_disk_is_full() {
 #[test]
 fn full_disk_without_a_floor_refuses_producers_and_recovers() {
     fill_then_recover("full_disk_without_a_floor_refuses_producers_and_recovers", 0);
+}
+
+/// The disk the broker logs to is full (stderr on /dev/full: every write fails with ENOSPC)
+/// while its data disk is fine: it must keep serving and stop cleanly. tracing-subscriber
+/// reported a failed log write with `eprintln!`, which panics when stderr cannot be written;
+/// on a shard that was a shard panic and exit 70 (seen with a full /tmp).
+#[test]
+fn a_full_log_disk_does_not_stop_the_broker() {
+    let data = common::temp_dir("shardlog-fulllog-");
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let broker = Broker::start_logging(data.path(), 0, Some(full));
+    let mut client = Client::connect(&broker.addr);
+    client.create_topic("t", None);
+    let mut acked = Vec::new();
+    for seed in 0..8 {
+        produce_ok(&mut client, "t", seed, &mut acked);
+    }
+    client.check_topic("t", &acked);
+    broker.stop();
 }

@@ -167,12 +167,20 @@ fn raise_memlock_limit() {
     }
 }
 
-/// Logs to stderr, filtered by RUST_LOG (default: `default_level`).
+/// Logs to stderr, filtered by RUST_LOG (default: `default_level`). A log line that cannot be
+/// written (stderr on a full disk, a closed pipe) is dropped: tracing-subscriber's default is
+/// to report that with `eprintln!`, which panics when stderr cannot be written — on a shard,
+/// that took the broker down (exit 70) because its log file's disk filled up.
 fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .log_internal_errors(false)
+        .try_init();
 }
 
 #[cfg(test)]
