@@ -65,11 +65,16 @@ pub struct Drained<T, A> {
 struct PartitionQueue<A> {
     batches: VecDeque<PendingBatch<A>>,
     in_flight: usize,
+    /// Bytes of this partition's last batch closed or sent: a new batch starts with room for
+    /// about as much, so it does not grow by doubling (a reallocation and a copy of all it
+    /// holds each time; 2-3 % of the load generator's CPU at 1 000 partitions, more with
+    /// large batches).
+    last_batch_bytes: usize,
 }
 
 impl<A> Default for PartitionQueue<A> {
     fn default() -> Self {
-        PartitionQueue { batches: VecDeque::new(), in_flight: 0 }
+        PartitionQueue { batches: VecDeque::new(), in_flight: 0, last_batch_bytes: 0 }
     }
 }
 
@@ -157,7 +162,10 @@ impl<T: AsRef<str> + Clone + Eq + Hash, A: Default> Accumulator<T, A> {
             if !fits {
                 if let Some(last) = queue.batches.back_mut() {
                     last.full = true;
+                    queue.last_batch_bytes = last.builder.size_bytes();
                 }
+                let capacity_bytes =
+                    capacity_bytes.max((queue.last_batch_bytes + estimate_bytes).min(batch_bytes + estimate_bytes));
                 queue.batches.push_back(PendingBatch {
                     builder: BatchBuilder::with_capacity(capacity_bytes),
                     acks: A::default(),
@@ -215,6 +223,7 @@ impl<T: AsRef<str> + Clone + Eq + Hash, A: Default> Accumulator<T, A> {
                     break;
                 }
                 request_bytes += size;
+                queue.last_batch_bytes = size;
                 if let Some(batch) = queue.batches.pop_front() {
                     sticky.batch_sent(key.0.as_ref(), key.1, batch.partitions);
                     batches.push(batch);

@@ -46,7 +46,7 @@ impl BatchAcks {
     pub(super) fn next_delivery(&mut self) -> Delivery {
         let index = self.records;
         self.records += 1;
-        Delivery { outcome: self.outcome.clone(), index }
+        Delivery { outcome: self.outcome.clone(), index, registered: None }
     }
 
     /// Records in the batch.
@@ -88,12 +88,19 @@ pub struct Delivery {
     outcome: Rc<Outcome>,
     /// The record's index in its batch.
     index: u32,
+    /// The waker this delivery last registered with its batch: polling again from the same
+    /// task adds nothing. A task awaiting many records of different batches (the load
+    /// generator's ack groups) polls each of them on every wake-up; registering again on each
+    /// poll made the batches' waker lists grow with the number of polls and woke the task once
+    /// per copy (`Delivery::poll` and waker clones were a tenth of the load generator's CPU at
+    /// 1 000 partitions).
+    registered: Option<Waker>,
 }
 
 impl Future for Delivery {
     type Output = Result<RecordAck, ClientError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let Some(result) = self.outcome.result.borrow().as_ref() {
             let index = u64::from(self.index);
             return Poll::Ready(match result {
@@ -101,12 +108,20 @@ impl Future for Delivery {
                 Err(error) => Err(error.clone()),
             });
         }
-        let mut wakers = self.outcome.wakers.borrow_mut();
-        // One task awaiting many records of the batch in a row registers once (comparing with
-        // the last waker only keeps this O(1); a rare duplicate just wakes a task twice).
-        if !wakers.last().is_some_and(|w| w.will_wake(cx.waker())) {
-            wakers.push(cx.waker().clone());
+        if self.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending; // Already in the batch's list: its resolution wakes this task.
         }
+        let waker = cx.waker().clone();
+        {
+            let mut wakers = self.outcome.wakers.borrow_mut();
+            // One task awaiting many records of the batch in a row registers once (comparing
+            // with the last waker only keeps this O(1); a rare duplicate just wakes a task
+            // twice).
+            if !wakers.last().is_some_and(|w| w.will_wake(&waker)) {
+                wakers.push(waker.clone());
+            }
+        }
+        self.registered = Some(waker);
         Poll::Pending
     }
 }
@@ -128,6 +143,40 @@ mod tests {
         assert_eq!(block_on(d0).unwrap(), RecordAck { partition: 7, offset: Some(100) });
         let rest: Vec<_> = first.map(|d| block_on(d).unwrap().offset).collect();
         assert_eq!(rest, vec![Some(101), Some(102)]);
+    }
+
+    struct CountingWake(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWake {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_task_polling_again_registers_once_and_is_woken_once() {
+        // Two tasks awaiting records of one batch, each polling its record again and again in
+        // turn (as the load generator's ack groups do): each is registered once.
+        let mut acks = BatchAcks::new();
+        let (mut a, mut b) = (acks.next_delivery(), acks.next_delivery());
+        let (wa, wb) = (std::sync::Arc::new(CountingWake(0.into())), std::sync::Arc::new(CountingWake(0.into())));
+        let (waker_a, waker_b) = (Waker::from(wa.clone()), Waker::from(wb.clone()));
+        for _ in 0..10 {
+            assert!(Pin::new(&mut a).poll(&mut Context::from_waker(&waker_a)).is_pending());
+            assert!(Pin::new(&mut b).poll(&mut Context::from_waker(&waker_b)).is_pending());
+        }
+        assert_eq!(acks.outcome.wakers.borrow().len(), 2);
+        acks.resolve(Ok((0, Some(5))));
+        assert_eq!(wa.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(wb.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        let ready = Pin::new(&mut b).poll(&mut Context::from_waker(&waker_b));
+        assert!(matches!(ready, Poll::Ready(Ok(RecordAck { offset: Some(6), .. }))));
+        // Moved to another task: the new waker is registered.
+        let mut acks = BatchAcks::new();
+        let mut c = acks.next_delivery();
+        assert!(Pin::new(&mut c).poll(&mut Context::from_waker(&waker_a)).is_pending());
+        assert!(Pin::new(&mut c).poll(&mut Context::from_waker(&waker_b)).is_pending());
+        assert_eq!(acks.outcome.wakers.borrow().len(), 2);
     }
 
     #[test]

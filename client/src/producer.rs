@@ -12,7 +12,7 @@
 //! `in_flight_per_partition_max` requests in flight (default 1, so its records are appended in
 //! the order they were sent).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -75,13 +75,16 @@ pub struct RecordAck {
     pub offset: Option<u64>,
 }
 
-type PartitionKey = (String, u32);
+type PartitionKey = (Rc<str>, u32);
 
 struct Inner {
     client: Rc<Client>,
     options: ProducerOptions,
-    accumulator: Accumulator<String, BatchAcks>,
+    accumulator: Accumulator<Rc<str>, BatchAcks>,
     closed: Cell<bool>,
+    /// The topic of the last record pushed, shared by the keys of its partitions' queues: a
+    /// producer sending to one topic (the common case) does not allocate its name per record.
+    last_topic: RefCell<Option<Rc<str>>>,
 }
 
 /// A batching producer. `!Send`; lives on one executor.
@@ -111,6 +114,7 @@ impl Producer {
             accumulator: Accumulator::new(accumulator_options(&options)),
             options,
             closed: Cell::new(false),
+            last_topic: RefCell::new(None),
         });
         let sender = glommio::spawn_local({
             let inner = inner.clone();
@@ -244,10 +248,20 @@ impl Inner {
         let partition = self.accumulator.partition_for(topic, partition, key, partitions);
         let timestamp = timestamp_ms.unwrap_or_else(super::now_ms);
         let capacity = self.options.batch_bytes.min(estimate + BATCH_HEADER_BYTES).max(4096);
-        self.accumulator.push((topic.to_owned(), partition), partitions, units, estimate, capacity, |builder, acks| {
+        let topic = self.topic_name(topic);
+        self.accumulator.push((topic, partition), partitions, units, estimate, capacity, |builder, acks| {
             builder.push(key, value, timestamp, headers);
             acks.next_delivery()
         })
+    }
+
+    /// `topic` as a shared name, allocated only when it differs from the last record's.
+    fn topic_name(&self, topic: &str) -> Rc<str> {
+        let mut last = self.last_topic.borrow_mut();
+        match last.as_ref() {
+            Some(name) if **name == *topic => name.clone(),
+            _ => last.insert(Rc::from(topic)).clone(),
+        }
     }
 
     fn request_done(&self, key: &PartitionKey, records: usize, memory: u64) {
@@ -275,7 +289,7 @@ impl Outgoing {
 
 /// Builds the drained batches and sends them, one request per route (split at
 /// `request_bytes_max`), each in its own task.
-fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained<String, BatchAcks>>) {
+fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained<Rc<str>, BatchAcks>>) {
     let mut parts: Vec<(ProducePartition, Outgoing)> = Vec::with_capacity(ready.len());
     for drained in ready {
         let mut batches = Vec::with_capacity(drained.batches.len());
@@ -301,7 +315,7 @@ fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained<String, BatchAcks>>) {
             continue;
         }
         let failed_records = records - acks.iter().map(BatchAcks::len).sum::<usize>();
-        let partition = ProducePartition { topic: drained.key.0.clone(), partition: drained.key.1, batches };
+        let partition = ProducePartition { topic: drained.key.0.to_string(), partition: drained.key.1, batches };
         parts.push((partition, Outgoing { key: drained.key, acks, memory, failed_records, retried: 0 }));
     }
     send_grouped(inner, parts);
@@ -463,6 +477,7 @@ mod tests {
             accumulator: Accumulator::new(accumulator_options(&options)),
             options,
             closed: Cell::new(false),
+            last_topic: RefCell::new(None),
         }
     }
 
@@ -472,7 +487,7 @@ mod tests {
     }
 
     fn batch_sizes(inner: &Inner, partition: u32) -> Vec<(usize, bool)> {
-        inner.accumulator.batch_shapes(&("t".to_owned(), partition))
+        inner.accumulator.batch_shapes(&("t".into(), partition))
     }
 
     #[test]
@@ -502,7 +517,7 @@ mod tests {
         // Partition 1's first batch is full; its second and partition 2's linger.
         let (ready, deadline) = inner.accumulator.drain_ready(now);
         assert_eq!(ready.len(), 1);
-        assert_eq!(ready[0].key, ("t".to_owned(), 1));
+        assert_eq!(ready[0].key, ("t".into(), 1));
         assert_eq!(ready[0].batches.len(), 1);
         assert!(deadline.is_some_and(|d| d > now));
         // One request in flight per partition: nothing more from partition 1, even when due.
@@ -510,7 +525,7 @@ mod tests {
         let (ready2, _) = inner.accumulator.drain_ready(later);
         assert_eq!(ready2.iter().map(|d| d.key.1).collect::<Vec<_>>(), vec![2]);
         // Flushing makes everything ready at once (once the partition may send again).
-        inner.request_done(&("t".to_owned(), 1), 0, 0);
+        inner.request_done(&("t".into(), 1), 0, 0);
         inner.accumulator.flush_begin();
         let (ready3, _) = inner.accumulator.drain_ready(now);
         assert_eq!(ready3.iter().map(|d| (d.key.1, d.batches.len())).collect::<Vec<_>>(), vec![(1, 1)]);
