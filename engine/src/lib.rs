@@ -33,6 +33,7 @@ pub mod limits;
 mod log;
 mod recovery;
 mod segment;
+pub mod shard_sync;
 
 pub use catalog::{Catalog, Durability, TopicConfig};
 pub use disk_space::free_bytes;

@@ -200,6 +200,9 @@ async fn verify_reopened(log: &Log, model: &mut Model) {
 
 /// One seed of the workload.
 async fn run_seed(seed: u64, dir: &Path) {
+    // Odd seeds sync through the shard's shared syncfs rounds (`shard_sync.rs`), even seeds
+    // through each file's own fdatasync.
+    engine::shard_sync::set_syncs_alone_max(if seed % 2 == 1 { 0 } else { usize::MAX });
     let plan = FaultPlan::random(seed);
     let injector = FaultInjector::install(plan);
     let _guard = SeedGuard { seed, injector: injector.clone() };
@@ -272,7 +275,7 @@ async fn append_round(log: &Log, injector: &FaultInjector, model: &mut Model, rn
         }
     }
     let kinds: Vec<&str> = injector.events().iter().skip(model.events_before_reopen).map(|e| e.kind).collect();
-    if kinds.iter().any(|k| matches!(*k, "write EIO" | "short write" | "fdatasync EIO")) {
+    if kinds.iter().any(|k| matches!(*k, "write EIO" | "short write" | "fdatasync EIO" | "syncfs EIO")) {
         model.fenced = true;
     }
 }
@@ -344,7 +347,9 @@ fn run_seeds(name: &str, body: SeedBody) -> BTreeMap<&'static str, u64> {
 fn acknowledged_appends_survive_injected_faults() {
     let tally = run_seeds("faults", |seed, dir| Box::pin(async move { run_seed(seed, &dir).await }));
     if seeds().len() >= SEEDS_FOR_COVERAGE {
-        for kind in ["write EIO", "short write", "read EIO", "fdatasync EIO", "fallocate EIO", "torn sectors"] {
+        for kind in
+            ["write EIO", "short write", "read EIO", "fdatasync EIO", "syncfs EIO", "fallocate EIO", "torn sectors"]
+        {
             assert!(tally.get(kind).is_some_and(|&n| n > 0), "no {kind:?} fault fired in {tally:?}");
         }
         assert!(tally["sync appends ok"] > 0 && tally["appends failed"] > 0, "{tally:?}");

@@ -70,12 +70,15 @@ async fn check(log: &Log, model: &Model) {
     assert_eq!(read_all(log, o(start)).await, model.batches);
 }
 
-fn run_ops(ops: Vec<Op>, partial_write_delay: Duration) {
+fn run_ops(ops: Vec<Op>, partial_write_delay: Duration, shared_syncs: bool) {
     let dir = temp_dir();
     let path = dir.path().join("p-0");
     run(move || async move {
         // Small, so most reads go to disk.
         engine::cache::set_shard_budget_bytes(8 << 10);
+        // Half the cases sync through the shard's shared syncfs rounds (`shard_sync.rs`): a
+        // crash must not lose what one of them acknowledged either.
+        engine::shard_sync::set_syncs_alone_max(if shared_syncs { 0 } else { usize::MAX });
         // Disarmed: it injects no faults, but tracks what was synced so that it can crash.
         let injector = FaultInjector::install(FaultPlan::default());
         let mut log = Log::open(&path, config(None, partial_write_delay)).await.unwrap();
@@ -208,9 +211,10 @@ fn log_matches_model() {
         ..ProptestConfig::default()
     };
     let mut runner = prop::test_runner::TestRunner::new(config);
-    let cases = (prop::collection::vec(op(), 1..40), prop::sample::select(PARTIAL_WRITE_DELAYS.to_vec()));
-    if let Err(e) = runner.run(&cases, |(ops, partial_write_delay)| {
-        run_ops(ops, partial_write_delay);
+    let cases =
+        (prop::collection::vec(op(), 1..40), prop::sample::select(PARTIAL_WRITE_DELAYS.to_vec()), prop::bool::ANY);
+    if let Err(e) = runner.run(&cases, |(ops, partial_write_delay, shared_syncs)| {
+        run_ops(ops, partial_write_delay, shared_syncs);
         Ok(())
     }) {
         panic!("{e}");

@@ -102,6 +102,8 @@ enum Op {
 
 /// A completed write not yet covered by a successful fdatasync.
 struct PendingWrite {
+    /// Completion order across all files: a `syncfs` covers the writes completed before it.
+    seq: u64,
     position: u64,
     /// The bytes there before this write.
     old: Vec<u8>,
@@ -126,6 +128,8 @@ struct State {
     stopped_at: Option<&'static str>,
     counts: [u64; 4],
     files: BTreeMap<PathBuf, FileTrack>,
+    /// Writes completed so far (`PendingWrite::seq`).
+    writes_completed: u64,
     events: Vec<FaultEvent>,
 }
 
@@ -165,6 +169,7 @@ impl FaultInjector {
             stopped_at: None,
             counts: [0; 4],
             files: BTreeMap::new(),
+            writes_completed: 0,
             events: Vec::new(),
         };
         let injector = FaultInjector {
@@ -472,7 +477,9 @@ impl FaultyFile {
 
     fn pending(&self, position: u64, old: Vec<u8>, new: Vec<u8>) {
         let mut state = self.injector.inner.state.borrow_mut();
-        state.files.entry(self.path.clone()).or_default().pending.push(PendingWrite { position, old, new });
+        let seq = state.writes_completed;
+        state.writes_completed += 1;
+        state.files.entry(self.path.clone()).or_default().pending.push(PendingWrite { seq, position, old, new });
     }
 
     pub(crate) async fn fdatasync(&self) -> std::io::Result<()> {
@@ -498,6 +505,46 @@ impl FaultyFile {
         if let Some(track) = state.files.get_mut(&self.path) {
             for w in track.pending.drain(..covered) {
                 track.synced_end = track.synced_end.max(w.position + w.new.len() as u64);
+            }
+        }
+        Ok(())
+    }
+
+    /// syncfs: an fdatasync of every file the injector tracks (every test keeps them on one
+    /// file system), covering the writes completed before it started. A failure tears them all.
+    pub(crate) async fn sync_file_system(&self) -> std::io::Result<()> {
+        let (fault, _guard) = self.begin(Op::Sync)?;
+        let covered_below = self.injector.inner.state.borrow().writes_completed;
+        let take = |state: &mut State| -> Vec<(PathBuf, FileTrack)> {
+            let mut taken = Vec::new();
+            for (path, track) in state.files.iter_mut() {
+                let n = track.pending.iter().take_while(|w| w.seq < covered_below).count();
+                debug_assert!(track.pending[n..].iter().all(|w| w.seq >= covered_below), "pending writes out of order");
+                let pending: Vec<PendingWrite> = track.pending.drain(..n).collect();
+                taken.push((path.clone(), FileTrack { pending, synced_end: track.synced_end }));
+            }
+            taken
+        };
+        if fault {
+            let mut torn = 0;
+            {
+                let mut state = self.injector.inner.state.borrow_mut();
+                let state = &mut *state;
+                for (path, lost) in take(state) {
+                    torn += lost.pending.len();
+                    tear(&mut state.rng, &mut state.events, &path, lost, "failed syncfs");
+                }
+            }
+            self.injector.record("syncfs EIO", &self.path, 0, format!("{torn} writes it covered torn"));
+            return Err(eio("syncfs"));
+        }
+        super::syncfs(&self.inner).await?;
+        let mut state = self.injector.inner.state.borrow_mut();
+        for (path, synced) in take(&mut state) {
+            if let Some(track) = state.files.get_mut(&path) {
+                for w in synced.pending {
+                    track.synced_end = track.synced_end.max(w.position + w.new.len() as u64);
+                }
             }
         }
         Ok(())

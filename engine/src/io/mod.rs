@@ -13,6 +13,7 @@
 #[cfg(feature = "fault-injection")]
 pub mod faulty;
 
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -101,6 +102,31 @@ impl SegmentFile {
         }
     }
 
+    /// syncfs(2): makes durable every write to this file's file system that completed before
+    /// the call (journal commit and device cache flush, once for all files; `shard_sync.rs`).
+    /// A failure is treated like a failed fdatasync of every file it covered: never retried.
+    pub async fn sync_file_system(&self) -> std::io::Result<()> {
+        match self {
+            SegmentFile::Dma(f) => syncfs(f).await,
+            #[cfg(feature = "fault-injection")]
+            SegmentFile::Faulty(f) => f.sync_file_system().await,
+        }
+    }
+
+    /// The device of the file system holding this file (`st_dev`): which syncs one `syncfs`
+    /// can share.
+    pub fn device(&self) -> std::io::Result<u64> {
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `fstat` writes a `stat` through the pointer on success and we read it only
+        // then; the descriptor is open for as long as `self` lives.
+        let rc = unsafe { libc::fstat(self.dma().as_raw_fd(), stat.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: initialised by the successful `fstat` above.
+        Ok(unsafe { stat.assume_init() }.st_dev)
+    }
+
     /// fallocate `size_bytes` from the start of the file (the file grows to that size).
     pub async fn pre_allocate(&self, size_bytes: u64) -> std::io::Result<()> {
         match self {
@@ -125,4 +151,23 @@ impl SegmentFile {
             SegmentFile::Faulty(f) => f.file_size().await,
         }
     }
+}
+
+/// syncfs(2) of `file`'s file system on the executor's blocking thread: io_uring has no syncfs.
+pub(crate) async fn syncfs(file: &DmaFile) -> std::io::Result<()> {
+    // SAFETY: the descriptor is open while `file` is borrowed, which covers this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(file.as_raw_fd()) };
+    // A duplicate the blocking thread owns and closes: the file may be closed (and its number
+    // reused for another file) while the call runs.
+    let owned = fd.try_clone_to_owned()?;
+    glommio::executor()
+        .spawn_blocking(move || {
+            // SAFETY: `owned` is an open descriptor for the duration of the call.
+            if unsafe { libc::syncfs(owned.as_raw_fd()) } == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
+        .await
 }
