@@ -339,8 +339,9 @@ impl Appender {
         self.copy_in(&mut state, head);
         self.copy_in(&mut state, body);
         // The flusher needs waking for a chunk to write, or to see the first pending bytes
-        // (it then sets `partial_due` and keeps its own timer); more bytes behind a due time
-        // it already holds change nothing, and waking it per push costs a timer each.
+        // (it then sets `partial_due` and registers it with the shard's deadline timer); more
+        // bytes behind a due time it already holds change nothing, and waking it per push
+        // costs a wake-up each.
         let wake_flusher = state.sealed.len() > sealed_before || state.partial_due.is_none();
         state.end_position += size_bytes;
         account(&mut state);

@@ -202,6 +202,9 @@ where
     let mut acks: Vec<Option<PendingAck<A>>> = acks.into_iter().map(Some).collect();
     let mut left = acks.len();
     futures_lite::future::poll_fn(|cx| {
+        // One clock read per wake-up, not per ack: every ack seen done here completed before
+        // this poll began (acks of one batch complete together).
+        let mut now = None;
         for slot in acks.iter_mut() {
             let Some(PendingAck { ack, intended, size_bytes, measured }) = slot else { continue };
             let (intended, size_bytes, measured) = (*intended, *size_bytes, *measured);
@@ -211,7 +214,8 @@ where
                     add(&shared.counters.acked, 1);
                     add(&shared.counters.acked_bytes, size_bytes);
                     if measured {
-                        let latency_us = intended.elapsed().as_micros() as u64;
+                        let now = *now.get_or_insert_with(Instant::now);
+                        let latency_us = now.saturating_duration_since(intended).as_micros() as u64;
                         record(&mut local.recorders.borrow_mut().publish, latency_us);
                         record(&mut local.live.borrow_mut(), latency_us);
                     }
