@@ -98,6 +98,9 @@ impl ShardMetrics {
                 ("forwards_out_total", self.forwards_out.get()),
                 ("forwards_in_total", self.forwards_in.get()),
                 ("malformed_frames_total", self.malformed_frames.get()),
+                ("syncs_alone_total", storage.syncs.alone),
+                ("syncs_shared_total", storage.syncs.shared),
+                ("sync_rounds_total", storage.syncs.rounds),
             ],
             gauges: vec![
                 ("connections", self.connections.get()),
@@ -123,6 +126,8 @@ pub struct StorageGauges {
     pub batch_cache_budget_bytes: u64,
     /// Bytes accepted by the shard's logs and not yet written to disk.
     pub unwritten_bytes: u64,
+    /// The shard's syncs: alone (a file's fdatasync) or shared (one `syncfs` per round).
+    pub syncs: engine::shard_sync::SyncStats,
 }
 
 /// A `Send` copy of one shard's metrics.

@@ -406,6 +406,7 @@ impl Shard {
             batch_cache_bytes: cache.size_bytes,
             batch_cache_budget_bytes: cache.budget_bytes,
             unwritten_bytes: cache.appender_unwritten_bytes,
+            syncs: engine::shard_sync::stats(),
         };
         self.metrics.snapshot(self.id.index(), fdatasync, storage)
     }

@@ -337,3 +337,65 @@ fn metrics_endpoint_reports_per_shard_counters_and_fdatasync_latency() {
     assert_eq!(value("shardlog_partitions{shard=\"0\"}") + value("shardlog_partitions{shard=\"1\"}"), 2);
     broker.shutdown();
 }
+
+#[test]
+fn partitions_syncing_at_once_share_a_syncfs_round() {
+    // One shard, so every partition's sync is this shard's; each durable produce to all 16
+    // partitions asks for 16 syncs within a few writes' completion times.
+    let dir = tempfile::Builder::new().prefix("shardlog-broker-").tempdir_in(std::env::temp_dir()).unwrap();
+    let args = ServeArgs {
+        data_dir: Some(dir.path().to_path_buf()),
+        listen: Some("127.0.0.1:0".into()),
+        shards: Some(1),
+        metrics_listen: Some("127.0.0.1:0".into()),
+        ..ServeArgs::default()
+    };
+    let mut broker = Broker::start(ServeConfig::resolve(&args).unwrap()).unwrap();
+    let mut raw = Raw::connect(broker.listen);
+    create(&mut raw, "s", 16);
+    let metrics = || -> String {
+        let mut http = TcpStream::connect(broker.metrics_listen.unwrap()).unwrap();
+        http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        http.read_to_string(&mut text).unwrap();
+        text
+    };
+    let value = |text: &str, series: &str| -> u64 {
+        text.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()).unwrap().parse().unwrap()
+    };
+    let mut requests = 0;
+    let text = loop {
+        requests += 1;
+        let partitions: Vec<ProducePartition> = (0..16)
+            .map(|p| ProducePartition {
+                topic: "s".into(),
+                partition: p,
+                batches: vec![batch(&[&format!("v{requests}")])],
+            })
+            .collect();
+        match raw.call(Request::Produce { acks: Acks::Durable, timeout_ms: 10_000, partitions }) {
+            Response::Produce { partitions } => {
+                assert!(partitions.iter().all(|p| p.error == ErrorCode::None), "{partitions:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = metrics();
+        if value(&text, "shardlog_syncs_shared_total{shard=\"0\"}") > 0 || requests == 100 {
+            break text;
+        }
+    };
+    let (alone, shared, rounds) = (
+        value(&text, "shardlog_syncs_alone_total{shard=\"0\"}"),
+        value(&text, "shardlog_syncs_shared_total{shard=\"0\"}"),
+        value(&text, "shardlog_sync_rounds_total{shard=\"0\"}"),
+    );
+    assert!(shared > 0 && rounds > 0, "no sync shared a round in {requests} requests of 16 partitions: {alone} alone");
+    assert!(rounds <= shared, "{rounds} rounds for {shared} shared syncs");
+    // What was acknowledged reads back from every partition.
+    for p in 0..16 {
+        let got = fetch(&mut raw, "s", p, 0, 0);
+        assert_eq!(got.error, ErrorCode::None);
+        assert_eq!(values(&got.records).len(), requests, "partition {p}");
+    }
+    broker.shutdown();
+}

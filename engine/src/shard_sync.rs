@@ -24,7 +24,10 @@
 //! partition syncing with it — the conservative side.
 //!
 //! Rounds run on the executor's blocking thread (io_uring has no syncfs), driven by one task
-//! per file system that runs rounds while syncs wait for one.
+//! per file system that runs rounds while syncs wait for one. That thread also runs the
+//! shard's directory work (creating and removing partition directories), so a round can queue
+//! behind a large topic's creation or deletion; a thread of the rounds' own would avoid that
+//! (not done).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
