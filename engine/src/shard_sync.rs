@@ -109,9 +109,12 @@ enum Plan {
 /// Makes every write to `file` that completed before this call durable: its own fdatasync, or
 /// a share of one `syncfs` with other partitions of the shard syncing at the same time.
 pub(crate) async fn sync(file: &Rc<SegmentFile>) -> std::io::Result<()> {
+    // Errors say which call failed (the appender fences with it as the reason).
+    let fdatasync =
+        || async { file.fdatasync().await.map_err(|e| std::io::Error::new(e.kind(), format!("fdatasync: {e}"))) };
     let Ok(device) = file.device() else {
         count(|s| s.alone += 1);
-        return file.fdatasync().await;
+        return fdatasync().await;
     };
     let executor = glommio::executor().id();
     let plan = SHARD.with(|shard| {
@@ -137,7 +140,7 @@ pub(crate) async fn sync(file: &Rc<SegmentFile>) -> std::io::Result<()> {
     match plan {
         Plan::Alone => {
             count(|s| s.alone += 1);
-            let result = file.fdatasync().await;
+            let result = fdatasync().await;
             SHARD.with(|shard| {
                 let mut shard = shard.borrow_mut();
                 if shard.executor == Some(executor) {
@@ -156,7 +159,7 @@ pub(crate) async fn sync(file: &Rc<SegmentFile>) -> std::io::Result<()> {
             loop {
                 let listener = round.done.listen();
                 if let Some(result) = round.result.borrow().as_ref() {
-                    return result.clone().map_err(|(kind, text)| std::io::Error::new(kind, text));
+                    return result.clone().map_err(|(kind, text)| std::io::Error::new(kind, format!("syncfs: {text}")));
                 }
                 listener.await;
             }

@@ -744,7 +744,7 @@ async fn sync_file(inner: Rc<Inner>, position: u64) {
                 state.durable_marks.pop_front();
             }
         }
-        Err(e) => fence(&mut state, &inner.path, format!("fdatasync: {e}")),
+        Err(e) => fence(&mut state, &inner.path, format!("sync: {e}")),
     }
     drop(state);
     inner.work.notify(usize::MAX);
