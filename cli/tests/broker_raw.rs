@@ -304,30 +304,44 @@ fn group_members_split_partitions_and_take_over() {
     broker.shutdown();
 }
 
-#[test]
-fn metrics_endpoint_reports_per_shard_counters_and_fdatasync_latency() {
+/// A broker with a metrics listener, and its data dir.
+fn start_with_metrics(shards: usize) -> (Broker, tempfile::TempDir) {
     let dir = tempfile::Builder::new().prefix("shardlog-broker-").tempdir_in(std::env::temp_dir()).unwrap();
     let args = ServeArgs {
         data_dir: Some(dir.path().to_path_buf()),
         listen: Some("127.0.0.1:0".into()),
-        shards: Some(2),
+        shards: Some(shards),
         metrics_listen: Some("127.0.0.1:0".into()),
         ..ServeArgs::default()
     };
-    let mut broker = Broker::start(ServeConfig::resolve(&args).unwrap()).unwrap();
-    let mut raw = Raw::connect(broker.listen);
-    create(&mut raw, "m", 2);
-    for p in 0..2 {
-        assert_eq!(produce(&mut raw, "m", p, vec![batch(&["x"])], Acks::Durable).error, ErrorCode::None);
-    }
+    (Broker::start(ServeConfig::resolve(&args).unwrap()).unwrap(), dir)
+}
+
+/// The metrics page, as served.
+fn metrics_text(broker: &Broker) -> String {
     let mut http = TcpStream::connect(broker.metrics_listen.unwrap()).unwrap();
     http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
     let mut text = String::new();
     http.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.0 200 OK"), "{text}");
-    let value = |series: &str| -> u64 {
-        text.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()).unwrap().parse().unwrap()
-    };
+    text
+}
+
+/// The value of the first series of `text` starting with `series`.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()).unwrap().parse().unwrap()
+}
+
+#[test]
+fn metrics_endpoint_reports_per_shard_counters_and_fdatasync_latency() {
+    let (mut broker, _dir) = start_with_metrics(2);
+    let mut raw = Raw::connect(broker.listen);
+    create(&mut raw, "m", 2);
+    for p in 0..2 {
+        assert_eq!(produce(&mut raw, "m", p, vec![batch(&["x"])], Acks::Durable).error, ErrorCode::None);
+    }
+    let text = metrics_text(&broker);
+    let value = |series: &str| metric(&text, series);
     let produced =
         value("shardlog_produce_requests_total{shard=\"0\"}") + value("shardlog_produce_requests_total{shard=\"1\"}");
     assert_eq!(produced, 2);
@@ -342,27 +356,9 @@ fn metrics_endpoint_reports_per_shard_counters_and_fdatasync_latency() {
 fn partitions_syncing_at_once_share_a_syncfs_round() {
     // One shard, so every partition's sync is this shard's; each durable produce to all 16
     // partitions asks for 16 syncs within a few writes' completion times.
-    let dir = tempfile::Builder::new().prefix("shardlog-broker-").tempdir_in(std::env::temp_dir()).unwrap();
-    let args = ServeArgs {
-        data_dir: Some(dir.path().to_path_buf()),
-        listen: Some("127.0.0.1:0".into()),
-        shards: Some(1),
-        metrics_listen: Some("127.0.0.1:0".into()),
-        ..ServeArgs::default()
-    };
-    let mut broker = Broker::start(ServeConfig::resolve(&args).unwrap()).unwrap();
+    let (mut broker, _dir) = start_with_metrics(1);
     let mut raw = Raw::connect(broker.listen);
     create(&mut raw, "s", 16);
-    let metrics = || -> String {
-        let mut http = TcpStream::connect(broker.metrics_listen.unwrap()).unwrap();
-        http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut text = String::new();
-        http.read_to_string(&mut text).unwrap();
-        text
-    };
-    let value = |text: &str, series: &str| -> u64 {
-        text.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()).unwrap().parse().unwrap()
-    };
     let mut requests = 0;
     let text = loop {
         requests += 1;
@@ -379,15 +375,15 @@ fn partitions_syncing_at_once_share_a_syncfs_round() {
             }
             other => panic!("{other:?}"),
         }
-        let text = metrics();
-        if value(&text, "shardlog_syncs_shared_total{shard=\"0\"}") > 0 || requests == 100 {
+        let text = metrics_text(&broker);
+        if metric(&text, "shardlog_syncs_shared_total{shard=\"0\"}") > 0 || requests == 100 {
             break text;
         }
     };
     let (alone, shared, rounds) = (
-        value(&text, "shardlog_syncs_alone_total{shard=\"0\"}"),
-        value(&text, "shardlog_syncs_shared_total{shard=\"0\"}"),
-        value(&text, "shardlog_sync_rounds_total{shard=\"0\"}"),
+        metric(&text, "shardlog_syncs_alone_total{shard=\"0\"}"),
+        metric(&text, "shardlog_syncs_shared_total{shard=\"0\"}"),
+        metric(&text, "shardlog_sync_rounds_total{shard=\"0\"}"),
     );
     assert!(shared > 0 && rounds > 0, "no sync shared a round in {requests} requests of 16 partitions: {alone} alone");
     assert!(rounds <= shared, "{rounds} rounds for {shared} shared syncs");
