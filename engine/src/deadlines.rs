@@ -12,7 +12,7 @@
 //! woken once more when its stale deadline passes and finds nothing to do. `SleepUntil` keeps
 //! that to one registration per deadline a task actually waits on.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future;
@@ -62,7 +62,8 @@ thread_local! {
     /// Wakes the driver when a deadline earlier than every queued one arrives.
     static EARLIER: Event = const { Event::new() };
     /// Registrations so far on this thread (tests check that waiting tasks share the driver).
-    static REGISTERED: Cell<u64> = const { Cell::new(0) };
+    #[cfg(test)]
+    static REGISTERED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// `at` rounded up to the next multiple of `DEADLINE_TICK` since `base` (never earlier than asked).
@@ -99,6 +100,7 @@ fn register(at: Instant, waker: Waker) -> Instant {
         queue.heap.push(Reverse(Entry { at, seq, waker }));
         (start_driver, earlier)
     });
+    #[cfg(test)]
     REGISTERED.with(|r| r.set(r.get() + 1));
     if start_driver {
         glommio::spawn_local(drive()).detach();
@@ -177,7 +179,7 @@ impl Future for SleepUntil<'_> {
 /// Registrations made on this thread so far.
 #[cfg(test)]
 pub(crate) fn registered() -> u64 {
-    REGISTERED.with(Cell::get)
+    REGISTERED.with(std::cell::Cell::get)
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ struct State {
     sync_deadline: Option<Instant>,
     sync_in_flight: bool,
     /// When the open chunk's undispatched bytes must be written at the latest: set when the
-    /// flusher first sees them, cleared once none are left (`PARTIAL_WRITE_DELAY`).
+    /// flusher first sees them, cleared once none are left (`LogConfig::partial_write_delay`).
     partial_due: Option<Instant>,
     /// `LogConfig::partial_write_delay`.
     partial_write_delay: Duration,
