@@ -130,6 +130,8 @@ struct State {
     files: BTreeMap<PathBuf, FileTrack>,
     /// Writes completed so far (`PendingWrite::seq`).
     writes_completed: u64,
+    /// Every write issued, in issue order: `(file, position, length)` (`FaultInjector::writes`).
+    writes_issued: Vec<(PathBuf, u64, u64)>,
     events: Vec<FaultEvent>,
 }
 
@@ -170,6 +172,7 @@ impl FaultInjector {
             counts: [0; 4],
             files: BTreeMap::new(),
             writes_completed: 0,
+            writes_issued: Vec::new(),
             events: Vec::new(),
         };
         let injector = FaultInjector {
@@ -244,6 +247,12 @@ impl FaultInjector {
     /// Every fault that fired so far.
     pub fn events(&self) -> Vec<FaultEvent> {
         self.inner.state.borrow().events.clone()
+    }
+
+    /// Every write issued to a wrapped file so far, in issue order, faulty or not:
+    /// `(file, position, length)`. Tests check the shape of the appender's writes with it.
+    pub fn writes(&self) -> Vec<(PathBuf, u64, u64)> {
+        self.inner.state.borrow().writes_issued.clone()
     }
 
     /// A random number from the injector's seeded stream (for tests that pick targets).
@@ -447,6 +456,7 @@ impl FaultyFile {
         let (fault, _guard) = self.begin(Op::Write)?;
         let short = !fault && self.injector.short_write();
         let len = buf.len();
+        self.injector.inner.state.borrow_mut().writes_issued.push((self.path.clone(), position, len as u64));
         let old = self.read_old(position, len).await?;
         if fault || short {
             // A whole-sector prefix, possibly empty, reaches the disk either way.

@@ -20,8 +20,11 @@
 //! something needs its bytes on disk (a sync waiter, a seal or stop, shard memory pressure) or
 //! its oldest unwritten byte has waited `LogConfig::partial_write_delay` — so a light stream of small
 //! appends shares one write instead of paying one each. Its last
-//! page is padded with zeroes and copied into the next chunk, so the next write rewrites that
-//! page — every write covers `[align_down(start), align_up(end))`. Two writes never cover the
+//! page is padded with zeroes and copied into the next chunk (a one-page one), so a later write
+//! rewrites that page — every write covers `[align_down(start), align_up(end))`. That page is
+//! rewritten by a write of its own, never together with the unwritten (fallocated) pages after
+//! it: ext4 cannot do such a mixed write without blocking, so io_uring would hand it to a worker
+//! thread (see `push`). Two writes never cover the
 //! same page at once: a chunk that starts inside the last page of a write still in flight waits
 //! for it, otherwise the older write could land last and zero newer bytes.
 //!
@@ -95,6 +98,9 @@ struct State {
     dispatched_end_aligned: u64,
     /// Data end of the last dispatched write.
     dispatched_position: u64,
+    /// Aligned end of the pages written (or being written) to the file: a page below it holds
+    /// data on disk, so writing it again is a rewrite (see `push`).
+    on_disk_end_aligned: u64,
     /// The chunk receiving pushes; always present, starts at an aligned position.
     open: Chunk,
     sealed: VecDeque<Chunk>,
@@ -184,6 +190,7 @@ impl Appender {
             durable_position: end_position,
             dispatched_end_aligned: chunk_position,
             dispatched_position: end_position,
+            on_disk_end_aligned: align_up(end_position),
             open: Chunk { file_position: chunk_position, buf, len: tail_page.len() },
             sealed: VecDeque::new(),
             in_flight: VecDeque::new(),
@@ -328,13 +335,23 @@ impl Appender {
         let position = state.end_position;
         let size_bytes = (head.len() + body.len()) as u64;
         assert!(position + size_bytes <= state.allocated_bytes, "push beyond the reservation");
-        if state.open.len + size_bytes as usize > state.open.buf.len() && state.open.buf.len() < WRITE_CHUNK_BYTES {
-            // An idle appender's one-page chunk: take a full one (its page copied over).
+        if state.open.len + size_bytes as usize > state.open.buf.len()
+            && state.open.buf.len() < WRITE_CHUNK_BYTES
+            && state.open.file_position >= state.on_disk_end_aligned
+        {
+            // A one-page chunk at a fresh page: take a full one (its bytes copied over).
             let mut buf = take_buffer(&self.inner.file);
             let len = state.open.len;
             buf.as_bytes_mut()[..len].copy_from_slice(&state.open.buf.as_bytes()[..len]);
             return_buffer(std::mem::replace(&mut state.open.buf, buf));
         }
+        // A one-page chunk holding the partial last page of an earlier write is never grown
+        // into a full chunk: `copy_in` fills it and seals it as a write of its own, and the
+        // bytes after it start a chunk at the next page. ext4 cannot write a range that
+        // straddles written blocks (that page) and preallocated, still unwritten ones without
+        // blocking (it returns EAGAIN to io_uring's non-blocking attempt), so such a write
+        // went to an io_uring worker thread: at 1 000 partitions every write did. Two writes
+        // that each stay on one side are issued inline (docs/benchmarks.md, "Many partitions").
         let sealed_before = state.sealed.len();
         self.copy_in(&mut state, head);
         self.copy_in(&mut state, body);
@@ -661,6 +678,7 @@ fn dispatch(state: &mut State, mut chunk: Chunk, file: &SegmentFile) -> Step {
     chunk.buf.as_bytes_mut()[chunk.len..padded_bytes].fill(0);
     chunk.buf.trim_to_size(padded_bytes);
     state.dispatched_end_aligned = chunk.file_position + padded_bytes as u64;
+    state.on_disk_end_aligned = state.on_disk_end_aligned.max(state.dispatched_end_aligned);
     state.dispatched_position = chunk.end_position();
     state.in_flight.push_back(InFlightWrite { data_end_position: chunk.end_position(), done: false });
     state.writes_count += 1;
