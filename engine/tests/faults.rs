@@ -21,7 +21,11 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
@@ -328,19 +332,50 @@ async fn reopen(log: Log, dir: &Path, injector: &FaultInjector, model: &mut Mode
 
 type SeedBody = fn(u64, std::path::PathBuf) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
-fn run_seeds(name: &str, body: SeedBody) -> BTreeMap<&'static str, u64> {
+/// A seed takes tens of milliseconds; one that makes no progress for this long is hung. A
+/// liveness bound, not a timing assertion.
+const SEED_STALL_LIMIT: Duration = Duration::from_secs(120);
+
+fn run_seeds(name: &'static str, body: SeedBody) -> BTreeMap<&'static str, u64> {
     let seeds = seeds();
     let count = seeds.len();
+    let running = Arc::new(AtomicU64::new(u64::MAX));
+    watch_for_a_stalled_seed(name, running.clone());
     let tally = run(move || async move {
         engine::cache::set_shard_budget_bytes(SHARD_CACHE_BYTES);
         for seed in seeds {
+            running.store(seed, Ordering::Relaxed);
             let dir = temp_dir();
             body(seed, dir.path().join("p")).await;
         }
+        running.store(u64::MAX, Ordering::Relaxed);
         TALLY.with(|t| std::mem::take(&mut *t.borrow_mut()))
     });
     println!("{name}: {count} seeds passed; {tally:?}");
     tally
+}
+
+/// A hung seed fails the run naming its seed, instead of hanging it (and CI) with no word of
+/// where. The process exits: a hung executor thread cannot be unwound from outside.
+fn watch_for_a_stalled_seed(name: &'static str, running: Arc<AtomicU64>) {
+    std::thread::spawn(move || {
+        let mut last = (u64::MAX, Instant::now());
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let seed = running.load(Ordering::Relaxed);
+            if seed != last.0 {
+                last = (seed, Instant::now());
+            } else if seed != u64::MAX && last.1.elapsed() >= SEED_STALL_LIMIT {
+                // Straight to stderr: the test harness captures `eprintln!` until the test ends.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n*** {name}: seed {seed} made no progress for {SEED_STALL_LIMIT:?}: replay with \
+                     SHARDLOG_FAULT_SEED={seed} ***"
+                );
+                std::process::exit(1);
+            }
+        }
+    });
 }
 
 #[test]
