@@ -6,7 +6,7 @@
 //! `io_uring_enter` with runnable tasks. The completion that made preemption due (here the
 //! preempt timer; in the engine's fault suite the blocking thread's or the throughput timer's
 //! eventfd write) wakes no task, so with nothing else in flight the executor never woke. The
-//! engine's fault suite hung that way now and then (in 3 of 4 runs of
+//! engine's fault suite hung that way now and then (in 6 of 8 runs of
 //! `SHARDLOG_FAULT_SEEDS=1500` with two runs at once).
 //!
 //! A task that only yields, on an executor whose preempt timer is short enough to fire
