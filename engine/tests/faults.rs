@@ -360,7 +360,8 @@ fn run_seeds(name: &'static str, body: SeedBody) -> BTreeMap<&'static str, u64> 
 fn watch_for_a_stalled_seed(name: &'static str, running: Arc<AtomicU64>) {
     std::thread::spawn(move || {
         let mut last = (u64::MAX, Instant::now());
-        loop {
+        // Ends with the seeds: the executor's closure held the other reference.
+        while Arc::strong_count(&running) > 1 {
             std::thread::sleep(Duration::from_secs(1));
             let seed = running.load(Ordering::Relaxed);
             if seed != last.0 {

@@ -24,9 +24,9 @@
 //! rewrites that page — every write covers `[align_down(start), align_up(end))`. That page is
 //! rewritten by a write of its own, never together with the unwritten (fallocated) pages after
 //! it: ext4 cannot do such a mixed write without blocking, so io_uring would hand it to a worker
-//! thread (see `push`). Two writes never cover the
-//! same page at once: a chunk that starts inside the last page of a write still in flight waits
-//! for it, otherwise the older write could land last and zero newer bytes.
+//! thread (see `push`). Two writes never cover the same page at once: a chunk that starts
+//! inside the last page of a write still in flight waits for it, otherwise the older write could
+//! land last and zero newer bytes.
 //!
 //! Idle partitions are cheap: once everything pushed is written and nothing is pending, the
 //! open chunk's 1 MiB buffer goes back to the shard's pool and only its partial last page is
