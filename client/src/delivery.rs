@@ -10,11 +10,12 @@
 //! dropped unresolved (the producer went away), its deliveries resolve to
 //! [`ClientError::Closed`], as a dropped channel sender did: a `Delivery` never hangs.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use super::error::ClientError;
 use super::producer::RecordAck;
@@ -25,6 +26,10 @@ type BatchResult = Result<(u32, Option<u64>), ClientError>;
 #[derive(Debug, Default)]
 struct Outcome {
     result: RefCell<Option<BatchResult>>,
+    /// When the result was set: the moment the client learned it. A caller awaiting many
+    /// records can take them in any order and still time each one exactly (one clock read per
+    /// batch, not per record or per wake-up).
+    resolved_at: Cell<Option<Instant>>,
     /// Tasks waiting on records of this batch.
     wakers: RefCell<Vec<Waker>>,
 }
@@ -67,6 +72,7 @@ impl BatchAcks {
             }
             *slot = Some(result);
         }
+        self.outcome.resolved_at.set(Some(Instant::now()));
         let wakers = std::mem::take(&mut *self.outcome.wakers.borrow_mut());
         for waker in wakers {
             waker.wake();
@@ -95,6 +101,13 @@ pub struct Delivery {
     /// per copy (`Delivery::poll` and waker clones were a tenth of the load generator's CPU at
     /// 1 000 partitions).
     registered: Option<Waker>,
+}
+
+impl Delivery {
+    /// When the record's batch was resolved (acknowledged or failed); `None` before.
+    pub fn resolved_at(&self) -> Option<Instant> {
+        self.outcome.resolved_at.get()
+    }
 }
 
 impl Future for Delivery {
@@ -139,7 +152,10 @@ mod tests {
         let mut first = deliveries.into_iter();
         let mut d0 = first.next().unwrap();
         assert!(block_on(poll_once(&mut d0)).is_none(), "pending before the batch resolves");
+        assert!(d0.resolved_at().is_none());
+        let before = Instant::now();
         acks.resolve(Ok((7, Some(100))));
+        assert!(d0.resolved_at().is_some_and(|at| at >= before && at <= Instant::now()));
         assert_eq!(block_on(d0).unwrap(), RecordAck { partition: 7, offset: Some(100) });
         let rest: Vec<_> = first.map(|d| block_on(d).unwrap().offset).collect();
         assert_eq!(rest, vec![Some(101), Some(102)]);

@@ -295,12 +295,20 @@ mod tests {
     #[test]
     fn this_process_is_measured() {
         let a = Sample::take(BrokerCpu::Embedded);
+        // /proc counts CPU time in clock ticks (10 ms here), so a fixed amount of work may not
+        // cross a tick: burn CPU until the count moves, for at most a few seconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut x = 0u64;
-        for i in 0..5_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
-        }
-        std::hint::black_box(x);
-        let b = Sample::take(BrokerCpu::Embedded);
+        let b = loop {
+            for i in 0..1_000_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            std::hint::black_box(x);
+            let b = Sample::take(BrokerCpu::Embedded);
+            if b.broker_cpu.unwrap() > a.broker_cpu.unwrap() || std::time::Instant::now() >= deadline {
+                break b;
+            }
+        };
         // The test's own thread is not named `loadgen…` and is not the main thread, so its
         // time shows up on the broker's side.
         assert!(b.broker_cpu.unwrap() > a.broker_cpu.unwrap());

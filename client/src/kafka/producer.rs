@@ -15,12 +15,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::accumulator::{record_bytes_estimate, Accumulator, AccumulatorOptions, Drained};
+use crate::delivery::BatchAcks;
+use crate::error::ClientError;
+use crate::Delivery;
 use bytes::Bytes;
 use format::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
-use futures_channel::oneshot;
 use glommio::Task;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::ProduceRequest;
@@ -43,16 +45,22 @@ pub struct ProducerOptions {
     pub buffer_bytes: usize,
 }
 
-type AckSender = oneshot::Sender<Result<(), String>>;
+/// Resolves when the record is acknowledged (or failed). A batch's records share one outcome
+/// (`crate::delivery`), as the native producer's do: no channel per record.
+pub struct KafkaAck(Delivery);
 
-/// Resolves when the record is acknowledged (or failed).
-pub struct KafkaAck(oneshot::Receiver<Result<(), String>>);
+impl KafkaAck {
+    /// When the record's batch was resolved (acknowledged or failed); `None` before.
+    pub fn resolved_at(&self) -> Option<Instant> {
+        self.0.resolved_at()
+    }
+}
 
 impl Future for KafkaAck {
     type Output = Result<(), String>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|r| r.unwrap_or_else(|_| Err(KafkaError::Closed.to_string())))
+        Pin::new(&mut self.0).poll(cx).map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
     }
 }
 
@@ -61,7 +69,7 @@ type PartitionKey = (Rc<str>, u32);
 struct Inner {
     cluster: Rc<Cluster>,
     options: ProducerOptions,
-    accumulator: Accumulator<Rc<str>, Vec<AckSender>>,
+    accumulator: Accumulator<Rc<str>, BatchAcks>,
     /// Topic names shared by every batch key (no allocation per record).
     names: RefCell<HashMap<String, Rc<str>>>,
 }
@@ -144,9 +152,7 @@ impl Inner {
         let capacity = self.options.batch_bytes.min(BATCH_HEADER_BYTES + BATCH_RECORDS_INITIAL * estimate);
         self.accumulator.push((name, partition), partitions, units, estimate, capacity, |builder, acks| {
             builder.push(record.key, Some(record.value), record.timestamp_ms, record.headers);
-            let (tx, rx) = oneshot::channel();
-            acks.push(tx);
-            KafkaAck(rx)
+            KafkaAck(acks.next_delivery())
         })
     }
 
@@ -159,13 +165,13 @@ impl Inner {
 struct Part {
     key: PartitionKey,
     records: Bytes,
-    acks: Vec<AckSender>,
+    acks: BatchAcks,
     memory: u64,
 }
 
 /// Builds the drained batches and starts one request per leader (split at
 /// `REQUEST_BYTES_MAX`), each in its own task.
-fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained<Rc<str>, Vec<AckSender>>>) {
+fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained<Rc<str>, BatchAcks>>) {
     let mut by_topic: HashMap<Rc<str>, Vec<Part>> = HashMap::new();
     for Drained { key, batches } in ready {
         debug_assert_eq!(batches.len(), 1, "batches_per_request_max is 1");
@@ -179,9 +185,7 @@ fn dispatch(inner: &Rc<Inner>, ready: Vec<Drained<Rc<str>, Vec<AckSender>>>) {
                     memory,
                 }),
                 Err(e) => {
-                    for ack in batch.acks {
-                        let _ = ack.send(Err(format!("cannot build a batch: {e}")));
-                    }
+                    batch.acks.resolve(Err(ClientError::InvalidArgument(format!("cannot build a batch: {e}"))));
                     inner.request_done(&key, records, memory);
                 }
             }
@@ -304,17 +308,13 @@ async fn send_request(inner: Rc<Inner>, node: i32, parts: Vec<Part>) {
 
 fn complete(inner: &Inner, part: Part) {
     let records = part.acks.len();
-    for ack in part.acks {
-        let _ = ack.send(Ok(()));
-    }
+    part.acks.resolve(Ok((part.key.1, None)));
     inner.request_done(&part.key, records, part.memory);
 }
 
 fn fail(inner: &Inner, part: Part, error: &KafkaError) {
     let records = part.acks.len();
-    let text = error.to_string();
-    for ack in part.acks {
-        let _ = ack.send(Err(text.clone()));
-    }
+    // The error's text is what the caller sees (`KafkaAck` maps errors to strings).
+    part.acks.resolve(Err(ClientError::InvalidArgument(error.to_string())));
     inner.request_done(&part.key, records, part.memory);
 }

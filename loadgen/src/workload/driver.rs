@@ -7,6 +7,7 @@
 //! need not be `Send`.
 
 use std::future::Future;
+use std::time::Instant;
 
 use crate::config::AckMode;
 use crate::error::LoadgenError;
@@ -76,8 +77,9 @@ pub trait Driver: Sized {
 
 #[allow(async_fn_in_trait)]
 pub trait ProducerDriver {
-    /// Resolves when the record is acknowledged (or failed).
-    type Ack: Future<Output = Result<(), String>> + 'static;
+    /// Resolves when the record is acknowledged (or failed), with the instant the client
+    /// learned of the acknowledgement: its latency does not depend on when the ack is polled.
+    type Ack: Future<Output = Result<Instant, String>> + 'static;
 
     /// Hands the record to the client's batching; returns once it is buffered (waiting for
     /// buffer space if the buffer is full).

@@ -8,8 +8,10 @@
 //! timestamp travels in the same `lg-t` header as with the native driver, so either driver's
 //! consumer reads either driver's records.
 
+use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 pub use client::kafka::{
     durability_configs, Assignment, Cluster, KafkaAck, KafkaConsumer, KafkaError, KafkaProducer, NewRecord,
@@ -104,10 +106,24 @@ impl Driver for KafkaDriver {
 
 pub struct KafkaProducerDriver(KafkaProducer);
 
-impl ProducerDriver for KafkaProducerDriver {
-    type Ack = KafkaAck;
+/// A record's ack with the instant its batch was resolved.
+pub struct KafkaDriverAck(KafkaAck);
 
-    async fn send(&self, record: Outgoing<'_>) -> Result<KafkaAck, String> {
+impl std::future::Future for KafkaDriverAck {
+    type Output = Result<Instant, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = std::task::ready!(Pin::new(&mut self.0).poll(cx));
+        // Resolved, so the instant is set; `now` is the latest it could be.
+        let at = self.0.resolved_at().unwrap_or_else(Instant::now);
+        Poll::Ready(result.map(|()| at))
+    }
+}
+
+impl ProducerDriver for KafkaProducerDriver {
+    type Ack = KafkaDriverAck;
+
+    async fn send(&self, record: Outgoing<'_>) -> Result<KafkaDriverAck, String> {
         let stamp = record.sent_at_us.to_be_bytes();
         let headers: [(&[u8], Option<&[u8]>); 1] = [(TIMESTAMP_HEADER, Some(&stamp))];
         let new = NewRecord {
@@ -118,7 +134,7 @@ impl ProducerDriver for KafkaProducerDriver {
             headers: &headers,
             timestamp_ms: i64::try_from(record.sent_at_us / 1000).unwrap_or(i64::MAX),
         };
-        self.0.send(new).await.map_err(|e| e.to_string())
+        self.0.send(new).await.map(KafkaDriverAck).map_err(|e| e.to_string())
     }
 
     async fn flush(&self) {

@@ -8,6 +8,7 @@
 
 use std::pin::Pin;
 use std::rc::Rc;
+use std::time::Instant;
 
 use client::{
     Acks, Client, ClientOptions, Consumer, ConsumerOptions, Delivery, Producer, ProducerOptions, TopicSettings,
@@ -123,14 +124,17 @@ pub struct NativeProducer {
     producer: Producer,
 }
 
-/// A [`Delivery`] with the client's error turned into text.
+/// A [`Delivery`] with the client's error turned into text and the instant it was resolved.
 pub struct NativeAck(Delivery);
 
 impl std::future::Future for NativeAck {
-    type Output = Result<(), String>;
+    type Output = Result<Instant, String>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+        let result = std::task::ready!(Pin::new(&mut self.0).poll(cx));
+        // Resolved, so the instant is set; `now` is the latest it could be.
+        let at = self.0.resolved_at().unwrap_or_else(Instant::now);
+        std::task::Poll::Ready(result.map(|_| at).map_err(|e| e.to_string()))
     }
 }
 
