@@ -14,13 +14,14 @@
 //! batch) at most `request_bytes_max` bytes.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use format::batch::BatchBuilder;
 use format::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
 use glommio::sync::Semaphore;
+use rustc_hash::FxHashMap;
 
 use super::partitioner::{partition_for_key, StickyPartitioner};
 
@@ -82,7 +83,8 @@ impl<A> Default for PartitionQueue<A> {
 /// `!Send`; lives on one executor.
 pub struct Accumulator<T, A> {
     options: AccumulatorOptions,
-    queues: RefCell<HashMap<(T, u32), PartitionQueue<A>>>,
+    /// Looked up per record: a faster hasher than SipHash (keys are the application's topics).
+    queues: RefCell<FxHashMap<(T, u32), PartitionQueue<A>>>,
     sticky: RefCell<StickyPartitioner>,
     memory: Semaphore,
     /// Records pushed and not yet resolved.
@@ -108,7 +110,7 @@ impl<T: AsRef<str> + Clone + Eq + Hash, A: Default> Accumulator<T, A> {
         Accumulator {
             memory: Semaphore::new(options.buffer_bytes as u64),
             options,
-            queues: RefCell::new(HashMap::new()),
+            queues: RefCell::new(FxHashMap::default()),
             sticky: RefCell::new(StickyPartitioner::new()),
             outstanding: Cell::new(0),
             flushing: Cell::new(0),

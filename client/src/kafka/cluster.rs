@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
     MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use rustc_hash::FxHashMap;
 
 use super::connection::Connection;
 use super::error::{codes, KafkaError};
@@ -61,7 +62,7 @@ pub struct Cluster {
     brokers: RefCell<HashMap<i32, String>>,
     connections: RefCell<HashMap<i32, Rc<Connection>>>,
     /// Topic → the leader's node id per partition.
-    leaders: RefCell<HashMap<String, Rc<Vec<i32>>>>,
+    leaders: RefCell<FxHashMap<String, Rc<Vec<i32>>>>,
 }
 
 impl Cluster {
@@ -104,7 +105,7 @@ impl Cluster {
             versions,
             brokers: RefCell::new(HashMap::new()),
             connections: RefCell::new(HashMap::new()),
-            leaders: RefCell::new(HashMap::new()),
+            leaders: RefCell::new(FxHashMap::default()),
         })
     }
 

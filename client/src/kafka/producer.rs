@@ -26,6 +26,7 @@ use format::limits::{BATCH_HEADER_BYTES, BATCH_SIZE_BYTES_MAX};
 use glommio::Task;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::ProduceRequest;
+use rustc_hash::FxHashMap;
 
 use super::cluster::{topic_name, Cluster, REQUEST_TIMEOUT};
 use super::error::{codes, KafkaError};
@@ -71,7 +72,7 @@ struct Inner {
     options: ProducerOptions,
     accumulator: Accumulator<Rc<str>, BatchAcks>,
     /// Topic names shared by every batch key (no allocation per record).
-    names: RefCell<HashMap<String, Rc<str>>>,
+    names: RefCell<FxHashMap<String, Rc<str>>>,
 }
 
 pub struct KafkaProducer {
@@ -106,7 +107,7 @@ impl KafkaProducer {
             batches_per_request_max: 1,
             request_bytes_max: REQUEST_BYTES_MAX,
         });
-        let inner = Rc::new(Inner { cluster, options, accumulator, names: RefCell::new(HashMap::new()) });
+        let inner = Rc::new(Inner { cluster, options, accumulator, names: RefCell::new(FxHashMap::default()) });
         let sender = glommio::spawn_local({
             let inner = inner.clone();
             async move { inner.accumulator.run(|ready| dispatch(&inner, ready)).await }
