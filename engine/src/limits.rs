@@ -41,6 +41,10 @@ pub const CHUNK_POOL_BUFFERS_MAX: usize = (UNWRITTEN_BYTES_MAX as usize / WRITE_
 /// small partial writes cycle through them.
 pub const PAGE_POOL_BUFFERS_MAX: usize = 1024;
 
+/// The smallest open chunk after a one-page one (`appender::buffer_for`): room for a few small
+/// batches. Open chunks grow by doubling up to `WRITE_CHUNK_BYTES`.
+pub const SMALL_CHUNK_BYTES_MIN: usize = 16 << 10;
+
 /// A partial write whose padded size is at most this goes out from a copy (at most 64 KiB of
 /// memcpy), so that its 1 MiB chunk buffer can be reused; larger ones are written in place.
 pub const PARTIAL_WRITE_COPY_BYTES_MAX: usize = 64 << 10;
@@ -165,6 +169,8 @@ const _: () = assert!(PREALLOCATE_STEP_BYTES.is_multiple_of(IO_ALIGN_BYTES));
 const _: () = assert!(PREALLOCATE_FIRST_STEP_BYTES.is_multiple_of(IO_ALIGN_BYTES));
 const _: () = assert!(PREALLOCATE_FIRST_STEP_BYTES <= PREALLOCATE_STEP_BYTES);
 const _: () = assert!(WRITE_CHUNK_BYTES as u64 > IO_ALIGN_BYTES);
+const _: () = assert!((SMALL_CHUNK_BYTES_MIN as u64).is_multiple_of(IO_ALIGN_BYTES));
+const _: () = assert!(SMALL_CHUNK_BYTES_MIN < WRITE_CHUNK_BYTES && SMALL_CHUNK_BYTES_MIN.is_power_of_two());
 const _: () = assert!(UNWRITTEN_BYTES_MAX >= 2 * BATCH_SIZE_BYTES_MAX as u64);
 const _: () = assert!(SHARD_UNWRITTEN_BUDGET_DIVISOR >= 1);
 const _: () = assert!(shard_unwritten_bytes_max(SHARD_CACHE_BYTES_DEFAULT) >= UNWRITTEN_BYTES_MAX);

@@ -60,8 +60,8 @@ use crate::io::SegmentFile;
 use crate::latency::LatencyHistogram;
 use crate::limits::{
     shard_unwritten_bytes_max, CHUNK_POOL_BUFFERS_MAX, IO_ALIGN_BYTES, PAGE_POOL_BUFFERS_MAX,
-    PARTIAL_WRITE_COPY_BYTES_MAX, PREALLOCATE_FIRST_STEP_BYTES, UNWRITTEN_BYTES_MAX, WRITES_IN_FLIGHT_MAX,
-    WRITE_CHUNK_BYTES,
+    PARTIAL_WRITE_COPY_BYTES_MAX, PREALLOCATE_FIRST_STEP_BYTES, SMALL_CHUNK_BYTES_MIN, UNWRITTEN_BYTES_MAX,
+    WRITES_IN_FLIGHT_MAX, WRITE_CHUNK_BYTES,
 };
 
 /// A DMA buffer that holds the file bytes `[file_position, file_position + len)`.
@@ -336,12 +336,13 @@ impl Appender {
         let size_bytes = (head.len() + body.len()) as u64;
         assert!(position + size_bytes <= state.allocated_bytes, "push beyond the reservation");
         if state.open.len + size_bytes as usize > state.open.buf.len()
-            && state.open.buf.len() < WRITE_CHUNK_BYTES
+            && state.open.buf.len() as u64 == IO_ALIGN_BYTES
             && state.open.file_position >= state.on_disk_end_aligned
         {
-            // A one-page chunk at a fresh page: take a full one (its bytes copied over).
-            let mut buf = take_buffer(&self.inner.file);
+            // A one-page chunk at a fresh page: take one sized for the push (its bytes copied
+            // over). A bigger one that fills up is sealed by `copy_in` instead.
             let len = state.open.len;
+            let mut buf = buffer_for(&self.inner.file, len + size_bytes as usize);
             buf.as_bytes_mut()[..len].copy_from_slice(&state.open.buf.as_bytes()[..len]);
             return_buffer(std::mem::replace(&mut state.open.buf, buf));
         }
@@ -389,7 +390,14 @@ impl Appender {
             if chunk.is_full() {
                 let next_position = chunk.end_position();
                 assert_eq!(next_position % IO_ALIGN_BYTES, 0);
-                let buf = take_buffer(&self.inner.file);
+                // After a full-size chunk, another; after a smaller one, one at least twice its
+                // size (a stream that speeds up reaches full chunks in a few writes).
+                let sealed_bytes = chunk.buf.len();
+                let buf = if sealed_bytes >= WRITE_CHUNK_BYTES {
+                    take_buffer(&self.inner.file)
+                } else {
+                    buffer_for(&self.inner.file, bytes.len().max(sealed_bytes))
+                };
                 let full = std::mem::replace(&mut state.open, Chunk { file_position: next_position, buf, len: 0 });
                 state.sealed.push_back(full);
             }
@@ -507,6 +515,22 @@ pub(crate) fn shard_unwritten_bytes() -> u64 {
 /// A chunk buffer from this shard's pool, or a new one.
 fn take_buffer(file: &SegmentFile) -> DmaBuffer {
     CHUNK_POOL.with(|pool| pool.borrow_mut().pop()).unwrap_or_else(|| file.alloc_dma_buffer(WRITE_CHUNK_BYTES))
+}
+
+/// A buffer for an open chunk that is to hold `needed` bytes: twice that rounded up to a power
+/// of two (at least `SMALL_CHUNK_BYTES_MIN`), or a full pooled chunk once that reaches
+/// `WRITE_CHUNK_BYTES`. At many partitions a partition gets a batch of a few KiB every few
+/// milliseconds and each is written on its own (`partial_write_delay`): from a full 1 MiB
+/// chunk, its partial write had to be copied into a buffer of its padded size so the chunk
+/// could go back to the pool (4.6 % of the broker's CPU at 1 000 partitions); from a buffer
+/// sized for it, the write goes out in place.
+fn buffer_for(file: &SegmentFile, needed: usize) -> DmaBuffer {
+    let size = needed.saturating_mul(2).next_power_of_two().max(SMALL_CHUNK_BYTES_MIN);
+    if size >= WRITE_CHUNK_BYTES {
+        take_buffer(file)
+    } else {
+        file.alloc_dma_buffer(size)
+    }
 }
 
 /// A one-page buffer from this shard's pool, or a new one.
@@ -664,11 +688,16 @@ fn release_idle_chunk(state: &mut State, file: &SegmentFile) {
 
 fn dispatch(state: &mut State, mut chunk: Chunk, file: &SegmentFile) -> Step {
     let padded_bytes = align_up(chunk.len as u64) as usize;
-    // A small partial chunk goes out from a copy in a buffer of its padded size, and its
-    // full-size buffer goes back to the pool: trimmed for the write, it could not be reused
-    // (glommio cannot untrim), and allocating 1 MiB per small write cost thousands of
-    // partitions a fifth of the shard's CPU in malloc (docs/benchmarks.md, "Many partitions").
-    if padded_bytes < chunk.buf.len() && padded_bytes <= PARTIAL_WRITE_COPY_BYTES_MAX {
+    // A small partial chunk in a full-size buffer goes out from a copy in a buffer of its
+    // padded size, and the full-size buffer goes back to the pool: trimmed for the write, it
+    // could not be reused (glommio cannot untrim), and allocating 1 MiB per small write cost
+    // thousands of partitions a fifth of the shard's CPU in malloc (docs/benchmarks.md, "Many
+    // partitions"). A smaller buffer (`buffer_for`) is not pooled: it is trimmed and written
+    // in place.
+    if chunk.buf.len() == WRITE_CHUNK_BYTES
+        && padded_bytes < chunk.buf.len()
+        && padded_bytes <= PARTIAL_WRITE_COPY_BYTES_MAX
+    {
         let mut small =
             if padded_bytes as u64 == IO_ALIGN_BYTES { take_page(file) } else { file.alloc_dma_buffer(padded_bytes) };
         small.as_bytes_mut()[..chunk.len].copy_from_slice(&chunk.buf.as_bytes()[..chunk.len]);
