@@ -14,24 +14,26 @@
 //!   dropped the dirty state it failed to write (the "fsyncgate" lesson); the owner must
 //!   reopen the log, which re-verifies the tail from disk.
 //!
-//! Buffering: appends fill `WRITE_CHUNK_BYTES` DMA buffers ("chunks"), each starting at an
-//! aligned file position. A full chunk is written as soon as fewer than `WRITES_IN_FLIGHT_MAX`
-//! writes are in flight. A partial chunk is written when nothing else is in flight and either
-//! something needs its bytes on disk (a sync waiter, a seal or stop, shard memory pressure) or
-//! its oldest unwritten byte has waited `LogConfig::partial_write_delay` — so a light stream of small
-//! appends shares one write instead of paying one each. Its last
-//! page is padded with zeroes and copied into the next chunk (a one-page one), so a later write
-//! rewrites that page — every write covers `[align_down(start), align_up(end))`. That page is
-//! rewritten by a write of its own, never together with the unwritten (fallocated) pages after
-//! it: ext4 cannot do such a mixed write without blocking, so io_uring would hand it to a worker
-//! thread (see `push`). Two writes never cover the same page at once: a chunk that starts
-//! inside the last page of a write still in flight waits for it, otherwise the older write could
-//! land last and zero newer bytes.
+//! Buffering: appends fill DMA buffers ("chunks"), each starting at an aligned file position:
+//! `WRITE_CHUNK_BYTES` ones from the shard's pool while a stream runs, smaller ones (sized for
+//! the bytes at hand, doubling as they fill: `buffer_for`) after a partial write, so a small
+//! write goes out of a buffer of about its size without a copy. A full chunk is written as
+//! soon as fewer than `WRITES_IN_FLIGHT_MAX` writes are in flight. A partial chunk is written
+//! when nothing else is in flight and either something needs its bytes on disk (a sync waiter,
+//! a seal or stop, shard memory pressure) or its oldest unwritten byte has waited
+//! `LogConfig::partial_write_delay` — so a light stream of small appends shares one write
+//! instead of paying one each. Its last page is padded with zeroes and copied into the next
+//! chunk (a one-page one), so a later write rewrites that page — every write covers
+//! `[align_down(start), align_up(end))`. That page is rewritten by a write of its own, never
+//! together with the unwritten (fallocated) pages after it: ext4 cannot do such a mixed write
+//! without blocking, so io_uring would hand it to a worker thread (see `push`). Two writes never
+//! cover the same page at once: a chunk that starts inside the last page of a write still in
+//! flight waits for it, otherwise the older write could land last and zero newer bytes.
 //!
 //! Idle partitions are cheap: once everything pushed is written and nothing is pending, the
-//! open chunk's 1 MiB buffer goes back to the shard's pool and only its partial last page is
-//! kept (in a one-page buffer); the next push that does not fit there takes a chunk from the
-//! pool again. So 2 000 quiet partitions hold ~8 MiB of buffers, not 2 GiB.
+//! open chunk's buffer goes back to the shard's pool (or is freed) and only its partial last page is
+//! kept (in a one-page buffer); the next push that does not fit there takes a buffer sized for
+//! it (`buffer_for`). So 2 000 quiet partitions hold ~8 MiB of buffers, not 2 GiB.
 //!
 //! Backpressure: a push waits (`wait_for_capacity`) while this appender has more than
 //! `UNWRITTEN_BYTES_MAX` bytes not yet written, or while all appenders of the shard together
