@@ -31,9 +31,9 @@
 //! flight waits for it, otherwise the older write could land last and zero newer bytes.
 //!
 //! Idle partitions are cheap: once everything pushed is written and nothing is pending, the
-//! open chunk's buffer goes back to the shard's pool (or is freed) and only its partial last page is
-//! kept (in a one-page buffer); the next push that does not fit there takes a buffer sized for
-//! it (`buffer_for`). So 2 000 quiet partitions hold ~8 MiB of buffers, not 2 GiB.
+//! open chunk's buffer goes back to the shard's pool (or is freed) and only its partial last
+//! page is kept (in a one-page buffer); the next push that does not fit there takes a buffer
+//! sized for it (`buffer_for`). So 2 000 quiet partitions hold ~8 MiB of buffers, not 2 GiB.
 //!
 //! Backpressure: a push waits (`wait_for_capacity`) while this appender has more than
 //! `UNWRITTEN_BYTES_MAX` bytes not yet written, or while all appenders of the shard together
