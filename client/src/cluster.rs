@@ -3,13 +3,12 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-
-use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use glommio::sync::Semaphore;
+use rustc_hash::FxHashMap;
 
 use super::connection::{Connection, REQUEST_TIMEOUT_MS_DEFAULT};
 use super::error::ClientError;
