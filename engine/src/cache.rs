@@ -23,10 +23,11 @@
 //! stored 16-byte head (kept beside the bytes) followed by the producer's bytes from byte 16 on.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Weak;
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 
 use crate::ids::{FilePosition, Offset};
 use crate::limits::SHARD_CACHE_BYTES_DEFAULT;
@@ -96,7 +97,8 @@ struct LogRun {
 struct ShardCache {
     budget_bytes: u64,
     size_bytes: u64,
-    runs: HashMap<LogId, LogRun>,
+    /// Looked up on every append and eviction: FxHash (the ids are this shard's own counter).
+    runs: FxHashMap<LogId, LogRun>,
     /// The insertion sequence number of each log's oldest cached batch: eviction order.
     fronts: BTreeMap<u64, LogId>,
     next_sequence: u64,
@@ -107,7 +109,7 @@ thread_local! {
     static SHARD_CACHE: RefCell<ShardCache> = RefCell::new(ShardCache {
         budget_bytes: SHARD_CACHE_BYTES_DEFAULT,
         size_bytes: 0,
-        runs: HashMap::new(),
+        runs: FxHashMap::default(),
         fronts: BTreeMap::new(),
         next_sequence: 0,
         evicted_batches: 0,
