@@ -15,7 +15,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::hash::Hash;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use format::batch::BatchBuilder;
@@ -92,7 +94,7 @@ pub struct Accumulator<T, A> {
     /// `flush` calls running: while > 0 every batch is ready at once.
     flushing: Cell<usize>,
     /// Wakes the sender loop: a batch became ready, or a request completed.
-    wake: event_listener::Event,
+    wake: Doorbell,
     /// Notified whenever `outstanding` drops to 0.
     idle: event_listener::Event,
 }
@@ -114,7 +116,7 @@ impl<T: AsRef<str> + Clone + Eq + Hash, A: Default> Accumulator<T, A> {
             sticky: RefCell::new(StickyPartitioner::new()),
             outstanding: Cell::new(0),
             flushing: Cell::new(0),
-            wake: event_listener::Event::new(),
+            wake: Doorbell::default(),
             idle: event_listener::Event::new(),
         }
     }
@@ -191,7 +193,7 @@ impl<T: AsRef<str> + Clone + Eq + Hash, A: Default> Accumulator<T, A> {
         };
         self.outstanding.set(self.outstanding.get() + 1);
         if became_ready {
-            self.wake.notify(usize::MAX);
+            self.wake.ring();
         }
         delivery
     }
@@ -258,13 +260,13 @@ impl<T: AsRef<str> + Clone + Eq + Hash, A: Default> Accumulator<T, A> {
         if outstanding == 0 {
             self.idle.notify(usize::MAX);
         }
-        self.wake.notify(usize::MAX);
+        self.wake.ring();
     }
 
     /// Makes every batch ready until [`Accumulator::flush_end`]; wakes the sender.
     pub fn flush_begin(&self) {
         self.flushing.set(self.flushing.get() + 1);
-        self.wake.notify(usize::MAX);
+        self.wake.ring();
     }
 
     pub fn flush_end(&self) {
@@ -310,7 +312,9 @@ impl<T: AsRef<str> + Clone + Eq + Hash, A: Default> Accumulator<T, A> {
     /// the next lingering batch is due. Never returns; run it in a task the producer owns.
     pub async fn run(&self, mut dispatch: impl FnMut(Vec<Drained<T, A>>)) {
         loop {
-            let wake = self.wake.listen();
+            // Rings from here on (a batch or a completion while draining) end the next wait.
+            self.wake.reset();
+            let wake = self.wake.wait();
             let (ready, next_deadline) = self.drain_ready(Instant::now());
             if !ready.is_empty() {
                 dispatch(ready);
@@ -325,6 +329,44 @@ impl<T: AsRef<str> + Clone + Eq + Hash, A: Default> Accumulator<T, A> {
                 None => wake.await,
             }
         }
+    }
+}
+
+/// Wakes the one sender task of an accumulator (one executor, so no atomics): a flag and the
+/// sender's waker. An `event_listener::Event` cost a listener allocation per wait and atomic
+/// operations per notify — rung on every new batch, ~2 % of the load generator's CPU at 1 000
+/// partitions.
+#[derive(Default)]
+struct Doorbell {
+    rung: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Doorbell {
+    fn ring(&self) {
+        self.rung.set(true);
+        let waker = self.waker.borrow_mut().take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn reset(&self) {
+        self.rung.set(false);
+    }
+
+    /// Resolves once the bell has rung since the last `reset` (at once if it already has).
+    fn wait(&self) -> impl Future<Output = ()> + '_ {
+        futures_lite::future::poll_fn(move |cx| {
+            if self.rung.get() {
+                return Poll::Ready(());
+            }
+            let mut waker = self.waker.borrow_mut();
+            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
     }
 }
 
