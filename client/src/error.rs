@@ -31,6 +31,10 @@ pub enum ClientError {
     /// The producer or consumer was closed (or dropped) before the operation finished.
     #[error("client closed before the operation finished")]
     Closed,
+    /// A record of the Kafka-protocol producer (`client::kafka`) failed; the text is its
+    /// `KafkaError`'s.
+    #[error("{0}")]
+    Kafka(String),
 }
 
 impl ClientError {

@@ -316,6 +316,6 @@ fn complete(inner: &Inner, part: Part) {
 fn fail(inner: &Inner, part: Part, error: &KafkaError) {
     let records = part.acks.len();
     // The error's text is what the caller sees (`KafkaAck` maps errors to strings).
-    part.acks.resolve(Err(ClientError::InvalidArgument(error.to_string())));
+    part.acks.resolve(Err(ClientError::Kafka(error.to_string())));
     inner.request_done(&part.key, records, part.memory);
 }
